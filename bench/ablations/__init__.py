@@ -1,0 +1,1 @@
+"""Built-in ablations. Each is a registered plugin (entry-point group ``bench.ablations``)."""

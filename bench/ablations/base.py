@@ -1,0 +1,185 @@
+"""The ablation contract.
+
+An ablation is a class with a pydantic ``Params`` model (its YAML settings) and a ``phase``:
+
+* ``test``: acts on a trained model. ``run(ctx)`` evaluates it under edits of its merge points
+  (``ctx.evaluate(edits)``) and returns records — one per setting, each with metrics and identity
+  dependence — plus a summary dependence whose bootstrap replicates feed the verdict.
+* ``train``: defines training *variants* (``variants(flow)`` -> {variant name: edits}) that the runner
+  trains beside the baseline under the same recipe and seeds.
+
+``applicable(flow)`` returns None or why this architecture cannot honour the request; a request that
+names blocks or levels the architecture lacks is a validation error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from bench.data import Split, Task, TaskInfo
+from bench.evaluate import predict_stats
+from bench.flow import Edit, IdentityFlow, edited
+from bench.metrics import Outcome
+
+
+class AblationParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TestTimeParams(AblationParams):
+    bn_policy: Literal["running", "reestimate"] = Field(
+        "running", description="BatchNorm statistics under a lesion: kept (Veit et al.) or re-estimated.")
+    bn_batches: int = Field(20, ge=1, description="Training batches used when bn_policy=reestimate.")
+
+
+def dependence(m_ablated, m_full, m_chance):
+    """D = 1 - (m_ablated - m_chance) / (m_full - m_chance): share of above-chance performance lost."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 1.0 - (np.asarray(m_ablated) - m_chance) / (np.asarray(m_full) - m_chance)
+
+
+@dataclass
+class AblationContext:
+    """Everything a test-time ablation needs; ``evaluate`` is the only way it touches the model."""
+
+    model: nn.Module
+    flow: IdentityFlow
+    task: Task
+    device: torch.device
+    seed: int
+    baseline: Outcome
+    chance: Outcome
+    weights: np.ndarray  # (B, N) bootstrap resampling counts shared by every outcome of this cell
+    eval_batch_size: int = 500
+    amp: str = "off"
+    params: Any = None
+    _boot_full: np.ndarray | None = field(default=None, repr=False)
+    _boot_chance: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def info(self) -> TaskInfo:
+        return self.task.info
+
+    @property
+    def split(self) -> Split:
+        return self.task.test
+
+    def evaluate(self, edits: Mapping[str, Edit] | None = None, model: nn.Module | None = None) -> Outcome:
+        model = model or self.model
+        with edited(model, edits or {}), _bn_policy(self, model):
+            return predict_stats(model, self.split, self.info, batch_size=self.eval_batch_size,
+                                 device=self.device, amp=self.amp)
+
+    def dependence(self, outcome: Outcome) -> float:
+        return float(dependence(outcome.primary, self.baseline.primary, self.chance.primary))
+
+    def dependence_boot(self, outcome: Outcome) -> np.ndarray:
+        if self._boot_full is None:
+            self._boot_full = self.baseline.bootstrap(self.weights)
+            self._boot_chance = self.chance.bootstrap(self.weights)
+        return dependence(outcome.bootstrap(self.weights), self._boot_full, self._boot_chance)
+
+    def record(self, key: dict, outcome: Outcome) -> dict:
+        return {"key": key, "metrics": outcome.metrics(), "primary": round(outcome.primary, 6),
+                "dependence": _round(self.dependence(outcome))}
+
+
+def _round(x: float) -> float | None:
+    return None if not np.isfinite(x) else round(float(x), 6)
+
+
+class _bn_policy:
+    """Under bn_policy=reestimate: recompute BN running statistics on training data, restore after."""
+
+    def __init__(self, ctx: AblationContext, model: nn.Module):
+        self.ctx, self.model, self.saved = ctx, model, None
+
+    def __enter__(self):
+        p = self.ctx.params
+        if p is None or getattr(p, "bn_policy", "running") != "reestimate":
+            return self
+        bns = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self.saved = [(m, m.running_mean.clone(), m.running_var.clone(), m.momentum) for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+        self.model.train()
+        with torch.no_grad():
+            for i, (x, _) in enumerate(self.ctx.task.train.batches(self.ctx.eval_batch_size, train=False)):
+                if i >= p.bn_batches:
+                    break
+                self.model(x.to(self.ctx.device))
+        self.model.eval()
+        return self
+
+    def __exit__(self, *exc):
+        for m, mean, var, momentum in self.saved or []:
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+            m.momentum = momentum
+
+
+@dataclass
+class AblationResult:
+    records: list[dict]
+    summary: dict  # point values, e.g. {"dependence": 0.12, ...}
+    summary_boot: np.ndarray | None = None  # bootstrap replicates of summary["dependence"]
+
+
+class Ablation:
+    """Base class: subclasses set ``phase``, ``Params`` and implement ``run`` or ``variants``."""
+
+    phase: ClassVar[Literal["test", "train"]] = "test"
+    Params: ClassVar[type[AblationParams]] = TestTimeParams
+
+    def __init__(self, **params: Any):
+        self.params = self.Params(**params)
+
+    def applicable(self, flow: IdentityFlow) -> str | None:
+        return None
+
+    def validate(self, flow: IdentityFlow) -> None:
+        """Raise ValueError when the settings name something this architecture lacks."""
+
+    def run(self, ctx: AblationContext) -> AblationResult:
+        raise NotImplementedError
+
+    def variants(self, flow: IdentityFlow) -> dict[str, dict[str, Edit]]:
+        raise NotImplementedError
+
+    @classmethod
+    def section(cls, res, run_dir) -> str:
+        """Markdown for report.md; the default is a table of each cell's summary dependence."""
+        from bench.report import fmt, fmt_ci, table
+
+        name = _registered_name(cls, res)
+        rows = []
+        for c in res.cells:
+            out = c.ablations.get(name)
+            if out is None:
+                continue
+            rows.append([c.task, c.architecture, c.seed, len(out.records), fmt_ci(out.summary_ci),
+                         *(fmt(v) if isinstance(v, float) else str(v) for k, v in out.summary.items()
+                           if k != "dependence")])
+        if not rows:
+            return ""
+        extra = [k for k in next(c.ablations[name].summary for c in res.cells if name in c.ablations) if k != "dependence"]
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        return f"## {name}\n\n{doc}\n\n" + table(["task", "architecture", "seed", "settings", "D [95% CI]", *extra],
+                                                  rows) + "\n"
+
+
+def _registered_name(cls, res) -> str:
+    from bench.registry import ABLATIONS
+
+    for spec in res.config.get("ablations", []):
+        if ABLATIONS.get(spec["name"]) is cls:
+            return spec["name"]
+    return cls.__name__

@@ -1,0 +1,196 @@
+"""Command line: one class per subcommand (run, validate, list, ...), each with worked examples.
+
+User errors exit with status 2 and one line naming the file/key and the fix; ``--debug`` shows the
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.registry import REGISTRIES, load_plugin
+
+
+class Command:
+    name: str = ""
+    help: str = ""
+    examples: str = ""
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None: ...
+
+    def __call__(self, args: argparse.Namespace) -> int:
+        raise NotImplementedError
+
+
+class Run(Command):
+    name = "run"
+    help = "train, evaluate and ablate what a study config asks; write a run folder"
+    examples = """examples:
+  python -m bench run configs/quickstart.yaml
+  python -m bench run configs/resnet_cifar10.yaml --set train.epochs=2 --set seeds=[0,1]
+  python -m bench run configs/unet_voc.yaml --out reports/runs/voc-try --restart
+output: <out>/config.resolved.yaml, results.json, report.md and figures
+(default <out>: reports/runs/<config-stem>-<hash of the resolved config>)."""
+
+    def add_arguments(self, p):
+        p.add_argument("config", type=Path, help="study YAML file")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                       help="override a config value (YAML syntax), repeatable")
+        p.add_argument("--out", type=Path, help="run folder (default under reports/runs/)")
+        p.add_argument("--restart", action="store_true", help="discard finished cells in the run folder")
+        p.add_argument("--quiet", action="store_true", help="no progress display")
+
+    def __call__(self, args):
+        from bench.config import load_config
+        from bench.runner import Study
+
+        cfg, resolved = load_config(args.config, args.overrides)
+        check_ablations(cfg, resolved, args.config)
+        run_dir = Study(cfg, resolved, args.config, out=args.out, restart=args.restart,
+                        show_progress=not args.quiet).run()
+        print(f"wrote {run_dir}/results.json and {run_dir}/report.md")
+        return 0
+
+
+class Validate(Command):
+    name = "validate"
+    help = "check a config (schema, registered names, ablations vs identity flow) without running"
+    examples = """examples:
+  python -m bench validate configs/quickstart.yaml
+  python -m bench validate configs/unet_voc.yaml --set train.lr=0.01"""
+
+    def add_arguments(self, p):
+        p.add_argument("config", type=Path)
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+
+    def __call__(self, args):
+        from bench.config import load_config
+
+        cfg, resolved = load_config(args.config, args.overrides)
+        notes = check_ablations(cfg, resolved, args.config)
+        pairs = cfg.pairs()
+        print(f"{args.config}: ok — {len(resolved['tasks'])} task(s), {len(resolved['architectures'])} "
+              f"architecture(s), {len(pairs)} pair(s), {len(resolved['ablations'])} ablation(s), "
+              f"{len(cfg.seeds)} seed(s)")
+        for note in notes:
+            print(f"  note: {note}")
+        return 0
+
+
+def check_ablations(cfg, resolved: dict, path: Path) -> list[str]:
+    """Every ablation must apply to at least one architecture and name only what exists."""
+    from bench.data import TaskInfo
+    from bench.flow import identity_flow
+    from bench.runner import build_ablations, build_model
+
+    notes = []
+    ablations = build_ablations(resolved)
+    used = {a for _, a in cfg.pairs()}
+    for name, abl in ablations.items():
+        ok = []
+        for arch in used:
+            try:
+                flow = identity_flow(build_model(resolved, arch, TaskInfo("classification", 10)))
+            except (ValueError, TypeError) as exc:
+                raise BenchError(f"{path}: architectures.{arch}: {exc}") from None
+            reason = abl.applicable(flow)
+            if reason:
+                notes.append(f"{name} skips {arch}: {reason}")
+                continue
+            try:
+                abl.validate(flow)
+            except ValueError as exc:
+                raise BenchError(f"{path}: ablations.{name} on {arch}: {exc}") from None
+            ok.append(arch)
+        if not ok:
+            raise BenchError(f"{path}: ablations.{name}: applies to none of the architectures "
+                             f"({'; '.join(n for n in notes if n.startswith(name))}); remove it or add one it fits")
+    return notes
+
+
+class List(Command):
+    name = "list"
+    help = "show registered tasks, architectures and ablations (built-in and plugged-in)"
+    examples = """examples:
+  python -m bench list
+  python -m bench list architectures
+  python -m bench --plugin my_plugin.py list architectures"""
+
+    def add_arguments(self, p):
+        p.add_argument("kind", nargs="?", choices=sorted(REGISTRIES), help="one registry (default: all)")
+
+    def __call__(self, args):
+        for kind in [args.kind] if args.kind else ["tasks", "architectures", "ablations"]:
+            reg = REGISTRIES[kind]
+            entries = reg.entries()
+            print(f"{kind} ({len(entries)}):")
+            for e in entries:
+                print(f"  {e.name:<22} {describe(kind, e)}")
+            for name, err in sorted(reg.failed.items()):
+                print(f"  {name:<22} FAILED TO IMPORT: {err}")
+        return 0
+
+
+def describe(kind: str, entry) -> str:
+    text = entry.description
+    if kind == "architectures":
+        from bench.data import TaskInfo
+
+        natural = getattr(entry.obj, "natural", ())
+        try:
+            n = sum(p.numel() for p in entry.obj(TaskInfo("classification", 10)).parameters())
+            size = f"{n / 1e6:.2f}M params (defaults, 10 classes)"
+        except Exception as exc:  # an optional dependency missing, weights unavailable, ...
+            size = f"params n/a: {type(exc).__name__}"
+        role = f"natural for {'/'.join(natural)}; control otherwise" if natural else "natural for both"
+        return f"{text} [{size}; {role}]"
+    if kind == "ablations":
+        return f"{text} [{getattr(entry.obj, 'phase', '?')} time]"
+    return text
+
+
+COMMANDS: list[type[Command]] = [Run, Validate, List]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="bench: identity-flow ablations (Veit et al. 2016) on classification and dense prediction.",
+        epilog="examples:\n  python -m bench run configs/quickstart.yaml\n  python -m bench validate configs/unet_voc.yaml\n"
+               "  python -m bench list architectures\n  python -m bench leaderboard reports/runs/* --format md")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                        help="import a plugin module or .py file first, repeatable")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for cls in COMMANDS:
+        cmd = cls()
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help, epilog=cmd.examples,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        cmd.add_arguments(p)
+        p.set_defaults(handler=cmd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        for plugin in args.plugin:
+            load_plugin(plugin)
+        return args.handler(args)
+    except BenchError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished cells are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""The study config: YAML (safe_load) -> a typed, documented schema (pydantic v2, unknown keys rejected).
+
+A study names its tasks and architectures (aliases -> registered plugin + params), the matrix of
+task x architecture pairs, the training recipe, the ablations, seeds and device. Plugin parameters
+are validated against each plugin's own signature (``bench.params``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bench.errors import BenchError, did_you_mean
+from bench.params import validate_params
+from bench.registry import ABLATIONS, ARCHITECTURES, TASKS, load_plugin
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PluginSpec(BaseModel):
+    """``{name: <registered name>, <param>: <value>, ...}``; params are checked against the plugin."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class TrainConfig(Strict):
+    epochs: float = Field(10, gt=0, description="Training length in epochs (fractions allowed).")
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(500, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(5e-4, ge=0)
+    schedule: Literal["cosine", "multistep", "constant"] = "cosine"
+    milestones: list[float] = Field([0.5, 0.75], description="multistep: fractions of training at which lr *= gamma.")
+    gamma: float = Field(0.1, gt=0)
+    warmup_epochs: float = Field(0.0, ge=0, description="Linear warm-up from lr/10 (He et al. ResNet-110 used ~1).")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    amp: Literal["off", "bf16", "fp16"] = Field("off", description="Autocast on CUDA; ignored on CPU.")
+    channels_last: bool = False
+    compile: bool = Field(False, description="torch.compile the model (GPU).")
+    max_steps_per_epoch: int | None = Field(None, ge=1, description="Cap for smoke tests.")
+
+
+class VerdictConfig(Strict):
+    dense: str = Field(description="Alias of the dense-prediction task (e.g. segmentation).")
+    global_: str = Field(alias="global", description="Alias of its global-prediction twin (classification).")
+    ablation: str = Field("skip_removal", description="Headline ablation whose identity dependence decides.")
+    architecture: str | None = Field(None, description="Headline architecture; default: first natural for dense.")
+
+
+class StudyConfig(Strict):
+    name: str | None = Field(None, description="Study name; default: the config file's stem.")
+    seeds: list[int] = Field([0], min_length=1)
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    tasks: dict[str, PluginSpec] = Field(min_length=1)
+    architectures: dict[str, PluginSpec] = Field(min_length=1)
+    matrix: Literal["all"] | list[tuple[str, str]] = Field("all", description="Pairs [task, architecture].")
+    train: TrainConfig = TrainConfig()
+    ablations: list[PluginSpec] = []
+    verdict: VerdictConfig | None = None
+    bootstrap: int = Field(1000, ge=100, description="Test-set bootstrap replicates for confidence intervals.")
+    plugins: list[str] = Field([], description="Extra plugin modules or .py files to import.")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v not in ("auto", "cpu", "cuda") and not v.startswith("cuda:"):
+            raise ValueError("must be auto, cpu, cuda or cuda:N")
+        return v
+
+    def pairs(self) -> list[tuple[str, str]]:
+        if self.matrix == "all":
+            return [(t, a) for t in self.tasks for a in self.architectures]
+        return [tuple(p) for p in self.matrix]  # type: ignore[misc]
+
+
+def set_path(data: dict, dotted: str, value: Any) -> None:
+    """--set train.lr=0.05: walk/create dicts; list items by index (ablations.0.k=3)."""
+    keys = dotted.split(".")
+    node: Any = data
+    for k in keys[:-1]:
+        if isinstance(node, list):
+            node = node[int(k)]
+        else:
+            node = node.setdefault(k, {})
+    last = keys[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    out = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise BenchError(f"--set {item!r}: expected key.path=value, e.g. --set train.epochs=2")
+        out.append((key, yaml.safe_load(raw)))
+    return out
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[StudyConfig, dict]:
+    """Parse, apply --set overrides, validate schema and plugin params. Returns (config, resolved dict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"{path}: no such config file; see configs/ for examples")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise BenchError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise BenchError(f"{path}: top level must be a mapping with tasks, architectures, ...")
+    try:
+        for key, value in parse_overrides(list(overrides)):
+            set_path(raw, key, value)
+    except (IndexError, ValueError, TypeError, AttributeError) as exc:
+        raise BenchError(f"--set: cannot apply to {path}: {exc}") from None
+    try:
+        cfg = StudyConfig.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise BenchError(f"{path}: {schema_error(exc, raw)}") from None
+    for plugin in cfg.plugins:
+        load_plugin(str(path.parent / plugin) if plugin.endswith(".py") else plugin)
+    resolved = resolve(cfg, path)
+    return cfg, resolved
+
+
+def schema_error(exc: pydantic.ValidationError, raw: dict) -> str:
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    key = ".".join(loc)
+    if err["type"] == "extra_forbidden":
+        model: type[BaseModel] = StudyConfig
+        for part in loc[:-1]:
+            field = model.model_fields.get(part)
+            ann = getattr(field, "annotation", None)
+            model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else model
+        names = [f.alias or n for n, f in model.model_fields.items()]
+        return f"{key}: unknown key{did_you_mean(loc[-1], names)}; allowed here: {', '.join(names)}"
+    if err["type"] == "missing":
+        return f"{key}: required key is missing; add it (see configs/quickstart.yaml)"
+    return f"{key}: {err['msg']} (got {err.get('input')!r})"
+
+
+def resolve(cfg: StudyConfig, path: Path) -> dict:
+    """Check names against the registries and fill in every plugin's defaults."""
+    out = cfg.model_dump(by_alias=True)
+    out["name"] = cfg.name or path.stem
+    for section, registry in (("tasks", TASKS), ("architectures", ARCHITECTURES)):
+        for alias, spec in getattr(cfg, section).items():
+            obj = _get(registry, spec.name, f"{path}: {section}.{alias}.name")
+            params = validate_params(obj, spec.params, f"{path}: {section}.{alias}")
+            out[section][alias] = {"name": spec.name, **params}
+    out["ablations"] = []
+    for i, spec in enumerate(cfg.ablations):
+        obj = _get(ABLATIONS, spec.name, f"{path}: ablations.{i}.name")
+        out["ablations"].append({"name": spec.name, **validate_params(obj, spec.params, f"{path}: ablations.{i}")})
+    names = [a["name"] for a in out["ablations"]]
+    if len(set(names)) != len(names):
+        raise BenchError(f"{path}: ablations: each ablation may appear once; merge the duplicates")
+    for i, (t, a) in enumerate(cfg.pairs()):
+        if t not in cfg.tasks:
+            raise BenchError(f"{path}: matrix.{i}: unknown task alias {t!r}{did_you_mean(t, cfg.tasks)}")
+        if a not in cfg.architectures:
+            raise BenchError(f"{path}: matrix.{i}: unknown architecture alias {a!r}{did_you_mean(a, cfg.architectures)}")
+    if cfg.verdict is not None:
+        v = cfg.verdict
+        for key, alias in (("dense", v.dense), ("global", v.global_)):
+            if alias not in cfg.tasks:
+                raise BenchError(f"{path}: verdict.{key}: unknown task alias {alias!r}{did_you_mean(alias, cfg.tasks)}")
+        if v.ablation not in names:
+            raise BenchError(f"{path}: verdict.ablation: {v.ablation!r} is not in ablations ({', '.join(names)}); add it")
+        if v.architecture is not None and v.architecture not in cfg.architectures:
+            raise BenchError(f"{path}: verdict.architecture: unknown alias {v.architecture!r}"
+                             f"{did_you_mean(v.architecture, cfg.architectures)}")
+    return out
+
+
+def _get(registry, name: str, where: str):
+    try:
+        return registry.get(name)
+    except BenchError as exc:
+        raise BenchError(f"{where}: {exc}") from None
+
+
+def config_hash(resolved: dict) -> str:
+    blob = json.dumps(resolved, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:8]

@@ -1,0 +1,173 @@
+"""The task contract: what a task plugin gives the harness.
+
+A task factory returns a ``Task``: its ``TaskInfo`` (kind, classes, ignore index) and two ``Split``s.
+A ``Split`` yields normalised float batches; the two built-in kinds are ``TensorSplit`` (small images
+kept in memory as uint8, augmented in batches with no per-sample Python) and ``DatasetSplit`` (files
+decoded by DataLoader workers, e.g. albumentations pipelines for segmentation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+Kind = Literal["classification", "segmentation"]
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    kind: Kind
+    num_classes: int
+    in_channels: int = 3
+    image_size: tuple[int, int] = (32, 32)  # training input size (H, W)
+    ignore_index: int | None = None  # segmentation: label excluded from loss and metrics
+    class_names: tuple[str, ...] = ()
+    background_index: int | None = None  # segmentation: class that `classify_from_masks` may skip
+
+
+class Split(Protocol):
+    """An evaluation or training split: sized, with targets for chance levels, yields (x, y) batches."""
+
+    def __len__(self) -> int: ...
+
+    def targets(self) -> torch.Tensor:
+        """All labels (N,) or masks (N, H, W) as int64, for chance levels and class counts."""
+        ...
+
+    def batches(
+        self, batch_size: int, *, train: bool, epoch: int = 0, seed: int = 0, rank: int = 0, world: int = 1
+    ) -> Iterator[Batch]: ...
+
+
+@dataclass
+class Task:
+    info: TaskInfo
+    train: Split
+    test: Split
+    description: str = ""
+    provenance: dict = field(default_factory=dict)  # data root, files, checksums: recorded in results
+
+
+def _normalise(x_uint8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    return (x_uint8.float().div_(255) - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+
+
+@dataclass
+class TensorSplit:
+    """Images (N, C, H, W) uint8 and targets (N,) or (N, H, W) int64, held in memory.
+
+    Training batches get a batched random crop from a ``pad``-pixel reflection-padded copy and a
+    horizontal flip (masks follow their images), as in the He et al. CIFAR recipe.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    pad: int = 4
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        assert self.images.dtype == torch.uint8 and self.images.ndim == 4, "images must be uint8 NCHW"
+        assert len(self.images) == len(self.labels), "images and labels differ in length"
+        self._mean = torch.tensor(self.mean, dtype=torch.float32)
+        self._std = torch.tensor(self.std, dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def targets(self) -> torch.Tensor:
+        return self.labels
+
+    def batches(self, batch_size, *, train, epoch=0, seed=0, rank=0, world=1):
+        n = len(self)
+        if train:
+            g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+            order = torch.randperm(n, generator=g)
+        else:
+            g, order = None, torch.arange(n)
+        order = order[rank::world]
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            x, y = self.images[idx], self.labels[idx]
+            if train:
+                x, y = self._augment(x, y, g)
+            yield _normalise(x, self._mean, self._std), y
+
+    def _augment(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> Batch:
+        n, _, h, w = x.shape
+        dense = y.ndim == 3
+        if self.pad:
+            p = self.pad
+            x = torch.nn.functional.pad(x.float(), (p, p, p, p), mode="reflect").to(torch.uint8)
+            if dense:
+                y = torch.nn.functional.pad(y[:, None].float(), (p, p, p, p), mode="reflect")[:, 0].long()
+            dy = torch.randint(0, 2 * p + 1, (n,), generator=g)
+            dx = torch.randint(0, 2 * p + 1, (n,), generator=g)
+            rows = (dy[:, None] + torch.arange(h))[:, None, :, None]  # (n,1,h,1)
+            cols = (dx[:, None] + torch.arange(w))[:, None, None, :]  # (n,1,1,w)
+            bidx = torch.arange(n)[:, None, None, None]
+            x = x[bidx, torch.arange(x.shape[1])[None, :, None, None], rows, cols]
+            if dense:
+                y = y[bidx[:, 0], rows[:, 0], cols[:, 0]]
+        if self.flip:
+            f = torch.rand(n, generator=g) < 0.5
+            x = torch.where(f[:, None, None, None], x.flip(-1), x)
+            if dense:
+                y = torch.where(f[:, None, None], y.flip(-1), y)
+        return x, y
+
+
+@dataclass
+class DatasetSplit:
+    """A map-style Dataset returning (float CHW normalised tensor, int64 target), read by DataLoader workers.
+
+    ``train_dataset`` (augmenting) and ``eval_dataset`` (deterministic) view the same files.
+    """
+
+    train_dataset: Dataset
+    eval_dataset: Dataset
+    workers: int = 2
+    label_fn: object = None  # callable returning all targets; defaults to iterating eval_dataset
+
+    def __len__(self) -> int:
+        return len(self.eval_dataset)  # type: ignore[arg-type]
+
+    def targets(self) -> torch.Tensor:
+        if self.label_fn is not None:
+            return self.label_fn()  # type: ignore[operator]
+        return torch.stack([torch.as_tensor(self.eval_dataset[i][1]) for i in range(len(self))])
+
+    def batches(self, batch_size, *, train, epoch=0, seed=0, rank=0, world=1):
+        ds = self.train_dataset if train else self.eval_dataset
+        n = len(ds)  # type: ignore[arg-type]
+        if train:
+            g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+            order = torch.randperm(n, generator=g)
+        else:
+            order = torch.arange(n)
+        indices = order[rank::world].tolist()
+        loader = DataLoader(
+            torch.utils.data.Subset(ds, indices),
+            batch_size=batch_size,
+            num_workers=self.workers,
+            persistent_workers=False,
+            worker_init_fn=_seed_worker,
+            generator=torch.Generator().manual_seed(seed * 7919 + epoch),
+        )
+        yield from loader
+
+
+def _seed_worker(worker_id: int) -> None:
+    import random
+
+    import numpy as np
+
+    s = torch.initial_seed() % 2**32
+    np.random.seed(s)
+    random.seed(s)

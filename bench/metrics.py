@@ -1,0 +1,125 @@
+"""Evaluation protocol as additive per-example statistics.
+
+Every metric is a function of *sums* of per-example statistics, so one mechanism serves point
+estimates, chance levels and the test-set bootstrap (resample examples = reweight the sums).
+
+Classification: columns ``correct`` and ``count``; top-1 accuracy = correct / count.
+Segmentation (ignore index excluded everywhere): per class intersection and union, then correct /
+valid pixels, then the same for the *boundary band* (valid pixels within ``band`` px of a label edge).
+mIoU averages IoU over classes with a non-empty union in the summed statistics (the VOC protocol
+computes it from the dataset-wide confusion matrix, which is what the sums are).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench.data import TaskInfo
+
+BOUNDARY_BAND = 3  # pixels on each side of a label edge
+
+
+def boundary_band(target: torch.Tensor, band: int = BOUNDARY_BAND) -> torch.Tensor:
+    """Bool (N, H, W): pixels within ``band`` px of a change of label (ignore pixels count as labels)."""
+    t = target[:, None].float()
+    hi = F.max_pool2d(t, 3, 1, 1)
+    lo = -F.max_pool2d(-t, 3, 1, 1)
+    edge = (hi != lo).float()
+    if band > 1:
+        edge = F.max_pool2d(edge, 2 * band - 1, 1, band - 1)
+    return edge[:, 0] > 0
+
+
+def example_stats(pred: torch.Tensor, target: torch.Tensor, info: TaskInfo) -> torch.Tensor:
+    """Per-example statistics (N, K) float64 for predicted labels ``pred`` (same shape as target)."""
+    if info.kind == "classification":
+        correct = (pred == target).double()
+        return torch.stack([correct, torch.ones_like(correct)], 1)
+    c = info.num_classes
+    valid = torch.ones_like(target, dtype=torch.bool) if info.ignore_index is None else target != info.ignore_index
+    t = torch.where(valid, target, 0)
+    if (t >= c).any() or (t < 0).any():
+        bad = int(t[(t >= c) | (t < 0)][0])
+        raise ValueError(f"mask value {bad} is outside 0..{c - 1} and is not the ignore index")
+    n = target.shape[0]
+    oh_t = F.one_hot(t, c).bool() & valid[..., None]
+    oh_p = F.one_hot(pred.clamp(0, c - 1), c).bool() & valid[..., None]
+    inter = (oh_t & oh_p).flatten(1, 2).sum(1)
+    union = (oh_t | oh_p).flatten(1, 2).sum(1)
+    correct = (pred == target) & valid
+    band = boundary_band(target) & valid
+    cols = [inter, union, correct.flatten(1).sum(1, keepdim=True), valid.flatten(1).sum(1, keepdim=True),
+            (correct & band).flatten(1).sum(1, keepdim=True), band.flatten(1).sum(1, keepdim=True)]
+    return torch.cat(cols, 1).double().reshape(n, -1)
+
+
+def metrics_from_sums(sums: np.ndarray, info: TaskInfo) -> dict[str, np.ndarray]:
+    """Metrics from summed statistics; ``sums`` may have leading batch dims (bootstrap replicates)."""
+    if info.kind == "classification":
+        return {"accuracy": sums[..., 0] / np.maximum(sums[..., 1], 1)}
+    c = info.num_classes
+    inter, union = sums[..., :c], sums[..., c : 2 * c]
+    correct, valid, b_correct, b_valid = (sums[..., 2 * c + i] for i in range(4))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, inter / np.maximum(union, 1), np.nan)
+        miou = np.nanmean(np.where(np.isnan(iou).all(-1, keepdims=True), 0.0, iou), -1)
+        return {
+            "miou": miou,
+            "pixel_accuracy": correct / np.maximum(valid, 1),
+            "boundary_accuracy": b_correct / np.maximum(b_valid, 1),
+            "interior_accuracy": (correct - b_correct) / np.maximum(valid - b_valid, 1),
+            "per_class_iou": iou,
+        }
+
+
+def primary_metric(info: TaskInfo) -> str:
+    return "accuracy" if info.kind == "classification" else "miou"
+
+
+@dataclass
+class Outcome:
+    """Per-example statistics of one model on one split: the raw material of every reported number."""
+
+    stats: np.ndarray  # (N, K)
+    info: TaskInfo
+
+    @property
+    def n(self) -> int:
+        return self.stats.shape[0]
+
+    def _sums(self) -> np.ndarray:
+        return self.stats.sum(0)
+
+    def metrics(self) -> dict[str, float | list[float | None]]:
+        out: dict = {}
+        for k, v in metrics_from_sums(self._sums(), self.info).items():
+            out[k] = [None if np.isnan(x) else round(float(x), 6) for x in v] if k == "per_class_iou" else round(float(v), 6)
+        return out
+
+    @property
+    def primary(self) -> float:
+        return float(metrics_from_sums(self._sums(), self.info)[primary_metric(self.info)])
+
+    def bootstrap(self, weights: np.ndarray) -> np.ndarray:
+        """Primary metric under each row of resampling weights (B, N) (multinomial counts)."""
+        return metrics_from_sums(weights @ self.stats, self.info)[primary_metric(self.info)]
+
+
+def bootstrap_weights(n: int, replicates: int, seed: int) -> np.ndarray:
+    """Multinomial resampling counts (B, N): row b says how often each example is drawn in replicate b."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=replicates).astype(np.float64)
+
+
+def chance_outcome(train_targets: torch.Tensor, test_targets: torch.Tensor, info: TaskInfo) -> Outcome:
+    """Predict the training set's majority class everywhere (ignore index excluded)."""
+    t = train_targets.flatten()
+    if info.ignore_index is not None:
+        t = t[t != info.ignore_index]
+    majority = int(torch.bincount(t, minlength=info.num_classes).argmax())
+    pred = torch.full_like(test_targets, majority)
+    return Outcome(example_stats(pred, test_targets, info).numpy(), info)

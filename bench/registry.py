@@ -1,0 +1,150 @@
+"""The three registries — tasks, architectures, ablations — declared in one place, one mechanism.
+
+Built-ins and third-party plugins register the same way: a Python entry point in the group
+``bench.<kind>`` whose object is a factory (function or class). Entry points are read lazily:
+``get(name)`` imports only the plugin it needs; ``names()``/``describe()`` import all of them, and a
+plugin that fails to import is reported by name while the rest stay usable. ``load_plugin(path)``
+imports an unpublished module or file whose ``@REGISTRY.register`` decorators add its objects.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError, did_you_mean
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    obj: Any
+    source: str  # "entry point <module:attr>" or "plugin <path>"
+
+    @property
+    def description(self) -> str:
+        doc = inspect.getdoc(self.obj) or ""
+        return doc.strip().splitlines()[0] if doc else "(no description)"
+
+
+class Registry:
+    """Name -> factory, filled from the entry-point group ``bench.<kind>`` and ``register`` calls."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.group = f"bench.{kind}"
+        self._entries: dict[str, Entry] = {}
+        self._eps: dict[str, list] | None = None
+        self.failed: dict[str, str] = {}  # name -> import error, for `bench list`
+
+    # -- registration -------------------------------------------------------------------------
+    def register(self, name: str | None = None) -> Callable[[Any], Any]:
+        """Decorator for plugins loaded with ``--plugin``: ``@ARCHITECTURES.register("my_net")``."""
+
+        def deco(obj: Any) -> Any:
+            self.add(name or obj.__name__, obj, source=f"plugin {obj.__module__}")
+            return obj
+
+        return deco
+
+    def add(self, name: str, obj: Any, source: str) -> None:
+        old = self._entries.get(name)
+        if old is not None and old.obj is not obj:
+            raise BenchError(
+                f"duplicate {self.kind[:-1]} name {name!r}: registered by {old.source} and by {source}; "
+                "rename one of them"
+            )
+        self._entries[name] = Entry(name, obj, source)
+
+    # -- entry points -------------------------------------------------------------------------
+    def _entry_points(self) -> dict[str, list]:
+        if self._eps is None:
+            found: dict[str, list] = {}
+            for ep in entry_points(group=self.group):
+                found.setdefault(ep.name, []).append(ep)
+            self._eps = found
+        return self._eps
+
+    def _load_entry_point(self, name: str) -> None:
+        eps = self._entry_points().get(name, [])
+        values = sorted({ep.value for ep in eps})
+        if len(values) > 1:
+            raise BenchError(
+                f"duplicate {self.kind[:-1]} name {name!r}: entry points {', '.join(values)} in group "
+                f"{self.group}; uninstall or rename one"
+            )
+        if not eps:
+            return
+        try:
+            obj = eps[0].load()
+        except Exception as exc:  # a broken plugin must not take the others down
+            self.failed[name] = f"{type(exc).__name__}: {exc}"
+            raise BenchError(
+                f"{self.kind[:-1]} plugin {name!r} ({values[0]}) failed to import: {type(exc).__name__}: {exc}"
+            ) from exc
+        self.add(name, obj, source=f"entry point {values[0]}")
+
+    # -- lookup ---------------------------------------------------------------------------------
+    def get(self, name: str) -> Any:
+        if name not in self._entries:
+            self._load_entry_point(name)
+        if name not in self._entries:
+            known = self.names()
+            raise BenchError(
+                f"unknown {self.kind[:-1]} {name!r}{did_you_mean(name, known)}; "
+                f"`python -m bench list {self.kind}` shows all {len(known)}"
+            )
+        return self._entries[name].obj
+
+    def names(self) -> list[str]:
+        self.load_all()
+        return sorted(self._entries)
+
+    def load_all(self) -> None:
+        for name in self._entry_points():
+            if name not in self._entries and name not in self.failed:
+                try:
+                    self._load_entry_point(name)
+                except BenchError as exc:
+                    if name not in self.failed:  # duplicates are fatal, import errors are listed
+                        raise exc
+
+    def entries(self) -> list[Entry]:
+        self.load_all()
+        return [self._entries[n] for n in sorted(self._entries)]
+
+
+TASKS = Registry("tasks")
+ARCHITECTURES = Registry("architectures")
+ABLATIONS = Registry("ablations")
+REGISTRIES = {r.kind: r for r in (TASKS, ARCHITECTURES, ABLATIONS)}
+
+
+def load_plugin(spec: str) -> None:
+    """Import ``module.name`` or ``path/to/file.py`` so its ``register`` decorators run."""
+    path = Path(spec)
+    try:
+        if path.suffix == ".py":
+            if not path.is_file():
+                raise BenchError(f"--plugin {spec}: no such file; give a .py file or an importable module")
+            mod_name = f"bench_plugin_{path.stem}"
+            module_spec = importlib.util.spec_from_file_location(mod_name, path)
+            assert module_spec is not None and module_spec.loader is not None
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[mod_name] = module
+            module_spec.loader.exec_module(module)
+        else:
+            importlib.import_module(spec)
+    except BenchError:
+        raise
+    except Exception as exc:
+        raise BenchError(
+            f"--plugin {spec} failed to import: {type(exc).__name__}: {exc}; fix the plugin or drop the flag"
+        ) from exc

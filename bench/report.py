@@ -1,0 +1,127 @@
+"""report.md from results.json: the verdict first, then the evidence, then one section per ablation.
+
+Every number printed here is read from results.json; nothing is recomputed from models.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from bench.io import write_text
+from bench.registry import ABLATIONS
+from bench.results import Interval, Results
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def fmt_ci(iv: Interval | dict | None) -> str:
+    if iv is None:
+        return "—"
+    iv = iv if isinstance(iv, Interval) else Interval(**iv)
+    if iv.low is None:
+        return fmt(iv.estimate)
+    return f"{fmt(iv.estimate)} [{fmt(iv.low)}, {fmt(iv.high)}]"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def verdict_section(res: Results) -> str:
+    v = res.verdict
+    if v is None:
+        return "## Verdict\n\nNo `verdict:` block in the config: no dense-vs-global comparison was requested.\n"
+    out = ["## Verdict"]
+    h = v.headline
+    if h is None:
+        out.append("**inconclusive** — the headline cell has no result (failed or not applicable).")
+    else:
+        out.append(
+            f"**{h.verdict}** — claim: *dense prediction depends on the identity path more than global prediction*. "
+            f"On `{h.architecture}` under `{h.ablation}`, identity dependence D of the dense task "
+            f"`{v.dense_task}` is {fmt_ci(h.dense)} vs {fmt_ci(h.global_)} for the global task `{v.global_task}`; "
+            f"difference {fmt_ci(h.difference)} (95% CI, {h.seeds} seed(s) x test-set bootstrap).")
+        out.append(
+            "\nWhat would change it: the verdict flips to *inconclusive* if the interval of the difference comes to "
+            "include 0 (more seeds or a larger test set narrow it); it is *contradicted* if the whole interval falls "
+            "below 0.")
+    out.append(f"\nMethod: {v.method} D = 1 − (m_ablated − m_chance)/(m_full − m_chance).")
+    if v.rows:
+        out.append("\n### Evidence\n")
+        out.append(table(["architecture", "ablation", "seeds", "D dense [95% CI]", "D global [95% CI]",
+                          "difference [95% CI]", "verdict"],
+                         [[r.architecture, r.ablation, r.seeds, fmt_ci(r.dense), fmt_ci(r.global_),
+                           fmt_ci(r.difference), r.verdict] for r in v.rows]))
+    return "\n".join(out) + "\n"
+
+
+def models_section(res: Results) -> str:
+    rows = []
+    for c in res.cells:
+        m = c.primary_metric
+        rows.append([c.task, c.architecture, c.variant, c.seed, m,
+                     fmt(c.metrics.get(m)) if c.status == "ok" else f"FAILED: {c.error}",
+                     fmt(c.chance.get(m)), c.n_params, fmt(c.train.get("wall_s"), 1)])
+    return "## Trained models\n\n" + table(
+        ["task", "architecture", "variant", "seed", "metric", "value", "chance", "params", "train s"], rows) + "\n"
+
+
+def removal_section(res: Results) -> str:
+    if not res.comparisons:
+        return ""
+    groups: dict[tuple, list] = defaultdict(list)
+    for c in res.comparisons:
+        groups[(c.task, c.architecture, c.variant, c.ablation)].append(c)
+    rows = []
+    for (task, arch, variant, abl), cs in groups.items():
+        full = np.mean([c.primary_full for c in cs])
+        ablated = np.mean([c.primary_ablated for c in cs])
+        deps = [c.dependence.estimate for c in cs if c.dependence.estimate is not None]
+        ci = cs[0].dependence if len(cs) == 1 else None
+        d = fmt_ci(ci) if ci else f"{fmt(float(np.mean(deps)))} ± {fmt(float(np.std(deps)))}"
+        rows.append([task, arch, variant, len(cs), fmt(full), fmt(ablated), d])
+    return ("## How much each task lost when its identity paths were removed\n\n"
+            "Trained without identity paths under the same recipe and seeds (`skip_removal`). D is the share of the "
+            "above-chance score that was lost (0 = nothing lost, 1 = down to chance).\n\n" + table(
+                ["task", "architecture", "variant", "seeds", "full (mean)", "without identity (mean)",
+                 "D (CI, or mean ± std over seeds)"], rows) + "\n")
+
+
+def ablation_sections(res: Results, run_dir: Path) -> str:
+    out = []
+    for spec in res.config.get("ablations", []):
+        cls = ABLATIONS.get(spec["name"])
+        section = getattr(cls, "section", None)
+        if section is not None:
+            text = section(res, run_dir)
+            if text:
+                out.append(text)
+    return "\n".join(out)
+
+
+def provenance_section(res: Results) -> str:
+    p = res.provenance
+    keys = ["bench_version", "git_commit", "git_dirty", "torch", "timm", "segmentation_models_pytorch",
+            "device_name", "python", "platform"]
+    timing = ", ".join(f"{k} {v:.1f}s" for k, v in res.timings.items())
+    return "## Provenance\n\n" + "\n".join(f"- {k}: {p.get(k)}" for k in keys) + f"\n- wall time: {timing}\n"
+
+
+def render(res: Results, run_dir: Path) -> str:
+    parts = [f"# Identity-flow study: {res.study}\n", verdict_section(res), models_section(res),
+             removal_section(res), ablation_sections(res, run_dir), provenance_section(res),
+             "\n*Every number above is read from `results.json` in this folder.*\n"]
+    return "\n".join(p for p in parts if p)
+
+
+def write_report(run_dir: Path, res: Results) -> Path:
+    path = Path(run_dir) / "report.md"
+    write_text(path, render(res, Path(run_dir)))
+    return path

@@ -1,0 +1,1 @@
+"""Built-in architecture plugins, installed as ``bench.models`` and registered through entry points."""
