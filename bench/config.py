@@ -94,10 +94,7 @@ def set_path(data: dict, dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node: Any = data
     for k in keys[:-1]:
-        if isinstance(node, list):
-            node = node[int(k)]
-        else:
-            node = node.setdefault(k, {})
+        node = node[int(k)] if isinstance(node, list) else node.setdefault(k, {})
     last = keys[-1]
     if isinstance(node, list):
         node[int(last)] = value

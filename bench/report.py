@@ -80,7 +80,7 @@ def removal_section(res: Results) -> str:
     for c in res.comparisons:
         groups[(c.task, c.architecture, c.variant, c.ablation)].append(c)
     rows = []
-    for (task, arch, variant, abl), cs in groups.items():
+    for (task, arch, variant, _abl), cs in groups.items():
         full = np.mean([c.primary_full for c in cs])
         ablated = np.mean([c.primary_ablated for c in cs])
         deps = [c.dependence.estimate for c in cs if c.dependence.estimate is not None]

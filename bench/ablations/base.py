@@ -77,6 +77,11 @@ class AblationContext:
             return predict_stats(model, self.split, self.info, batch_size=self.eval_batch_size,
                                  device=self.device, amp=self.amp)
 
+    def evaluate_many(self, edit_sets: list[Mapping[str, Edit]]) -> list[Outcome]:
+        """Evaluate the model under each edit set. Sweeps call this so that the engine can share work
+        between variants (e.g. compute the unlesioned prefix once per batch)."""
+        return [self.evaluate(e) for e in edit_sets]
+
     def dependence(self, outcome: Outcome) -> float:
         return float(dependence(outcome.primary, self.baseline.primary, self.chance.primary))
 

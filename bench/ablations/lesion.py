@@ -42,9 +42,10 @@ class BlockLesion(Ablation):
 
     def run(self, ctx: AblationContext) -> AblationResult:
         records, boots = [], []
-        for name in self.targets(ctx.flow):
+        names = self.targets(ctx.flow)
+        outcomes = ctx.evaluate_many([{name: Edit(drop_branch=True)} for name in names])
+        for name, outcome in zip(names, outcomes):
             point = ctx.flow[name]
-            outcome = ctx.evaluate({name: Edit(drop_branch=True)})
             rec = ctx.record({"block": name, "stage": point.stage, "downsampling": not point.same_shape,
                               "shortcut": point.shortcut}, outcome)
             records.append(rec)
