@@ -55,7 +55,9 @@ class BlockLesion(Ablation):
         summary = {"dependence": float(np.mean(deps)) if deps else None,
                    "dependence_non_downsampling": float(np.mean(plain)) if plain else None,
                    "max_dependence": float(np.max(deps)) if deps else None, "blocks": len(records)}
-        return AblationResult(records, summary, np.mean(boots, 0) if boots else None)
+        with np.errstate(invalid="ignore"):  # replicates where full == chance give inf/nan, dropped later
+            boot = np.mean(boots, 0) if boots else None
+        return AblationResult(records, summary, boot)
 
     @classmethod
     def section(cls, res, run_dir) -> str:

@@ -1,0 +1,137 @@
+"""CLI: exit codes, one-line errors, help with examples, list, validate, and an end-to-end tiny run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.cli import main
+
+TINY = """
+name: tiny
+seeds: [0]
+tasks:
+  seg: {name: synthetic_shapes, target: pixel, n_train: 96, n_test: 48, image_size: 16, num_classes: 3}
+  cls: {name: synthetic_shapes, target: image, n_train: 96, n_test: 48, image_size: 16, num_classes: 3}
+architectures:
+  res: {name: cifar_resnet, depth: 8, width: 4}
+  unet: {name: unet, depth: 1, width: 4}
+train: {epochs: 1, batch_size: 32, lr: 0.05}
+ablations:
+  - {name: block_lesion}
+  - {name: skip_removal}
+verdict: {dense: seg, global: cls, ablation: skip_removal, architecture: unet}
+bootstrap: 200
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    cfg = root / "tiny.yaml"
+    cfg.write_text(TINY)
+    out = root / "run"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    return cfg, out
+
+
+def test_run_writes_the_run_folder(tiny_run):
+    _, out = tiny_run
+    for name in ("config.resolved.yaml", "results.json", "report.md", "block_lesion.png"):
+        assert (out / name).is_file(), name
+    report = (out / "report.md").read_text()
+    assert report.splitlines()[2] == "## Verdict"
+
+
+def test_results_numbers_are_consistent(tiny_run):
+    _, out = tiny_run
+    res = json.loads((out / "results.json").read_text())
+    assert res["schema_version"] == 1 and res["provenance"]["torch"] == torch.__version__
+    cells = {c["id"]: c for c in res["cells"]}
+    # 2 tasks x (res: baseline + no_identity, unet: baseline + no_identity) x 1 seed
+    assert len(cells) == 8 and all(c["status"] == "ok" for c in cells.values())
+    from bench.tasks.synthetic import synthetic_shapes
+
+    task = synthetic_shapes(target="image", n_train=96, n_test=48, image_size=16, num_classes=3)
+    majority = torch.bincount(task.train.targets()).argmax()
+    expected_chance = float((task.test.targets() == majority).float().mean())
+    cls = cells["cls__res__baseline__s0"]
+    assert cls["chance"]["accuracy"] == pytest.approx(expected_chance)
+    assert 0 <= cls["metrics"]["accuracy"] <= 1
+    seg = cells["seg__res__baseline__s0"]
+    assert set(seg["metrics"]) >= {"miou", "pixel_accuracy", "boundary_accuracy", "per_class_iou"}
+    assert len(seg["metrics"]["per_class_iou"]) == 4
+    lesion = seg["ablations"]["block_lesion"]
+    assert len(lesion["records"]) == 3  # depth 8 = 3 blocks
+    for rec in lesion["records"]:  # D recomputed from the stored numbers
+        full, chance = seg["metrics"]["miou"], seg["chance"]["miou"]
+        assert rec["dependence"] == pytest.approx(1 - (rec["primary"] - chance) / (full - chance), abs=1e-5)
+    assert lesion["summary"]["dependence"] == pytest.approx(np.mean([r["dependence"] for r in lesion["records"]]))
+    assert [r["key"]["downsampling"] for r in lesion["records"]] == [False, True, True]
+    assert "block_lesion" in cells["seg__unet__baseline__s0"]["not_applicable"]
+    comp = {(c["task"], c["architecture"]): c for c in res["comparisons"]}
+    c = comp[("seg", "unet")]
+    assert c["primary_ablated"] == cells["seg__unet__no_identity__s0"]["metrics"]["miou"]
+    low, est, high = c["dependence"]["low"], c["dependence"]["estimate"], c["dependence"]["high"]
+    assert low <= est <= high
+    v = res["verdict"]
+    assert v["headline"]["architecture"] == "unet" and v["headline"]["verdict"] in {"supported", "contradicted",
+                                                                                   "inconclusive"}
+
+
+def test_rerun_resumes_without_recomputing(tiny_run, capsys):
+    cfg, out = tiny_run
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+    assert before == after
+
+
+def test_changed_config_is_refused_with_the_difference(tiny_run, capsys):
+    cfg, out = tiny_run
+    assert main(["run", str(cfg), "--out", str(out), "--set", "train.lr=0.2", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "train: {" not in err and "lr: 0.05 -> 0.2" in err and "--restart" in err and "\n" not in err
+
+
+def test_validate_and_list(tmp_path, capsys):
+    assert main(["validate", "configs/quickstart.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "ok — 2 task(s), 3 architecture(s), 6 pair(s)" in out and "block_lesion skips unet" in out
+    assert main(["list", "architectures"]) == 0
+    out = capsys.readouterr().out
+    assert "cifar_resnet" in out and "params" in out and "natural for segmentation" in out
+
+
+def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.replace("depth: 8", "depht: 8"))
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "architectures.res.depht: unknown key (did you mean: depth?)" in err
+    assert "Traceback" not in err
+    lesion = tmp_path / "lesion.yaml"
+    lesion.write_text(TINY.replace("{name: block_lesion}", "{name: block_lesion, blocks: [trunk.99]}"))
+    assert main(["validate", str(lesion)]) == 2
+    assert "ablations.block_lesion on res: no block named 'trunk.99'" in capsys.readouterr().err
+
+
+def test_help_ends_with_examples():
+    for args in (["--help"], ["run", "--help"], ["validate", "--help"], ["list", "--help"]):
+        out = subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True,
+                             cwd=Path(__file__).parents[1])
+        assert out.returncode == 0
+        tail = out.stdout.strip().split("examples:")[-1]
+        assert "python -m bench" in tail, args
+
+
+def test_debug_shows_traceback(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "bench", "--debug", "validate", str(tmp_path / "none.yaml")],
+                         capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert out.returncode == 2 and "Traceback" in out.stderr and "no such config file" in out.stderr
