@@ -61,6 +61,7 @@ class Cell(_Model):
     primary_metric: str
     n_test: int
     n_params: int | None = None
+    pretraining: dict[str, Any] | None = None  # encoder weights a model started from (None: random init)
     metrics: dict[str, Any] = {}
     chance: dict[str, Any] = {}
     train: dict[str, Any] = {}

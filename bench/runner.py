@@ -166,6 +166,7 @@ class Study:
                       "seed": unit.seed, "status": "ok", "task_kind": info.kind,
                       "primary_metric": primary_metric(info), "n_test": len(task.test),
                       "n_params": sum(p.numel() for p in model.parameters()),
+                      "pretraining": getattr(model, "pretraining", None),
                       "identity_flow": {"blocks": len(flow.blocks), "residual_blocks": len(flow.residual_blocks),
                                         "skips": len(flow.skips)}, "timings": {}}
         ckpt = self.dir / "checkpoints" / f"{unit.id}.pt"
