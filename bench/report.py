@@ -55,9 +55,9 @@ def verdict_section(res: Results) -> str:
     out.append(f"\nMethod: {v.method} D = 1 − (m_ablated − m_chance)/(m_full − m_chance).")
     if v.rows:
         out.append("\n### Evidence\n")
-        out.append(table(["architecture", "ablation", "seeds", "D dense [95% CI]", "D global [95% CI]",
+        out.append(table(["architecture", "ablation", "measure", "seeds", "dense [95% CI]", "global [95% CI]",
                           "difference [95% CI]", "verdict"],
-                         [[r.architecture, r.ablation, r.seeds, fmt_ci(r.dense), fmt_ci(r.global_),
+                         [[r.architecture, r.ablation, r.measure, r.seeds, fmt_ci(r.dense), fmt_ci(r.global_),
                            fmt_ci(r.difference), r.verdict] for r in v.rows]))
     return "\n".join(out) + "\n"
 

@@ -86,6 +86,7 @@ class Comparison(_Model):
 class VerdictRow(_Model):
     architecture: str
     ablation: str
+    measure: Literal["dependence", "sufficiency"] = "dependence"
     seeds: int
     dense: Interval
     global_: Interval

@@ -201,7 +201,7 @@ class Study:
                                       self.cfg.train.eval_batch_size, self.cfg.train.amp, abl.params)
                 t1 = time.perf_counter()
                 out = abl.run(ctx)
-                ci = _interval(out.summary.get("dependence"), out.summary_boot)
+                ci = _interval(out.summary.get("dependence", out.summary.get("sufficiency")), out.summary_boot)
                 cell["ablations"][name] = {"settings": abl.params.model_dump(), "records": out.records,
                                            "summary": out.summary, "summary_ci": ci,
                                            "wall_s": round(time.perf_counter() - t1, 3)}

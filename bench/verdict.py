@@ -27,7 +27,8 @@ def _per_seed(task: str, arch: str, ablation: str, cells: list[Cell], comparison
     out: dict[int, tuple[float, np.ndarray]] = {}
     for c in cells:
         if (c.task, c.architecture, c.variant, c.status) == (task, arch, "baseline", "ok") and ablation in c.ablations:
-            d = c.ablations[ablation].summary.get("dependence")
+            summary = c.ablations[ablation].summary
+            d = summary.get("dependence", summary.get("sufficiency"))
             with np.load(run_dir / "cells" / f"{c.id}.npz") as z:
                 key = f"boot__{ablation}"
                 if d is not None and key in z:
@@ -74,8 +75,9 @@ def compute_verdict(resolved: dict, cells: list[Cell], comparisons: list[Compari
                 verdict = "supported"
             elif diff.high is not None and diff.high < 0:
                 verdict = "contradicted"
+            measure = "sufficiency" if abl == "identity_readout" else "dependence"
             rows.append(VerdictRow(
-                architecture=arch, ablation=abl, seeds=len(seeds), verdict=verdict, difference=diff,
+                architecture=arch, ablation=abl, measure=measure, seeds=len(seeds), verdict=verdict, difference=diff,
                 dense=_two_level([d[s][0] for s in seeds], [d[s][1] for s in seeds], replicates),
                 global_=_two_level([g[s][0] for s in seeds], [g[s][1] for s in seeds], replicates)))
     head_arch = spec.get("architecture") or _natural_dense(resolved)

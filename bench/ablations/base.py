@@ -85,6 +85,10 @@ class AblationContext:
     def dependence(self, outcome: Outcome) -> float:
         return float(dependence(outcome.primary, self.baseline.primary, self.chance.primary))
 
+    def boot(self, outcome: Outcome) -> np.ndarray:
+        """The primary metric under each bootstrap resample of this cell's test set."""
+        return outcome.bootstrap(self.weights)
+
     def dependence_boot(self, outcome: Outcome) -> np.ndarray:
         if self._boot_full is None:
             self._boot_full = self.baseline.bootstrap(self.weights)

@@ -1,0 +1,96 @@
+"""identity_readout: how much of the answer the input itself already carries (the article's premise).
+
+The best a LINEAR readout of the identity path alone can do: a per-pixel linear classifier (1x1 conv)
+on the normalised input for segmentation, a linear classifier on the flattened input for
+classification, trained with the same trainer for ``epochs`` on the task's training split.
+Reported chance-normalised: sufficiency = (m_readout − m_chance) / (1 − m_chance) (the headline, a
+property of the task), and relative to the trained model, (m_readout − m_chance) / (m_full − m_chance).
+It depends only on the task and seed, so it is computed once per process and copied into each cell.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from bench.ablations.base import Ablation, AblationContext, AblationParams, AblationResult
+from bench.data import TaskInfo
+from bench.flow import IdentityFlow
+
+_CACHE: dict[tuple, nn.Module] = {}
+
+
+class IdentityReadoutParams(AblationParams):
+    epochs: float = Field(5, gt=0)
+    lr: float = Field(1e-2, gt=0)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+
+
+def linear_readout(info: TaskInfo) -> nn.Module:
+    if info.kind == "segmentation":
+        return nn.Conv2d(info.in_channels, info.num_classes, 1)
+    h, w = info.image_size
+    return nn.Sequential(nn.Flatten(), nn.Linear(info.in_channels * h * w, info.num_classes))
+
+
+class IdentityReadout(Ablation):
+    """Linear readout from the input alone (per pixel / flattened image): identity sufficiency per task."""
+
+    phase: ClassVar = "test"
+    Params: ClassVar = IdentityReadoutParams
+
+    def applicable(self, flow: IdentityFlow) -> str | None:
+        return None
+
+    def readout(self, ctx: AblationContext) -> nn.Module:
+        from bench.config import TrainConfig
+        from bench.train import train
+
+        key = (id(ctx.task), ctx.seed, tuple(sorted(self.params.model_dump().items())))
+        if key not in _CACHE:
+            torch.manual_seed(ctx.seed)
+            model = linear_readout(ctx.info)
+            p = self.params
+            cfg = TrainConfig(epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, optimizer=p.optimizer,
+                              weight_decay=0.0, warmup_epochs=0)
+            train(model, ctx.task, cfg, seed=ctx.seed, device=ctx.device)
+            _CACHE[key] = model
+        return _CACHE[key]
+
+    def run(self, ctx: AblationContext) -> AblationResult:
+        outcome = ctx.evaluate(model=self.readout(ctx))
+        m, full, chance = outcome.primary, ctx.baseline.primary, ctx.chance.primary
+        boot = ctx.boot(outcome)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sufficiency_boot = (boot - ctx.boot(ctx.chance)) / (1 - ctx.boot(ctx.chance))
+            relative = (m - chance) / (full - chance) if full != chance else float("nan")
+        record = ctx.record({"readout": "linear per pixel" if ctx.info.kind == "segmentation" else "linear"}, outcome)
+        summary = {"sufficiency": float((m - chance) / (1 - chance)),
+                   "sufficiency_relative_to_model": None if not np.isfinite(relative) else float(relative),
+                   "readout_" + ("miou" if ctx.info.kind == "segmentation" else "accuracy"): round(m, 6)}
+        return AblationResult([record], summary, sufficiency_boot)
+
+    @classmethod
+    def section(cls, res, run_dir) -> str:
+        from bench.report import fmt, fmt_ci, table
+
+        rows, seen = [], set()
+        for c in res.cells:
+            out = c.ablations.get("identity_readout")
+            if out is None or (c.task, c.seed) in seen:
+                continue
+            seen.add((c.task, c.seed))
+            metric = next(k for k in out.summary if k.startswith("readout_"))
+            rows.append([c.task, c.task_kind, c.seed, fmt(out.summary[metric]), fmt(c.chance[c.primary_metric]),
+                         fmt_ci(out.summary_ci)])
+        if not rows:
+            return ""
+        return ("## identity_readout — how much of the answer the input alone carries\n\n"
+                "A linear readout of the input (per pixel for segmentation, of the flattened image for "
+                "classification); sufficiency = (m_readout − m_chance)/(1 − m_chance).\n\n"
+                + table(["task", "kind", "seed", "readout score", "chance", "sufficiency [95% CI]"], rows) + "\n")

@@ -1,0 +1,159 @@
+"""path_gradients (Veit et al. 2016, Fig. 6): how much gradient flows through paths of each length.
+
+A batch is forwarded normally (BatchNorm in eval mode). In the backward pass each EXAMPLE gets its own
+sampled path: for k randomly chosen residual blocks the gradient passes only through the residual
+branch, for the other n − k only through the shortcut (per-example 0/1 gates on the merge inputs,
+``Edit(identity_grad=1−m, branch_grad=m)``; the forward pass is unchanged). Because examples are
+independent in eval mode, one backward pass yields a whole batch of samples. We record the norm of the
+gradient of the example's loss at the input of the first residual block (where all paths start).
+
+Reported per k: mean and sd of the gradient norm; the share of paths of length k, C(n,k)/2^n; and
+their product, the total gradient carried by paths of length k. The effective-path window is the
+central interval of lengths that carries ``window`` (default 90%) of that total (Veit: 5–17 of 54).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from bench.ablations.base import Ablation, AblationContext, AblationParams, AblationResult
+from bench.flow import Edit, IdentityFlow, edited
+
+
+def path_length_distribution(n: int) -> list[float]:
+    """Share of the 2^n paths through n residual blocks that have length k (exact binomial)."""
+    return [math.comb(n, k) / 2**n for k in range(n + 1)]
+
+
+def path_fraction(n: int, low: int, high: int) -> float:
+    """Exact share of paths with length in [low, high]."""
+    return sum(math.comb(n, k) for k in range(low, high + 1)) / 2**n
+
+
+def central_window(weights: np.ndarray, mass: float) -> tuple[int, int]:
+    """Smallest-tail central interval [lo, hi] of indices holding ``mass`` of the total weight."""
+    cdf = np.cumsum(weights) / weights.sum()
+    tail = (1 - mass) / 2
+    lo = int(np.searchsorted(cdf, tail, side="right"))
+    hi = int(np.searchsorted(cdf, 1 - tail, side="left"))
+    return lo, min(hi, len(weights) - 1)
+
+
+class PathGradientParams(AblationParams):
+    ks: list[int] | None = Field(None, description="Path lengths to sample; default 0..n.")
+    samples_per_k: int = Field(1000, ge=1, description="Sampled paths per length (Veit: 1,000).")
+    batch_size: int = Field(128, ge=1, description="Examples per backward pass = samples per pass.")
+    window: float = Field(0.9, gt=0, lt=1, description="Share of the total gradient the effective window holds.")
+    seed: int = 0
+
+
+def sampled_input_gradients(model: torch.nn.Module, flow: IdentityFlow, x: torch.Tensor, y: torch.Tensor,
+                            masks: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
+    """Per-example gradient norms at the first residual block's input, for per-example paths.
+
+    ``masks`` is (n_blocks, B) 0/1: 1 = the gradient goes through that block's residual branch.
+    """
+    blocks = flow.residual_blocks
+    first = model.get_submodule(blocks[0].name)
+    captured: list[torch.Tensor] = []
+    handle = first.register_forward_pre_hook(lambda mod, args: captured.append(args[0]))
+    edits = {b.name: Edit(identity_grad=1 - masks[i], branch_grad=masks[i]) for i, b in enumerate(blocks)}
+    try:
+        with edited(model, edits), torch.enable_grad():
+            logits = model(x)
+            ignore = -100 if ignore_index is None else ignore_index
+            loss = F.cross_entropy(logits, y, ignore_index=ignore, reduction="none")
+            per_example = loss.flatten(1).mean(1) if loss.ndim > 1 else loss
+            (grad,) = torch.autograd.grad(per_example.sum(), captured[0])
+    finally:
+        handle.remove()
+    return grad.flatten(1).norm(dim=1).detach()
+
+
+class PathGradients(Ablation):
+    """Veit path-length gradients: per-example sampled paths, gradient norm vs path length, effective window."""
+
+    phase: ClassVar = "test"
+    Params: ClassVar = PathGradientParams
+
+    def applicable(self, flow: IdentityFlow) -> str | None:
+        return None if flow.residual_blocks else "no residual blocks with an identity path"
+
+    def run(self, ctx: AblationContext) -> AblationResult:
+        p = self.params
+        model, flow = ctx.model.eval(), ctx.flow
+        n = len(flow.residual_blocks)
+        ks = [k for k in (p.ks if p.ks is not None else range(n + 1)) if 0 <= k <= n]
+        gen = torch.Generator().manual_seed(p.seed * 1_000_003 + ctx.seed)
+        batches = ctx.task.train.batches(p.batch_size, train=False)
+        norms: dict[int, list[float]] = {k: [] for k in ks}
+        for k in ks:
+            while len(norms[k]) < p.samples_per_k:
+                try:
+                    x, y = next(batches)
+                except StopIteration:
+                    batches = ctx.task.train.batches(p.batch_size, train=False)
+                    x, y = next(batches)
+                b = min(len(x), p.samples_per_k - len(norms[k]))
+                x, y = x[:b].to(ctx.device), y[:b].to(ctx.device)
+                order = torch.rand(n, b, generator=gen).argsort(0)  # a random k-subset per example
+                masks = (order < k).float().to(ctx.device)
+                norms[k] += sampled_input_gradients(model, flow, x, y, masks, ctx.info.ignore_index).tolist()
+        share = path_length_distribution(n)
+        mean = np.array([np.mean(norms[k]) for k in ks])
+        total = np.array([share[k] for k in ks]) * mean
+        lo, hi = central_window(total, p.window)
+        records = [{"key": {"k": k}, "samples": len(norms[k]), "grad_norm_mean": float(np.mean(norms[k])),
+                    "grad_norm_sd": float(np.std(norms[k])), "path_share": share[k],
+                    "total_gradient": float(total[i] / total.sum())} for i, k in enumerate(ks)]
+        summary = {"n_blocks": n, "window_low": ks[lo], "window_high": ks[hi], "window_mass": p.window,
+                   "window_path_share": path_fraction(n, ks[lo], ks[hi]),
+                   "mean_gradient_path_length": float((np.array(ks) * total).sum() / total.sum()),
+                   "mean_path_length": n / 2}
+        return AblationResult(records, summary, None)
+
+    @classmethod
+    def section(cls, res, run_dir) -> str:
+        from bench import plots
+        from bench.report import fmt, table
+
+        cells = [c for c in res.cells if "path_gradients" in c.ablations]
+        if not cells:
+            return ""
+        pairs = sorted({(c.task, c.architecture) for c in cells})
+        fig, axes = plots.grid(len(pairs), height=3.2)
+        rows = []
+        for ax, (task, arch) in zip(axes, pairs):
+            group = [c for c in cells if (c.task, c.architecture) == (task, arch)]
+            recs = group[0].ablations["path_gradients"].records
+            ks = [r["key"]["k"] for r in recs]
+            mag = np.mean([[r["grad_norm_mean"] for r in c.ablations["path_gradients"].records] for c in group], 0)
+            tot = np.mean([[r["total_gradient"] for r in c.ablations["path_gradients"].records] for c in group], 0)
+            ax.semilogy(ks, mag, "o-", ms=3, label="gradient norm at k")
+            ax.set_xlabel("path length k", fontsize=8)
+            ax.set_ylabel("gradient norm (log)", fontsize=8)
+            twin = ax.twinx()
+            twin.plot(ks, [r["path_share"] for r in recs], "--", color="grey", label="share of paths")
+            twin.plot(ks, tot, "-", color="tab:red", label="share of total gradient")
+            twin.set_ylabel("share", fontsize=8)
+            ax.set_title(f"{arch} on {task}", fontsize=9)
+            twin.legend(fontsize=7, loc="upper right")
+            s = [c.ablations["path_gradients"].summary for c in group]
+            rows.append([task, arch, len(group), s[0]["n_blocks"],
+                         "; ".join(f"{x['window_low']}–{x['window_high']}" for x in s),
+                         fmt(float(np.mean([x["window_path_share"] for x in s]))),
+                         fmt(float(np.mean([x["mean_gradient_path_length"] for x in s])), 2),
+                         fmt(s[0]["mean_path_length"], 1)])
+        png = plots.save(fig, run_dir / "path_gradients.png")
+        mass = cells[0].ablations["path_gradients"].summary["window_mass"]
+        return ("## path_gradients — gradient by path length (Veit et al. 2016, Fig. 6)\n\n"
+                f"Effective window: the central path lengths carrying {mass:.0%} of the total gradient.\n\n"
+                f"![path gradients]({png})\n\n" + table(
+                    ["task", "architecture", "seeds", "blocks n", "effective window (per seed)",
+                     "share of paths in window", "mean length of gradient", "mean path length"], rows) + "\n")

@@ -1,0 +1,118 @@
+"""reorder (Veit et al. 2016, Fig. 5b): exchange random pairs of shape-compatible blocks within a stage.
+
+For each number of swaps, S random reorderings are evaluated; each records Kendall's tau between the
+original and the new block order, tau = 1 − 4·d / (n(n−1)), d = discordant pairs. Error is expected to
+rise smoothly as tau falls for a ResNet.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from bench.ablations.base import Ablation, AblationContext, AblationResult, TestTimeParams
+from bench.flow import IdentityFlow, reordered
+
+
+def kendall_tau(order: list[int]) -> float:
+    """Kendall's tau between 0..n-1 and ``order`` (a permutation), via the count of discordant pairs."""
+    n = len(order)
+    if n < 2:
+        return 1.0
+    d = sum(order[i] > order[j] for i in range(n) for j in range(i + 1, n))
+    return 1.0 - 4.0 * d / (n * (n - 1))
+
+
+class ReorderParams(TestTimeParams):
+    swaps: list[int] = Field([1, 2, 4, 8, 16], description="Numbers of random compatible-pair swaps.")
+    samples: int = Field(5, ge=1, description="Random reorderings per number of swaps.")
+    seed: int = 0
+
+
+class Reorder(Ablation):
+    """Veit reordering: swap random pairs of shape-compatible blocks within a stage; error vs Kendall tau."""
+
+    phase: ClassVar = "test"
+    Params: ClassVar = ReorderParams
+
+    @staticmethod
+    def groups(flow: IdentityFlow) -> list[list[int]]:
+        """Indices (into flow.blocks) of exchangeable blocks: same stage, input shape = output shape."""
+        by_stage: dict[int, list[int]] = {}
+        for i, b in enumerate(flow.blocks):
+            if b.same_shape and b.lesionable:
+                by_stage.setdefault(b.stage, []).append(i)
+        return [g for g in by_stage.values() if len(g) >= 2]
+
+    def applicable(self, flow: IdentityFlow) -> str | None:
+        return None if self.groups(flow) else "no stage with two exchangeable blocks"
+
+    def permutations(self, flow: IdentityFlow, cell_seed: int) -> list[tuple[int, int, list[int]]]:
+        groups = self.groups(flow)
+        pairs = [(a, b) for g in groups for i, a in enumerate(g) for b in g[i + 1:]]
+        rng = np.random.default_rng([self.params.seed, cell_seed])
+        out = []
+        for swaps in self.params.swaps:
+            for s in range(self.params.samples):
+                order = list(range(len(flow.blocks)))
+                for _ in range(swaps):
+                    a, b = pairs[rng.integers(len(pairs))]
+                    order[a], order[b] = order[b], order[a]
+                out.append((swaps, s, order))
+        return out
+
+    def run(self, ctx: AblationContext) -> AblationResult:
+        names = [b.name for b in ctx.flow.blocks]
+        records, boots = [], []
+        for swaps, s, order in self.permutations(ctx.flow, ctx.seed):
+            mapping = {names[i]: names[j] for i, j in enumerate(order) if i != j}
+            with reordered(ctx.model, mapping):
+                outcome = ctx.evaluate()
+            tau = kendall_tau(order)
+            records.append(ctx.record({"swaps": swaps, "sample": s, "kendall_tau": round(tau, 6),
+                                       "moved": sorted(mapping)}, outcome))
+            boots.append(ctx.dependence_boot(outcome))
+        taus = np.array([r["key"]["kendall_tau"] for r in records])
+        errs = np.array([1 - r["primary"] for r in records])
+        corr = float(np.corrcoef(taus, errs)[0, 1]) if taus.std() > 0 and errs.std() > 0 else None
+        summary = {"dependence": float(np.nanmean([r["dependence"] for r in records if r["dependence"] is not None])),
+                   "corr_tau_error": corr, "min_tau": float(taus.min()), "max_error": float(errs.max())}
+        with np.errstate(invalid="ignore"):
+            boot = np.nanmean(np.stack(boots), 0)
+        return AblationResult(records, summary, boot)
+
+    @classmethod
+    def section(cls, res, run_dir) -> str:
+        from bench import plots
+        from bench.report import fmt, table
+
+        cells = [c for c in res.cells if "reorder" in c.ablations]
+        if not cells:
+            return ""
+        tasks = sorted({c.task for c in cells})
+        fig, axes = plots.grid(len(tasks))
+        rows = []
+        for ax, task in zip(axes, tasks):
+            for arch in sorted({c.architecture for c in cells if c.task == task}):
+                group = [c for c in cells if (c.task, c.architecture) == (task, arch)]
+                recs = [r for c in group for r in c.ablations["reorder"].records]
+                tau = np.array([r["key"]["kendall_tau"] for r in recs])
+                err = np.array([1 - r["primary"] for r in recs])
+                ax.scatter(tau, err, s=10, alpha=0.6, label=arch)
+                corr = [c.ablations["reorder"].summary["corr_tau_error"] for c in group]
+                corr = [x for x in corr if x is not None]
+                rows.append([task, arch, len(group), len(recs), fmt(float(tau.min())),
+                             fmt(np.mean([1 - c.metrics[c.primary_metric] for c in group])),
+                             fmt(float(err.mean())), fmt(float(np.mean(corr))) if corr else "—"])
+            ax.set_title(task, fontsize=9)
+            ax.set_xlabel("Kendall tau (1 = original order)", fontsize=8)
+            ax.set_ylabel("error", fontsize=8)
+            ax.invert_xaxis()
+            ax.legend(fontsize=7)
+        png = plots.save(fig, run_dir / "reorder.png")
+        return ("## reorder — error vs Kendall tau (Veit et al. 2016, Fig. 5b)\n\n"
+                f"![reorder]({png})\n\n" + table(["task", "architecture", "seeds", "reorderings", "lowest tau",
+                                                  "error, original", "mean error, reordered",
+                                                  "corr(tau, error)"], rows) + "\n")
