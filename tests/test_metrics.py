@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_jaccard_index
 
 from bench.data import TaskInfo
-from bench.metrics import Outcome, boundary_band, bootstrap_weights, chance_outcome, example_stats
+from bench.metrics import Outcome, bootstrap_weights, boundary_band, chance_outcome, example_stats
 
 SEG = TaskInfo("segmentation", 5, ignore_index=255)
 CLS = TaskInfo("classification", 4)

@@ -1,0 +1,151 @@
+"""Ablations on small models trained in seconds: the Veit et al. qualitative findings and exact checks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bench.ablations.base import AblationContext
+from bench.ablations.lesion import BlockLesion
+from bench.ablations.multi_lesion import MultiLesion
+from bench.ablations.path_gradients import (
+    PathGradients,
+    central_window,
+    path_fraction,
+    path_length_distribution,
+    sampled_input_gradients,
+)
+from bench.ablations.reorder import Reorder, kendall_tau
+from bench.ablations.skip_lesion import SkipLesion
+from bench.config import TrainConfig
+from bench.evaluate import predict_stats
+from bench.flow import identity_flow
+from bench.metrics import bootstrap_weights, chance_outcome
+from bench.models.resnet_cifar import cifar_plain, cifar_resnet
+from bench.models.unet import unet
+from bench.tasks.synthetic import synthetic_shapes
+from bench.train import train
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def cls_task():
+    return synthetic_shapes(target="image", n_train=1000, n_test=200, image_size=16, num_classes=3, seed=3)
+
+
+@pytest.fixture(scope="module")
+def seg_task():
+    return synthetic_shapes(target="pixel", n_train=300, n_test=100, image_size=16, num_classes=3, seed=3)
+
+
+def trained(factory, task, epochs=8, **kw):
+    torch.manual_seed(0)
+    model = factory(task.info, **kw)
+    cfg = TrainConfig(epochs=epochs, batch_size=50, optimizer="adamw", lr=1e-2, warmup_epochs=0.5)
+    train(model, task, cfg, seed=0, device=CPU)
+    return model.eval()
+
+
+def context(model, task, params=None):
+    base = predict_stats(model, task.test, task.info, batch_size=500, device=CPU)
+    chance = chance_outcome(task.train.targets(), task.test.targets(), task.info)
+    return AblationContext(model, identity_flow(model), task, CPU, 0, base, chance,
+                           bootstrap_weights(base.n, 200, 0), params=params)
+
+
+@pytest.fixture(scope="module")
+def resnet(cls_task):
+    return trained(cifar_resnet, cls_task, depth=32, width=8, preact=True)
+
+
+@pytest.fixture(scope="module")
+def plain(cls_task):
+    return trained(cifar_plain, cls_task, depth=32, width=8, preact=True)
+
+
+def test_lesioning_nothing_reproduces_the_baseline(resnet, cls_task):
+    ctx = context(resnet, cls_task)
+    (out,) = ctx.evaluate_many([{}])
+    assert np.array_equal(out.stats, ctx.baseline.stats)
+
+
+def test_resnet_survives_single_lesions_plain_net_does_not(resnet, plain, cls_task):
+    """Veit et al. Fig. 3: deleting one non-downsampling block barely hurts a ResNet; a plain net collapses."""
+    res_ctx, plain_ctx = context(resnet, cls_task), context(plain, cls_task)
+    res = BlockLesion().run(res_ctx)
+    pl = BlockLesion().run(plain_ctx)
+    chance = res_ctx.chance.primary
+    assert res_ctx.baseline.primary > chance + 0.2 and plain_ctx.baseline.primary > chance + 0.1  # both learned
+    res_d = res.summary["dependence_non_downsampling"]
+    pl_d = pl.summary["dependence_non_downsampling"]
+    assert len(res.records) == 15 and len(pl.records) == 13  # plain: the 2 downsampling layers have no shortcut
+    assert res_d < 0.3 and pl_d > 0.5 and pl_d > 2.5 * res_d, (res_d, pl_d)
+
+
+def test_multi_lesion_error_rises_with_k(resnet, cls_task):
+    abl = MultiLesion(max_k=8, samples=3)
+    out = abl.run(context(resnet, cls_task))
+    err = out.summary["error_by_k"]
+    assert err["1"] < err["2"] < err["4"] and err["8"] > err["1"], err
+    assert sorted(len(r["key"]["blocks"]) for r in out.records) == sorted([k for k in range(1, 9) for _ in range(3)])
+
+
+def test_reorder_error_rises_as_tau_falls(resnet, cls_task):
+    out = Reorder(swaps=[1, 4, 16], samples=4).run(context(resnet, cls_task))
+    assert out.summary["corr_tau_error"] < -0.3, out.summary
+    assert all(-1 <= r["key"]["kendall_tau"] <= 1 for r in out.records)
+
+
+def test_kendall_tau_matches_brute_force():
+    assert kendall_tau([0, 1, 2, 3]) == 1.0 and kendall_tau([3, 2, 1, 0]) == -1.0
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        perm = rng.permutation(7).tolist()
+        conc = sum(np.sign(i - j) == np.sign(perm[i] - perm[j]) for i in range(7) for j in range(7) if i < j)
+        assert kendall_tau(perm) == pytest.approx((2 * conc - 21) / 21)
+
+
+def test_skip_lesion_hurts_a_trained_unet(seg_task):
+    model = trained(unet, seg_task, epochs=4, depth=2, width=8)
+    out = SkipLesion(calibration_batches=2).run(context(model, seg_task))
+    keys = {(r["key"]["fill"], str(r["key"]["level"])) for r in out.records}
+    assert keys == {(f, lv) for f in ("zero", "mean", "shuffle") for lv in ("0", "1", "all")}
+    assert out.summary["dependence"] > 0.2 and out.summary_boot.shape == (200,)
+
+
+def test_path_counts_are_exactly_binomial():
+    """REFERENCES.md: n = 54 blocks -> 2^54 ≈ 1.80e16 paths, 98.0% of length 19–35, 0.45% of length 5–17."""
+    share = path_length_distribution(54)
+    assert sum(math.comb(54, k) for k in range(55)) == 2**54 and f"{2**54:.2e}" == "1.80e+16"
+    assert sum(share) == pytest.approx(1.0)
+    assert round(path_fraction(54, 19, 35) * 100, 1) == 98.0
+    assert round(path_fraction(54, 5, 17) * 100, 4) == 0.4537
+    mean = sum(k * s for k, s in enumerate(share))
+    sd = math.sqrt(sum((k - mean) ** 2 * s for k, s in enumerate(share)))
+    assert mean == pytest.approx(27) and sd == pytest.approx(3.67, abs=0.01)
+    assert central_window(np.array(share), 0.98) == (19, 35)
+
+
+def test_batched_path_gradients_equal_one_backward_per_sample(resnet, cls_task):
+    flow = identity_flow(resnet)
+    x, y = next(cls_task.train.batches(16, train=False))
+    n = len(flow.residual_blocks)
+    masks = (torch.rand(n, 16, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+    batched = sampled_input_gradients(resnet, flow, x, y, masks, None)
+    single = torch.cat([sampled_input_gradients(resnet, flow, x[i:i + 1], y[i:i + 1], masks[:, i:i + 1], None)
+                        for i in range(16)])
+    assert torch.allclose(batched, single, rtol=1e-4, atol=1e-7)
+    full = sampled_input_gradients(resnet, flow, x, y, torch.ones(n, 16), None)
+    none = sampled_input_gradients(resnet, flow, x, y, torch.zeros(n, 16), None)
+    assert not torch.allclose(full, none)  # the gates really route the gradient
+
+
+def test_path_gradients_decay_with_length(resnet, cls_task):
+    out = PathGradients(samples_per_k=16, batch_size=16).run(context(resnet, cls_task))
+    mags = [r["grad_norm_mean"] for r in out.records]
+    assert len(mags) == 16 and mags[-1] < mags[1], mags
+    assert 0 <= out.summary["window_low"] <= out.summary["window_high"] <= 15
