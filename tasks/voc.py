@@ -1,0 +1,67 @@
+"""Pascal VOC 2012 segmentation in the VOCdevkit layout, 21 classes, 255 = ignore.
+
+``root`` is the folder holding ``VOCdevkit/`` (or ``VOCdevkit`` or ``VOC2012`` itself): ``JPEGImages/``,
+``SegmentationClass/`` palette PNGs read as class indices, ``ImageSets/Segmentation/{train,val}.txt``.
+``train_split: train_aug`` uses the SBD-augmented ``SegmentationClassAug/`` and ``train_aug.txt``
+(10,582 images) when present. Evaluation pads each image to ``eval_size`` with the ignore index, so
+scores are at the original resolution (images are at most 500x500).
+"""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+from bench.data import Task, TaskInfo
+from bench.errors import BenchError
+from bench.tasks.common import download as fetch
+from bench.tasks.folders import file_segmentation_task
+from bench.tasks.transforms import pair_files
+
+CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+           "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+           "tvmonitor")
+URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
+MD5 = "6cd6e144f989b92b3379bac3b3de84fd"
+
+
+def find_voc2012(root: Path) -> Path:
+    for candidate in (root / "VOCdevkit" / "VOC2012", root / "VOC2012", root):
+        if (candidate / "JPEGImages").is_dir() and (candidate / "ImageSets").is_dir():
+            return candidate
+    if (root / "JPEGImages").is_dir():
+        raise BenchError(f"{root}: has JPEGImages/ but no ImageSets/; the VOC2012 folder is incomplete")
+    raise BenchError(f"{root}: no VOCdevkit/VOC2012 here (looked for VOCdevkit/VOC2012, VOC2012 and the folder "
+                     f"itself); set root to the folder holding VOCdevkit, or download: true")
+
+
+def _split(voc: Path, split: str) -> list[tuple[Path, Path]]:
+    masks = voc / ("SegmentationClassAug" if split == "train_aug" else "SegmentationClass")
+    listing = voc / "ImageSets" / "Segmentation" / f"{split}.txt"
+    if not listing.is_file() or not masks.is_dir():
+        hint = " (SBD augmentation is not installed)" if split == "train_aug" else ""
+        raise BenchError(f"{listing}: split list or {masks.name}/ missing{hint}; use train_split: train or add them")
+    stems = [s.strip() for s in listing.read_text().split() if s.strip()]
+    if not stems:
+        raise BenchError(f"{listing}: the split is empty; restore the list")
+    return pair_files(voc / "JPEGImages", masks, stems)
+
+
+def voc2012(root: str = "data", download: bool = False, train_split: str = "train", test_split: str = "val",
+            crop_size: int = 512, scale: tuple[float, float] = (0.5, 2.0), eval_size: int = 512,
+            train_subset: int | None = None, test_subset: int | None = None, workers: int = 4) -> Task:
+    """Pascal VOC 2012 segmentation (VOCdevkit layout, palette masks as indices, 255 ignored; optional SBD aug)."""
+    base = Path(root).expanduser()
+    if download and not (base / "VOCdevkit").is_dir():
+        archive = fetch(URL, base / "VOCtrainval_11-May-2012.tar", MD5)
+        with tarfile.open(archive) as tar:
+            tar.extractall(base, filter="data")
+    if not base.is_dir():
+        raise BenchError(f"{base}: VOC root not found; set root to the folder holding VOCdevkit/, or download: true")
+    voc = find_voc2012(base)
+    train, test = _split(voc, train_split)[:train_subset], _split(voc, test_split)[:test_subset]
+    info = TaskInfo("segmentation", 21, 3, (crop_size, crop_size), ignore_index=255, class_names=CLASSES,
+                    background_index=0)
+    return file_segmentation_task(train, test, info, crop=(crop_size, crop_size), scale=scale, resize=None,
+                                  eval_size=(eval_size, eval_size), workers=workers,
+                                  provenance={"root": str(voc), "train_split": train_split, "test_split": test_split})
