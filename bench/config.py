@@ -55,6 +55,11 @@ class TrainConfig(Strict):
     compile: bool = Field(False, description="torch.compile the model (GPU).")
     max_steps_per_epoch: int | None = Field(None, ge=1, description="Cap for smoke tests.")
 
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: object) -> object:
+        return "off" if v is False else v  # YAML 1.1 reads a bare `off` as false
+
 
 class VerdictConfig(Strict):
     dense: str = Field(description="Alias of the dense-prediction task (e.g. segmentation).")

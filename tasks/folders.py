@@ -18,7 +18,7 @@ from PIL import Image
 
 from bench.data import DatasetSplit, Task, TaskInfo, TensorSplit
 from bench.errors import BenchError
-from bench.tasks.common import cache_dir, data_root, only_subfolder
+from bench.tasks.common import cache_dir, data_root
 from bench.tasks.transforms import SegmentationFiles, eval_pipeline, pair_files, train_pipeline
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -37,6 +37,14 @@ def _class_files(split_dir: Path, per_class: int | None) -> tuple[list[str], lis
     if not files:
         raise BenchError(f"{split_dir}: the split holds no images; check the path or the per-class limit")
     return classes, files
+
+
+def _split_dir(base: Path, split: str) -> Path:
+    """``base/split``, or ``base/<only folder>/split`` for archives that wrap everything in one folder."""
+    subfolders = [p for p in base.iterdir() if p.is_dir()]
+    if not (base / split).is_dir() and len(subfolders) == 1 and (subfolders[0] / split).is_dir():
+        return subfolders[0] / split
+    return base / split
 
 
 def _decode(files: list[tuple[Path, int]], size: tuple[int, int] | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,7 +88,7 @@ def image_folder(root: str, train_split: str = "train", test_split: str = "test"
     splits = {}
     classes: list[str] = []
     for split, per_class in ((train_split, train_per_class), (test_split, test_per_class)):
-        split_dir = only_subfolder(base, split)
+        split_dir = _split_dir(base, split)
         names, files = _class_files(split_dir, per_class)
         if classes and names != classes:
             raise BenchError(f"{split_dir}: classes differ from the {train_split} split's; both splits need the "

@@ -14,6 +14,7 @@ names blocks or levels the architecture lacks is a validation error.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -98,6 +99,16 @@ class AblationContext:
     def record(self, key: dict, outcome: Outcome) -> dict:
         return {"key": key, "metrics": outcome.metrics(), "primary": round(outcome.primary, 6),
                 "dependence": _round(self.dependence(outcome))}
+
+
+def mean_boot(boots: list[np.ndarray]) -> np.ndarray | None:
+    """Average bootstrap replicates over an ablation's settings; replicates that are nan everywhere
+    (the resampled model was at chance) stay nan and are dropped when the interval is taken."""
+    if not boots:
+        return None
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(np.stack(boots), 0)
 
 
 def _round(x: float) -> float | None:

@@ -31,11 +31,11 @@ class IdentityReadoutParams(AblationParams):
     optimizer: Literal["adamw", "sgd"] = "adamw"
 
 
-def linear_readout(info: TaskInfo) -> nn.Module:
+def linear_readout(info: TaskInfo, input_shape: torch.Size) -> nn.Module:
+    """1x1 conv (per pixel) for segmentation; linear on the flattened (C, H, W) input for classification."""
     if info.kind == "segmentation":
         return nn.Conv2d(info.in_channels, info.num_classes, 1)
-    h, w = info.image_size
-    return nn.Sequential(nn.Flatten(), nn.Linear(info.in_channels * h * w, info.num_classes))
+    return nn.Sequential(nn.Flatten(), nn.Linear(int(torch.tensor(input_shape).prod()), info.num_classes))
 
 
 class IdentityReadout(Ablation):
@@ -54,7 +54,8 @@ class IdentityReadout(Ablation):
         key = (id(ctx.task), ctx.seed, tuple(sorted(self.params.model_dump().items())))
         if key not in _CACHE:
             torch.manual_seed(ctx.seed)
-            model = linear_readout(ctx.info)
+            x, _ = next(iter(ctx.task.test.batches(1, train=False)))
+            model = linear_readout(ctx.info, x.shape[1:])
             p = self.params
             cfg = TrainConfig(epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, optimizer=p.optimizer,
                               weight_decay=0.0, warmup_epochs=0)

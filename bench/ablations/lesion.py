@@ -10,7 +10,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from bench.ablations.base import Ablation, AblationContext, AblationResult, TestTimeParams
+from bench.ablations.base import Ablation, AblationContext, AblationResult, TestTimeParams, mean_boot
 from bench.flow import Edit, IdentityFlow
 
 
@@ -55,9 +55,7 @@ class BlockLesion(Ablation):
         summary = {"dependence": float(np.mean(deps)) if deps else None,
                    "dependence_non_downsampling": float(np.mean(plain)) if plain else None,
                    "max_dependence": float(np.max(deps)) if deps else None, "blocks": len(records)}
-        with np.errstate(invalid="ignore"):  # replicates where full == chance give inf/nan, dropped later
-            boot = np.mean(boots, 0) if boots else None
-        return AblationResult(records, summary, boot)
+        return AblationResult(records, summary, mean_boot(boots))
 
     @classmethod
     def section(cls, res, run_dir) -> str:

@@ -11,7 +11,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from bench.ablations.base import Ablation, AblationContext, AblationResult, TestTimeParams
+from bench.ablations.base import Ablation, AblationContext, AblationResult, TestTimeParams, mean_boot
 from bench.flow import Edit, IdentityFlow
 
 
@@ -61,9 +61,7 @@ class MultiLesion(Ablation):
             "error_std_by_k": {str(k): round(float(np.std(v)), 6) for k, v in by_k.items()},
             "max_k": max(by_k),
         }
-        with np.errstate(invalid="ignore"):
-            boot = np.nanmean(np.stack(boots), 0)
-        return AblationResult(records, summary, boot)
+        return AblationResult(records, summary, mean_boot(boots))
 
     @classmethod
     def section(cls, res, run_dir) -> str:

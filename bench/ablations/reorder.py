@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from bench.ablations.base import Ablation, AblationContext, AblationResult, TestTimeParams
+from bench.ablations.base import Ablation, AblationContext, AblationResult, TestTimeParams, mean_boot
 from bench.flow import IdentityFlow, reordered
 
 
@@ -79,9 +79,7 @@ class Reorder(Ablation):
         corr = float(np.corrcoef(taus, errs)[0, 1]) if taus.std() > 0 and errs.std() > 0 else None
         summary = {"dependence": float(np.nanmean([r["dependence"] for r in records if r["dependence"] is not None])),
                    "corr_tau_error": corr, "min_tau": float(taus.min()), "max_error": float(errs.max())}
-        with np.errstate(invalid="ignore"):
-            boot = np.nanmean(np.stack(boots), 0)
-        return AblationResult(records, summary, boot)
+        return AblationResult(records, summary, mean_boot(boots))
 
     @classmethod
     def section(cls, res, run_dir) -> str:
