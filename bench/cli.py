@@ -153,7 +153,69 @@ def describe(kind: str, entry) -> str:
     return text
 
 
-COMMANDS: list[type[Command]] = [Run, Validate, List]
+class Leaderboard(Command):
+    name = "leaderboard"
+    help = "one table across runs: metric and identity dependence per task x architecture x variant"
+    examples = """examples:
+  python -m bench leaderboard reports/runs/*
+  python -m bench leaderboard reports/runs/quickstart-1a2b3c4d reports/runs/camvid_cpu --format csv --out lb.csv
+  python -m bench leaderboard reports/*/ --format html --out leaderboard.html"""
+
+    def add_arguments(self, p):
+        p.add_argument("runs", nargs="+", help="run folders (holding results.json)")
+        p.add_argument("--format", choices=["md", "csv", "html"], default="md")
+        p.add_argument("--out", type=Path, help="write to a file instead of stdout")
+
+    def __call__(self, args):
+        from bench.leaderboard import build, render, write_or_print
+
+        rows, ablations = build(args.runs)
+        write_or_print(render(rows, ablations, args.format), args.out)
+        return 0
+
+
+class Compare(Command):
+    name = "compare"
+    help = "compare two runs: configuration differences, then cell-by-cell deltas with significance"
+    examples = """examples:
+  python -m bench compare reports/runs/quickstart-aaaa reports/runs/quickstart-bbbb
+  python -m bench compare runA runB --format csv --out deltas.csv"""
+
+    def add_arguments(self, p):
+        p.add_argument("run_a", type=Path)
+        p.add_argument("run_b", type=Path)
+        p.add_argument("--format", choices=["md", "csv"], default="md")
+        p.add_argument("--out", type=Path)
+
+    def __call__(self, args):
+        from bench.compare import compare, render
+        from bench.leaderboard import write_or_print
+
+        write_or_print(render(compare(args.run_a, args.run_b), args.format), args.out)
+        return 0
+
+
+class Reports(Command):
+    name = "reports"
+    help = "regenerate the results table in reports/README.md from reports/*/results.json"
+    examples = """examples:
+  python -m bench reports
+  python -m bench reports --dir reports"""
+
+    def add_arguments(self, p):
+        p.add_argument("--dir", type=Path, default=Path("reports"))
+
+    def __call__(self, args):
+        from bench.reports_index import update
+
+        readme = args.dir / "README.md"
+        if not readme.is_file():
+            raise BenchError(f"{readme}: not found; run from the repository root or pass --dir")
+        print(f"{readme}: {'updated' if update(readme) else 'already up to date'}")
+        return 0
+
+
+COMMANDS: list[type[Command]] = [Run, Validate, List, Leaderboard, Compare, Reports]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -76,6 +76,12 @@ def metrics_from_sums(sums: np.ndarray, info: TaskInfo) -> dict[str, np.ndarray]
         }
 
 
+def mean_of(values) -> float | None:
+    """Mean of the finite values; None when there are none (e.g. every lesion of a model at chance)."""
+    vals = [float(v) for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(vals)) if vals else None
+
+
 def primary_metric(info: TaskInfo) -> str:
     return "accuracy" if info.kind == "classification" else "miou"
 

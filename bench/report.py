@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from bench.io import write_text
+from bench.metrics import mean_of  # noqa: F401  (re-exported for ablation report sections)
 from bench.registry import ABLATIONS
 from bench.results import Interval, Results
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
-    return "—" if x is None else f"{x:.{digits}f}"
+    return "—" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
 
 
 def fmt_ci(iv: Interval | dict | None) -> str:
@@ -85,7 +87,7 @@ def removal_section(res: Results) -> str:
         ablated = np.mean([c.primary_ablated for c in cs])
         deps = [c.dependence.estimate for c in cs if c.dependence.estimate is not None]
         ci = cs[0].dependence if len(cs) == 1 else None
-        d = fmt_ci(ci) if ci else f"{fmt(float(np.mean(deps)))} ± {fmt(float(np.std(deps)))}"
+        d = fmt_ci(ci) if ci else (f"{fmt(float(np.mean(deps)))} ± {fmt(float(np.std(deps)))}" if deps else "—")
         rows.append([task, arch, variant, len(cs), fmt(full), fmt(ablated), d])
     return ("## How much each task lost when its identity paths were removed\n\n"
             "Trained without identity paths under the same recipe and seeds (`skip_removal`). D is the share of the "

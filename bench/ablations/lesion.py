@@ -12,6 +12,7 @@ from pydantic import Field
 
 from bench.ablations.base import Ablation, AblationContext, AblationResult, TestTimeParams, mean_boot
 from bench.flow import Edit, IdentityFlow
+from bench.metrics import mean_of
 
 
 class BlockLesionParams(TestTimeParams):
@@ -52,15 +53,14 @@ class BlockLesion(Ablation):
             boots.append(ctx.dependence_boot(outcome))
         deps = [r["dependence"] for r in records if r["dependence"] is not None]
         plain = [r["dependence"] for r in records if not r["key"]["downsampling"] and r["dependence"] is not None]
-        summary = {"dependence": float(np.mean(deps)) if deps else None,
-                   "dependence_non_downsampling": float(np.mean(plain)) if plain else None,
+        summary = {"dependence": mean_of(deps), "dependence_non_downsampling": mean_of(plain),
                    "max_dependence": float(np.max(deps)) if deps else None, "blocks": len(records)}
         return AblationResult(records, summary, mean_boot(boots))
 
     @classmethod
     def section(cls, res, run_dir) -> str:
         from bench import plots
-        from bench.report import fmt, fmt_ci, table
+        from bench.report import fmt, fmt_ci, mean_of, table
 
         cells = [c for c in res.cells if "block_lesion" in c.ablations]
         if not cells:
@@ -85,9 +85,9 @@ class BlockLesion(Ablation):
             ax.legend(fontsize=7)
             summaries = [c.ablations["block_lesion"] for c in group]
             ci = fmt_ci(summaries[0].summary_ci) if len(group) == 1 else fmt(
-                float(np.mean([s.summary["dependence"] for s in summaries])))
+                mean_of([s.summary["dependence"] for s in summaries]))
             rows.append([task, arch, len(group), len(names), fmt(base), fmt(float(err.mean())), fmt(float(err.max())),
-                         ci, fmt(np.mean([s.summary["dependence_non_downsampling"] or np.nan for s in summaries]))])
+                         ci, fmt(mean_of([s.summary["dependence_non_downsampling"] for s in summaries]))])
         png = plots.save(fig, run_dir / "block_lesion.png")
         return ("## block_lesion — single-block lesions (Veit et al. 2016, Fig. 3)\n\n"
                 "Each block's residual branch removed at test time, its shortcut kept (plain layers: y = x). "

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from bench.ablations.base import Ablation, AblationContext, AblationResult, TestTimeParams, mean_boot
 from bench.flow import Edit, IdentityFlow
+from bench.metrics import mean_of
 
 
 class MultiLesionParams(TestTimeParams):
@@ -56,7 +57,7 @@ class MultiLesion(Ablation):
         for r in records:
             by_k.setdefault(r["key"]["k"], []).append(1 - r["primary"])
         summary = {
-            "dependence": float(np.nanmean([r["dependence"] for r in records if r["dependence"] is not None])),
+            "dependence": mean_of(r["dependence"] for r in records),
             "error_by_k": {str(k): round(float(np.mean(v)), 6) for k, v in by_k.items()},
             "error_std_by_k": {str(k): round(float(np.std(v)), 6) for k, v in by_k.items()},
             "max_k": max(by_k),

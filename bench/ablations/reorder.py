@@ -14,6 +14,7 @@ from pydantic import Field
 
 from bench.ablations.base import Ablation, AblationContext, AblationResult, TestTimeParams, mean_boot
 from bench.flow import IdentityFlow, reordered
+from bench.metrics import mean_of
 
 
 def kendall_tau(order: list[int]) -> float:
@@ -77,7 +78,7 @@ class Reorder(Ablation):
         taus = np.array([r["key"]["kendall_tau"] for r in records])
         errs = np.array([1 - r["primary"] for r in records])
         corr = float(np.corrcoef(taus, errs)[0, 1]) if taus.std() > 0 and errs.std() > 0 else None
-        summary = {"dependence": float(np.nanmean([r["dependence"] for r in records if r["dependence"] is not None])),
+        summary = {"dependence": mean_of(r["dependence"] for r in records),
                    "corr_tau_error": corr, "min_tau": float(taus.min()), "max_error": float(errs.max())}
         return AblationResult(records, summary, mean_boot(boots))
 
