@@ -79,8 +79,15 @@ class AblationContext:
                                  device=self.device, amp=self.amp)
 
     def evaluate_many(self, edit_sets: list[Mapping[str, Edit]]) -> list[Outcome]:
-        """Evaluate the model under each edit set. Sweeps call this so that the engine can share work
-        between variants (e.g. compute the unlesioned prefix once per batch)."""
+        """Evaluate the model under each edit set, sharing the unedited prefix of a sequential trunk
+        across sets (bench.sweep); falls back to one evaluation per set for other models."""
+        from bench.sweep import evaluate_shared
+
+        if getattr(self.params, "bn_policy", "running") == "running":
+            shared = evaluate_shared(self.model, self.flow, list(edit_sets), self.split, self.info,
+                                     batch_size=self.eval_batch_size, device=self.device, amp=self.amp)
+            if shared is not None:
+                return shared
         return [self.evaluate(e) for e in edit_sets]
 
     def dependence(self, outcome: Outcome) -> float:
