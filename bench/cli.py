@@ -215,7 +215,27 @@ class Reports(Command):
         return 0
 
 
-COMMANDS: list[type[Command]] = [Run, Validate, List, Leaderboard, Compare, Reports]
+class Bench(Command):
+    name = "bench"
+    help = "run the speed benchmarks (pytest-benchmark) and print their side-by-side ratios"
+    examples = """examples:
+  python -m bench bench
+  python -m bench bench -k sweep          # one benchmark
+results: reports/perf/latest.md (the README table) and latest.json"""
+
+    def add_arguments(self, p):
+        p.add_argument("-k", dest="select", help="pytest -k expression selecting benchmarks")
+        p.add_argument("--out", type=Path, default=Path("reports/perf"))
+
+    def __call__(self, args):
+        from bench.perf import run_benchmarks
+
+        path = run_benchmarks(args.out, args.select)
+        print(path.read_text())
+        return 0
+
+
+COMMANDS: list[type[Command]] = [Run, Validate, List, Leaderboard, Compare, Reports, Bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,51 @@
+"""``bench bench``: run the speed benchmarks (pytest-benchmark) and print their side-by-side ratios.
+
+Writes reports/perf/latest.json (pytest-benchmark's raw output) and reports/perf/latest.md (the table
+shown in the README), with the machine and versions.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from bench.errors import BenchError
+from bench.io import write_text
+from bench.report import table
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_benchmarks(out_dir: Path, select: str | None = None) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    raw = Path(tempfile.mkstemp(suffix=".json")[1])
+    cmd = [sys.executable, "-m", "pytest", "-q", str(ROOT / "tests" / "benchmarks"), "--benchmark-only",
+           f"--benchmark-json={raw}", "-p", "no:cacheprovider"] + (["-k", select] if select else [])
+    done = subprocess.run(cmd, cwd=ROOT)
+    if done.returncode != 0:
+        raise BenchError(f"benchmarks failed (pytest exit {done.returncode}); rerun with: {' '.join(cmd)}")
+    data = json.loads(raw.read_text())
+    write_text(out_dir / "latest.json", json.dumps(data, indent=2))
+    write_text(out_dir / "latest.md", render(data))
+    return out_dir / "latest.md"
+
+
+def render(data: dict) -> str:
+    rows = []
+    for b in data["benchmarks"]:
+        info = b["extra_info"]
+        ok = info["ratio"] >= info["goal"]
+        extra = f"; data path {info['data_vs_model']}x faster than the model" if "data_vs_model" in info else ""
+        rows.append([info["target"], f"{info['ratio']:.2f}x", f">= {info['goal']}x", "met" if ok else "NOT met",
+                     extra.lstrip("; ") or ""])
+    machine = data.get("machine_info", {})
+    head = (f"Measured {data.get('datetime', '?')[:19]} on {machine.get('cpu', {}).get('brand_raw', platform.processor())}"
+            f" ({torch.get_num_threads()} threads, {'CUDA' if torch.cuda.is_available() else 'no GPU'}), "
+            f"Python {platform.python_version()}, torch {torch.__version__}.")
+    return head + "\n\n" + table(["what", "ratio", "target", "", "note"], rows) + "\n"
