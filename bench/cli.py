@@ -257,12 +257,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def init_distributed() -> None:
+    """Under ``torchrun --nproc_per_node=N``: join the process group (NCCL on CUDA, gloo on CPU)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         for plugin in args.plugin:
             load_plugin(plugin)
+        init_distributed()
         return args.handler(args)
     except BenchError as exc:
         if args.debug:

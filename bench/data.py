@@ -53,6 +53,17 @@ class Task:
     provenance: dict = field(default_factory=dict)  # data root, files, checksums: recorded in results
 
 
+def rank_batches(order: torch.Tensor, batch_size: int, rank: int = 0, world: int = 1) -> Iterator[torch.Tensor]:
+    """Index batches for one process. With ``world`` processes, global batch g is
+    ``order[g*B*world : (g+1)*B*world]`` and rank r takes its r-th slice of B, so the union of the ranks'
+    batches is exactly the single-process batch of size B*world. Incomplete global batches are dropped
+    when world > 1, so every rank takes the same number of steps (DDP would otherwise hang)."""
+    step = batch_size * world
+    stop = len(order) if world == 1 else len(order) - len(order) % step
+    for start in range(0, stop, step):
+        yield order[start + rank * batch_size : start + (rank + 1) * batch_size]
+
+
 def _normalise(x_uint8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     return (x_uint8.float().div_(255) - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
@@ -91,9 +102,7 @@ class TensorSplit:
             order = torch.randperm(n, generator=g)
         else:
             g, order = None, torch.arange(n)
-        order = order[rank::world]
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        for idx in rank_batches(order, batch_size, rank, world):
             x, y = self.images[idx], self.labels[idx]
             if train:
                 x, y = self._augment(x, y, g)
@@ -151,7 +160,7 @@ class DatasetSplit:
             order = torch.randperm(n, generator=g)
         else:
             order = torch.arange(n)
-        indices = order[rank::world].tolist()
+        indices = torch.cat(list(rank_batches(order, batch_size, rank, world)) or [order[:0]]).tolist()
         loader = DataLoader(
             torch.utils.data.Subset(ds, indices),
             batch_size=batch_size,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import yaml
 
 from bench.ablations.base import Ablation, AblationContext, dependence
@@ -87,6 +88,8 @@ class Study:
         self.show_progress = show_progress
         self._tasks: dict[str, Task] = {}
         self.timings: dict[str, float] = {}
+        # under torchrun every rank trains (DDP) and evaluates the full test set; rank 0 alone writes
+        self.writer = not dist.is_initialized() or dist.get_rank() == 0
 
     # -- set-up ------------------------------------------------------------------------------
     def task(self, alias: str) -> Task:
@@ -134,16 +137,24 @@ class Study:
     # -- running -----------------------------------------------------------------------------
     def run(self) -> Path:
         t0 = time.perf_counter()
-        self.prepare_dir()
+        if self.writer:
+            self.prepare_dir()
+        _barrier()
         units = self.units()
         todo = [u for u in units if not self._done(u)]
-        with StudyProgress(len(units), len(units) - len(todo), enabled=self.show_progress) as progress:
+        _barrier()
+        show = self.show_progress and self.writer
+        with StudyProgress(len(units), len(units) - len(todo), enabled=show) as progress:
             for unit in todo:
                 progress.start(unit.id)
                 cell = self.run_unit(unit, progress)
-                write_json(self.dir / "cells" / f"{unit.id}.json", cell)
+                if self.writer:
+                    write_json(self.dir / "cells" / f"{unit.id}.json", cell)
                 progress.finish(unit.id, cell)
         self.timings["study"] = round(time.perf_counter() - t0, 3)
+        _barrier()
+        if not self.writer:
+            return self.dir
         results = self.assemble(units)
         write_json(self.dir / "results.json", results.model_dump(mode="json", by_alias=True))
         from bench.report import write_report
@@ -176,7 +187,8 @@ class Study:
                                   checkpoint=ckpt, on_step=progress.step)
         except DivergedError as exc:
             cell.update(status="failed", error=f"diverged: {exc}")
-            np.savez(self.dir / "cells" / f"{unit.id}.npz")
+            if self.writer:
+                np.savez(self.dir / "cells" / f"{unit.id}.npz")
             return cell
         cell["timings"]["train_s"] = round(time.perf_counter() - t0, 3)
         t0 = time.perf_counter()
@@ -207,7 +219,8 @@ class Study:
                                            "wall_s": round(time.perf_counter() - t1, 3)}
                 if out.summary_boot is not None:
                     arrays[f"boot__{name}"] = np.asarray(out.summary_boot)
-        np.savez(self.dir / "cells" / f"{unit.id}.npz", **arrays)
+        if self.writer:
+            np.savez(self.dir / "cells" / f"{unit.id}.npz", **arrays)
         return cell
 
     # -- assembling --------------------------------------------------------------------------
@@ -249,6 +262,11 @@ class Study:
 
     def task_info(self, alias: str) -> TaskInfo:
         return self.task(alias).info
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
 
 
 def _interval(estimate, boot) -> dict:

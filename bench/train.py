@@ -3,8 +3,8 @@
 SGD/AdamW, cosine / multistep / constant schedule with optional linear warm-up, cross-entropy with
 the task's ignore index. A checkpoint (model, optimizer, scheduler, RNG, step) is written atomically
 at every epoch end; training resumes from it. Data order depends only on (seed, epoch), so a resumed
-run sees the same batches as an uninterrupted one. Under torchrun the model is wrapped in DDP and
-each rank reads its own shard of every epoch.
+run sees the same batches as an uninterrupted one. Under torchrun the model is wrapped in DDP;
+``batch_size`` is per process, and each rank takes its slice of every global batch (bench.data.rank_batches).
 """
 
 from __future__ import annotations
@@ -57,14 +57,15 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: 
           checkpoint: Path | None = None, on_step: Callable[[int, int, float], None] | None = None) -> dict:
     """Train ``model`` in place; return a log (steps, final loss, images/s, wall time)."""
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    per_epoch = math.ceil(len(task.train) / (cfg.batch_size * world))
+    per_epoch = math.ceil(len(task.train) / cfg.batch_size) if world == 1 else len(task.train) // (cfg.batch_size * world)
     if cfg.max_steps_per_epoch:
         per_epoch = min(per_epoch, cfg.max_steps_per_epoch)
     total = max(1, round(cfg.epochs * per_epoch))
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    edited = any(getattr(m, "edit", None) is not None for m in model.modules())  # e.g. zeroed projections
+    net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=edited) if world > 1 else model
     if cfg.compile:
         net = torch.compile(net)
     opt = make_optimizer(model, cfg)
