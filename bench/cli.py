@@ -53,7 +53,20 @@ output: <out>/config.resolved.yaml, results.json, report.md and figures
         run_dir = Study(cfg, resolved, args.config, out=args.out, restart=args.restart,
                         show_progress=not args.quiet).run()
         print(f"wrote {run_dir}/results.json and {run_dir}/report.md")
+        failed = count_failed(run_dir)
+        if failed:  # the other cells' results are kept and reported; the failure is recorded, not fatal
+            print(f"warning: {failed} cell(s) failed (see report.md, 'Trained models'); the others finished",
+                  file=sys.stderr)
         return 0
+
+
+def count_failed(run_dir: Path) -> int:
+    import json
+
+    path = run_dir / "results.json"
+    if not path.is_file():
+        return 0
+    return sum(c["status"] != "ok" for c in json.loads(path.read_text())["cells"])
 
 
 class Validate(Command):

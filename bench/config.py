@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bench.errors import BenchError, did_you_mean
 from bench.params import validate_params
 from bench.registry import ABLATIONS, ARCHITECTURES, TASKS, load_plugin
+
+SAFE_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class Strict(BaseModel):
@@ -80,6 +83,14 @@ class StudyConfig(Strict):
     verdict: VerdictConfig | None = None
     bootstrap: int = Field(1000, ge=100, description="Test-set bootstrap replicates for confidence intervals.")
     plugins: list[str] = Field([], description="Extra plugin modules or .py files to import.")
+
+    @field_validator("tasks", "architectures")
+    @classmethod
+    def _safe_aliases(cls, v: dict) -> dict:
+        for alias in v:  # aliases name files in the run folder: no separators, no traversal
+            if not SAFE_ALIAS.match(alias) or "__" in alias:
+                raise ValueError(f"alias {alias!r} must be letters, digits, '_', '-', '.' (no '__', no path); rename it")
+        return v
 
     @field_validator("device")
     @classmethod
@@ -146,8 +157,11 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[StudyConfi
 
 
 def schema_error(exc: pydantic.ValidationError, raw: dict) -> str:
-    err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"]]
+    def clean(loc) -> list[str]:  # drop pydantic's union-branch tags such as "literal['all']"
+        return [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+
+    err = max(exc.errors(), key=lambda e: len(clean(e["loc"])))  # the deepest error is the most specific
+    loc = clean(err["loc"])
     key = ".".join(loc)
     if err["type"] == "extra_forbidden":
         model: type[BaseModel] = StudyConfig

@@ -34,3 +34,9 @@ def write_json(path: Path, data: Any) -> None:
 
 def write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text))
+
+
+def save_npz(path: Path, **arrays: Any) -> None:
+    import numpy as np
+
+    atomic_write(path, lambda f: np.savez(f, **arrays), mode="wb")

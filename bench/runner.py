@@ -9,7 +9,6 @@ from the cell files at the end.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -26,15 +25,13 @@ from bench.data import Task, TaskInfo
 from bench.errors import BenchError
 from bench.evaluate import predict_stats
 from bench.flow import Edit, IdentityFlow, identity_flow
-from bench.io import write_json, write_text
+from bench.io import atomic_write, save_npz, write_json, write_text
 from bench.metrics import Outcome, bootstrap_weights, chance_outcome, primary_metric
 from bench.progress import StudyProgress
 from bench.provenance import provenance
 from bench.registry import ABLATIONS, ARCHITECTURES, TASKS
 from bench.results import SCHEMA_VERSION, Cell, Comparison, Interval, Results
 from bench.train import DivergedError, train
-
-SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -137,6 +134,8 @@ class Study:
     # -- running -----------------------------------------------------------------------------
     def run(self) -> Path:
         t0 = time.perf_counter()
+        for alias in dict.fromkeys(t for t, _ in self.cfg.pairs()):
+            self.task(alias)  # missing or malformed data fails here, before anything is written
         if self.writer:
             self.prepare_dir()
         _barrier()
@@ -188,7 +187,7 @@ class Study:
         except DivergedError as exc:
             cell.update(status="failed", error=f"diverged: {exc}")
             if self.writer:
-                np.savez(self.dir / "cells" / f"{unit.id}.npz")
+                save_npz(self.dir / "cells" / f"{unit.id}.npz")
             return cell
         cell["timings"]["train_s"] = round(time.perf_counter() - t0, 3)
         t0 = time.perf_counter()
@@ -220,7 +219,7 @@ class Study:
                 if out.summary_boot is not None:
                     arrays[f"boot__{name}"] = np.asarray(out.summary_boot)
         if self.writer:
-            np.savez(self.dir / "cells" / f"{unit.id}.npz", **arrays)
+            save_npz(self.dir / "cells" / f"{unit.id}.npz", **arrays)
         return cell
 
     # -- assembling --------------------------------------------------------------------------
@@ -253,7 +252,7 @@ class Study:
                                   variant=u.variant, seed=u.seed, primary_full=round(full.primary, 6),
                                   primary_ablated=round(abl.primary, 6), primary_chance=round(chance.primary, 6),
                                   dependence=Interval(**_interval(d, boot))))
-            np.save(self.dir / "cells" / f"{u.id}.dependence_boot.npy", boot)
+            atomic_write(self.dir / "cells" / f"{u.id}.dependence_boot.npy", lambda f, b=boot: np.save(f, b), "wb")
         return out
 
     def outcome(self, unit_id: str, key: str, task_alias: str) -> Outcome:
