@@ -40,7 +40,7 @@ def materialise(case: dict, tmp_path: Path) -> tuple[list[str], Path]:
     if "raw" in case and case["raw"] is None:
         config = tmp_path / "absent.yaml"
     else:
-        config.write_text(case["raw"] if "raw" in case else BASE)
+        config.write_text(case.get("raw", BASE))
     sub = {"PLUGIN_BROKEN": str(broken), "OUT_FILE": str(tmp_path / "a_file")}
 
     def fill(s: str) -> str:

@@ -3,6 +3,7 @@ Also: the same config and seed give identical results (CPU determinism)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -79,10 +80,8 @@ _SEEN: dict[Path, set[int]] = {}
 
 def _epochs_written(ckpt: Path) -> int:
     """How many epoch-end checkpoints of one cell were seen (each rewrite changes the mtime)."""
-    try:
+    with contextlib.suppress(FileNotFoundError):
         _SEEN.setdefault(ckpt, set()).add(ckpt.stat().st_mtime_ns)
-    except FileNotFoundError:
-        pass
     return len(_SEEN.get(ckpt, ()))
 
 
