@@ -172,7 +172,7 @@ class Leaderboard(Command):
     examples = """examples:
   python -m bench leaderboard reports/runs/*
   python -m bench leaderboard reports/runs/quickstart-1a2b3c4d reports/runs/camvid_cpu --format csv --out lb.csv
-  python -m bench leaderboard reports/*/ --format html --out leaderboard.html"""
+  python -m bench leaderboard reports/*/results.json --format html --out leaderboard.html"""
 
     def add_arguments(self, p):
         p.add_argument("runs", nargs="+", help="run folders (holding results.json)")
@@ -293,11 +293,16 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, whatever a plugin raised
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished cells are kept; run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `python -m bench list | head`: the reader left; stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

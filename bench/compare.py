@@ -1,19 +1,27 @@
 """``bench compare RUN_A RUN_B``: configuration differences first, then cell-by-cell deltas (B − A).
 
-Cells are matched by (task, architecture, variant); a cell present in one run only is named, never
-dropped. Significance of a delta: Welch's t-test over seeds (scipy when installed, else a normal
-approximation); with fewer than 2 seeds on either side it is reported as n/a.
+Cells are matched by (task, architecture, variant) as named in the configs; a cell present in one run
+only, a quantity (ablation) measured in one run only, and a cell with no result on one side are all
+named, never dropped. Significance of a delta: Welch's two-sided t-test over seeds (scipy's t
+distribution when installed, else a normal approximation); with fewer than 2 seeds on either side it
+is reported as n/a. Schema of the inputs: docs/results.md.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 
-from bench.leaderboard import rows_of
+from bench.leaderboard import measure_label, rows_of
 from bench.results import load_results
+
+ENVIRONMENT = ["bench_version", "git_commit", "git_dirty", "torch", "timm", "segmentation_models_pytorch",
+               "device_name", "deterministic"]
 
 
 def config_diff(a, b, prefix: str = "") -> list[str]:
+    """``key.path: A -> B`` for every leaf that differs; lists of named entries are matched by name."""
     out: list[str] = []
     if _named_list(a) and _named_list(b):  # e.g. ablations: match entries by name, not position
         a, b = {x["name"]: x for x in a}, {x["name"]: x for x in b}
@@ -35,19 +43,28 @@ def _named_list(x) -> bool:
 
 
 def welch_p(ma: float, sa: float, na: int, mb: float, sb: float, nb: int) -> float | None:
+    """Two-sided p of Welch's t-test from means, sample sds and counts; None below 2 seeds a side."""
     if na < 2 or nb < 2:
         return None
-    se = math.sqrt(sa**2 / na + sb**2 / nb)
+    va, vb = sa**2 / na, sb**2 / nb
+    se = math.sqrt(va + vb)
     if se == 0:
         return 0.0 if ma != mb else 1.0
     t = (mb - ma) / se
-    df = (sa**2 / na + sb**2 / nb) ** 2 / ((sa**2 / na) ** 2 / (na - 1) + (sb**2 / nb) ** 2 / (nb - 1) or 1e-12)
+    df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
     try:
         from scipy import stats
-
-        return float(2 * stats.t.sf(abs(t), df))
     except ImportError:
         return math.erfc(abs(t) / math.sqrt(2))
+    return float(2 * stats.t.sf(abs(t), df))
+
+
+def p_method() -> str:
+    try:
+        import scipy  # noqa: F401
+    except ImportError:
+        return "Welch's t over seeds, normal approximation (scipy not installed)"
+    return "Welch's t-test over seeds (two-sided)"
 
 
 def compare(run_a: str, run_b: str) -> dict:
@@ -57,40 +74,61 @@ def compare(run_a: str, run_b: str) -> dict:
     key = lambda r: (r["task"], r["architecture"], r["variant"])  # noqa: E731
     ia, ib = {key(r): r for r in rows_a}, {key(r): r for r in rows_b}
     columns = ["value", *(a for a in abl_a if a in abl_b)]
-    deltas = []
+    deltas, missing = [], []
     for k in [k for k in ia if k in ib]:
         for col in columns:
             (ma, sa, na), (mb, sb, nb) = ia[k][col], ib[k][col]
+            quantity = ia[k]["metric"] if col == "value" else measure_label(col)
+            if ma is None and mb is None:
+                continue  # not measured for this cell in either run (e.g. a test-time ablation on a variant)
             if ma is None or mb is None:
+                missing.append((k, quantity, "A" if ma is None else "B"))
                 continue
-            deltas.append({"cell": k, "quantity": ia[k]["metric"] if col == "value" else f"D {col}", "a": ma,
-                           "b": mb, "delta": mb - ma, "p": welch_p(ma, sa, na, mb, sb, nb), "n": (na, nb)})
+            deltas.append({"cell": k, "quantity": quantity, "a": ma, "b": mb, "delta": mb - ma,
+                           "p": welch_p(ma, sa, na, mb, sb, nb), "n": (na, nb)})
+    env = [f"{k}: {ra.provenance.get(k)!r} -> {rb.provenance.get(k)!r}" for k in ENVIRONMENT
+           if ra.provenance.get(k) != rb.provenance.get(k)]
     return {"config_diff": config_diff({k: v for k, v in ra.config.items() if k != "name"},
                                        {k: v for k, v in rb.config.items() if k != "name"}),
+            "environment": env,
             "only_a": sorted(k for k in ia if k not in ib), "only_b": sorted(k for k in ib if k not in ia),
-            "deltas": deltas, "a": ra.study, "b": rb.study}
+            "ablations_only_a": [a for a in abl_a if a not in abl_b],
+            "ablations_only_b": [a for a in abl_b if a not in abl_a],
+            "missing": missing, "deltas": deltas, "a": ra.study, "b": rb.study}
 
 
 def render(result: dict, fmt: str = "md") -> str:
-    from bench.report import table
-
-    if fmt == "csv":
-        import csv
-        import io
-
+    if fmt == "csv":  # one row type per line, in the markdown's order: config first, then gaps, then deltas
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["task", "architecture", "variant", "quantity", "a", "b", "delta", "p", "n_a", "n_b"])
+        w.writerow(["kind", "task", "architecture", "variant", "quantity", "a", "b", "delta", "p", "n_a", "n_b"])
+        for line in result["config_diff"]:
+            path, _, change = line.partition(": ")
+            w.writerow(["config", "", "", "", path, change, "", "", "", "", ""])
+        for side in ("a", "b"):
+            for k in result[f"only_{side}"]:
+                w.writerow([f"only_{side}", *k, "", "", "", "", "", "", ""])
+            for abl in result[f"ablations_only_{side}"]:
+                w.writerow([f"only_{side}", "", "", "", measure_label(abl), "", "", "", "", "", ""])
+        for k, quantity, side in result["missing"]:
+            w.writerow([f"no_result_{side.lower()}", *k, quantity, "", "", "", "", "", ""])
         for d in result["deltas"]:
-            w.writerow([*d["cell"], d["quantity"], d["a"], d["b"], d["delta"], d["p"], *d["n"]])
+            w.writerow(["delta", *d["cell"], d["quantity"], d["a"], d["b"], d["delta"], d["p"], *d["n"]])
         return buf.getvalue()
+    from bench.report import table
+
     lines = [f"# compare: A = {result['a']}, B = {result['b']}", "", "## Configuration differences (A -> B)", ""]
     lines += [f"- {d}" for d in result["config_diff"]] or ["- none"]
-    lines += ["", "## Cells in one run only", ""]
-    only = [f"- only in A: {'/'.join(k)}" for k in result["only_a"]] + \
-           [f"- only in B: {'/'.join(k)}" for k in result["only_b"]]
-    lines += only or ["- none: every cell is matched"]
-    lines += ["", "## Deltas (B − A); p: Welch's t-test over seeds", ""]
+    if result["environment"]:
+        lines += ["", "Environment (provenance) differences:", ""] + [f"- {e}" for e in result["environment"]]
+    lines += ["", "## Not compared (named, not dropped)", ""]
+    gaps = [f"- only in {s.upper()}: {'/'.join(k)}" for s in ("a", "b") for k in result[f"only_{s}"]]
+    gaps += [f"- measured only in {s.upper()}: {measure_label(a)}" for s in ("a", "b")
+             for a in result[f"ablations_only_{s}"]]
+    gaps += [f"- no result in {side}: {'/'.join(k)} {q} (failed cells, or D undefined: model at chance)"
+             for k, q, side in result["missing"]]
+    lines += gaps or ["- none: every cell and quantity is matched"]
+    lines += ["", f"## Deltas (B − A); p: {p_method()}", ""]
     rows = [["/".join(d["cell"]), d["quantity"], f"{d['a']:.4f}", f"{d['b']:.4f}", f"{d['delta']:+.4f}",
              "n/a (1 seed)" if d["p"] is None else f"{d['p']:.3g}", f"{d['n'][0]} vs {d['n'][1]}"]
             for d in result["deltas"]]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Hashable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
@@ -19,13 +20,39 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bench.errors import BenchError, did_you_mean
 from bench.params import validate_params
-from bench.registry import ABLATIONS, ARCHITECTURES, TASKS, load_plugin
+from bench.registry import ABLATIONS, ARCHITECTURES, SAFE_NAME, TASKS, load_plugin
 
-SAFE_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+SAFE_ALIAS = SAFE_NAME
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # epochs: .inf would never end
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses duplicate keys: the second would silently win."""
+
+
+def _mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` then overriding a key is legitimate
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, Hashable):  # construct_mapping reports unhashable keys itself
+            continue
+        if (type(key), key) in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add((type(key), key))
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def safe_load(text: str) -> Any:
+    """Plain YAML only (no Python tags), duplicate keys refused."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
 
 
 class PluginSpec(BaseModel):
@@ -73,7 +100,7 @@ class VerdictConfig(Strict):
 
 class StudyConfig(Strict):
     name: str | None = Field(None, description="Study name; default: the config file's stem.")
-    seeds: list[int] = Field([0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, lt=2**31)]] = Field([0], min_length=1)
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     tasks: dict[str, PluginSpec] = Field(min_length=1)
     architectures: dict[str, PluginSpec] = Field(min_length=1)
@@ -95,8 +122,17 @@ class StudyConfig(Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if v not in ("auto", "cpu", "cuda") and not v.startswith("cuda:"):
+        if v not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", v):
             raise ValueError("must be auto, cpu, cuda or cuda:N")
+        return v
+
+    @field_validator("seeds", "matrix")
+    @classmethod
+    def _unique(cls, v: Any) -> Any:
+        if isinstance(v, list):  # a repeated seed or pair would be one cell id written twice
+            dup = next((x for i, x in enumerate(v) if x in v[:i]), None)
+            if dup is not None:
+                raise ValueError(f"{list(dup) if isinstance(dup, tuple) else dup!r} is listed twice; remove the repeat")
         return v
 
     def pairs(self) -> list[tuple[str, str]]:
@@ -124,8 +160,21 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise BenchError(f"--set {item!r}: expected key.path=value, e.g. --set train.epochs=2")
-        out.append((key, yaml.safe_load(raw)))
+        try:
+            value = safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise BenchError(f"--set {item!r}: the value is not valid YAML ({yaml_problem(exc)}); "
+                             "quote it or fix the brackets") from None
+        out.append((key, value))
     return out
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+    if "constructor for the tag" in problem:
+        tag = problem.split("tag")[-1].strip(" '")
+        return f"tag {tag!r} is not allowed: configs are plain YAML, no Python objects"
+    return problem
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[StudyConfig, dict]:
@@ -134,11 +183,15 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[StudyConfi
     if not path.is_file():
         raise BenchError(f"{path}: no such config file; see configs/ for examples")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise BenchError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+        raise BenchError(f"{path}:{where} is not valid YAML ({yaml_problem(exc)}); fix it") from None
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"{path}: is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except RecursionError:
+        raise BenchError(f"{path}: is nested too deeply to be a study config; flatten it") from None
     if not isinstance(raw, dict):
         raise BenchError(f"{path}: top level must be a mapping with tasks, architectures, ...")
     try:
@@ -173,7 +226,7 @@ def schema_error(exc: pydantic.ValidationError, raw: dict) -> str:
         return f"{key}: unknown key{did_you_mean(loc[-1], names)}; allowed here: {', '.join(names)}"
     if err["type"] == "missing":
         return f"{key}: required key is missing; add it (see configs/quickstart.yaml)"
-    return f"{key}: {err['msg']} (got {err.get('input')!r})"
+    return f"{key}: {err['msg'].removeprefix('Value error, ')} (got {err.get('input')!r})"
 
 
 def resolve(cfg: StudyConfig, path: Path) -> dict:

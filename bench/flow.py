@@ -33,6 +33,8 @@ class Edit:
     fill: replace the identity tensor by zeros (skip removal), its calibrated mean, or a batch shuffle.
     identity_grad / branch_grad: per-example 0/1 masks (B,) that gate the *backward* pass only, so a
         sampled path sends its gradient through the branch or the shortcut (Veit Fig. 6).
+    keep / keep_index: in training mode only, drop the branch unless ``keep`` (shared by the sampled
+        blocks) picked block ``keep_index`` for this forward pass (Veit Sec. 5); eval runs every branch.
     """
 
     drop_branch: bool = False
@@ -40,6 +42,31 @@ class Edit:
     mean: torch.Tensor | None = None
     identity_grad: torch.Tensor | None = None
     branch_grad: torch.Tensor | None = None
+    keep: KeepExactly | None = None
+    keep_index: int = 0
+
+
+class KeepExactly:
+    """Exactly ``m`` of ``n`` blocks keep their branch in each training forward pass, drawn uniformly.
+
+    One object is shared by the n blocks' Edits; each block asks once per pass (ResidualBlock.forward),
+    so a block asking again marks a new pass and a fresh subset is drawn. Draws use the global torch
+    RNG, so seeding and checkpoint resume reproduce them.
+    """
+
+    def __init__(self, n: int, m: int):
+        if not 0 <= m <= n:
+            raise ValueError(f"cannot keep {m} of {n} blocks")
+        self.n, self.m = n, m
+        self._kept: set[int] = set()
+        self._asked: set[int] | None = None
+
+    def keeps(self, index: int) -> bool:
+        if self._asked is None or index in self._asked:
+            self._kept = set(torch.randperm(self.n)[: self.m].tolist())
+            self._asked = set()
+        self._asked.add(index)
+        return index in self._kept
 
 
 def _route(t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -66,13 +93,16 @@ class Merge(nn.Module):
 
     @property
     def drops_branch(self) -> bool:
-        return self.edit is not None and self.edit.drop_branch
+        """Read once per forward pass: with ``Edit.keep`` in training mode it draws the pass's subset."""
+        e = self.edit
+        return e is not None and (e.drop_branch or (e.keep is not None and self.training
+                                                    and not e.keep.keeps(e.keep_index)))
 
     def forward(self, identity: torch.Tensor | None, branch: torch.Tensor | None) -> torch.Tensor:
         if self.edit is None:  # idle: the plain merge
             return self._combine(identity, branch)
         e = self.edit
-        if e.drop_branch:
+        if e.drop_branch or (e.keep is not None and branch is None):
             assert identity is not None, "lesion of a block without a shortcut"
             return identity
         if identity is not None and self.has_identity:

@@ -1,10 +1,11 @@
 """``bench leaderboard``: one table across runs, derived from their results.json files.
 
-Rows: study (run folder) × task × architecture × training variant; columns: the primary metric (mean ± std over
-seeds, n), the chance level, and each ablation's identity dependence D (mean ± std over seeds; a
-train-time ablation's D is shown on the baseline row it was compared against). Rows of different
-studies are never merged (their recipes may differ). Ranking rule: by task, then primary metric,
-higher first.
+Rows: run × task × architecture × training variant; columns: the primary metric (mean ± sd over
+seeds, n), the chance level, and each ablation's identity dependence D (mean ± sd over seeds; a
+train-time ablation's D is shown on the baseline row it was compared against; ``identity_readout``
+reports sufficiency S instead). Rows of different run folders are never merged, even for the same
+study name: their recipes may differ, and ``bench compare`` is the tool that lines two runs up.
+Ranking rule: by task, then primary metric, higher first. Schema: docs/results.md.
 """
 
 from __future__ import annotations
@@ -20,25 +21,31 @@ import numpy as np
 from bench.results import Results, load_results
 
 RANKING = "rows grouped by task; within a task, sorted by the primary metric's mean over seeds, higher first"
+MERGE = "rows of different run folders are never merged"
+SUFFICIENCY = {"identity_readout"}  # ablations whose per-model number is a sufficiency, not a dependence
+EMPTY = (None, None, 0)
+HEADER = ["study", "task", "architecture", "variant", "metric", "value", "chance"]
 
 
-def mean_std(values: list[float]) -> tuple[float | None, float | None, int]:
+def mean_std(values: list[float | None]) -> tuple[float | None, float | None, int]:
+    """Mean, sample sd (ddof=1; 0.0 for one value) and count of the finite values."""
     vals = [v for v in values if v is not None and np.isfinite(v)]
     if not vals:
-        return None, None, 0
+        return EMPTY
     return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, len(vals)
 
 
 def rows_of(res: Results) -> tuple[list[dict], list[str]]:
+    """One row per (task, architecture, variant) of one run, and the ablation names in config order."""
     groups: dict[tuple, list] = defaultdict(list)
     for c in res.cells:
         groups[(c.task, c.architecture, c.variant)].append(c)
     ablations = [a["name"] for a in res.config.get("ablations", [])]
     comp: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     headline: dict[tuple, str] = {}
-    for cm in res.comparisons:
+    for cm in res.comparisons:  # a train-time D belongs to the baseline it was measured against
         key = (cm.task, cm.architecture, cm.ablation)
-        headline.setdefault(key, cm.variant)
+        headline.setdefault(key, cm.variant)  # the ablation's first (headline) variant, as in the verdict
         if headline[key] == cm.variant:
             comp[(cm.task, cm.architecture, "baseline")][cm.ablation].append(cm.dependence.estimate)
     rows = []
@@ -57,12 +64,20 @@ def rows_of(res: Results) -> tuple[list[dict], list[str]]:
     return rows, ablations
 
 
+def run_label(study: str, path: str | Path) -> str:
+    """The study name, plus the run folder when it says something more (two runs of one study)."""
+    path = Path(path).resolve()
+    folder = path.parent.name if path.is_file() else path.name
+    return study if folder == study else f"{study} ({folder})"
+
+
 def build(run_dirs: list[str]) -> tuple[list[dict], list[str]]:
     rows, columns = [], []
     for d in run_dirs:
-        r, abl = rows_of(load_results(d))
+        res = load_results(d)
+        r, abl = rows_of(res)
         for row in r:
-            row["study"] = f"{row['study']} ({Path(d).resolve().name})"  # two runs of one study stay apart
+            row["study"] = run_label(res.study, d)
         rows += r
         columns += [a for a in abl if a not in columns]
     columns = [a for a in columns if any(row.get(a, EMPTY)[0] is not None for row in rows)]  # ablations with a D
@@ -77,12 +92,12 @@ def _cell(ms: tuple) -> str:
     return f"{mean:.3f} ± {std:.3f} (n={n})" if n > 1 else f"{mean:.3f} (n=1)"
 
 
-EMPTY = (None, None, 0)
-HEADER = ["study", "task", "architecture", "variant", "metric", "value", "chance"]
+def measure_label(ablation: str) -> str:
+    return f"S {ablation}" if ablation in SUFFICIENCY else f"D {ablation}"
 
 
 def render(rows: list[dict], ablations: list[str], fmt: str) -> str:
-    header = HEADER + [f"D {a}" for a in ablations] + ["failed"]
+    header = HEADER + [measure_label(a) for a in ablations] + ["failed"]
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
@@ -94,7 +109,9 @@ def render(rows: list[dict], ablations: list[str], fmt: str) -> str:
         return buf.getvalue()
     body = [[r["study"], r["task"], r["architecture"], r["variant"], r["metric"], _cell(r["value"]),
              _cell(r["chance"]), *(_cell(r.get(a, EMPTY)) for a in ablations), str(r["failed"])] for r in rows]
-    note = f"Ranking: {RANKING}. D = identity dependence (share of above-chance score lost), mean ± std over seeds."
+    note = (f"Ranking: {RANKING}; {MERGE}. D = identity dependence (share of the above-chance score lost when "
+            "identity paths are ablated), S = identity sufficiency; mean ± sd over seeds (n seeds); "
+            "failed = cells that did not finish.")
     if fmt == "html":
         head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
         trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)

@@ -30,7 +30,7 @@ def params_model(obj: Any) -> type[pydantic.BaseModel]:
         ann = Any if p.annotation is inspect.Parameter.empty else p.annotation
         default = ... if p.default is inspect.Parameter.empty else p.default
         fields[p.name] = (ann, default)
-    config = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    config = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False)
     return pydantic.create_model(f"{getattr(obj, '__name__', 'Plugin')}Params", __config__=config, **fields)
 
 
@@ -43,10 +43,19 @@ def validate_params(obj: Any, params: dict[str, Any], where: str) -> dict[str, A
         raise BenchError(_one_line(exc, model, where)) from None
 
 
+def _loc(err: dict) -> str:
+    # drop pydantic's union-branch tags such as "literal['all']" or "list[str]"
+    return ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+
+
 def _one_line(exc: pydantic.ValidationError, model: type[pydantic.BaseModel], where: str) -> str:
-    err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"])
+    errors = exc.errors()
+    err = errors[0]
+    key = _loc(err)
     full = f"{where}.{key}" if key else where
+    alternatives = [e["msg"] for e in errors if _loc(e) == key]  # one per branch of a union (`all` or a list)
+    if len(alternatives) > 1 and err["type"] not in ("extra_forbidden", "missing"):
+        return f"{full}: {' or '.join(dict.fromkeys(alternatives))} (got {err.get('input')!r})"
     if err["type"] == "extra_forbidden":
         hint = did_you_mean(str(err["loc"][-1]), model.model_fields)
         allowed = ", ".join(model.model_fields) or "none"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, did_you_mean
+
+# names and config aliases end up in file names (cells/<task>__<arch>__<variant>__s0.json): no paths
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,9 @@ class Registry:
         return deco
 
     def add(self, name: str, obj: Any, source: str) -> None:
+        if not isinstance(name, str) or not SAFE_NAME.match(name) or "__" in name:
+            raise BenchError(f"{self.kind[:-1]} name {name!r} from {source}: use letters, digits, '_', '-', '.' "
+                             "(no '__', no path); rename it")
         old = self._entries.get(name)
         if old is not None and old.obj is not obj:
             raise BenchError(
@@ -82,6 +89,9 @@ class Registry:
             )
         if not eps:
             return
+        if not SAFE_NAME.match(name) or "__" in name:
+            self.failed[name] = "unsafe name (letters, digits, '_', '-', '.'; no '__', no path)"
+            raise BenchError(f"{self.kind[:-1]} plugin {name!r} ({values[0]}): {self.failed[name]}; rename it")
         try:
             obj = eps[0].load()
         except Exception as exc:  # a broken plugin must not take the others down

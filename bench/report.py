@@ -76,10 +76,13 @@ def models_section(res: Results) -> str:
 
 
 def removal_section(res: Results) -> str:
-    if not res.comparisons:
+    own = {a for a in {c.ablation for c in res.comparisons}  # train-time ablations that draw their own section
+           if a in ABLATIONS.names() and "section" in vars(ABLATIONS.get(a))}
+    comparisons = [c for c in res.comparisons if c.ablation not in own]
+    if not comparisons:
         return ""
     groups: dict[tuple, list] = defaultdict(list)
-    for c in res.comparisons:
+    for c in comparisons:
         groups[(c.task, c.architecture, c.variant, c.ablation)].append(c)
     rows = []
     for (task, arch, variant, _abl), cs in groups.items():
@@ -87,7 +90,8 @@ def removal_section(res: Results) -> str:
         ablated = np.mean([c.primary_ablated for c in cs])
         deps = [c.dependence.estimate for c in cs if c.dependence.estimate is not None]
         ci = cs[0].dependence if len(cs) == 1 else None
-        d = fmt_ci(ci) if ci else (f"{fmt(float(np.mean(deps)))} ± {fmt(float(np.std(deps)))}" if deps else "—")
+        sd = float(np.std(deps, ddof=1)) if len(deps) > 1 else 0.0  # sample sd over seeds, as in leaderboard
+        d = fmt_ci(ci) if ci else (f"{fmt(float(np.mean(deps)))} ± {fmt(sd)}" if deps else "—")
         rows.append([task, arch, variant, len(cs), fmt(full), fmt(ablated), d])
     return ("## How much each task lost when its identity paths were removed\n\n"
             "Trained without identity paths under the same recipe and seeds (`skip_removal`). D is the share of the "

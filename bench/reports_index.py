@@ -1,54 +1,77 @@
 """The committed-results index: the table in reports/README.md, re-derived from reports/*/results.json.
 
-``python -m bench reports`` rewrites the table between the markers; a test fails when the committed
-table differs from the regenerated one, so a stale table cannot land.
+``python -m bench reports`` (or ``python -m bench.reports_index``) rewrites the table between the
+markers; tests/test_reports_table.py fails when the committed table differs from the regenerated
+one, so a stale table cannot land. Columns: the verdict per study (headline row, 95% CI), device and
+wall time; then per task × architecture × variant the metric and the D of every ablation any
+committed study measured (S for sufficiency), as in ``bench leaderboard``.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from bench.leaderboard import EMPTY, _cell, rows_of
+from bench.errors import BenchError
+from bench.io import write_text
+from bench.leaderboard import EMPTY, _cell, measure_label, rows_of
 from bench.report import fmt_ci, table
 from bench.results import load_results
 
 START, END = "<!-- results-table:start -->", "<!-- results-table:end -->"
-COLUMNS = ["block_lesion", "multi_lesion", "reorder", "skip_lesion", "skip_removal", "identity_readout"]
+EMPTY_STATE = "No committed studies yet."
 
 
 def render_table(reports: Path) -> str:
-    runs = sorted(p.parent for p in reports.glob("*/results.json"))
+    runs = sorted(p.parent for p in Path(reports).glob("*/results.json"))
     if not runs:
-        return "No committed studies yet."
-    body, verdicts = [], []
+        return EMPTY_STATE
+    studies, columns, verdicts = [], [], []
     for run in runs:
         res = load_results(run)
-        rows, _ = rows_of(res)
-        device = res.provenance.get("device_name", "?")
-        for r in rows:
-            body.append([f"[{run.name}]({run.name}/report.md)", r["task"], r["architecture"], r["variant"],
-                         r["metric"], _cell(r["value"]), _cell(r["chance"]),
-                         *(_cell(r.get(c, EMPTY)) for c in COLUMNS)])
+        rows, ablations = rows_of(res)
+        studies.append((run, rows))
+        columns += [a for a in ablations if a not in columns and any(r[a][0] is not None for r in rows)]
+        link = f"[{run.name}]({run.name}/report.md)"
         v = res.verdict.headline if res.verdict else None
-        verdict = (f"**{v.verdict}** ({v.architecture}, {v.ablation}: dense − global D = {fmt_ci(v.difference)})"
-                   if v else "no verdict requested")
-        verdicts.append([f"[{run.name}]({run.name}/report.md)", verdict, device,
+        verdict = (f"**{v.verdict}** ({v.architecture}, {v.ablation}: dense − global = {fmt_ci(v.difference)})"
+                   if v else "no verdict requested" if res.verdict is None else "inconclusive (headline cell missing)")
+        verdicts.append([link, verdict, str(res.provenance.get("device_name", "?")),
                          f"{res.timings.get('study', 0):.0f} s"])
+    body = [[f"[{run.name}]({run.name}/report.md)", r["task"], r["architecture"], r["variant"], r["metric"],
+             _cell(r["value"]), _cell(r["chance"]), *(_cell(r.get(c, EMPTY)) for c in columns)]
+            for run, rows in studies for r in rows]
     return (table(["study", "verdict (95% CI)", "device", "wall time"], verdicts) + "\n\n"
             + table(["study", "task", "architecture", "variant", "metric", "value (mean ± sd, n seeds)", "chance",
-                     *(f"D {c}" for c in COLUMNS)], body))
+                     *(measure_label(c) for c in columns)], body))
 
 
 def update(readme: Path) -> bool:
     """Rewrite the table in ``readme``; True if it changed."""
+    readme = Path(readme)
     text = readme.read_text()
+    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
+        raise BenchError(f"{readme}: needs one '{START}' line followed by one '{END}' line; add them where "
+                         "the table goes")
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)
     new = f"{head}{START}\n{render_table(readme.parent)}\n{END}{tail}"
     if new != text:
-        readme.write_text(new)
+        write_text(readme, new)
     return new != text
 
 
 def committed_table(readme: Path) -> str:
-    return readme.read_text().partition(START)[2].partition(END)[0].strip()
+    return Path(readme).read_text().partition(START)[2].partition(END)[0].strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.reports_index [REPORTS_DIR]``: the same as ``python -m bench reports``."""
+    from bench.cli import main as cli
+
+    argv = sys.argv[1:] if argv is None else argv
+    return cli(["reports", *(["--dir", argv[0]] if argv else [])])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

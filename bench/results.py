@@ -15,6 +15,7 @@ Schema (version 1), as typed pydantic models:
 * ``Verdict``: dense vs global identity dependence per architecture and ablation, with 95% CIs.
 
 Identity dependence D = 1 - (m_ablated - m_chance) / (m_full - m_chance); m is the primary metric.
+Every field, its meaning, and how D and the verdict are computed: docs/results.md.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import torch.distributed as dist
 import yaml
 
 from bench.ablations.base import Ablation, AblationContext, dependence
-from bench.config import StudyConfig, config_hash
+from bench.config import SAFE_ALIAS, StudyConfig, config_hash
 from bench.data import Task, TaskInfo
 from bench.errors import BenchError
 from bench.evaluate import predict_stats
@@ -31,7 +31,7 @@ from bench.progress import StudyProgress
 from bench.provenance import provenance
 from bench.registry import ABLATIONS, ARCHITECTURES, TASKS
 from bench.results import SCHEMA_VERSION, Cell, Comparison, Interval, Results
-from bench.train import DivergedError, train
+from bench.train import DivergedError, deterministic, train
 
 
 def resolve_device(name: str) -> torch.device:
@@ -93,9 +93,35 @@ class Study:
         if alias not in self._tasks:
             spec = dict(self.resolved["tasks"][alias])
             t0 = time.perf_counter()
-            self._tasks[alias] = TASKS.get(spec.pop("name"))(**spec)
+            try:
+                self._tasks[alias] = TASKS.get(spec.pop("name"))(**spec)
+            except BenchError:
+                raise
+            except Exception as exc:  # e.g. n_train: 0, num_classes: 0: parameters the factory cannot build
+                raise BenchError(f"{self.config_path}: tasks.{alias}: cannot build the task ({_line(exc)}); "
+                                 "check its parameters (--debug shows the traceback)") from exc
             self.timings[f"load_task.{alias}"] = round(time.perf_counter() - t0, 3)
         return self._tasks[alias]
+
+    def probe(self, task_alias: str, arch: str) -> None:
+        """One forward pass and loss on two training examples, on the CPU: an architecture that cannot
+        read the task's images (too small for its depth, zero width, wrong output shape) is a config
+        error found before anything is written, not a traceback in the middle of a sweep."""
+        task, where = self.task(task_alias), f"{self.config_path}: architectures.{arch} on tasks.{task_alias}"
+        for split in ("train", "test"):
+            if len(getattr(task, split)) == 0:
+                raise BenchError(f"{self.config_path}: tasks.{task_alias}: the {split} split is empty; give it examples")
+        try:
+            x, y = next(iter(task.train.batches(2, train=True, epoch=0, seed=0)))
+            model = build_model(self.resolved, arch, task.info).eval()
+            ignore = task.info.ignore_index if task.info.ignore_index is not None else -100
+            with torch.no_grad():
+                torch.nn.functional.cross_entropy(model(x), y, ignore_index=ignore)
+        except BenchError:
+            raise
+        except Exception as exc:
+            raise BenchError(f"{where}: one forward pass on 2 training images fails ({_line(exc)}); "
+                             "check image_size, depth and width (--debug shows the traceback)") from exc
 
     def prepare_dir(self) -> None:
         resolved_yaml = yaml.safe_dump(self.resolved, sort_keys=False)
@@ -103,7 +129,10 @@ class Study:
         if existing.exists() and not self.restart:
             old = existing.read_text()
             if old != resolved_yaml:
-                diff = _dict_diff(yaml.safe_load(old), self.resolved)
+                try:
+                    diff = _dict_diff(yaml.safe_load(old), self.resolved)
+                except (yaml.YAMLError, AttributeError):
+                    diff = "its config.resolved.yaml is unreadable"
                 raise BenchError(f"{self.dir}: holds a run of a different config ({diff}); "
                                  "use --restart to start over or --out for a new folder")
         try:
@@ -112,6 +141,8 @@ class Study:
                 for sub in ("cells", "checkpoints"):
                     shutil.rmtree(self.dir / sub, ignore_errors=True)
             (self.dir / "cells").mkdir(exist_ok=True)
+            for tmp in self.dir.rglob(".*.tmp"):  # an atomic write cut short by a kill; never read
+                tmp.unlink(missing_ok=True)
             write_text(existing, resolved_yaml)
         except OSError as exc:
             raise BenchError(f"{self.dir}: cannot write the run folder ({exc.strerror}); choose another with --out") from None
@@ -124,6 +155,9 @@ class Study:
             for name, abl in self.ablations.items():
                 if abl.phase == "train" and abl.applicable(flow) is None:
                     variants.update({v: (name, e) for v, e in abl.variants(flow).items()})
+            for v, (name, _) in variants.items():  # variant names become file names
+                if not SAFE_ALIAS.match(v) or "__" in v:
+                    raise BenchError(f"ablation {name}: variant name {v!r} is not a safe file name; rename it")
             for seed in self.cfg.seeds:
                 units += [Unit(t, a, v, seed, e, n) for v, (n, e) in variants.items()]
         return units
@@ -133,9 +167,15 @@ class Study:
 
     # -- running -----------------------------------------------------------------------------
     def run(self) -> Path:
+        with deterministic():
+            return self._run()
+
+    def _run(self) -> Path:
         t0 = time.perf_counter()
         for alias in dict.fromkeys(t for t, _ in self.cfg.pairs()):
             self.task(alias)  # missing or malformed data fails here, before anything is written
+        for t, a in self.cfg.pairs():
+            self.probe(t, a)
         if self.writer:
             self.prepare_dir()
         _barrier()
@@ -261,6 +301,11 @@ class Study:
 
     def task_info(self, alias: str) -> TaskInfo:
         return self.task(alias).info
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 def _barrier() -> None:

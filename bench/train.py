@@ -3,17 +3,22 @@
 SGD/AdamW, cosine / multistep / constant schedule with optional linear warm-up, cross-entropy with
 the task's ignore index. A checkpoint (model, optimizer, scheduler, RNG, step) is written atomically
 at every epoch end; training resumes from it. Data order depends only on (seed, epoch), so a resumed
-run sees the same batches as an uninterrupted one. Under torchrun the model is wrapped in DDP;
+run sees the same batches as an uninterrupted one (the host RNGs that augmentations in the main
+process draw from are re-seeded from (seed, epoch) too). Under torchrun the model is wrapped in DDP;
 ``batch_size`` is per process, and each rank takes its slice of every global batch (bench.data.rank_batches).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -21,12 +26,51 @@ from torch import nn
 
 from bench.config import TrainConfig
 from bench.data import Task
+from bench.errors import BenchError
 from bench.evaluate import autocast
 from bench.io import atomic_write
 
 
 class DivergedError(RuntimeError):
     """Loss became NaN/inf: the cell stops with a recorded error, the study goes on."""
+
+
+@contextmanager
+def deterministic() -> Iterator[None]:
+    """Deterministic kernels while a study runs; the previous settings are restored afterwards.
+
+    CPU: a study is bit-reproducible. The same config and seeds on the same machine with the same
+    library versions give identical results.json metrics and records (tests/test_reproducible.py),
+    and a study killed at any point and resumed gives the numbers of an uninterrupted run
+    (tests/test_resume.py). Every random draw comes from a generator seeded by (seed, epoch) or from
+    a torch RNG state stored in the epoch checkpoint.
+
+    CUDA: the same switches are set (``torch.use_deterministic_algorithms(True, warn_only=True)``,
+    cuDNN autotuning off, ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` if the process has not set it), but bit
+    equality is not promised. Some kernels have no deterministic version and only warn (atomicAdd in
+    the backward of bilinear upsampling, of scatter/index_add, of adaptive pooling). cuDNN and cuBLAS
+    may choose other algorithms on another GPU, driver or library version. bf16/fp16 autocast, TF32
+    and torch.compile change rounding, and DDP reduces gradients in bucket order. Expect GPU reruns to
+    agree closely but not exactly: the spread over seeds, not over reruns, is what the confidence
+    intervals measure.
+    """
+    was = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    bench = torch.backends.cudnn.benchmark
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS first starts
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was[0], warn_only=was[1])
+        torch.backends.cudnn.benchmark = bench
+
+
+def seed_host_rngs(seed: int, epoch: int) -> None:
+    """Python's and NumPy's global RNGs (albumentations in the main process) from (seed, epoch) alone."""
+    s = (seed * 100_003 + epoch) % 2**32
+    random.seed(s)
+    np.random.seed(s)
 
 
 def lr_lambda(cfg: TrainConfig, total_steps: int, steps_per_epoch: int) -> Callable[[int], float]:
@@ -60,6 +104,9 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: 
     per_epoch = math.ceil(len(task.train) / cfg.batch_size) if world == 1 else len(task.train) // (cfg.batch_size * world)
     if cfg.max_steps_per_epoch:
         per_epoch = min(per_epoch, cfg.max_steps_per_epoch)
+    if per_epoch < 1:
+        raise BenchError(f"train.batch_size: {cfg.batch_size} x {world} process(es) is more than the "
+                         f"{len(task.train)} training examples; lower it")
     total = max(1, round(cfg.epochs * per_epoch))
     model.to(device)
     if cfg.channels_last:
@@ -78,11 +125,15 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: 
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state.get("scaler") or scaler.state_dict())
         torch.set_rng_state(state["rng"])
+        if device.type == "cuda" and state.get("cuda_rng"):
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         step, loss_value = int(state["step"]), float(state["loss"])
     net.train()
     while step < total:
         epoch = step // per_epoch
+        seed_host_rngs(seed, epoch)
         for i, (x, y) in enumerate(task.train.batches(cfg.batch_size, train=True, epoch=epoch, seed=seed,
                                                       rank=rank, world=world)):
             if i < step % per_epoch:  # only when resuming mid-epoch
@@ -107,7 +158,9 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: 
                 break
         if checkpoint is not None and rank == 0:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "rng": torch.get_rng_state(), "step": step, "loss": loss_value}
+                     "scaler": scaler.state_dict(), "rng": torch.get_rng_state(),
+                     "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+                     "step": step, "loss": loss_value}
             atomic_write(checkpoint, lambda f, s=state: torch.save(s, f), mode="wb")
     wall = time.perf_counter() - t0
     return {"steps": total, "steps_per_epoch": per_epoch, "final_loss": round(loss_value, 6),

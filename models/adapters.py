@@ -6,6 +6,8 @@ unchanged (a test checks it), while lesions, reordering and path gradients act o
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -39,7 +41,8 @@ class Steps(nn.Module):
 
 
 def family(block: nn.Module) -> str | None:
-    origin = "timm" if type(block).__module__.startswith("timm") else "torchvision"
+    """'timm.BasicBlock', 'torchvision.Bottleneck', ... or None: a block the adapters do not know."""
+    origin = type(block).__module__.split(".")[0]
     key = f"{origin}.{type(block).__name__}"
     return key if key in BRANCH_STEPS else None
 
@@ -47,15 +50,23 @@ def family(block: nn.Module) -> str | None:
 def adapt_block(block: nn.Module, stage: int) -> ResidualBlock:
     key = family(block)
     if key is None:
-        raise TypeError(f"no adapter for {type(block).__module__}.{type(block).__name__}")
+        raise ValueError(f"no adapter for {type(block).__module__}.{type(block).__name__}: only timm/torchvision "
+                         "BasicBlock and Bottleneck are adapted; pick a ResNet-family model")
     shortcut = getattr(block, "downsample", None)
+    post = getattr(block, POST[key])
+    if getattr(post, "inplace", False):  # a lesion hands post() the block's input, which must stay untouched
+        post = copy.copy(post)
+        post.inplace = False
     return ResidualBlock(Steps(block, BRANCH_STEPS[key]), shortcut if shortcut is not None else nn.Identity(),
-                         post=getattr(block, POST[key]), same_shape=shortcut is None, stage=stage,
+                         post=post, same_shape=shortcut is None, stage=stage,
                          shortcut_kind="identity" if shortcut is None else "projection")
 
 
 def adapt_layers(model: nn.Module, layer_names: list[str]) -> list[ResidualBlock]:
-    """Replace every block of ``model.<layer>`` (nn.Sequential of residual blocks) in place; return them."""
+    """Replace every block of ``model.<layer>`` (nn.Sequential of residual blocks) in place; return them.
+
+    Stage = index into ``layer_names`` (timm/torchvision ``layer1`` is stage 0).
+    """
     adapted = []
     for stage, name in enumerate(layer_names):
         layer = getattr(model, name)

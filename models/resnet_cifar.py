@@ -45,7 +45,7 @@ def basic_block(cin: int, cout: int, stride: int, stage: int, *, shortcut: str, 
     else:
         branch = nn.Sequential(conv3x3(cin, cout, stride), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
                                conv3x3(cout, cout), nn.BatchNorm2d(cout))
-        post = nn.ReLU(inplace=True)
+        post = nn.ReLU()  # not in place: a lesion hands it the block's input
     if same:
         sc, kind = nn.Identity(), "identity"
     elif not identity:

@@ -2,14 +2,16 @@
 
 ``<root>/cifar-10-batches-py/{data_batch_1..5, test_batch}`` or ``<root>/cifar-100-python/{train,
 test}`` (fine labels). ``download: true`` fetches the official tarball into ``root`` and verifies its
-published MD5 before extracting. Subsets take the first N examples of each split (deterministic).
-Training augmentation: 4-pixel pad + random 32x32 crop + horizontal flip, batched (He et al. 2016).
+published MD5 before extracting; a tarball already in ``root`` is verified and extracted without
+``download``. A relative ``root`` resolves against the working directory. Subsets take the first N
+examples of each split (deterministic, not stratified: the release's batches are shuffled, so the
+first N are near-balanced). Training augmentation: 4-pixel pad + random 32x32 crop + horizontal flip,
+batched on uint8 tensors (He et al. 2016); normalisation with the published per-channel mean/std.
 """
 
 from __future__ import annotations
 
 import pickle
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ import torch
 
 from bench.data import Task, TaskInfo, TensorSplit
 from bench.errors import BenchError
-from bench.tasks.common import download as fetch
+from bench.tasks.common import absolute, first, release
 
 SOURCES = {
     10: ("cifar-10-batches-py", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
@@ -54,25 +56,23 @@ def load_batches(folder: Path, names: list[str], label_key: bytes) -> tuple[torc
 
 def _cifar(classes: int, root: str, download: bool, train_subset: int | None, test_subset: int | None) -> Task:
     folder_name, url, md5, train_names, test_names, label_key, meta_name, names_key = SOURCES[classes]
-    base = Path(root).expanduser()
+    base = absolute(root)
     folder = base / folder_name
+    if not folder.is_dir() and not release(url, md5, base, download):
+        raise BenchError(f"{folder}: CIFAR-{classes} not found; set download: true, or download {url} into {base} "
+                         "(it is verified and extracted on the next run)")
     if not folder.is_dir():
-        if not download:
-            raise BenchError(f"{folder}: CIFAR-{classes} not found; set download: true, or download {url} and "
-                             f"extract it into {base}")
-        archive = fetch(url, base / url.rsplit("/", 1)[1], md5)
-        with tarfile.open(archive) as tar:
-            tar.extractall(base, filter="data")
+        raise BenchError(f"{base / url.rsplit('/', 1)[1]}: the archive holds no {folder_name}/; download it again")
     x_tr, y_tr = load_batches(folder, train_names, label_key)
     x_te, y_te = load_batches(folder, test_names, label_key)
     meta = folder / meta_name
     names = tuple(n.decode() for n in _unpickle(meta)[names_key]) if meta.is_file() else ()
     mean, std = STATS[classes]
     info = TaskInfo("classification", classes, 3, (32, 32), class_names=names)
-    return Task(info, TensorSplit(x_tr[:train_subset], y_tr[:train_subset], mean, std, pad=4),
-                TensorSplit(x_te[:test_subset], y_te[:test_subset], mean, std),
-                provenance={"root": str(folder), "train_images": len(x_tr[:train_subset]),
-                            "test_images": len(x_te[:test_subset])})
+    x_tr, y_tr = first(x_tr, train_subset, "train_subset"), first(y_tr, train_subset, "train_subset")
+    x_te, y_te = first(x_te, test_subset, "test_subset"), first(y_te, test_subset, "test_subset")
+    return Task(info, TensorSplit(x_tr, y_tr, mean, std, pad=4), TensorSplit(x_te, y_te, mean, std),
+                provenance={"root": str(folder), "train_images": len(x_tr), "test_images": len(x_te)})
 
 
 def cifar10(root: str = "data", download: bool = False, train_subset: int | None = None,

@@ -1,7 +1,8 @@
 """Shared file handling for task plugins: data roots, archive extraction, checksums, downloads.
 
-Relative data paths are resolved against the current working directory (run bench from the repository
-root, as the README does). Archives (.tar, .tar.gz, .tgz) are extracted once into a cache outside the
+Relative data paths (``root``) are resolved against the current working directory, not the config
+file: run bench from the repository root, as the README does, and the shipped configs' ``../shared/data``
+and ``data`` paths mean the same thing for every config. Errors print the absolute path. Archives (.tar, .tar.gz, .tgz) are extracted once into a cache outside the
 repository — ``$BENCH_DATA_CACHE`` or ``<system temp>/bench-data`` — atomically (extract to a temporary
 folder, then rename), keyed by the archive's name, size and modification time.
 """
@@ -14,6 +15,7 @@ import shutil
 import tarfile
 import tempfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 from bench.errors import BenchError
@@ -44,8 +46,26 @@ def verify_md5(path: Path, expected: str) -> None:
                          "incomplete: delete it and download again")
 
 
+def absolute(root: str | Path) -> Path:
+    """``root`` made absolute against the working directory (so error messages say exactly where)."""
+    return Path(os.path.abspath(Path(root).expanduser()))
+
+
+def extract(archive: Path, dest: Path) -> None:
+    """Extract ``archive`` into ``dest``; a truncated or corrupt archive is a one-line error naming it.
+
+    Members are extracted with tarfile's ``data`` filter (no absolute paths, links out of ``dest``, devices).
+    """
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="data")
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as exc:
+        raise BenchError(f"{archive}: cannot extract ({type(exc).__name__}: {exc}); the archive is truncated or "
+                         "corrupt: download it again") from None
+
+
 def extracted(archive: Path) -> Path:
-    """Folder holding the archive's contents (extracted on first use)."""
+    """Folder holding the archive's contents (extracted on first use, atomically, into the cache)."""
     st = archive.stat()
     key = hashlib.sha1(f"{archive.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:10]
     dest = cache_dir() / f"{archive.name.split('.')[0]}-{key}"
@@ -54,28 +74,32 @@ def extracted(archive: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest.parent))
     try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter="data")
+        extract(archive, tmp)
         os.replace(tmp, dest)
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+    except OSError:
+        if not dest.is_dir():  # losing a race with a concurrent run that extracted the same archive is fine
+            raise
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise BenchError(f"{archive}: cannot extract ({type(exc).__name__}: {exc}); the archive is truncated or "
-                         "corrupt: download it again") from None
     return dest
 
 
 def data_root(root: str, what: str, fix: str) -> Path:
     """An existing folder for ``root`` (extracting archives), or a one-line error saying how to get it."""
-    path = Path(root).expanduser()
+    path = absolute(root)
     if is_archive(path):
         return extracted(path)
     if not path.is_dir():
-        raise BenchError(f"{path}: {what} not found (resolved against {Path.cwd()}); {fix}")
+        raise BenchError(f"{path}: {what} not found (relative paths resolve against the working directory); {fix}")
     return path
 
 
 def download(url: str, dest: Path, md5: str) -> Path:
-    """Download ``url`` to ``dest`` (atomically) and verify its published MD5 before anything uses it."""
+    """Download ``url`` to ``dest`` (atomically) and verify its published MD5 before anything uses it.
+
+    A file already at ``dest`` is verified, not downloaded again. A download whose checksum does not
+    match is deleted, never left where a later run would pick it up.
+    """
     if dest.is_file():
         verify_md5(dest, md5)
         return dest
@@ -84,14 +108,36 @@ def download(url: str, dest: Path, md5: str) -> Path:
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as f:
             shutil.copyfileobj(response, f)
+        verify_md5(tmp, md5)
+        os.replace(tmp, dest)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise BenchError(f"download of {url} failed ({exc}); download it by hand into {dest.parent}") from None
-    verify_md5(tmp, md5)
-    os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
     return dest
+
+
+def release(url: str, md5: str, base: Path, download_ok: bool) -> bool:
+    """Extract the official release archive into ``base``: downloaded when ``download_ok``, else one already
+    sitting in ``base``. The MD5 is verified BEFORE extraction. False when there is no archive to use."""
+    archive = base / url.rsplit("/", 1)[1]
+    if download_ok:
+        download(url, archive, md5)
+    elif archive.is_file():
+        verify_md5(archive, md5)
+    else:
+        return False
+    extract(archive, base)
+    return True
 
 
 def only_subfolder(path: Path, name: str) -> Path:
     """Step into ``path/name`` when an archive wraps its contents in one folder."""
     return path / name if (path / name).is_dir() else path
+
+
+def first(items, n: int | None, key: str):
+    """The first ``n`` items (all when ``n`` is None); ``n`` < 1 is a one-line error naming the parameter."""
+    if n is not None and n < 1:
+        raise BenchError(f"{key}: {n} must be a positive number of images, or null for all; fix it")
+    return items[:n]

@@ -1,10 +1,19 @@
 """classify_from_masks: the classification twin of a segmentation task, on the SAME images.
 
-Per-image label from the unaugmented mask. Rules: ``dominant`` — the class with the most pixels,
-ignoring the ignore index and the task's background class (``skip_background``); images with no such
-pixel are dropped (the kept test images stay in their original order). Training adds only a
-horizontal flip, so the whole image — and the label's evidence — is always seen. This is the
-control that lets a study compare dense and global prediction on identical pixels.
+The source task is built from ``source`` ({name: <segmentation task>, **its params}) and each image's
+label comes from its unaugmented mask (evaluation geometry). Rules:
+
+- ``dominant``: the class with the most pixels, not counting the ignore index nor, with
+  ``skip_background``, the source's background class; ties go to the lowest index. An image with no
+  such pixel is ``unlabelled``: ``background`` labels it with the background class (keeps every image,
+  so the twin's test set is the dense test set, in the same order, and the verdict's bootstrap is
+  paired); ``drop`` removes it (kept images stay in order). A source without a background class has
+  nothing to map to, so such images are dropped; provenance records how many.
+- ``present_any``: binary, 1 if the image has at least ``min_pixels`` pixels of any of ``classes``.
+
+Training adds only a horizontal flip (plus the source's padding for in-memory sources), so the whole
+image, and the label's evidence, is always seen. This is the control that lets a study compare dense
+and global prediction on identical pixels.
 """
 
 from __future__ import annotations
@@ -19,16 +28,30 @@ from bench.errors import BenchError
 from bench.registry import TASKS
 
 
+def class_counts(masks: torch.Tensor, num_classes: int, ignore: int | None, chunk: int = 64) -> torch.Tensor:
+    """(N, num_classes) pixel counts per mask, ignore index excluded; in chunks so big masks stay cheap."""
+    out = torch.zeros(len(masks), num_classes, dtype=torch.int64)
+    for start in range(0, len(masks), chunk):
+        flat = masks[start:start + chunk].flatten(1).long()
+        valid = torch.ones_like(flat, dtype=torch.bool) if ignore is None else flat != ignore
+        out[start:start + chunk].scatter_add_(1, torch.where(valid, flat, 0), valid.long())
+    return out
+
+
 def dominant_labels(masks: torch.Tensor, num_classes: int, ignore: int | None, skip: int | None) -> torch.Tensor:
-    """(N,) most frequent class per mask; -1 where no countable pixel."""
-    flat = masks.flatten(1)
-    valid = torch.ones_like(flat, dtype=torch.bool) if ignore is None else flat != ignore
-    counts = torch.zeros(len(flat), num_classes, dtype=torch.int64)
-    counts.scatter_add_(1, torch.where(valid, flat, 0), valid.long())
+    """(N,) most frequent class per mask (ignore and ``skip`` not counted; ties -> lowest index); -1 if none."""
+    counts = class_counts(masks, num_classes, ignore)
     if skip is not None:
         counts[:, skip] = 0
     labels = counts.argmax(1)
     return torch.where(counts.max(1).values > 0, labels, torch.full_like(labels, -1))
+
+
+def present_labels(masks: torch.Tensor, num_classes: int, ignore: int | None, classes: list[int],
+                   min_pixels: int) -> torch.Tensor:
+    """(N,) 1 where the mask has >= ``min_pixels`` pixels of any of ``classes``, else 0."""
+    counts = class_counts(masks, num_classes, ignore)
+    return (counts[:, classes].sum(1) >= min_pixels).long()
 
 
 class _Relabelled(Dataset):
@@ -45,33 +68,58 @@ class _Relabelled(Dataset):
         return x, self.labels[i]
 
 
-def _derive(split, info: TaskInfo, skip: int | None, train: bool):
-    labels = dominant_labels(split.targets(), info.num_classes, info.ignore_index, skip)
+def _derive(split, labels: torch.Tensor, train: bool):
     keep = (labels >= 0).nonzero().flatten()
-    if not len(keep):
-        raise BenchError("classify_from_masks: no image has a countable non-background pixel; check the source task")
     if isinstance(split, TensorSplit):
         return TensorSplit(split.images[keep], labels[keep], split.mean, split.std, pad=split.pad if train else 0,
                            flip=train)
-    idx = keep.tolist()
+    idx, kept = keep.tolist(), labels[keep]
     ds = split.eval_dataset
-    return DatasetSplit(_Relabelled(ds, idx, labels[keep], flip=train), _Relabelled(ds, idx, labels[keep], False),
-                        workers=split.workers, label_fn=lambda: labels[keep])
+    return DatasetSplit(_Relabelled(ds, idx, kept, flip=train), _Relabelled(ds, idx, kept, False),
+                        workers=split.workers, label_fn=lambda: kept)
 
 
-def classify_from_masks(source: dict, rule: Literal["dominant"] = "dominant", skip_background: bool = True) -> Task:
+def classify_from_masks(source: dict, rule: Literal["dominant", "present_any"] = "dominant",
+                        skip_background: bool = True, unlabelled: Literal["background", "drop"] = "background",
+                        classes: list[int] | None = None, min_pixels: int = 1) -> Task:
     """Classification twin of a segmentation task on the same images: label = dominant non-background class."""
     spec = dict(source)
     if "name" not in spec:
         raise BenchError("classify_from_masks.source: needs {name: <segmentation task>, ...}; add name")
     seg = TASKS.get(spec.pop("name"))(**spec)
-    if seg.info.kind != "segmentation":
-        raise BenchError(f"classify_from_masks.source: {source['name']!r} is a {seg.info.kind} task; give a "
+    si = seg.info
+    if si.kind != "segmentation":
+        raise BenchError(f"classify_from_masks.source: {source['name']!r} is a {si.kind} task; give a "
                          "segmentation task")
-    skip = seg.info.background_index if skip_background else None
-    classes = seg.info.class_names or tuple(str(i) for i in range(seg.info.num_classes))
-    info = TaskInfo("classification", seg.info.num_classes, seg.info.in_channels, seg.info.image_size,
-                    class_names=classes)
-    train, test = _derive(seg.train, seg.info, skip, True), _derive(seg.test, seg.info, skip, False)
-    return Task(info, train, test, provenance={"source": source, "rule": rule, "skip": skip,
-                                               "test_images": len(test), "source_test_images": len(seg.test)})
+    names = si.class_names or tuple(str(i) for i in range(si.num_classes))
+    skip = si.background_index if skip_background else None
+    if rule == "present_any":
+        if not classes or any(not 0 <= c < si.num_classes for c in classes):
+            raise BenchError(f"classify_from_masks.classes: rule present_any needs class indices in "
+                             f"0..{si.num_classes - 1}, got {classes}; set classes: [..]")
+
+        def label(split) -> torch.Tensor:
+            return present_labels(split.targets(), si.num_classes, si.ignore_index, classes, min_pixels)
+
+        num_classes = 2
+        names = ("absent", "present:" + "+".join(names[c] for c in classes))
+    else:
+        fallback = si.background_index if unlabelled == "background" else None
+
+        def label(split) -> torch.Tensor:
+            y = dominant_labels(split.targets(), si.num_classes, si.ignore_index, skip)
+            return y if fallback is None else torch.where(y < 0, fallback, y)
+
+        num_classes = si.num_classes
+    y_train, y_test = label(seg.train), label(seg.test)
+    train, test = _derive(seg.train, y_train, True), _derive(seg.test, y_test, False)
+    if not len(train) or not len(test):
+        raise BenchError(f"classify_from_masks.source: no {'training' if not len(train) else 'test'} image has a "
+                         "countable non-background pixel; check the source task's masks")
+    size = tuple(test.images.shape[-2:]) if isinstance(test, TensorSplit) else tuple(test.eval_dataset[0][0].shape[-2:])
+    info = TaskInfo("classification", num_classes, si.in_channels, size, class_names=tuple(names))
+    dropped = len(seg.test) - len(test)
+    return Task(info, train, test, provenance={
+        "source": source, "rule": rule, "skip": skip, "unlabelled": unlabelled, "test_images": len(test),
+        "source_test_images": len(seg.test), "dropped_train_images": len(seg.train) - len(train),
+        "dropped_test_images": dropped, "paired_with_source": dropped == 0, "source_provenance": seg.provenance})

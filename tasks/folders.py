@@ -2,14 +2,18 @@
 
 Both read a directory or a .tar/.tar.gz archive (relative paths resolve against the working
 directory). ``image_folder`` uses the torchvision ImageFolder layout ``<root>/<split>/<class>/*`` with
-classes in sorted order, decodes every image ONCE into memory as uint8 (resized to ``image_size``)
-and caches the tensors, so small-image datasets such as CIFAR-as-JPEG train at full speed with
-batched augmentation. ``segmentation_folder`` reads ``<root>/<split>/<images>/`` + ``<masks>/``.
+classes in sorted order; small images are decoded ONCE into memory as uint8 and the tensors cached,
+so small-image datasets such as CIFAR-as-JPEG train at full speed with batched augmentation (larger
+ones stream from disk). ``segmentation_folder`` reads ``<root>/<split>/<images>/`` + ``<masks>/``
+index PNGs, with the number of classes, ignore index, class names and folder names configurable.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +22,18 @@ from PIL import Image
 
 from bench.data import DatasetSplit, Task, TaskInfo, TensorSplit
 from bench.errors import BenchError
-from bench.tasks.common import cache_dir, data_root
-from bench.tasks.transforms import SegmentationFiles, eval_pipeline, pair_files, train_pipeline
+from bench.tasks.common import absolute, cache_dir, data_root, first
+from bench.tasks.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ClassificationFiles,
+    SegmentationFiles,
+    classification_eval_pipeline,
+    classification_train_pipeline,
+    eval_pipeline,
+    pair_files,
+    train_pipeline,
+)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -66,62 +80,112 @@ def _decode(files: list[tuple[Path, int]], size: tuple[int, int] | None) -> tupl
 
 
 def _cached(key: str, build):
+    """``build()`` memoised on disk under the cache dir (atomic write: a concurrent run never reads half a file)."""
     path = cache_dir() / "decoded" / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
     if path.is_file():
         return torch.load(path, weights_only=True)
     value = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
     torch.save(value, tmp)
-    tmp.replace(path)
+    os.replace(tmp, path)
     return value
 
 
+def _files_key(files: list[tuple[Path, int]]) -> str:
+    """Cache key of a decoded split: every selected file's path, label, size and mtime."""
+    h = hashlib.sha1()
+    for path, label in files:
+        st = path.stat()
+        h.update(f"{path}:{label}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+SMALL = 64  # images up to this size (px, longer side) are held in memory as uint8
+
+
 def image_folder(root: str, train_split: str = "train", test_split: str = "test", image_size: int | None = None,
-                 train_per_class: int | None = None, test_per_class: int | None = None, pad: int = 4,
-                 flip: bool = True) -> Task:
-    """ImageFolder-layout classification (<root>/<split>/<class>/*.jpg) from a folder or tar(.gz), held in memory."""
+                 in_memory: bool | None = None, train_per_class: int | None = None,
+                 test_per_class: int | None = None, pad: int = 4, flip: bool = True, workers: int = 2) -> Task:
+    """ImageFolder-layout classification (<root>/<split>/<class>/*) from a folder or tar(.gz); small images in RAM.
+
+    Classes are the sorted sub-folder names; ``*_per_class`` keeps the first N sorted files of each class
+    (deterministic, stratified). Small images (<= 64 px, or ``image_size`` <= 64; ``in_memory`` overrides)
+    are decoded once (resized to ``image_size`` if given) into uint8 tensors, cached on disk keyed by the
+    files' paths, sizes and mtimes; training: ``pad``-pixel reflect-pad crop + flip, batched; normalised
+    with the training split's per-channel mean/std. Larger images are read by DataLoader workers with the
+    ImageNet protocol (random resized crop + flip; resize + centre crop ``image_size``, default 224) and
+    ImageNet mean/std. A relative ``root`` resolves against the working directory.
+    """
     base = data_root(root, "image folder", "give the folder or .tar.gz holding <split>/<class>/<image> files")
-    size = (image_size, image_size) if image_size else None
-    src = Path(root).expanduser()
-    stamp = f"{src.resolve()}:{src.stat().st_mtime_ns}:{size}"
-    splits = {}
+    selected: dict[str, list[tuple[Path, int]]] = {}
     classes: list[str] = []
     for split, per_class in ((train_split, train_per_class), (test_split, test_per_class)):
         split_dir = _split_dir(base, split)
-        names, files = _class_files(split_dir, per_class)
+        names, selected[split] = _class_files(split_dir, per_class)
         if classes and names != classes:
             raise BenchError(f"{split_dir}: classes differ from the {train_split} split's; both splits need the "
                              "same class folders")
         classes = names
-        splits[split] = _cached(f"{stamp}:{split}:{per_class}", lambda f=files: _decode(f, size))
-    x_tr, y_tr = splits[train_split]
-    x_te, y_te = splits[test_split]
+    if in_memory is None:
+        if image_size is not None:
+            in_memory = image_size <= SMALL
+        else:
+            with Image.open(selected[train_split][0][0]) as im:
+                in_memory = max(im.size) <= SMALL
+    provenance = {"root": str(absolute(root)), "in_memory": in_memory, "train_images": len(selected[train_split]),
+                  "test_images": len(selected[test_split])}
+    if not in_memory:
+        size = image_size or 224
+        info = TaskInfo("classification", len(classes), 3, (size, size), class_names=tuple(classes))
+
+        def split_of(files, train: bool) -> DatasetSplit:
+            view = ClassificationFiles(files, classification_eval_pipeline(size), IMAGENET_MEAN, IMAGENET_STD)
+            aug = ClassificationFiles(files, classification_train_pipeline(size), IMAGENET_MEAN, IMAGENET_STD)
+            labels = torch.tensor([label for _, label in files], dtype=torch.int64)
+            return DatasetSplit(aug if train else view, view, workers=workers, label_fn=lambda: labels)
+
+        return Task(info, split_of(selected[train_split], True), split_of(selected[test_split], False),
+                    provenance=provenance)
+    size = (image_size, image_size) if image_size else None
+    x_tr, y_tr = _cached(f"{_files_key(selected[train_split])}:{size}", lambda: _decode(selected[train_split], size))
+    x_te, y_te = _cached(f"{_files_key(selected[test_split])}:{size}", lambda: _decode(selected[test_split], size))
+    if x_tr.shape[1:] != x_te.shape[1:]:
+        raise BenchError(f"{_split_dir(base, test_split)}: images are {tuple(x_te.shape[-2:])} but training images are "
+                         f"{tuple(x_tr.shape[-2:])}; set image_size")
     mean = tuple((x_tr.float() / 255).mean((0, 2, 3)).tolist())
     std = tuple((x_tr.float() / 255).std((0, 2, 3)).tolist())
     info = TaskInfo("classification", len(classes), 3, tuple(x_tr.shape[-2:]), class_names=tuple(classes))
     return Task(info, TensorSplit(x_tr, y_tr, mean, std, pad=pad, flip=flip), TensorSplit(x_te, y_te, mean, std),
-                provenance={"root": str(src), "train_images": len(x_tr), "test_images": len(x_te)})
+                provenance=provenance)
 
 
 def file_segmentation_task(train_pairs, test_pairs, info: TaskInfo, *, crop: tuple[int, int],
                            scale: tuple[float, float], resize: tuple[int, int] | None,
                            eval_size: tuple[int, int], workers: int, provenance: dict) -> Task:
-    """A segmentation Task over (image, mask) files: albumentations for training, padded eval."""
-    if not train_pairs or not test_pairs:
-        raise BenchError(f"{provenance.get('root')}: a split is empty (train {len(train_pairs)}, test "
-                         f"{len(test_pairs)} pairs); check the split names and lists")
+    """A segmentation Task over (image, mask) files: albumentations for training, padded eval.
+
+    ``targets()`` reads only the masks (no image decoding, no augmentation) in evaluation geometry, once
+    per split: chance levels and ``classify_from_masks`` labels are cheap and consistent with evaluation.
+    """
     ignore = info.ignore_index if info.ignore_index is not None else 255
     evaluate = eval_pipeline(eval_size, ignore, resize)
 
-    def files(pairs, transform):
-        return SegmentationFiles(pairs, transform, info.num_classes, ignore)
+    def split(pairs, train: bool) -> DatasetSplit:
+        view = SegmentationFiles(pairs, evaluate, info.num_classes, ignore)
+        aug = SegmentationFiles(pairs, train_pipeline(crop, scale, ignore, resize), info.num_classes, ignore)
+        return DatasetSplit(aug if train else view, view, workers=workers, label_fn=functools.cache(view.masks))
 
-    train = DatasetSplit(files(train_pairs, train_pipeline(crop, scale, ignore, resize)),
-                         files(train_pairs, evaluate), workers=workers)
-    test = DatasetSplit(files(test_pairs, evaluate), files(test_pairs, evaluate), workers=workers)
-    return Task(info, train, test, provenance={**provenance, "train_images": len(train_pairs),
-                                               "test_images": len(test_pairs)})
+    return Task(info, split(train_pairs, True), split(test_pairs, False),
+                provenance={**provenance, "train_images": len(train_pairs), "test_images": len(test_pairs)})
+
+
+def nonempty(pairs: list, where: Path, fix: str) -> list:
+    """``pairs`` unless empty: an empty split is a one-line error naming its folder or list."""
+    if not pairs:
+        raise BenchError(f"{where}: the split is empty (no image/mask pairs); {fix}")
+    return pairs
 
 
 def round_up(size: tuple[int, int], multiple: int = 32) -> tuple[int, int]:
@@ -137,11 +201,12 @@ def segmentation_folder(root: str, num_classes: int, ignore_index: int | None = 
     """Your own dense data: <root>/<split>/{images,masks}/ with index-PNG masks, classes and ignore index configurable."""
     base = data_root(root, "segmentation folder", "give the folder holding <split>/images and <split>/masks")
     pairs = {}
-    for split, subset in ((train_split, train_subset), (test_split, test_subset)):
+    for split, subset, key in ((train_split, train_subset, "train_subset"), (test_split, test_subset, "test_subset")):
         d = base / split
         if not (d / images).is_dir() or not (d / masks).is_dir():
             raise BenchError(f"{d}: expected sub-folders {images}/ and {masks}/; set images/masks to their names")
-        pairs[split] = pair_files(d / images, d / masks, None)[:subset]
+        pairs[split] = nonempty(first(pair_files(d / images, d / masks, None), subset, key), d / images,
+                                "add images (with masks of the same stem in the masks folder) or fix root")
     info = TaskInfo("segmentation", num_classes, 3, (crop_size, crop_size), ignore_index=ignore_index,
                     class_names=tuple(class_names or [str(i) for i in range(num_classes)]),
                     background_index=background_index)

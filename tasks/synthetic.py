@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 
 from bench.data import Task, TaskInfo, TensorSplit
+from bench.tasks.derived import dominant_labels
 
 SHAPES = ("disc", "square", "triangle", "ring", "cross", "diamond", "bar", "halfdisc")
 
@@ -74,11 +75,11 @@ def generate(n: int, *, num_classes: int, size: int, max_objects: int, noise: fl
 
 
 def dominant_class(masks: torch.Tensor, num_classes: int, skip: int | None = 0) -> torch.Tensor:
-    """Per-image label: the class with most pixels, ignoring ``skip`` (background); ties -> lowest index."""
-    counts = torch.nn.functional.one_hot(masks.flatten(1), num_classes).sum(1)
-    if skip is not None:
-        counts[:, skip] = -1
-    return counts.argmax(1)
+    """Per-image label: the class with most pixels, ignoring ``skip`` (background); ties -> lowest index.
+
+    The ``classify_from_masks`` rule (every generated image has a visible object, so never -1 here).
+    """
+    return dominant_labels(masks, num_classes, None, skip)
 
 
 def synthetic_shapes(target: Literal["image", "pixel"] = "pixel", num_classes: int = 4, image_size: int = 32,

@@ -4,7 +4,8 @@ interpolation and pad with the ignore index), and a file-backed segmentation dat
 Training: random scale, pad to the crop size, random crop, horizontal flip. Evaluation: optional
 resize to a fixed size (a downscaled protocol, stated in the config), then pad with the ignore index
 to a size divisible by 32 so batches stack; padded pixels are ignored by the metrics, so with no
-resize the scores are those at the original resolution.
+resize the scores are those at the original resolution. Classification from files (images too big
+to hold in memory) uses the ImageNet protocol: random resized crop + flip, resize + centre crop.
 """
 
 from __future__ import annotations
@@ -76,17 +77,74 @@ class SegmentationFiles(Dataset):
         image, mask = read_image(image_path), read_mask(mask_path)
         if image.shape[:2] != mask.shape:
             raise BenchError(f"{mask_path}: mask is {mask.shape} but its image is {image.shape[:2]}; fix the pair")
-        bad = (mask >= self.num_classes) & (mask != self.ignore)
-        if bad.any():
-            raise BenchError(f"{mask_path}: mask value {int(mask[bad][0])} is outside 0..{self.num_classes - 1} and "
-                             f"is not the ignore index {self.ignore}; fix the mask or the task's num_classes")
-        return image, mask
+        return image, self.check(mask, mask_path)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = self.load(i)
         out = self.transform(image=image, mask=mask)
-        x = (out["image"].astype(np.float32) - self.mean) / self.std
-        return torch.from_numpy(x.transpose(2, 0, 1).copy()), torch.from_numpy(out["mask"].astype(np.int64))
+        return to_tensor(out["image"], self.mean, self.std), torch.from_numpy(out["mask"].astype(np.int64))
+
+    def masks(self) -> torch.Tensor:
+        """All masks (N, H, W) int64 as ``__getitem__`` gives them, without decoding an image.
+
+        The transform must be deterministic (the evaluation pipeline): it runs on a 1-channel dummy image
+        so geometry (resize, pad, crop) is exactly that of the real pairs.
+        """
+        out = []
+        for image_path, mask_path in self.pairs:
+            mask = self.check(read_mask(mask_path), mask_path)
+            with Image.open(image_path) as im:
+                if (im.height, im.width) != mask.shape:
+                    raise BenchError(f"{mask_path}: mask is {mask.shape} but its image is {(im.height, im.width)}; "
+                                     "fix the pair")
+            dummy = np.zeros((*mask.shape, 1), dtype=np.uint8)
+            out.append(torch.from_numpy(self.transform(image=dummy, mask=mask)["mask"].astype(np.int64)))
+        return torch.stack(out) if out else torch.zeros(0, 0, 0, dtype=torch.int64)
+
+    def check(self, mask: np.ndarray, mask_path: Path) -> np.ndarray:
+        bad = (mask >= self.num_classes) & (mask != self.ignore)
+        if bad.any():
+            raise BenchError(f"{mask_path}: mask value {int(mask[bad][0])} is outside 0..{self.num_classes - 1} and "
+                             f"is not the ignore index {self.ignore}; fix the mask or the task's num_classes")
+        return mask
+
+
+def to_tensor(image: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
+    """HWC uint8 -> normalised float CHW (``mean``/``std`` on the 0..255 scale)."""
+    x = (image.astype(np.float32) - mean) / std
+    return torch.from_numpy(x.transpose(2, 0, 1).copy())
+
+
+def classification_train_pipeline(size: int, scale: tuple[float, float] = (0.08, 1.0)) -> A.Compose:
+    """ImageNet-style training: random resized crop (area ``scale``, aspect 3/4..4/3) to ``size`` + flip."""
+    return A.Compose([A.RandomResizedCrop((size, size), scale=scale, interpolation=cv2.INTER_LINEAR),
+                      A.HorizontalFlip(p=0.5)])
+
+
+def classification_eval_pipeline(size: int, crop_pct: float = 0.875) -> A.Compose:
+    """ImageNet-style single-view test: shorter side to ``size / crop_pct``, centre crop ``size``."""
+    return A.Compose([A.SmallestMaxSize(round(size / crop_pct), interpolation=cv2.INTER_AREA),
+                      A.CenterCrop(size, size)])
+
+
+class ClassificationFiles(Dataset):
+    """(image file, label) pairs -> (normalised float CHW, int64) through an albumentations pipeline."""
+
+    def __init__(self, files: Sequence[tuple[Path, int]], transform: A.Compose, mean, std):
+        self.files, self.transform = list(files), transform
+        self.mean = np.array(mean, dtype=np.float32) * 255
+        self.std = np.array(std, dtype=np.float32) * 255
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        path, label = self.files[i]
+        try:
+            image = read_image(path)
+        except OSError as exc:
+            raise BenchError(f"{path}: cannot decode image ({exc}); remove or replace the file") from None
+        return to_tensor(self.transform(image=image)["image"], self.mean, self.std), torch.tensor(label)
 
 
 def pair_files(images: Path, masks: Path, stems: Sequence[str] | None, image_exts=(".jpg", ".jpeg", ".png"),

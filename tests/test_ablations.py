@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from bench.ablations.base import AblationContext
+from bench.ablations.effective_depth import EffectiveDepthTraining
+from bench.ablations.identity_readout import IdentityReadout
 from bench.ablations.lesion import BlockLesion
 from bench.ablations.multi_lesion import MultiLesion
 from bench.ablations.path_gradients import (
@@ -21,8 +23,9 @@ from bench.ablations.path_gradients import (
 from bench.ablations.reorder import Reorder, kendall_tau
 from bench.ablations.skip_lesion import SkipLesion
 from bench.config import TrainConfig
+from bench.data import Task, TaskInfo, TensorSplit
 from bench.evaluate import predict_stats
-from bench.flow import identity_flow
+from bench.flow import edited, identity_flow
 from bench.metrics import bootstrap_weights, chance_outcome
 from bench.models.resnet_cifar import cifar_plain, cifar_resnet
 from bench.models.unet import unet
@@ -88,16 +91,38 @@ def test_resnet_survives_single_lesions_plain_net_does_not(resnet, plain, cls_ta
 
 def test_multi_lesion_error_rises_with_k(resnet, cls_task):
     abl = MultiLesion(max_k=8, samples=3)
-    out = abl.run(context(resnet, cls_task))
+    ctx = context(resnet, cls_task)
+    out = abl.run(ctx)
     err = out.summary["error_by_k"]
+    assert err["0"] == round(1 - ctx.baseline.primary, 6)  # k = 0 goes through the same sweep: the intact model
+    assert out.records[0]["key"]["blocks"] == [] and out.records[0]["dependence"] == 0.0
     assert err["1"] < err["2"] < err["4"] and err["8"] > err["1"], err
-    assert sorted(len(r["key"]["blocks"]) for r in out.records) == sorted([k for k in range(1, 9) for _ in range(3)])
+    assert sorted(len(r["key"]["blocks"]) for r in out.records) == sorted([0] + [k for k in range(1, 9) for _ in range(3)])
+    assert out.summary_boot.shape == (200,) and out.summary["dependence"] > 0
+
+
+def test_multi_lesion_samples_are_seeded_and_distinct():
+    flow = identity_flow(cifar_resnet(TaskInfo("classification", 3), depth=20, width=4))
+    a = MultiLesion(max_k=3, samples=4).sample_sets(flow, 0)
+    assert a == MultiLesion(max_k=3, samples=4).sample_sets(flow, 0)
+    assert a != MultiLesion(max_k=3, samples=4).sample_sets(flow, 1)
+    assert all(len(set(names)) == k for k, _, names in a)
 
 
 def test_reorder_error_rises_as_tau_falls(resnet, cls_task):
     out = Reorder(swaps=[1, 4, 16], samples=4).run(context(resnet, cls_task))
     assert out.summary["corr_tau_error"] < -0.3, out.summary
     assert all(-1 <= r["key"]["kendall_tau"] <= 1 for r in out.records)
+
+
+def test_reorder_exchanges_only_residual_blocks_with_identity_shortcuts():
+    info = TaskInfo("classification", 3)
+    flow = identity_flow(cifar_resnet(info, depth=32, width=4))
+    groups = Reorder.groups(flow)
+    assert [len(g) for g in groups] == [5, 4, 4]  # the first block of stages 2 and 3 downsamples
+    assert all(flow.blocks[i].stage == flow.blocks[g[0]].stage and flow.blocks[i].shortcut == "identity"
+               for g in groups for i in g)
+    assert Reorder().applicable(identity_flow(cifar_plain(info, depth=32, width=4))) is not None
 
 
 def test_kendall_tau_matches_brute_force():
@@ -115,6 +140,96 @@ def test_skip_lesion_hurts_a_trained_unet(seg_task):
     keys = {(r["key"]["fill"], str(r["key"]["level"])) for r in out.records}
     assert keys == {(f, lv) for f in ("zero", "mean", "shuffle") for lv in ("0", "1", "all")}
     assert out.summary["dependence"] > 0.2 and out.summary_boot.shape == (200,)
+    zero_all = next(r for r in out.records if (r["key"]["fill"], r["key"]["level"]) == ("zero", "all"))
+    assert zero_all["primary"] < context(model, seg_task).baseline.primary  # the metric really drops
+    assert out.summary["dependence"] == zero_all["dependence"]  # the headline is zero fill, all levels
+
+
+def colour_task(target: str, n_train=400, n_test=100, size=8) -> Task:
+    """The answer is in the input itself: which colour channel is brightest, per pixel (or, raised by 100 grey
+    levels, per image)."""
+    g = torch.Generator().manual_seed(0)
+
+    def split(n):
+        x = torch.rand(n, 3, size, size, generator=g) * 255
+        if target == "pixel":
+            y = x.argmax(1)
+        else:
+            y = torch.randint(0, 3, (n,), generator=g)
+            x = x * 0.6 + 100 * torch.nn.functional.one_hot(y, 3).float()[:, :, None, None]
+        return TensorSplit(x.round().to(torch.uint8), y, (0.5,) * 3, (0.29,) * 3, pad=0, flip=False)
+
+    kind = "segmentation" if target == "pixel" else "classification"
+    return Task(TaskInfo(kind, 3, 3, (size, size)), split(n_train), split(n_test))
+
+
+@pytest.mark.parametrize("target", ["pixel", "image"])
+def test_identity_readout_recovers_an_answer_the_input_carries(target):
+    task = colour_task(target)
+    model = cifar_resnet(task.info, depth=8, width=4).eval()  # untrained: only the readout matters here
+    abl = IdentityReadout(epochs=15, lr=0.05)
+    ctx = context(model, task)
+    out = abl.run(ctx)
+    assert 0.8 < out.summary["sufficiency"] <= 1.0, out.summary
+    assert out.summary_boot.shape == (200,) and np.nanmin(out.summary_boot) > 0.6
+    assert abl.readout(ctx) is abl.readout(context(model, task))  # trained once per (task, seed)
+    metric = "readout_miou" if target == "pixel" else "readout_accuracy"
+    assert out.records[0]["primary"] == out.summary[metric]
+
+
+def test_identity_readout_of_shapes_is_near_chance(cls_task, resnet):
+    """Shapes are told apart by form, not by pixel values: a linear readout of the pixels barely beats chance."""
+    out = IdentityReadout(epochs=5).run(context(resnet, cls_task))
+    assert -0.3 < out.summary["sufficiency"] < 0.3 and out.summary["sufficiency_relative_to_model"] < 0.5
+
+
+def test_effective_depth_runs_exactly_m_branches_per_training_pass():
+    torch.manual_seed(0)
+    model = cifar_resnet(TaskInfo("classification", 3), depth=20, width=4)
+    ((variant, edits),) = EffectiveDepthTraining(keep=3).variants(identity_flow(model)).items()
+    assert variant == "keep_3_of_9" and len(edits) == 9
+    ran: list[str] = []
+    for name in edits:
+        model.get_submodule(name).branch.register_forward_hook(lambda m, i, o, name=name: ran.append(name))
+    x = torch.randn(2, 3, 16, 16)
+    with edited(model, edits):
+        model.train()
+        passes = []
+        for _ in range(8):
+            ran.clear()
+            model(x)
+            passes.append(frozenset(ran))
+        assert all(len(p) == 3 for p in passes) and len(set(passes)) > 2, passes
+        model.eval()
+        ran.clear()
+        tested = model(x)
+        assert len(ran) == 9  # test time: every branch runs
+    assert torch.equal(tested, model(x))  # ... and the output is the unedited network's
+
+
+def test_effective_depth_training_is_reproducible_and_differs_from_normal_training():
+    task = synthetic_shapes(target="image", n_train=64, n_test=16, image_size=8, num_classes=3, seed=1)
+    cfg = TrainConfig(epochs=1, batch_size=16, optimizer="adamw", lr=1e-2, warmup_epochs=0)
+
+    def weights(keep: int | None) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = cifar_resnet(task.info, depth=20, width=4)
+        edits = EffectiveDepthTraining(keep=keep).variants(identity_flow(model)).popitem()[1] if keep else {}
+        with edited(model, edits):
+            train(model, task, cfg, seed=0, device=CPU)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    sampled = weights(4)
+    assert torch.equal(sampled, weights(4)) and not torch.equal(sampled, weights(None))
+
+
+def test_effective_depth_validates_and_skips_plain_nets():
+    info = TaskInfo("classification", 3)
+    flow = identity_flow(cifar_resnet(info, depth=20, width=4))
+    assert EffectiveDepthTraining().kept(54) == 23  # Veit et al.: 23 of 54
+    with pytest.raises(ValueError, match="keep <= 9"):
+        EffectiveDepthTraining(keep=10).validate(flow)
+    assert EffectiveDepthTraining().applicable(identity_flow(cifar_plain(info, depth=20, width=4))) is not None
 
 
 def test_path_counts_are_exactly_binomial():

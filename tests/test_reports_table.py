@@ -2,33 +2,51 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
-from bench.reports_index import committed_table, render_table, update
+import pytest
+
+from bench.errors import BenchError
+from bench.reports_index import EMPTY_STATE, END, START, committed_table, render_table, update
+from tests.test_leaderboard import build_runs
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 
 
 def test_committed_table_is_current():
-    assert committed_table(REPORTS / "README.md") == render_table(REPORTS).strip(), \
+    """Whatever reports/ holds (zero studies included), its README table must be the regenerated one."""
+    readme = REPORTS / "README.md"
+    assert START in readme.read_text() and END in readme.read_text()
+    assert committed_table(readme) == render_table(REPORTS).strip(), \
         "reports/README.md is stale: run `python -m bench reports`"
 
 
-def test_generator_on_a_run(tmp_path):
-    from bench.cli import main
-    from tests.test_cli import TINY  # a real tiny run
-
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(TINY)
-    assert main(["run", str(cfg), "--out", str(tmp_path / "reports" / "tiny"), "--quiet"]) == 0
-    shutil.rmtree(tmp_path / "reports" / "tiny" / "checkpoints")
-    readme = tmp_path / "reports" / "README.md"
-    readme.write_text("intro\n<!-- results-table:start -->\nold\n<!-- results-table:end -->\noutro\n")
-    assert update(readme) and not update(readme)
+def test_generator_on_a_run(tmp_path_factory, tmp_path):
+    a, _ = build_runs(tmp_path_factory)  # a real tiny run (shared with the leaderboard tests)
+    reports = tmp_path / "reports"
+    (reports / "lb").mkdir(parents=True)
+    shutil.copy(a / "results.json", reports / "lb" / "results.json")
+    (reports / "runs").mkdir()  # a folder without results.json is not a study
+    readme = reports / "README.md"
+    readme.write_text(f"intro\n{START}\nold\n{END}\noutro\n")
+    assert update(readme) and not update(readme)  # second pass: already current
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
-    assert "[tiny](tiny/report.md)" in text and "| seg | res | baseline | miou |" in text
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    assert render_table(empty) == "No committed studies yet."
+    res = json.loads((a / "results.json").read_text())
+    verdict = res["verdict"]["headline"]
+    assert f"| [lb](lb/report.md) | **{verdict['verdict']}** ({verdict['architecture']}, skip_removal:" in text
+    assert f"| {res['provenance']['device_name']} | {res['timings']['study']:.0f} s |" in text
+    assert "| [lb](lb/report.md) | seg | res | baseline | miou |" in text
+    assert "| D block_lesion | D skip_removal |" in text and "D reorder" not in text  # only measured ablations
+    assert committed_table(readme) == render_table(reports)
+
+
+def test_empty_state_and_missing_markers(tmp_path):
+    assert render_table(tmp_path) == EMPTY_STATE
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers here\n")
+    with pytest.raises(BenchError, match="results-table:start"):
+        update(readme)
+    assert readme.read_text() == "no markers here\n"

@@ -5,11 +5,13 @@ on the normalised input for segmentation, a linear classifier on the flattened i
 classification, trained with the same trainer for ``epochs`` on the task's training split.
 Reported chance-normalised: sufficiency = (m_readout − m_chance) / (1 − m_chance) (the headline, a
 property of the task), and relative to the trained model, (m_readout − m_chance) / (m_full − m_chance).
+The first is the headline (verdict, CI): it does not depend on how well the architecture trained.
 It depends only on the task and seed, so it is computed once per process and copied into each cell.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -21,7 +23,7 @@ from bench.ablations.base import Ablation, AblationContext, AblationParams, Abla
 from bench.data import TaskInfo
 from bench.flow import IdentityFlow
 
-_CACHE: dict[tuple, nn.Module] = {}
+_CACHE: dict[tuple, nn.Module] = {}  # (id(task), seed, params) -> trained readout; dropped with the task
 
 
 class IdentityReadoutParams(AblationParams):
@@ -61,6 +63,7 @@ class IdentityReadout(Ablation):
                               weight_decay=0.0, warmup_epochs=0)
             train(model, ctx.task, cfg, seed=ctx.seed, device=ctx.device)
             _CACHE[key] = model
+            weakref.finalize(ctx.task, _CACHE.pop, key, None)  # a later task cannot reuse this id's entry
         return _CACHE[key]
 
     def run(self, ctx: AblationContext) -> AblationResult:
@@ -78,20 +81,38 @@ class IdentityReadout(Ablation):
 
     @classmethod
     def section(cls, res, run_dir) -> str:
+        from bench import plots
         from bench.report import fmt, fmt_ci, table
 
-        rows, seen = [], set()
-        for c in res.cells:
-            out = c.ablations.get("identity_readout")
-            if out is None or (c.task, c.seed) in seen:
-                continue
-            seen.add((c.task, c.seed))
-            metric = next(k for k in out.summary if k.startswith("readout_"))
-            rows.append([c.task, c.task_kind, c.seed, fmt(out.summary[metric]), fmt(c.chance[c.primary_metric]),
-                         fmt_ci(out.summary_ci)])
-        if not rows:
+        cells = [c for c in res.cells if "identity_readout" in c.ablations]
+        if not cells:
             return ""
+        rows, labels, values, errors = [], [], [], []
+        for task, seed in dict.fromkeys((c.task, c.seed) for c in cells):
+            group = [c for c in cells if (c.task, c.seed) == (task, seed)]
+            out = group[0].ablations["identity_readout"]
+            metric = next(k for k in out.summary if k.startswith("readout_"))
+            relative = ", ".join(f"{c.architecture}: {fmt(c.ablations['identity_readout'].summary['sufficiency_relative_to_model'])}"
+                                 for c in group)
+            rows.append([task, group[0].task_kind, seed, fmt(out.summary[metric]),
+                         fmt(group[0].chance[group[0].primary_metric]), fmt_ci(out.summary_ci), relative])
+            ci = out.summary_ci
+            suff = out.summary["sufficiency"]
+            labels.append(f"{task}\ns{seed}")
+            values.append(suff)
+            errors.append([suff - ci.low, ci.high - suff] if ci is not None and ci.low is not None else [0.0, 0.0])
+        fig, (ax,) = plots.grid(1, width=max(4.2, 0.9 * len(labels)))
+        ax.bar(range(len(values)), values, yerr=np.array(errors).T, color="tab:green", capsize=3)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xticks(range(len(labels)), labels, fontsize=7)
+        ax.set_ylabel("sufficiency (0 = chance, 1 = perfect)", fontsize=8)
+        ax.set_title("linear readout of the input alone", fontsize=9)
+        png = plots.save(fig, run_dir / "identity_readout.png")
         return ("## identity_readout — how much of the answer the input alone carries\n\n"
                 "A linear readout of the input (per pixel for segmentation, of the flattened image for "
-                "classification); sufficiency = (m_readout − m_chance)/(1 − m_chance).\n\n"
-                + table(["task", "kind", "seed", "readout score", "chance", "sufficiency [95% CI]"], rows) + "\n")
+                "classification), trained on the training split. Headline: sufficiency = "
+                "(m_readout − m_chance)/(1 − m_chance), 95% bootstrap CI over test examples; beside it, relative "
+                "to each trained model: (m_readout − m_chance)/(m_full − m_chance).\n\n"
+                f"![identity readout]({png})\n\n"
+                + table(["task", "kind", "seed", "readout score", "chance", "sufficiency [95% CI]",
+                         "relative to the trained model"], rows) + "\n")

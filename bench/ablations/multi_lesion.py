@@ -2,6 +2,8 @@
 
 S samples per k, drawn without replacement among the lesionable blocks, seeded from (seed, cell
 seed). Error is expected to rise smoothly with k for a ResNet and to jump to chance for a plain net.
+k = 0 (nothing deleted) is evaluated through the same path and recorded once: it must equal the
+intact model, which anchors the curve and checks the sweep machinery.
 """
 
 from __future__ import annotations
@@ -47,17 +49,18 @@ class MultiLesion(Ablation):
         return sets
 
     def run(self, ctx: AblationContext) -> AblationResult:
-        sets = self.sample_sets(ctx.flow, ctx.seed)
+        sets = [(0, 0, []), *self.sample_sets(ctx.flow, ctx.seed)]
         outcomes = ctx.evaluate_many([{b: Edit(drop_branch=True) for b in names} for _, _, names in sets])
         records, boots = [], []
         for (k, s, names), outcome in zip(sets, outcomes):
             records.append(ctx.record({"k": k, "sample": s, "blocks": names}, outcome))
-            boots.append(ctx.dependence_boot(outcome))
+            if k:
+                boots.append(ctx.dependence_boot(outcome))
         by_k: dict[int, list[float]] = {}
         for r in records:
             by_k.setdefault(r["key"]["k"], []).append(1 - r["primary"])
         summary = {
-            "dependence": mean_of(r["dependence"] for r in records),
+            "dependence": mean_of(r["dependence"] for r in records if r["key"]["k"]),
             "error_by_k": {str(k): round(float(np.mean(v)), 6) for k, v in by_k.items()},
             "error_std_by_k": {str(k): round(float(np.std(v)), 6) for k, v in by_k.items()},
             "max_k": max(by_k),
@@ -79,22 +82,26 @@ class MultiLesion(Ablation):
         for ax, task in zip(axes, tasks):
             for t, arch in (p for p in pairs if p[0] == task):
                 group = [c for c in cells if (c.task, c.architecture) == (t, arch)]
-                ks = sorted(int(k) for k in group[0].ablations["multi_lesion"].summary["error_by_k"])
+                ks = sorted(int(k) for k in group[0].ablations["multi_lesion"].summary["error_by_k"] if k != "0")
                 err = np.array([[c.ablations["multi_lesion"].summary["error_by_k"][str(k)] for k in ks] for c in group])
                 sd = np.array([[c.ablations["multi_lesion"].summary["error_std_by_k"][str(k)] for k in ks] for c in group])
                 base = np.mean([1 - c.metrics[c.primary_metric] for c in group])
                 mean, spread = err.mean(0), sd.mean(0)
-                ax.plot([0, *ks], [base, *mean], marker="o", ms=3, label=arch)
-                ax.fill_between(ks, mean - spread, mean + spread, alpha=0.2)
+                line, = ax.plot([0, *ks], [base, *mean], marker="o", ms=3, label=arch)
+                ax.fill_between(ks, mean - spread, mean + spread, alpha=0.2, color=line.get_color())
+                ax.axhline(base, color=line.get_color(), ls="--", lw=0.8)  # intact
                 rows.append([t, arch, len(group), fmt(base), *(fmt(float(mean[ks.index(k)])) if k in ks else "—"
                                                               for k in (1, 2, ks[-1]))])
             chance = np.mean([1 - c.chance[c.primary_metric] for c in cells if c.task == task])
             ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
             ax.set_title(task, fontsize=9)
             ax.set_xlabel("blocks deleted (k)", fontsize=8)
-            ax.set_ylabel("error (mean ± sd over samples)", fontsize=8)
+            ax.set_ylabel("error (mean ± sd over samples; dashed: intact)", fontsize=8)
             ax.legend(fontsize=7)
         png = plots.save(fig, run_dir / "multi_lesion.png")
+        policy = cells[0].ablations["multi_lesion"].settings.get("bn_policy", "running")
         return ("## multi_lesion — deleting k blocks (Veit et al. 2016, Fig. 5a)\n\n"
+                "k lesionable blocks chosen at random and deleted together (residual branch removed, shortcut "
+                f"kept); mean ± sd over the samples of each k. BatchNorm statistics: {policy}.\n\n"
                 f"![multi lesion]({png})\n\n" + table(["task", "architecture", "seeds", "error k=0", "k=1", "k=2",
                                                        "k=max"], rows) + "\n")

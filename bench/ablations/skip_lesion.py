@@ -113,11 +113,13 @@ class SkipLesion(Ablation):
             ax.set_ylabel("identity dependence D", fontsize=8)
             ax.legend(fontsize=7)
             for fill in fills:
-                rows.append([task, arch, len(group), fill,
-                             *(fmt(float(np.nanmean(dep[:, keys.index((fill, lv))]))) for lv in ("all",))])
+                per_level = ", ".join(f"{lv}: {fmt(float(np.nanmean(dep[:, keys.index((fill, lv))])))}"
+                                      for lv in levels if lv != "all")
+                rows.append([task, arch, len(group), fill, per_level,
+                             fmt(float(np.nanmean(dep[:, keys.index((fill, "all"))])))])
         png = plots.save(fig, run_dir / "skip_lesion.png")
         return ("## skip_lesion — trained skips replaced at test time\n\n"
-                "D per level and for all levels at once; fills: zero, the calibrated mean activation, another "
-                "image's skip (shuffle).\n\n"
-                f"![skip lesion]({png})\n\n" + table(["task", "architecture", "seeds", "fill", "D, all levels"],
+                "D per level (0 = finest) and for all levels at once; fills: zero, the calibrated mean activation, "
+                "another image's skip (shuffle). The headline D (verdict) is the zero fill at all levels.\n\n"
+                f"![skip lesion]({png})\n\n" + table(["task", "architecture", "seeds", "fill", "D per level", "D, all levels"],
                                                      rows) + "\n")

@@ -28,3 +28,6 @@ def tiny_resnet(task: TaskInfo, width: int = 8, blocks_per_stage: int = 2) -> Fl
             layers.append(block(cin, cout, 2 if stage and i == 0 else 1, stage))
             cin = cout
     return FlowModel(nn.Sequential(*layers), make_head(task, cin))
+
+
+tiny_resnet.natural = ("classification",)  # `bench list` marks other task kinds as controls

@@ -37,6 +37,23 @@ def write_cifar10(root: Path, per_batch: int = 20, seed: int = 0) -> Path:
     return folder
 
 
+def write_cifar100(root: Path, n_train: int = 30, n_test: int = 10, seed: int = 0) -> Path:
+    """cifar-100-python/{train,test,meta}: bytes keys, data (N, 3072) uint8, fine_labels and coarse_labels."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for name, n in (("train", n_train), ("test", n_test)):
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"filenames": [b"x.png"] * n, b"batch_label": name.encode(),
+                         b"fine_labels": rng.integers(0, 100, n).tolist(),
+                         b"coarse_labels": rng.integers(0, 20, n).tolist(),
+                         b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8)}, f, protocol=2)
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
+                     b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)]}, f, protocol=2)
+    return folder
+
+
 def class_image(mask: np.ndarray) -> np.ndarray:
     """An RGB image whose red channel encodes the class (12 * class) so alignment can be checked."""
     img = np.zeros((*mask.shape, 3), dtype=np.uint8)
