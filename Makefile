@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart test bench-perf lint clean
+.PHONY: install quickstart test test-slow bench-perf lint clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -18,7 +18,11 @@ quickstart: $(STAMP)
 	$(BIN)/python -m bench run configs/quickstart.yaml
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# kill-and-resume, torchrun, pip-installed plugin: minutes; CI runs them after `make test`
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 bench-perf: $(STAMP)
 	$(BIN)/python -m bench bench

@@ -34,7 +34,10 @@ class Run(Command):
   python -m bench run configs/resnet_cifar10.yaml --set train.epochs=2 --set seeds=[0,1]
   python -m bench run configs/unet_voc.yaml --out reports/runs/voc-try --restart
 output: <out>/config.resolved.yaml, results.json, report.md and figures
-(default <out>: reports/runs/<config-stem>-<hash of the resolved config>)."""
+(default <out>: reports/runs/<config-stem>-<hash of the resolved config>).
+exit status: 0 when the study finished, also if some cells failed (diverged): a sweep keeps the
+others' results, results.json/report.md record each failure and stderr says how many; 2 for a user
+error (nothing written); the same command resumes an interrupted run, --restart starts over."""
 
     def add_arguments(self, p):
         p.add_argument("config", type=Path, help="study YAML file")

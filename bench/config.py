@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import pydantic
 import yaml
@@ -145,13 +145,22 @@ def set_path(data: dict, dotted: str, value: Any) -> None:
     """--set train.lr=0.05: walk/create dicts; list items by index (ablations.0.k=3)."""
     keys = dotted.split(".")
     node: Any = data
-    for k in keys[:-1]:
-        node = node[int(k)] if isinstance(node, list) else node.setdefault(k, {})
-    last = keys[-1]
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
+    for depth, k in enumerate(keys):
+        here, last = ".".join(keys[:depth]), depth == len(keys) - 1
+        if isinstance(node, list):
+            if not (k.isdigit() and int(k) < len(node)):
+                raise BenchError(f"--set {dotted}: {here} is a list of {len(node)} item(s); "
+                                 f"index it with 0..{len(node) - 1}" if node else f"--set {dotted}: {here} is empty")
+            k = int(k)  # type: ignore[assignment]
+        elif isinstance(node, dict):
+            if not last and node.get(k) is None:  # `train:` with no value reads as None
+                node[k] = {}
+        else:
+            raise BenchError(f"--set {dotted}: {here} is {node!r}, not a mapping or a list; set {here}=... instead")
+        if last:
+            node[k] = value
+        else:
+            node = node[k]
 
 
 def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
@@ -163,18 +172,21 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
         try:
             value = safe_load(raw)
         except yaml.YAMLError as exc:
-            raise BenchError(f"--set {item!r}: the value is not valid YAML ({yaml_problem(exc)}); "
-                             "quote it or fix the brackets") from None
+            raise BenchError(f"--set {item!r}: the value {yaml_problem(exc)}") from None
         out.append((key, value))
     return out
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:
+    """'is not valid YAML (...); fix it', or what is wrong with a tag or a repeated key and the fix."""
     problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
-    if "constructor for the tag" in problem:
-        tag = problem.split("tag")[-1].strip(" '")
-        return f"tag {tag!r} is not allowed: configs are plain YAML, no Python objects"
-    return problem
+    tag = re.search(r"constructor for the tag '([^']*)'", problem)
+    if tag:
+        name = tag.group(1).replace("tag:yaml.org,2002:", "!!")
+        return f"has tag {name}: configs are plain YAML, Python objects are not allowed; remove the tag"
+    if problem.startswith("duplicate key"):
+        return f"has a {problem} (the second would silently win); keep one"
+    return f"is not valid YAML ({problem}); fix it"
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[StudyConfig, dict]:
@@ -187,18 +199,15 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[StudyConfi
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise BenchError(f"{path}:{where} is not valid YAML ({yaml_problem(exc)}); fix it") from None
+        raise BenchError(f"{path}:{where} {yaml_problem(exc)}") from None
     except UnicodeDecodeError as exc:
         raise BenchError(f"{path}: is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except RecursionError:
         raise BenchError(f"{path}: is nested too deeply to be a study config; flatten it") from None
     if not isinstance(raw, dict):
         raise BenchError(f"{path}: top level must be a mapping with tasks, architectures, ...")
-    try:
-        for key, value in parse_overrides(list(overrides)):
-            set_path(raw, key, value)
-    except (IndexError, ValueError, TypeError, AttributeError) as exc:
-        raise BenchError(f"--set: cannot apply to {path}: {exc}") from None
+    for key, value in parse_overrides(list(overrides)):
+        set_path(raw, key, value)
     try:
         cfg = StudyConfig.model_validate(raw)
     except pydantic.ValidationError as exc:
@@ -213,7 +222,8 @@ def schema_error(exc: pydantic.ValidationError, raw: dict) -> str:
     def clean(loc) -> list[str]:  # drop pydantic's union-branch tags such as "literal['all']"
         return [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
 
-    err = max(exc.errors(), key=lambda e: len(clean(e["loc"])))  # the deepest error is the most specific
+    # the deepest error is the most specific; an unknown key (a typo) explains a missing one beside it
+    err = max(exc.errors(), key=lambda e: (len(clean(e["loc"])), e["type"] == "extra_forbidden"))
     loc = clean(err["loc"])
     key = ".".join(loc)
     if err["type"] == "extra_forbidden":
@@ -221,12 +231,14 @@ def schema_error(exc: pydantic.ValidationError, raw: dict) -> str:
         for part in loc[:-1]:
             field = model.model_fields.get(part)
             ann = getattr(field, "annotation", None)
-            model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else model
+            sub = [t for t in (ann, *get_args(ann)) if isinstance(t, type) and issubclass(t, BaseModel)]
+            model = sub[0] if sub else model  # `verdict: VerdictConfig | None` -> VerdictConfig
         names = [f.alias or n for n, f in model.model_fields.items()]
         return f"{key}: unknown key{did_you_mean(loc[-1], names)}; allowed here: {', '.join(names)}"
     if err["type"] == "missing":
         return f"{key}: required key is missing; add it (see configs/quickstart.yaml)"
-    return f"{key}: {err['msg'].removeprefix('Value error, ')} (got {err.get('input')!r})"
+    msg = re.sub(r" or instance of \w+", "", err["msg"].removeprefix("Value error, "))  # no class names
+    return f"{key}: {msg} (got {err.get('input')!r})"
 
 
 def resolve(cfg: StudyConfig, path: Path) -> dict:

@@ -161,13 +161,16 @@ class DatasetSplit:
         else:
             order = torch.arange(n)
         indices = torch.cat(list(rank_batches(order, batch_size, rank, world)) or [order[:0]]).tolist()
+        loader_seed = seed * 7919 + epoch
+        if self.workers == 0:
+            seed_transforms(ds, loader_seed)  # workers > 0 reseed their copies in _seed_worker
         loader = DataLoader(
             torch.utils.data.Subset(ds, indices),
             batch_size=batch_size,
             num_workers=self.workers,
             persistent_workers=False,
             worker_init_fn=_seed_worker,
-            generator=torch.Generator().manual_seed(seed * 7919 + epoch),
+            generator=torch.Generator().manual_seed(loader_seed),
         )
         yield from loader
 
@@ -180,3 +183,19 @@ def _seed_worker(worker_id: int) -> None:
     s = torch.initial_seed() % 2**32
     np.random.seed(s)
     random.seed(s)
+    info = torch.utils.data.get_worker_info()
+    if info is not None:
+        seed_transforms(info.dataset, s)
+
+
+def seed_transforms(ds: object, seed: int) -> None:
+    """Seed the albumentations pipeline of ``ds`` (through Subset wrappers).
+
+    albumentations >= 1.4.20 draws from its own generator, not the global NumPy/Python ones, so
+    without this the segmentation augmentation would differ from run to run.
+    """
+    while ds is not None:
+        transform = getattr(ds, "transform", None)
+        if hasattr(transform, "set_random_seed"):
+            transform.set_random_seed(seed % 2**32)
+        ds = getattr(ds, "dataset", None)

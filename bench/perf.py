@@ -31,6 +31,7 @@ def run_benchmarks(out_dir: Path, select: str | None = None) -> Path:
     if done.returncode != 0:
         raise BenchError(f"benchmarks failed (pytest exit {done.returncode}); rerun with: {' '.join(cmd)}")
     data = json.loads(raw.read_text())
+    raw.unlink()
     write_text(out_dir / "latest.json", json.dumps(data, indent=2))
     write_text(out_dir / "latest.md", render(data))
     return out_dir / "latest.md"
@@ -41,11 +42,13 @@ def render(data: dict) -> str:
     for b in data["benchmarks"]:
         info = b["extra_info"]
         ok = info["ratio"] >= info["goal"]
-        extra = f"; data path {info['data_vs_model']}x faster than the model" if "data_vs_model" in info else ""
+        notes = [info.get("note", "")]
+        if "data_vs_model" in info:
+            notes.append(f"data path {info['data_vs_model']}x faster than the model")
         rows.append([info["target"], f"{info['ratio']:.2f}x", f">= {info['goal']}x", "met" if ok else "NOT met",
-                     extra.lstrip("; ") or ""])
+                     "; ".join(n for n in notes if n)])
     machine = data.get("machine_info", {})
     head = (f"Measured {data.get('datetime', '?')[:19]} on {machine.get('cpu', {}).get('brand_raw', platform.processor())}"
-            f" ({torch.get_num_threads()} threads, {'CUDA' if torch.cuda.is_available() else 'no GPU'}), "
+            f" (CPU time of 1 thread; {'CUDA present, unused' if torch.cuda.is_available() else 'no GPU'}), "
             f"Python {platform.python_version()}, torch {torch.__version__}.")
     return head + "\n\n" + table(["what", "ratio", "target", "", "note"], rows) + "\n"

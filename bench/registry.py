@@ -62,6 +62,10 @@ class Registry:
         if not isinstance(name, str) or not SAFE_NAME.match(name) or "__" in name:
             raise BenchError(f"{self.kind[:-1]} name {name!r} from {source}: use letters, digits, '_', '-', '.' "
                              "(no '__', no path); rename it")
+        for ep in self._entry_points().get(name, []) if not source.startswith("entry point") else []:
+            if getattr(obj, "__module__", None) != ep.module:  # would silently shadow an installed plugin
+                raise BenchError(f"duplicate {self.kind[:-1]} name {name!r}: entry point {ep.value} and {source}; "
+                                 "rename yours")
         old = self._entries.get(name)
         if old is not None and old.obj is not obj:
             raise BenchError(

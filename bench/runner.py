@@ -167,7 +167,7 @@ class Study:
 
     # -- running -----------------------------------------------------------------------------
     def run(self) -> Path:
-        with deterministic():
+        with deterministic(compile=self.cfg.train.compile):
             return self._run()
 
     def _run(self) -> Path:
@@ -176,10 +176,10 @@ class Study:
             self.task(alias)  # missing or malformed data fails here, before anything is written
         for t, a in self.cfg.pairs():
             self.probe(t, a)
+        units = self.units()
         if self.writer:
             self.prepare_dir()
         _barrier()
-        units = self.units()
         todo = [u for u in units if not self._done(u)]
         _barrier()
         show = self.show_progress and self.writer

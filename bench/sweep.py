@@ -46,16 +46,17 @@ def evaluate_shared(model: nn.Module, flow: IdentityFlow, edit_sets: list[Mappin
     trunk, head = model.trunk, model.head
     merges = [[(model.get_submodule(flow[n].merge), e) for n, e in edits.items()] for edits in edit_sets]
     chunks: list[list[torch.Tensor]] = [[] for _ in edit_sets]
+    last = max(plan, default=0)  # no set starts later: the rest of the shared pass is not needed
     model.eval()
     for x, y in split.batches(batch_size, train=False):
         x = x.to(device, non_blocking=True)
         size = x.shape[-2:]
         with autocast(device, amp):
             h = x
-            for p in range(len(trunk) + 1):
+            for p in range(last + 1):
                 for j in plan.get(p, ()):
                     chunks[j].append(_finish(trunk, head, h, p, size, merges[j], y, info))
-                if p < len(trunk):
+                if p < last:
                     h = trunk[p](h)
     return [Outcome(torch.cat(c).numpy().astype(np.float64), info) for c in chunks]
 

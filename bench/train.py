@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,7 +37,7 @@ class DivergedError(RuntimeError):
 
 
 @contextmanager
-def deterministic() -> Iterator[None]:
+def deterministic(compile: bool = False) -> Iterator[None]:
     """Deterministic kernels while a study runs; the previous settings are restored afterwards.
 
     CPU: a study is bit-reproducible. The same config and seeds on the same machine with the same
@@ -57,13 +58,20 @@ def deterministic() -> Iterator[None]:
     was = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     bench = torch.backends.cudnn.benchmark
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS first starts
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    _set_deterministic(True, True, compile)
     torch.backends.cudnn.benchmark = False
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(was[0], warn_only=was[1])
+        _set_deterministic(*was, compile)
         torch.backends.cudnn.benchmark = bench
+
+
+def _set_deterministic(mode: bool, warn_only: bool, compile: bool) -> None:
+    if compile or "torch._inductor.config" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:  # the public call imports torch._inductor (seconds) only to set its flag; nothing is compiled here
+        torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
 
 
 def seed_host_rngs(seed: int, epoch: int) -> None:
@@ -130,6 +138,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: 
         if device.type == "cuda" and state.get("cuda_rng"):
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         step, loss_value = int(state["step"]), float(state["loss"])
+    resumed_from = step
     net.train()
     while step < total:
         epoch = step // per_epoch
@@ -164,4 +173,5 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: 
             atomic_write(checkpoint, lambda f, s=state: torch.save(s, f), mode="wb")
     wall = time.perf_counter() - t0
     return {"steps": total, "steps_per_epoch": per_epoch, "final_loss": round(loss_value, 6),
+            "resumed_from_step": resumed_from,  # 0: trained from scratch; else the checkpoint it continued
             "images_per_s": round(images * world / wall, 1) if images else None, "wall_s": round(wall, 3)}

@@ -67,7 +67,9 @@ def resnet(cls_task):
 
 @pytest.fixture(scope="module")
 def plain(cls_task):
-    return trained(cifar_plain, cls_task, depth=32, width=8, preact=True)
+    # depth 20, not 32: a 32-layer plain net does not train reliably in 8 epochs (He et al.'s degradation);
+    # it reached 0.44-0.48 accuracy depending on the thread count, too close to chance (0.355) to test lesions
+    return trained(cifar_plain, cls_task, depth=20, width=8, preact=True)
 
 
 def test_lesioning_nothing_reproduces_the_baseline(resnet, cls_task):
@@ -85,7 +87,7 @@ def test_resnet_survives_single_lesions_plain_net_does_not(resnet, plain, cls_ta
     assert res_ctx.baseline.primary > chance + 0.2 and plain_ctx.baseline.primary > chance + 0.1  # both learned
     res_d = res.summary["dependence_non_downsampling"]
     pl_d = pl.summary["dependence_non_downsampling"]
-    assert len(res.records) == 15 and len(pl.records) == 13  # plain: the 2 downsampling layers have no shortcut
+    assert len(res.records) == 15 and len(pl.records) == 7  # plain-20: 9 layers, the 2 downsampling ones have no shortcut
     assert res_d < 0.3 and pl_d > 0.5 and pl_d > 2.5 * res_d, (res_d, pl_d)
 
 
@@ -208,19 +210,19 @@ def test_effective_depth_runs_exactly_m_branches_per_training_pass():
 
 
 def test_effective_depth_training_is_reproducible_and_differs_from_normal_training():
-    task = synthetic_shapes(target="image", n_train=64, n_test=16, image_size=8, num_classes=3, seed=1)
+    task = synthetic_shapes(target="image", n_train=48, n_test=16, image_size=8, num_classes=3, seed=1)
     cfg = TrainConfig(epochs=1, batch_size=16, optimizer="adamw", lr=1e-2, warmup_epochs=0)
 
     def weights(keep: int | None) -> torch.Tensor:
         torch.manual_seed(0)
-        model = cifar_resnet(task.info, depth=20, width=4)
+        model = cifar_resnet(task.info, depth=14, width=4)
         edits = EffectiveDepthTraining(keep=keep).variants(identity_flow(model)).popitem()[1] if keep else {}
         with edited(model, edits):
             train(model, task, cfg, seed=0, device=CPU)
         return torch.cat([p.detach().flatten() for p in model.parameters()])
 
-    sampled = weights(4)
-    assert torch.equal(sampled, weights(4)) and not torch.equal(sampled, weights(None))
+    sampled = weights(2)
+    assert torch.equal(sampled, weights(2)) and not torch.equal(sampled, weights(None))
 
 
 def test_effective_depth_validates_and_skips_plain_nets():

@@ -56,7 +56,7 @@ def test_hash_changes_with_config(tmp_path):
         ("", ["train.lr=-1"], r"train.lr: Input should be greater than 0"),
         ("", ["train.batch_size=big"], r"train.batch_size: Input should be a valid integer"),
         ("", ["seeds=[]"], r"seeds: List should have at least 1 item"),
-        ("", ["device=tpu"], r"device: Value error, must be auto, cpu, cuda or cuda:N"),
+        ("", ["device=tpu"], r"device: must be auto, cpu, cuda or cuda:N"),
         ("", ["tasks.seg.name=synthetic_shape"], r"tasks.seg.name: unknown task 'synthetic_shape'.*did you mean"),
         ("", ["architectures.net.name=resnet"], r"architectures.net.name: unknown architecture 'resnet'"),
         ("", ["architectures.net.deep=3"], r"architectures.net.deep: unknown key \(did you mean: depth\?\)"),

@@ -1,9 +1,15 @@
-"""Interrupted studies resume: SIGKILL at several points, re-run, and results equal an uninterrupted run.
-Also: the same config and seed give identical results (CPU determinism)."""
+"""Interrupted studies resume: a study SIGKILLed at several points in a row and re-run each time ends
+with the results.json of an uninterrupted run, exactly (wall-clock fields and provenance aside).
+
+At every kill: no file exists half-written under its final name (cells, their npz, checkpoints all
+load), and the cells already written equal the uninterrupted run's. Finished cells are never
+recomputed, and a training killed after an epoch checkpoint continues from it (its next checkpoint
+is a later step, never the first epoch again). --restart starts over; a changed config against an
+existing folder is refused with the difference shown.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -12,125 +18,200 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+
+from bench.cli import main
+from bench.results import Cell
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = """
 name: resume
 seeds: [0]
 tasks:
-  seg: {name: synthetic_shapes, target: pixel, n_train: 384, n_test: 64, image_size: 16, num_classes: 3}
-  cls: {name: synthetic_shapes, target: image, n_train: 384, n_test: 64, image_size: 16, num_classes: 3}
+  seg: {name: synthetic_shapes, target: pixel, n_train: 96, n_test: 32, image_size: 16, num_classes: 3}
+  cls: {name: synthetic_shapes, target: image, n_train: 96, n_test: 32, image_size: 16, num_classes: 3}
 architectures:
-  res: {name: cifar_resnet, depth: 14, width: 8}
-train: {epochs: 4, batch_size: 32, optimizer: adamw, lr: 0.01}
+  res: {name: cifar_resnet, depth: 8, width: 4}
+train: {epochs: 3, batch_size: 16, optimizer: adamw, lr: 0.01}
 ablations:
   - {name: block_lesion}
-  - {name: multi_lesion, max_k: 3, samples: 2}
+  - {name: multi_lesion, max_k: 2, samples: 2}
   - {name: identity_readout, epochs: 1}
   - {name: skip_removal}
 verdict: {dense: seg, global: cls}
-bootstrap: 200
+bootstrap: 100
 """
-VOLATILE = {"wall_s", "images_per_s", "timings", "train_s", "eval_s"}
+# cells run in this order: seg baseline, seg no_identity, cls baseline, cls no_identity
+SEG, CLS = "seg__res__baseline__s0", "cls__res__baseline__s0"
+VOLATILE = {"wall_s", "images_per_s", "timings", "resumed_from_step", "provenance"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # the reference below runs on one thread too
 
 
 def stable(obj):
-    """results.json without wall-clock fields and provenance."""
+    """results.json (or a cell) without wall-clock fields, provenance and how it was resumed."""
     if isinstance(obj, dict):
-        return {k: stable(v) for k, v in obj.items() if k not in VOLATILE and k != "provenance"}
+        return {k: stable(v) for k, v in obj.items() if k not in VOLATILE}
     if isinstance(obj, list):
         return [stable(v) for v in obj]
     return obj
 
 
-def bench_run(config: Path, out: Path, **kw):
-    cmd = [sys.executable, "-m", "bench", "run", str(config), "--out", str(out), "--quiet"]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+class Watch:
+    """Polls a run folder: which cells are written, and the step of every checkpoint each time it changes."""
+
+    def __init__(self, out: Path):
+        self.out, self.mtime, self.steps = out, {}, {}
+
+    def poll(self) -> None:
+        for p in (self.out / "checkpoints").glob("*.pt"):
+            try:
+                m = p.stat().st_mtime_ns
+            except FileNotFoundError:
+                continue
+            if self.mtime.get(p.stem) != m:
+                self.mtime[p.stem] = m
+                self.steps.setdefault(p.stem, []).append(torch.load(p, weights_only=True)["step"])
+
+    def step(self, cell: str) -> int | None:
+        return self.steps.get(cell, [None])[-1]
+
+    def written(self, cell: str) -> bool:
+        return (self.out / "cells" / f"{cell}.json").exists()
+
+    def cells(self) -> list[Path]:
+        return sorted((self.out / "cells").glob("*.json"))
 
 
-def wait_for(condition, proc, timeout=300.0):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if condition():
-            return True
-        if proc.poll() is not None:
-            return False
-        time.sleep(0.02)
-    return False
+def run_until(config: Path, out: Path, watch: Watch, condition, timeout: float = 300.0) -> tuple[bool, int | None]:
+    """Start `bench run`; SIGKILL it the moment `condition(watch)` holds. (condition hit, exit code)."""
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", str(config), "--out", str(out), "--quiet"],
+                            cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    t0, hit = time.time(), False
+    while time.time() - t0 < timeout and proc.poll() is None:
+        watch.poll()
+        if condition is not None and condition(watch):
+            os.kill(proc.pid, signal.SIGKILL)
+            hit = True
+            break
+        time.sleep(0.002)
+    code = proc.wait()
+    watch.poll()
+    assert hit or condition is None, f"exit {code} before the kill point: {proc.stderr.read().decode()[-2000:]}"
+    return hit, code
 
 
-@pytest.fixture(scope="module")
-def config(tmp_path_factory):
-    path = tmp_path_factory.mktemp("resume") / "resume.yaml"
-    path.write_text(CONFIG)
-    return path
-
-
-@pytest.fixture(scope="module")
-def reference(config):
-    out = config.parent / "reference"
-    proc = bench_run(config, out)
-    assert proc.wait() == 0, proc.stderr.read()
-    return stable(json.loads((out / "results.json").read_text()))
-
-
-_SEEN: dict[Path, set[int]] = {}
-
-
-def _epochs_written(ckpt: Path) -> int:
-    """How many epoch-end checkpoints of one cell were seen (each rewrite changes the mtime)."""
-    with contextlib.suppress(FileNotFoundError):
-        _SEEN.setdefault(ckpt, set()).add(ckpt.stat().st_mtime_ns)
-    return len(_SEEN.get(ckpt, ()))
-
-
-KILL_POINTS = {
-    "after-first-cell": lambda d: len(list((d / "cells").glob("*.json"))) >= 1,
-    "mid-training": lambda d: (d / "checkpoints" / "seg__res__no_identity__s0.pt").exists(),
-    "during-ablations": lambda d: _epochs_written(d / "checkpoints" / "cls__res__baseline__s0.pt") >= 4
-    and not (d / "cells" / "cls__res__baseline__s0.json").exists(),
-    "before-assembly": lambda d: len(list((d / "cells").glob("*.json"))) >= 4,
-}
+def in_process_run(config: Path, out: Path) -> dict:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return json.loads((out / "results.json").read_text())
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("point", list(KILL_POINTS))
-def test_sigkill_then_resume_equals_uninterrupted(point, config, reference, tmp_path):
+def test_sigkill_at_six_points_then_resume_equals_uninterrupted(tmp_path):
+    config = tmp_path / "resume.yaml"
+    config.write_text(CONFIG)
+    reference = in_process_run(config, tmp_path / "reference")
+    ref_cells = {c["id"]: stable(c) for c in reference["cells"]}
+    per_epoch, total = reference["cells"][0]["train"]["steps_per_epoch"], reference["cells"][0]["train"]["steps"]
+    assert total == 3 * per_epoch
+
+    def mid(cell):
+        return lambda w: w.step(cell) is not None and w.step(cell) < total and not w.written(cell)
+
+    def trained(cell):
+        return lambda w: w.step(cell) == total and not w.written(cell)
+
+    points = [  # (name, kill when, what must hold after the kill)
+        ("first epoch of the first cell", lambda w: (w.out / "config.resolved.yaml").exists(),
+         lambda w: not w.cells()),
+        ("first cell after an epoch checkpoint", mid(SEG), mid(SEG)),
+        ("first cell trained, during its ablations", trained(SEG), trained(SEG)),
+        ("a later cell mid-training", mid(CLS), lambda w: mid(CLS)(w) and len(w.cells()) == 2),
+        ("a later cell during its ablations", trained(CLS), lambda w: trained(CLS)(w) and len(w.cells()) == 2),
+        ("all cells written, before results.json", lambda w: len(w.cells()) == 4,
+         lambda w: not (w.out / "results.json").exists()),
+    ]
     out = tmp_path / "run"
-    proc = bench_run(config, out)
-    hit = wait_for(lambda: KILL_POINTS[point](out), proc)
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert hit, f"kill point {point} was never reached"
-    assert not (out / "results.json").exists() or point == "before-assembly"
-    for f in (out / "cells").glob("*.json"):
-        json.loads(f.read_text())  # no half-written file under its final name
-    done = bench_run(config, out)
-    assert done.wait() == 0, done.stderr.read()
-    assert stable(json.loads((out / "results.json").read_text())) == reference
+    watch = Watch(out)
+    finished: dict[str, int] = {}  # cell file -> mtime when first seen: never rewritten
+    resumed: list[tuple[str, int, int]] = []  # (checkpoint, step at the kill, index of the next step)
+    survived = []
+    for name, when, after in points:
+        hit, _ = run_until(config, out, watch, when)
+        assert hit and after(watch), f"kill point missed: {name} (the run was past it when killed)"
+        for f in watch.cells():  # every written cell is complete, loadable, and the reference's
+            cell = Cell.model_validate_json(f.read_text()).model_dump(mode="json", by_alias=True)
+            assert stable(cell) == ref_cells[f.stem], f"{name}: {f.name}"
+            np.load(f.with_suffix(".npz"))
+            finished.setdefault(f.name, f.stat().st_mtime_ns)
+        for cell, steps in watch.steps.items():
+            if steps[-1] < total:
+                resumed.append((cell, steps[-1], len(steps)))
+        survived.append(name)
+
+    # a kill in the middle of an atomic write leaves a temporary file: never read, cleaned up
+    (out / "cells" / f".{CLS}.json.x1y2z3.tmp").write_text('{"id": "trunc')
+    (out / "checkpoints" / f".{CLS}.pt.a1b2c3.tmp").write_bytes(b"\x80\x02trunc")
+    hit, code = run_until(config, out, watch, None)
+    assert code == 0
+    result = json.loads((out / "results.json").read_text())
+    assert stable(result) == stable(reference)
+    assert not list(out.rglob("*.tmp"))
+    for f, mtime in finished.items():
+        assert (out / "cells" / f).stat().st_mtime_ns == mtime, f"{f} was recomputed"
+    for cell, step, nxt in resumed:  # continued from its checkpoint, not from the first epoch
+        assert watch.steps[cell][nxt:] and min(watch.steps[cell][nxt:]) > step, (cell, watch.steps[cell])
+    cells = {c["id"]: c for c in result["cells"]}
+    assert cells[SEG]["train"]["resumed_from_step"] == total  # killed during ablations: not retrained
+    assert {c[0] for c in resumed} == {SEG, CLS} and len(survived) == len(points) == 6
+    print(f"\nkill points survived: {len(survived)}/{len(points)}: " + "; ".join(survived))
 
 
-@pytest.mark.slow
-def test_same_config_same_results(config, reference, tmp_path):
-    out = tmp_path / "again"
-    proc = bench_run(config, out)
-    assert proc.wait() == 0
-    assert stable(json.loads((out / "results.json").read_text())) == reference
+TINY = """
+name: tiny
+seeds: [0]
+tasks:
+  cls: {name: synthetic_shapes, target: image, n_train: 32, n_test: 16, image_size: 16, num_classes: 3}
+architectures:
+  res: {name: cifar_resnet, depth: 8, width: 4}
+train: {epochs: 1, batch_size: 16}
+ablations:
+  - {name: block_lesion}
+bootstrap: 100
+"""
 
 
-def test_restart_recomputes_and_changed_config_is_refused(tmp_path, capsys):
-    from bench.cli import main
-    from tests.test_cli import TINY
-
+def test_changed_config_is_refused_and_restart_starts_over(tmp_path, capsys):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(TINY)
     out = tmp_path / "run"
-    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
-    first = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
-    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--set", "seeds=[1]"]) == 2
-    assert "seeds: [0] -> [1]" in capsys.readouterr().err
-    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--restart"]) == 0
+    run = ["run", str(cfg), "--out", str(out), "--quiet"]
+    assert main(run) == 0
+    first = json.loads((out / "results.json").read_text())
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+
+    assert main([*run, "--set", "seeds=[1]", "--set", "train.lr=0.05"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds a run of a different config" in err, err
+    assert "seeds: [0] -> [1]" in err and "train.lr: 0.1 -> 0.05" in err and "--restart" in err
+    assert {p.name: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamps  # untouched
+
+    assert main(run) == 0  # same config: everything is already done, nothing is retrained
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()} == \
+        {n: t for n, t in stamps.items() if (out / "cells" / n).exists()}
+
+    assert main([*run, "--restart"]) == 0  # starts over: every cell recomputed, the same numbers
     again = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
-    assert first.keys() == again.keys() and all(first[k] != again[k] for k in first)
+    assert again and all(again[n] != stamps[n] for n in again)
+    assert stable(json.loads((out / "results.json").read_text())) == stable(first)
+
+    assert main([*run, "--restart", "--set", "seeds=[1]"]) == 0  # a new config, explicitly
+    assert sorted(p.name for p in (out / "cells").glob("*.json")) == ["cls__res__baseline__s1.json"]
+    assert "seeds:\n- 1\n" in (out / "config.resolved.yaml").read_text()

@@ -374,7 +374,13 @@ def test_published_configs_run_on_fixtures(tmp_path):
 def test_real_voc_example():
     task = voc2012(root=str(SHARED / "voc-sample"), train_split="val", workers=0)
     y = task.test.targets()
-    assert set(y.unique().tolist()) == {0, 9, 12, 255}
+    assert set(y.unique().tolist()) == {0, 9, 12, 255}  # palette indices survive, never RGB colours
+    x, y_batch = next(task.test.batches(1, train=False))
+    assert x.shape == (1, 3, 512, 512) and torch.equal(y_batch, y)  # padded to 512, pad = ignore
+    counts = [int((y == c).sum()) for c in (9, 12)]
+    twin = classify_from_masks({"name": "voc2012", "root": str(SHARED / "voc-sample"), "train_split": "val",
+                                "workers": 0})
+    assert twin.test.targets().tolist() == [(9, 12)[counts.index(max(counts))]]  # chair vs dog, by pixel count
 
 
 @pytest.mark.data

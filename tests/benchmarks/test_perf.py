@@ -27,50 +27,61 @@ def cifar_like(n: int, seed: int = 0) -> TensorSplit:
 
 
 def test_lesion_sweep_shares_the_prefix(benchmark):
-    """Target 1: full single-block sweep of ResNet-56, shared prefix vs each lesioned model from scratch: >= 1.8x."""
+    """Target 1: full single-block sweep of ResNet-56, shared prefix vs each lesioned model from scratch: >= 1.8x.
+
+    Ideal (block forwards): from scratch 27 x 26; shared 26 prefix + 26 + 25 + ... + 0 suffix = 1.86x.
+    """
     torch.manual_seed(0)
     model = cifar_resnet(INFO, depth=56).eval()
     flow = identity_flow(model)
-    split = cifar_like(256)
+    split = cifar_like(64)
     sets = [{b.name: Edit(drop_branch=True)} for b in flow.blocks]
+    n = len(sets)
 
     def shared():
-        return evaluate_shared(model, flow, sets, split, INFO, batch_size=256, device=CPU)
+        return evaluate_shared(model, flow, sets, split, INFO, batch_size=64, device=CPU)
 
     def scratch():
         out = []
         for e in sets:
             with edited(model, e):
-                out.append(predict_stats(model, split, INFO, batch_size=256, device=CPU))
+                out.append(predict_stats(model, split, INFO, batch_size=64, device=CPU))
         return out
 
-    assert all((a.stats == b.stats).all() for a, b in zip(shared(), scratch()))  # identical metrics
-    fast, slow = interleaved(shared, scratch, repeats=2)
-    benchmark.extra_info.update(target="lesion sweep ResNet-56 (27 blocks, 256 images): shared/scratch speed-up",
-                                ratio=round(slow / fast, 2), goal=1.8)
-    benchmark.pedantic(shared, rounds=1, iterations=1)
+    fast, slow, a, b = benchmark.pedantic(lambda: interleaved(shared, scratch, repeats=2), rounds=1, iterations=1)
+    assert all((x.stats == y.stats).all() for x, y in zip(a, b))  # identical metrics
+    benchmark.extra_info.update(target=f"lesion sweep ResNet-56 ({n} blocks, 64 images): shared/scratch speed-up",
+                                ratio=round(slow / fast, 2), goal=1.8,
+                                note=f"ideal {n * (n - 1) / ((n - 1) + n * (n - 1) / 2):.2f}x (block forwards)")
 
 
 def test_path_gradient_samples_are_batched(benchmark):
-    """Target 2: path-gradient samples/s, per-example masks in one backward vs one backward per sample: >= 10x."""
+    """Target 2: path-gradient samples/s, per-example masks in one backward vs one backward per sample: >= 10x.
+
+    Both give the same per-example quantity (the baseline is a batch of one per backward). On a CPU the
+    work per example is the same either way, so only the per-call overhead is saved; on a GPU a batch
+    of 128 costs about as much as one example.
+    """
     torch.manual_seed(0)
     model = cifar_resnet(INFO, depth=20).eval()
     flow = identity_flow(model)
-    x, y = next(cifar_like(64).batches(64, train=False))
-    masks = (torch.rand(len(flow.residual_blocks), 64) < 0.5).float()
+    bs, singles = 128, 16
+    x, y = next(cifar_like(bs).batches(bs, train=False))
+    masks = (torch.rand(len(flow.residual_blocks), bs) < 0.5).float()
 
     def batched():
         return sampled_input_gradients(model, flow, x, y, masks, None)
 
-    def one_by_one(n=16):
-        return [sampled_input_gradients(model, flow, x[i:i + 1], y[i:i + 1], masks[:, i:i + 1], None)
-                for i in range(n)]
+    def one_by_one():
+        return torch.cat([sampled_input_gradients(model, flow, x[i:i + 1], y[i:i + 1], masks[:, i:i + 1], None)
+                          for i in range(singles)])
 
-    fast, slow = interleaved(batched, one_by_one, repeats=2)
-    ratio = (64 / fast) / (16 / slow)
-    benchmark.extra_info.update(target="path-gradient samples/s, batched (64/backward) vs one per backward",
-                                ratio=round(ratio, 2), goal=10.0)
-    benchmark.pedantic(batched, rounds=1, iterations=1)
+    fast, slow, a, b = benchmark.pedantic(lambda: interleaved(batched, one_by_one, repeats=3), rounds=1,
+                                          iterations=1)
+    assert torch.allclose(a[:singles], b, rtol=1e-4, atol=1e-7)  # the same samples
+    benchmark.extra_info.update(target=f"path-gradient samples/s, batched ({bs}/backward) vs one per backward",
+                                ratio=round((bs / fast) / (singles / slow), 2), goal=10.0,
+                                note="CPU: per-example compute is the floor")
 
 
 class PlainBasicBlock(nn.Module):
@@ -91,17 +102,20 @@ def test_idle_instrumentation_costs_nothing(benchmark):
     reference = cifar_resnet(INFO, depth=56).eval()
     reference.load_state_dict(model.state_dict())
     reference.trunk = nn.Sequential(*(PlainBasicBlock(m) if hasattr(m, "merge") else m for m in reference.trunk))
-    x = torch.randn(128, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.equal(model(x), reference(x))
+    assert not any(hasattr(m, "merge") for m in reference.modules())
+    x = torch.randn(64, 3, 32, 32)
 
-        def run(m):
-            return lambda: [m(x) for _ in range(3)]
+    def run(m):
+        @torch.no_grad()
+        def forward():
+            return [m(x) for _ in range(2)][-1]
+        return forward
 
-        inst, ref = interleaved(run(model), run(reference), repeats=5)
+    inst, ref, a, b = benchmark.pedantic(lambda: interleaved(run(model), run(reference), repeats=5), rounds=1,
+                                         iterations=1)
+    assert torch.equal(a, b)
     benchmark.extra_info.update(target="forward throughput, instrumented (idle) / uninstrumented ResNet-56",
                                 ratio=round(ref / inst, 3), goal=0.97)
-    benchmark.pedantic(run(model), rounds=1, iterations=1)
 
 
 def bare_loop(model, split, steps, batch_size, lr=0.1):
@@ -126,7 +140,7 @@ def test_trainer_runs_at_bare_loop_speed(benchmark):
 
     split = cifar_like(1024)
     task = Task(INFO, split, split)
-    steps, bs = 8, 128
+    steps, bs = 6, 128
     cfg = TrainConfig(epochs=1, batch_size=bs, max_steps_per_epoch=steps)
 
     def ours():
@@ -142,9 +156,12 @@ def test_trainer_runs_at_bare_loop_speed(benchmark):
             if i + 1 == steps:
                 break
 
-    t_ours, t_bare = interleaved(ours, bare, repeats=2)
-    t_data, _ = interleaved(data_only, lambda: None, repeats=3)
-    benchmark.extra_info.update(target="training images/s, bench trainer / bare loop (ResNet-20, batch 128)",
+    def measure():
+        t_ours, t_bare, _, _ = interleaved(ours, bare, repeats=2)
+        t_data, _, _, _ = interleaved(data_only, lambda: None, repeats=3)
+        return t_ours, t_bare, t_data
+
+    t_ours, t_bare, t_data = benchmark.pedantic(measure, rounds=1, iterations=1)
+    benchmark.extra_info.update(target=f"training images/s, bench trainer / bare loop (ResNet-20, batch {bs})",
                                 ratio=round(t_bare / t_ours, 3), goal=0.9,
-                                data_vs_model=round((t_ours / steps) / (t_data / steps), 1))
-    benchmark.pedantic(ours, rounds=1, iterations=1)
+                                data_vs_model=round(t_ours / t_data, 1))
