@@ -94,6 +94,20 @@ def test_voc_palette_masks_are_indices_and_augmentation_keeps_alignment(tmp_path
         assert agree > 0.97, agree  # scale/crop/flip moved image and mask together
 
 
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_segmentation_augmentation_is_seeded(tmp_path, workers):
+    """albumentations draws from its own generator: the same (seed, epoch) must give the same batches."""
+    write_voc(tmp_path)
+    split = voc2012(root=str(tmp_path), crop_size=32, eval_size=64, workers=workers).train
+
+    def epoch(seed: int, e: int) -> list[torch.Tensor]:
+        return [x for x, _ in split.batches(2, train=True, seed=seed, epoch=e)]
+
+    first = epoch(0, 0)
+    assert all(torch.equal(a, b) for a, b in zip(first, epoch(0, 0), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(first, epoch(0, 1), strict=True))
+
 def test_voc_layout_errors(tmp_path):
     write_voc(tmp_path)
     assert len(voc2012(root=str(tmp_path / "VOCdevkit"), workers=0).test) == 4  # VOCdevkit itself is fine too
