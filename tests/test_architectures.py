@@ -17,6 +17,7 @@ from bench.flow import Edit, edited, identity_flow
 from bench.models.resnet_cifar import cifar_resnet
 from bench.models.smp_unet import smp_unet
 from bench.models.timm_resnet import timm_resnet
+from tests.helpers import one_torch_thread
 
 CLS = TaskInfo("classification", 10, image_size=(32, 32))
 SEG = TaskInfo("segmentation", 3, image_size=(32, 32), ignore_index=255)
@@ -26,10 +27,8 @@ SMALL_TIMM = {"channels": (64, 16, 32, 64)}
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Small models on a shared 2-core box: intra-op threads only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with one_torch_thread():
+        yield
 
 
 def x(size: int = 64) -> torch.Tensor:

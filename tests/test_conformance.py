@@ -21,6 +21,7 @@ from bench.ablations.skip_removal import SkipRemoval
 from bench.data import TaskInfo
 from bench.flow import Edit, Merge, ResidualBlock, edited, identity_flow, reordered
 from bench.registry import ARCHITECTURES
+from tests.helpers import one_torch_thread
 
 SMALL = {  # small sizes for the built-ins; any other architecture is built with its defaults
     "cifar_resnet": {"depth": 14, "width": 4},
@@ -44,10 +45,8 @@ def pytest_generate_tests(metafunc):
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Tiny models on a shared 2-core box: intra-op threads only contend (seconds instead of ms)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with one_torch_thread():
+        yield
 
 
 def build(arch: str, kind: str) -> torch.nn.Module:

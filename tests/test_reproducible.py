@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from bench.cli import main
 from bench.train import deterministic
+from tests.helpers import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = """
@@ -41,21 +41,10 @@ def stable(obj):
     return obj
 
 
-def run_here(config: Path, out: Path, *sets: str) -> dict:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # CPU sums may depend on the thread count: compare like with like
-    try:
-        argv = ["run", str(config), "--out", str(out), "--quiet"]
-        assert main([*argv, *(a for s in sets for a in ("--set", s))]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    return json.loads((out / "results.json").read_text())
-
-
 def test_same_config_same_results_in_this_and_a_fresh_process(tmp_path):
     config = tmp_path / "repro.yaml"
     config.write_text(CONFIG)
-    a = run_here(config, tmp_path / "a")
+    a = run_study(config, tmp_path / "a")
     proc = subprocess.run([sys.executable, "-m", "bench", "run", str(config), "--out", str(tmp_path / "b"), "--quiet"],
                           cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -67,7 +56,7 @@ def test_same_config_same_results_in_this_and_a_fresh_process(tmp_path):
     assert s0["train"]["final_loss"] != s1["train"]["final_loss"]  # the seed matters: equality is not vacuous
     assert s0["ablations"]["multi_lesion"]["records"]
 
-    c = run_here(config, tmp_path / "c", "seeds=[1]")  # seed 1 alone: the same cells as seed 1 after seed 0
+    c = run_study(config, tmp_path / "c", "seeds=[1]")  # seed 1 alone: the same cells as seed 1 after seed 0
     assert [stable(x) for x in c["cells"]] == [stable(x) for x in a["cells"] if x["seed"] == 1]
 
 

@@ -24,6 +24,7 @@ import torch
 
 from bench.cli import main
 from bench.results import Cell
+from tests.helpers import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = """
@@ -102,21 +103,11 @@ def run_until(config: Path, out: Path, watch: Watch, condition, timeout: float =
     return hit, code
 
 
-def in_process_run(config: Path, out: Path) -> dict:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    return json.loads((out / "results.json").read_text())
-
-
 @pytest.mark.slow
 def test_sigkill_at_six_points_then_resume_equals_uninterrupted(tmp_path):
     config = tmp_path / "resume.yaml"
     config.write_text(CONFIG)
-    reference = in_process_run(config, tmp_path / "reference")
+    reference = run_study(config, tmp_path / "reference")
     ref_cells = {c["id"]: stable(c) for c in reference["cells"]}
     per_epoch, total = reference["cells"][0]["train"]["steps_per_epoch"], reference["cells"][0]["train"]["steps"]
     assert total == 3 * per_epoch

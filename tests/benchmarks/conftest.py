@@ -14,16 +14,15 @@ and CPU-time ratios far less. The benchmarks are CPU-only; GPU speed is not meas
 import time
 
 import pytest
-import torch
+
+from tests.helpers import one_torch_thread
 
 
 @pytest.fixture(autouse=True)
 def one_thread():
     """One torch thread while a benchmark runs; restored after, so the rest of the suite is unaffected."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with one_torch_thread():
+        yield
 
 
 def timed(fn):
