@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.registry import ARCHITECTURES
+from bench.registry import ABLATIONS, ARCHITECTURES
 from bench.results import Cell, Comparison, Interval, Verdict, VerdictRow
 
 METHOD = ("95% CI of mean over seeds of D_dense − D_global; two-level bootstrap: seeds resampled with "
@@ -62,13 +62,20 @@ def compute_verdict(resolved: dict, cells: list[Cell], comparisons: list[Compari
         return None
     dense, glob = spec["dense"], spec["global"]
     rows: list[VerdictRow] = []
+    shown: set[str] = set()  # ablations independent of the architecture, already shown once
     for arch in resolved["architectures"]:
         for abl in (a["name"] for a in resolved["ablations"]):
+            if abl in shown:
+                continue
             d = _per_seed(dense, arch, abl, cells, comparisons, run_dir)
             g = _per_seed(glob, arch, abl, cells, comparisons, run_dir)
             seeds = sorted(set(d) & set(g))
             if not seeds:
                 continue
+            label = arch
+            if not ABLATIONS.get(abl).per_architecture:
+                shown.add(abl)
+                label = "(input)"
             diff = _two_level([d[s][0] - g[s][0] for s in seeds], [d[s][1] - g[s][1] for s in seeds], replicates)
             verdict = "inconclusive"
             if diff.low is not None and diff.low > 0:
@@ -77,7 +84,7 @@ def compute_verdict(resolved: dict, cells: list[Cell], comparisons: list[Compari
                 verdict = "contradicted"
             measure = "sufficiency" if abl == "identity_readout" else "dependence"
             rows.append(VerdictRow(
-                architecture=arch, ablation=abl, measure=measure, seeds=len(seeds), verdict=verdict, difference=diff,
+                architecture=label, ablation=abl, measure=measure, seeds=len(seeds), verdict=verdict, difference=diff,
                 dense=_two_level([d[s][0] for s in seeds], [d[s][1] for s in seeds], replicates),
                 global_=_two_level([g[s][0] for s in seeds], [g[s][1] for s in seeds], replicates)))
     head_arch = spec.get("architecture") or _natural_dense(resolved)

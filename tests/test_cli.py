@@ -25,6 +25,7 @@ architectures:
 train: {epochs: 1, batch_size: 32, lr: 0.05}
 ablations:
   - {name: block_lesion}
+  - {name: identity_readout, epochs: 1}
   - {name: skip_removal}
 verdict: {dense: seg, global: cls, ablation: skip_removal, architecture: unet}
 bootstrap: 200
@@ -83,6 +84,11 @@ def test_results_numbers_are_consistent(tiny_run):
     v = res["verdict"]
     assert v["headline"]["architecture"] == "unet" and v["headline"]["verdict"] in {"supported", "contradicted",
                                                                                    "inconclusive"}
+    # identity_readout reads the input, not a model: one row, not one per architecture
+    assert [(r["architecture"], r["ablation"]) for r in v["rows"]] == [
+        ("res", "block_lesion"), ("(input)", "identity_readout"), ("res", "skip_removal"), ("unet", "skip_removal")]
+    readout = cells["seg__res__baseline__s0"]["ablations"]["identity_readout"]["summary"]["sufficiency"]
+    assert v["rows"][1]["measure"] == "sufficiency" and v["rows"][1]["dense"]["estimate"] == pytest.approx(readout)
 
 
 def test_rerun_resumes_without_recomputing(tiny_run, capsys):

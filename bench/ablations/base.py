@@ -165,6 +165,9 @@ class Ablation:
 
     phase: ClassVar[Literal["test", "train"]] = "test"
     Params: ClassVar[type[AblationParams]] = TestTimeParams
+    # False when the result comes from the task alone (identity_readout reads the input, not the model):
+    # the verdict then shows it once, as architecture "(input)", not once per architecture
+    per_architecture: ClassVar[bool] = True
 
     def __init__(self, **params: Any):
         self.params = self.Params(**params)

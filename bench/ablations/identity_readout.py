@@ -45,6 +45,7 @@ class IdentityReadout(Ablation):
 
     phase: ClassVar = "test"
     Params: ClassVar = IdentityReadoutParams
+    per_architecture: ClassVar = False
 
     def applicable(self, flow: IdentityFlow) -> str | None:
         return None
