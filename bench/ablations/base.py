@@ -206,6 +206,19 @@ class Ablation:
                                                   rows) + "\n"
 
 
+def pair_groups(res, name: str) -> list[tuple[str, str, list]]:
+    """(task, architecture, its cells over seeds) for each pair whose cells ran ablation ``name``, sorted:
+    what every report section plots and tabulates."""
+    cells = [c for c in res.cells if name in c.ablations]
+    pairs = sorted({(c.task, c.architecture) for c in cells})
+    return [(t, a, [c for c in cells if (c.task, c.architecture) == (t, a)]) for t, a in pairs]
+
+
+def mean_error(cells: list, of: str = "metrics") -> float:
+    """Mean error, 1 − primary metric, over cells: of the trained models, or of chance (``of="chance"``)."""
+    return float(np.mean([1 - getattr(c, of)[c.primary_metric] for c in cells]))
+
+
 def _registered_name(cls, res) -> str:
     from bench.registry import ABLATIONS
 

@@ -10,7 +10,15 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from bench.ablations.base import Ablation, AblationContext, AblationResult, TestTimeParams, mean_boot
+from bench.ablations.base import (
+    Ablation,
+    AblationContext,
+    AblationResult,
+    TestTimeParams,
+    mean_boot,
+    mean_error,
+    pair_groups,
+)
 from bench.flow import Edit, IdentityFlow
 from bench.metrics import mean_of
 
@@ -62,19 +70,16 @@ class BlockLesion(Ablation):
         from bench import plots
         from bench.report import fmt, fmt_ci, mean_of, table
 
-        cells = [c for c in res.cells if "block_lesion" in c.ablations]
-        if not cells:
+        groups = pair_groups(res, "block_lesion")
+        if not groups:
             return ""
-        pairs = sorted({(c.task, c.architecture) for c in cells})
-        fig, axes = plots.grid(len(pairs))
+        fig, axes = plots.grid(len(groups))
         rows = []
-        for ax, (task, arch) in zip(axes, pairs):
-            group = [c for c in cells if (c.task, c.architecture) == (task, arch)]
+        for ax, (task, arch, group) in zip(axes, groups):
             recs = group[0].ablations["block_lesion"].records
             names = [r["key"]["block"] for r in recs]
             err = np.array([[1 - r["primary"] for r in c.ablations["block_lesion"].records] for c in group])
-            base = np.mean([1 - c.metrics[c.primary_metric] for c in group])
-            chance = np.mean([1 - c.chance[c.primary_metric] for c in group])
+            base, chance = mean_error(group), mean_error(group, "chance")
             colours = ["tab:red" if r["key"]["downsampling"] else "tab:blue" for r in recs]
             ax.bar(range(len(names)), err.mean(0), yerr=err.std(0) if len(group) > 1 else None, color=colours)
             ax.axhline(base, color="k", ls="--", lw=1, label="no lesion")

@@ -13,7 +13,15 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from bench.ablations.base import Ablation, AblationContext, AblationResult, TestTimeParams, mean_boot
+from bench.ablations.base import (
+    Ablation,
+    AblationContext,
+    AblationResult,
+    TestTimeParams,
+    mean_boot,
+    mean_error,
+    pair_groups,
+)
 from bench.flow import Edit, IdentityFlow
 from bench.metrics import mean_of
 
@@ -72,34 +80,32 @@ class MultiLesion(Ablation):
         from bench import plots
         from bench.report import fmt, table
 
-        cells = [c for c in res.cells if "multi_lesion" in c.ablations]
-        if not cells:
+        groups = pair_groups(res, "multi_lesion")
+        if not groups:
             return ""
-        pairs = sorted({(c.task, c.architecture) for c in cells})
-        tasks = sorted({t for t, _ in pairs})
+        tasks = sorted({t for t, _, _ in groups})
         fig, axes = plots.grid(len(tasks))
         rows = []
         for ax, task in zip(axes, tasks):
-            for t, arch in (p for p in pairs if p[0] == task):
-                group = [c for c in cells if (c.task, c.architecture) == (t, arch)]
+            for t, arch, group in (g for g in groups if g[0] == task):
                 ks = sorted(int(k) for k in group[0].ablations["multi_lesion"].summary["error_by_k"] if k != "0")
                 err = np.array([[c.ablations["multi_lesion"].summary["error_by_k"][str(k)] for k in ks] for c in group])
                 sd = np.array([[c.ablations["multi_lesion"].summary["error_std_by_k"][str(k)] for k in ks] for c in group])
-                base = np.mean([1 - c.metrics[c.primary_metric] for c in group])
+                base = mean_error(group)
                 mean, spread = err.mean(0), sd.mean(0)
                 line, = ax.plot([0, *ks], [base, *mean], marker="o", ms=3, label=arch)
                 ax.fill_between(ks, mean - spread, mean + spread, alpha=0.2, color=line.get_color())
                 ax.axhline(base, color=line.get_color(), ls="--", lw=0.8)  # intact
                 rows.append([t, arch, len(group), fmt(base), *(fmt(float(mean[ks.index(k)])) if k in ks else "—"
                                                               for k in (1, 2, ks[-1]))])
-            chance = np.mean([1 - c.chance[c.primary_metric] for c in cells if c.task == task])
+            chance = mean_error([c for t, _, group in groups if t == task for c in group], "chance")
             ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
             ax.set_title(task, fontsize=9)
             ax.set_xlabel("blocks deleted (k)", fontsize=8)
             ax.set_ylabel("error (mean ± sd over samples; dashed: intact)", fontsize=8)
             ax.legend(fontsize=7)
         png = plots.save(fig, run_dir / "multi_lesion.png")
-        policy = cells[0].ablations["multi_lesion"].settings.get("bn_policy", "running")
+        policy = groups[0][2][0].ablations["multi_lesion"].settings.get("bn_policy", "running")
         return ("## multi_lesion — deleting k blocks (Veit et al. 2016, Fig. 5a)\n\n"
                 "k lesionable blocks chosen at random and deleted together (residual branch removed, shortcut "
                 f"kept); mean ± sd over the samples of each k. BatchNorm statistics: {policy}.\n\n"

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from bench.ablations.base import Ablation, AblationContext, AblationParams, AblationResult
+from bench.ablations.base import Ablation, AblationContext, AblationParams, AblationResult, pair_groups
 from bench.flow import Edit, IdentityFlow, edited
 
 
@@ -165,14 +165,12 @@ class PathGradients(Ablation):
         from bench import plots
         from bench.report import fmt, table
 
-        cells = [c for c in res.cells if "path_gradients" in c.ablations]
-        if not cells:
+        groups = pair_groups(res, "path_gradients")
+        if not groups:
             return ""
-        pairs = sorted({(c.task, c.architecture) for c in cells})
-        fig, axes = plots.grid(len(pairs), height=3.2)
+        fig, axes = plots.grid(len(groups), height=3.2)
         rows = []
-        for ax, (task, arch) in zip(axes, pairs):
-            group = [c for c in cells if (c.task, c.architecture) == (task, arch)]
+        for ax, (task, arch, group) in zip(axes, groups):
             recs = group[0].ablations["path_gradients"].records
             ks = [r["key"]["k"] for r in recs]
             mag = np.mean([[r["grad_norm_mean"] for r in c.ablations["path_gradients"].records] for c in group], 0)
@@ -195,7 +193,7 @@ class PathGradients(Ablation):
                          fmt(float(np.mean([x["mean_gradient_path_length"] for x in s])), 2),
                          fmt(s[0]["mean_path_length"], 1)])
         png = plots.save(fig, run_dir / "path_gradients.png")
-        mass = cells[0].ablations["path_gradients"].summary["window_mass"]
+        mass = groups[0][2][0].ablations["path_gradients"].summary["window_mass"]
         return ("## path_gradients — gradient by path length (Veit et al. 2016, Fig. 6)\n\n"
                 f"Total gradient at length k = share of paths C(n,k)/2^n x mean gradient norm at k. Effective "
                 f"window: the central path lengths carrying {mass:.0%} of it ({(1 - mass) / 2:.0%} cut from each "

@@ -12,7 +12,15 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from bench.ablations.base import Ablation, AblationContext, AblationResult, TestTimeParams, mean_boot
+from bench.ablations.base import (
+    Ablation,
+    AblationContext,
+    AblationResult,
+    TestTimeParams,
+    mean_boot,
+    mean_error,
+    pair_groups,
+)
 from bench.flow import IdentityFlow, reordered
 from bench.metrics import mean_of
 
@@ -97,15 +105,14 @@ class Reorder(Ablation):
         from bench import plots
         from bench.report import fmt, table
 
-        cells = [c for c in res.cells if "reorder" in c.ablations]
-        if not cells:
+        groups = pair_groups(res, "reorder")
+        if not groups:
             return ""
-        tasks = sorted({c.task for c in cells})
+        tasks = sorted({t for t, _, _ in groups})
         fig, axes = plots.grid(len(tasks))
         rows = []
         for ax, task in zip(axes, tasks):
-            for arch in sorted({c.architecture for c in cells if c.task == task}):
-                group = [c for c in cells if (c.task, c.architecture) == (task, arch)]
+            for _, arch, group in (g for g in groups if g[0] == task):
                 recs = [r for c in group for r in c.ablations["reorder"].records]
                 tau = np.array([r["key"]["kendall_tau"] for r in recs])
                 err = np.array([1 - r["primary"] for r in recs])
@@ -115,7 +122,7 @@ class Reorder(Ablation):
                 corr = [c.ablations["reorder"].summary["corr_tau_error"] for c in group]
                 corr = [x for x in corr if x is not None]
                 rows.append([task, arch, len(group), len(recs), fmt(float(tau.min())),
-                             fmt(np.mean([1 - c.metrics[c.primary_metric] for c in group])),
+                             fmt(mean_error(group)),
                              fmt(float(err.mean())), fmt(float(np.mean(corr))) if corr else "—"])
             ax.set_title(task, fontsize=9)
             ax.set_xlabel("Kendall tau (1 = original order)", fontsize=8)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from bench.ablations.base import Ablation, AblationContext, AblationResult, TestTimeParams
+from bench.ablations.base import Ablation, AblationContext, AblationResult, TestTimeParams, pair_groups
 from bench.flow import Edit, IdentityFlow, MergePoint
 
 
@@ -89,14 +89,12 @@ class SkipLesion(Ablation):
         from bench import plots
         from bench.report import fmt, table
 
-        cells = [c for c in res.cells if "skip_lesion" in c.ablations]
-        if not cells:
+        groups = pair_groups(res, "skip_lesion")
+        if not groups:
             return ""
-        pairs = sorted({(c.task, c.architecture) for c in cells})
-        fig, axes = plots.grid(len(pairs))
+        fig, axes = plots.grid(len(groups))
         rows = []
-        for ax, (task, arch) in zip(axes, pairs):
-            group = [c for c in cells if (c.task, c.architecture) == (task, arch)]
+        for ax, (task, arch, group) in zip(axes, groups):
             recs = group[0].ablations["skip_lesion"].records
             keys = [(r["key"]["fill"], str(r["key"]["level"])) for r in recs]
             dep = np.array([[r["dependence"] if r["dependence"] is not None else np.nan
