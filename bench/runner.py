@@ -85,6 +85,7 @@ class Study:
         self.show_progress = show_progress
         self._tasks: dict[str, Task] = {}
         self.timings: dict[str, float] = {}
+        self.provenance: dict = {}  # taken when the run starts (a resumed run: when it resumed)
         # under torchrun every rank trains (DDP) and evaluates the full test set; rank 0 alone writes
         self.writer = not dist.is_initialized() or dist.get_rank() == 0
 
@@ -172,6 +173,7 @@ class Study:
 
     def _run(self) -> Path:
         t0 = time.perf_counter()
+        self.provenance = provenance(self.device)  # the code that computes the cells, not what is checked out later
         for alias in dict.fromkeys(t for t, _ in self.cfg.pairs()):
             self.task(alias)  # missing or malformed data fails here, before anything is written
         for t, a in self.cfg.pairs():
@@ -270,7 +272,7 @@ class Study:
 
         verdict = compute_verdict(self.resolved, cells, comparisons, self.dir, self.cfg.bootstrap)
         return Results(schema_version=SCHEMA_VERSION, study=self.resolved["name"], config=self.resolved,
-                       provenance=provenance(self.device), timings=self.timings, cells=cells,
+                       provenance=self.provenance, timings=self.timings, cells=cells,
                        comparisons=comparisons, verdict=verdict)
 
     def comparisons(self, units: list[Unit], cells: list[Cell]) -> list[Comparison]:
