@@ -144,10 +144,11 @@ class List(Command):
             reg = REGISTRIES[kind]
             entries = reg.entries()
             print(f"{kind} ({len(entries)}):")
+            w = max([22, *(len(n) for n in [*(e.name for e in entries), *reg.failed])])
             for e in entries:
-                print(f"  {e.name:<22} {describe(kind, e)}")
+                print(f"  {e.name:<{w}} {describe(kind, e)}")
             for name, err in sorted(reg.failed.items()):
-                print(f"  {name:<22} FAILED TO IMPORT: {err}")
+                print(f"  {name:<{w}} FAILED TO IMPORT: {err}")
         return 0
 
 
