@@ -37,11 +37,11 @@ def render_table(reports: Path) -> str:
         verdict = (f"**{v.verdict}** ({v.architecture}, {v.ablation}: dense − global = {fmt_ci(v.difference)})"
                    if v else "no verdict requested" if res.verdict is None else "inconclusive (headline cell missing)")
         verdicts.append([link, verdict, str(res.provenance.get("device_name", "?")),
-                         f"{res.timings.get('study', 0):.0f} s"])
+                         f"{res.timings.get('cells', res.timings.get('study', 0)):.0f} s"])
     body = [[f"[{run.name}]({run.name}/report.md)", r["task"], r["architecture"], r["variant"], r["metric"],
              _cell(r["value"]), _cell(r["chance"]), *(_cell(r.get(c, EMPTY)) for c in columns)]
             for run, rows in studies for r in rows]
-    return (table(["study", "verdict (95% CI)", "device", "wall time"], verdicts) + "\n\n"
+    return (table(["study", "verdict (95% CI)", "device", "compute (all cells)"], verdicts) + "\n\n"
             + table(["study", "task", "architecture", "variant", "metric", "value (mean ± sd, n seeds)", "chance",
                      *(measure_label(c) for c in columns)], body))
 

@@ -271,6 +271,10 @@ class Study:
         from bench.verdict import compute_verdict
 
         verdict = compute_verdict(self.resolved, cells, comparisons, self.dir, self.cfg.bootstrap)
+        # `study` is this invocation's wall time; a resumed run reuses cells computed earlier, so the
+        # compute behind the results is the cells' own time (training, evaluation, ablations)
+        self.timings["cells"] = round(sum(sum(c.timings.values()) + sum(a.wall_s for a in c.ablations.values())
+                                          for c in cells), 3)
         return Results(schema_version=SCHEMA_VERSION, study=self.resolved["name"], config=self.resolved,
                        provenance=self.provenance, timings=self.timings, cells=cells,
                        comparisons=comparisons, verdict=verdict)

@@ -94,9 +94,12 @@ def test_results_numbers_are_consistent(tiny_run):
 def test_rerun_resumes_without_recomputing(tiny_run, capsys):
     cfg, out = tiny_run
     before = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+    first = json.loads((out / "results.json").read_text())["timings"]
     assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
     after = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
     assert before == after
+    again = json.loads((out / "results.json").read_text())["timings"]
+    assert again["cells"] == first["cells"] > again["study"]  # the compute behind the results, not the resume's
 
 
 def test_changed_config_is_refused_with_the_difference(tiny_run, capsys):

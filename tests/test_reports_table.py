@@ -37,7 +37,7 @@ def test_generator_on_a_run(tmp_path_factory, tmp_path):
     res = json.loads((a / "results.json").read_text())
     verdict = res["verdict"]["headline"]
     assert f"| [lb](lb/report.md) | **{verdict['verdict']}** ({verdict['architecture']}, skip_removal:" in text
-    assert f"| {res['provenance']['device_name']} | {res['timings']['study']:.0f} s |" in text
+    assert f"| {res['provenance']['device_name']} | {res['timings']['cells']:.0f} s |" in text
     assert "| [lb](lb/report.md) | seg | res | baseline | miou |" in text
     assert "| D block_lesion | D skip_removal |" in text and "D reorder" not in text  # only measured ablations
     assert committed_table(readme) == render_table(reports)
