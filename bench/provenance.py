@@ -33,6 +33,9 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
+CELL_PROVENANCE = ("git_commit", "git_dirty", "bench_version", "torch", "device_name")  # per cell, for resumes
+
+
 def provenance(device: torch.device) -> dict:
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no")

@@ -70,6 +70,8 @@ class Cell(_Model):
     ablations: dict[str, AblationOutput] = {}
     not_applicable: dict[str, str] = {}
     timings: dict[str, float] = {}
+    # the code and machine that computed this cell (a resumed run may mix invocations); None in old runs
+    computed_with: dict[str, Any] | None = None
 
 
 class Comparison(_Model):

@@ -28,7 +28,7 @@ from bench.flow import Edit, IdentityFlow, identity_flow
 from bench.io import atomic_write, save_npz, write_json, write_text
 from bench.metrics import Outcome, bootstrap_weights, chance_outcome, primary_metric
 from bench.progress import StudyProgress
-from bench.provenance import provenance
+from bench.provenance import CELL_PROVENANCE, provenance
 from bench.registry import ABLATIONS, ARCHITECTURES, TASKS
 from bench.results import SCHEMA_VERSION, Cell, Comparison, Interval, Results
 from bench.train import DivergedError, deterministic, train
@@ -220,7 +220,8 @@ class Study:
                       "n_params": sum(p.numel() for p in model.parameters()),
                       "pretraining": getattr(model, "pretraining", None),
                       "identity_flow": {"blocks": len(flow.blocks), "residual_blocks": len(flow.residual_blocks),
-                                        "skips": len(flow.skips)}, "timings": {}}
+                                        "skips": len(flow.skips)}, "timings": {},
+                      "computed_with": {k: self.provenance.get(k) for k in CELL_PROVENANCE}}
         ckpt = self.dir / "checkpoints" / f"{unit.id}.pt"
         t0 = time.perf_counter()
         try:

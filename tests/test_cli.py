@@ -57,6 +57,7 @@ def test_results_numbers_are_consistent(tiny_run):
     cells = {c["id"]: c for c in res["cells"]}
     # 2 tasks x (res: baseline + no_identity, unet: baseline + no_identity) x 1 seed
     assert len(cells) == 8 and all(c["status"] == "ok" for c in cells.values())
+    assert all(c["computed_with"]["git_commit"] == res["provenance"]["git_commit"] for c in cells.values())
     from bench.tasks.synthetic import synthetic_shapes
 
     task = synthetic_shapes(target="image", n_train=96, n_test=48, image_size=16, num_classes=3)
