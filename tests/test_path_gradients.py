@@ -21,6 +21,7 @@ from bench.ablations.path_gradients import (
     input_gradients,
     path_length_distribution,
     sample_masks,
+    sampled_input_gradients,
     total_gradient,
 )
 from bench.evaluate import predict_stats
@@ -94,6 +95,23 @@ def test_segmentation_batched_equals_per_example_with_ignored_pixels():
     assert batched.shape[0] == 6 and torch.allclose(batched, single, rtol=1e-4, atol=1e-7)
     assert batched.abs().sum() > 0
 
+
+
+def test_per_example_paths_estimate_what_one_path_per_batch_estimates(model, cls_task):
+    """A direct implementation of Veit's measurement samples ONE path per backward pass over a batch;
+    bench gives every example its own path, so one backward yields a batch of samples. Both estimate
+    the same mean gradient norm at length k: E over examples and k-paths. Checked within 4 standard errors."""
+    flow = identity_flow(model)
+    n, k, b, paths = len(flow.residual_blocks), 3, 32, 48
+    x, y = next(cls_task.train.batches(b, train=False))
+    g = torch.Generator().manual_seed(0)
+    batched = torch.cat([sampled_input_gradients(model, flow, x, y, sample_masks(n, k, b, g), None)
+                         for _ in range(paths)])  # paths x b samples, each example on its own path
+    per_batch = torch.stack([sampled_input_gradients(model, flow, x, y, sample_masks(n, k, 1, g).expand(n, b),
+                                                     None).mean() for _ in range(paths)])  # one path each
+    se = (batched.var() / len(batched) + per_batch.var() / len(per_batch)).sqrt()
+    assert (batched.mean() - per_batch.mean()).abs() < 4 * se, (batched.mean(), per_batch.mean(), se)
+    assert per_batch.std() > 0  # different paths do give different gradients
 
 def test_sampled_paths_have_exactly_k_blocks_uniformly():
     masks = sample_masks(6, 2, 6000, torch.Generator().manual_seed(0))
