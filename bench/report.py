@@ -36,6 +36,32 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+WHAT_WOULD_CHANGE = {
+    "supported": "it becomes *inconclusive* if the interval of the difference comes to include 0 and "
+                 "*contradicted* if the whole interval falls below 0.",
+    "contradicted": "it becomes *inconclusive* if the interval of the difference comes to include 0 and "
+                    "*supported* if the whole interval rises above 0.",
+    "inconclusive": "it is *supported* if the whole interval of the difference rises above 0, *contradicted* if "
+                    "it falls below 0; more seeds or a larger test set narrow it.",
+}
+WEAK_MARGIN = 0.05  # above-chance score under which D (a ratio over that margin) is ill-conditioned
+
+
+def weak_baselines(res: Results, arch: str) -> list[str]:
+    """Warn where a headline task's trained model barely beats chance: D divides by that margin."""
+    notes = []
+    for task in (res.verdict.dense_task, res.verdict.global_task):
+        cells = [c for c in res.cells if (c.task, c.architecture, c.variant, c.status) == (task, arch, "baseline", "ok")]
+        if not cells:
+            continue
+        margin = float(np.mean([c.metrics[c.primary_metric] - c.chance[c.primary_metric] for c in cells]))
+        if margin < WEAK_MARGIN:
+            notes.append(f"Caution: `{arch}` on `{task}` scores only {margin:+.3f} above chance "
+                         f"({cells[0].primary_metric}, mean over {len(cells)} seed(s)); D divides by that margin, so "
+                         "its interval is wide. Train longer or on more data before reading this verdict.")
+    return notes
+
+
 def verdict_section(res: Results) -> str:
     v = res.verdict
     if v is None:
@@ -50,10 +76,8 @@ def verdict_section(res: Results) -> str:
             f"On `{h.architecture}` under `{h.ablation}`, identity dependence D of the dense task "
             f"`{v.dense_task}` is {fmt_ci(h.dense)} vs {fmt_ci(h.global_)} for the global task `{v.global_task}`; "
             f"difference {fmt_ci(h.difference)} (95% CI, {h.seeds} seed(s) x test-set bootstrap).")
-        out.append(
-            "\nWhat would change it: the verdict flips to *inconclusive* if the interval of the difference comes to "
-            "include 0 (more seeds or a larger test set narrow it); it is *contradicted* if the whole interval falls "
-            "below 0.")
+        out.append("\nWhat would change it: " + WHAT_WOULD_CHANGE[h.verdict])
+        out += [f"\n{note}" for note in weak_baselines(res, h.architecture)]
     out.append(f"\nMethod: {v.method} D = 1 − (m_ablated − m_chance)/(m_full − m_chance).")
     if v.rows:
         out.append("\n### Evidence\n")

@@ -92,6 +92,21 @@ def test_results_numbers_are_consistent(tiny_run):
     assert v["rows"][1]["measure"] == "sufficiency" and v["rows"][1]["dense"]["estimate"] == pytest.approx(readout)
 
 
+
+def test_verdict_says_what_would_change_it_and_flags_near_chance_models(tiny_run):
+    from bench.report import WEAK_MARGIN, WHAT_WOULD_CHANGE
+
+    _, out = tiny_run
+    res = json.loads((out / "results.json").read_text())
+    report = (out / "report.md").read_text()
+    verdict = res["verdict"]["headline"]["verdict"]
+    assert "What would change it: " + WHAT_WOULD_CHANGE[verdict] in report
+    assert all(text not in report for v, text in WHAT_WOULD_CHANGE.items() if v != verdict)
+    for task in ("seg", "cls"):
+        cell = next(c for c in res["cells"] if c["id"] == f"{task}__unet__baseline__s0")
+        margin = cell["metrics"][cell["primary_metric"]] - cell["chance"][cell["primary_metric"]]
+        assert (f"Caution: `unet` on `{task}` scores only {margin:+.3f} above chance" in report) == (margin < WEAK_MARGIN)
+
 def test_rerun_resumes_without_recomputing(tiny_run, capsys):
     cfg, out = tiny_run
     before = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
