@@ -105,7 +105,7 @@ def check_ablations(cfg, resolved: dict, path: Path) -> list[str]:
 
     notes = []
     ablations = build_ablations(resolved)
-    used = {a for _, a in cfg.pairs()}
+    used = list(dict.fromkeys(a for _, a in cfg.pairs()))  # config order: the same error every time
     for name, abl in ablations.items():
         ok = []
         for arch in used:
