@@ -87,7 +87,7 @@ class SkipLesion(Ablation):
     @classmethod
     def section(cls, res, run_dir) -> str:
         from bench import plots
-        from bench.report import fmt, table
+        from bench.report import fmt, mean_of, table
 
         groups = pair_groups(res, "skip_lesion")
         if not groups:
@@ -99,11 +99,12 @@ class SkipLesion(Ablation):
             keys = [(r["key"]["fill"], str(r["key"]["level"])) for r in recs]
             dep = np.array([[r["dependence"] if r["dependence"] is not None else np.nan
                              for r in c.ablations["skip_lesion"].records] for c in group])
+            means = {k: mean_of(dep[:, i]) for i, k in enumerate(keys)}  # None where every seed was undefined
             fills = sorted({k[0] for k in keys})
             levels = list(dict.fromkeys(k[1] for k in keys))
             width = 0.8 / len(fills)
             for j, fill in enumerate(fills):
-                vals = [np.nanmean(dep[:, keys.index((fill, lv))]) for lv in levels]
+                vals = [np.nan if means[fill, lv] is None else means[fill, lv] for lv in levels]
                 ax.bar(np.arange(len(levels)) + j * width, vals, width, label=fill)
             ax.set_xticks(np.arange(len(levels)) + width * (len(fills) - 1) / 2, levels, fontsize=7)
             ax.set_title(f"{arch} on {task}", fontsize=9)
@@ -111,10 +112,8 @@ class SkipLesion(Ablation):
             ax.set_ylabel("identity dependence D", fontsize=8)
             ax.legend(fontsize=7)
             for fill in fills:
-                per_level = ", ".join(f"{lv}: {fmt(float(np.nanmean(dep[:, keys.index((fill, lv))])))}"
-                                      for lv in levels if lv != "all")
-                rows.append([task, arch, len(group), fill, per_level,
-                             fmt(float(np.nanmean(dep[:, keys.index((fill, "all"))])))])
+                per_level = ", ".join(f"{lv}: {fmt(means[fill, lv])}" for lv in levels if lv != "all")
+                rows.append([task, arch, len(group), fill, per_level, fmt(means[fill, "all"])])
         png = plots.save(fig, run_dir / "skip_lesion.png")
         return ("## skip_lesion — trained skips replaced at test time\n\n"
                 "D per level (0 = finest) and for all levels at once; fills: zero, the calibrated mean activation, "
