@@ -214,6 +214,11 @@ def pair_groups(res, name: str) -> list[tuple[str, str, list]]:
     return [(t, a, [c for c in cells if (c.task, c.architecture) == (t, a)]) for t, a in pairs]
 
 
+def by_task(groups: list[tuple[str, str, list]]) -> list[tuple[str, list[tuple[str, list]]]]:
+    """``pair_groups`` regrouped for one panel per task: (task, [(architecture, cells), ...]), sorted."""
+    return [(task, [(a, g) for t, a, g in groups if t == task]) for task in sorted({t for t, _, _ in groups})]
+
+
 def mean_error(cells: list, of: str = "metrics") -> float:
     """Mean error, 1 − primary metric, over cells: of the trained models, or of chance (``of="chance"``)."""
     return float(np.mean([1 - getattr(c, of)[c.primary_metric] for c in cells]))

@@ -18,6 +18,7 @@ from bench.ablations.base import (
     AblationContext,
     AblationResult,
     TestTimeParams,
+    by_task,
     mean_boot,
     mean_error,
     pair_groups,
@@ -83,11 +84,11 @@ class MultiLesion(Ablation):
         groups = pair_groups(res, "multi_lesion")
         if not groups:
             return ""
-        tasks = sorted({t for t, _, _ in groups})
-        fig, axes = plots.grid(len(tasks))
+        panels = by_task(groups)
+        fig, axes = plots.grid(len(panels))
         rows = []
-        for ax, task in zip(axes, tasks):
-            for t, arch, group in (g for g in groups if g[0] == task):
+        for ax, (task, archs) in zip(axes, panels):
+            for arch, group in archs:
                 ks = sorted(int(k) for k in group[0].ablations["multi_lesion"].summary["error_by_k"] if k != "0")
                 err = np.array([[c.ablations["multi_lesion"].summary["error_by_k"][str(k)] for k in ks] for c in group])
                 sd = np.array([[c.ablations["multi_lesion"].summary["error_std_by_k"][str(k)] for k in ks] for c in group])
@@ -96,9 +97,9 @@ class MultiLesion(Ablation):
                 line, = ax.plot([0, *ks], [base, *mean], marker="o", ms=3, label=arch)
                 ax.fill_between(ks, mean - spread, mean + spread, alpha=0.2, color=line.get_color())
                 ax.axhline(base, color=line.get_color(), ls="--", lw=0.8)  # intact
-                rows.append([t, arch, len(group), fmt(base), *(fmt(float(mean[ks.index(k)])) if k in ks else "—"
+                rows.append([task, arch, len(group), fmt(base), *(fmt(float(mean[ks.index(k)])) if k in ks else "—"
                                                               for k in (1, 2, ks[-1]))])
-            chance = mean_error([c for t, _, group in groups if t == task for c in group], "chance")
+            chance = mean_error([c for _, group in archs for c in group], "chance")
             ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
             ax.set_title(task, fontsize=9)
             ax.set_xlabel("blocks deleted (k)", fontsize=8)

@@ -17,6 +17,7 @@ from bench.ablations.base import (
     AblationContext,
     AblationResult,
     TestTimeParams,
+    by_task,
     mean_boot,
     mean_error,
     pair_groups,
@@ -108,11 +109,11 @@ class Reorder(Ablation):
         groups = pair_groups(res, "reorder")
         if not groups:
             return ""
-        tasks = sorted({t for t, _, _ in groups})
-        fig, axes = plots.grid(len(tasks))
+        panels = by_task(groups)
+        fig, axes = plots.grid(len(panels))
         rows = []
-        for ax, task in zip(axes, tasks):
-            for _, arch, group in (g for g in groups if g[0] == task):
+        for ax, (task, archs) in zip(axes, panels):
+            for arch, group in archs:
                 recs = [r for c in group for r in c.ablations["reorder"].records]
                 tau = np.array([r["key"]["kendall_tau"] for r in recs])
                 err = np.array([1 - r["primary"] for r in recs])
