@@ -46,15 +46,22 @@ error (nothing written); the same command resumes an interrupted run, --restart 
         p.add_argument("--out", type=Path, help="run folder (default under reports/runs/)")
         p.add_argument("--restart", action="store_true", help="discard finished cells in the run folder")
         p.add_argument("--quiet", action="store_true", help="no progress display")
+        p.add_argument("--executor", choices=["local", "processes", "ray", "slurm"],
+                       help="where cells run (default: the config's executor.kind, else local)")
+        p.add_argument("--workers", type=int, metavar="N", help="processes: pool size; ray: CPUs of a local instance")
+        p.add_argument("--address", help="ray: the cluster to join (e.g. auto); none starts a local instance")
 
     def __call__(self, args):
-        from bench.config import load_config
+        from bench.execute import make_executor
+        from bench.plan import load_study
         from bench.runner import Study
 
-        cfg, resolved = load_config(args.config, args.overrides)
-        check_ablations(cfg, resolved, args.config)
-        run_dir = Study(cfg, resolved, args.config, out=args.out, restart=args.restart,
-                        show_progress=not args.quiet).run()
+        study = load_study(args.config, args.overrides, tuple(args.plugin))
+        check_ablations(study.cfg, study.resolved, args.config)
+        if args.workers is not None and args.workers < 1:
+            raise BenchError(f"--workers {args.workers}: give 1 or more")
+        executor = make_executor(study.cfg.executor, args.executor, args.workers, args.address)
+        run_dir = Study(study, out=args.out, restart=args.restart, show_progress=not args.quiet).run(executor)
         print(f"wrote {run_dir}/results.json and {run_dir}/report.md")
         failed = count_failed(run_dir)
         if failed:  # the other cells' results are kept and reported; the failure is recorded, not fatal
@@ -66,7 +73,9 @@ error (nothing written); the same command resumes an interrupted run, --restart 
 def count_failed(run_dir: Path) -> int:
     import json
 
-    path = run_dir / "results.json"
+    from bench.rundir import RunDir
+
+    path = RunDir(run_dir).results
     if not path.is_file():
         return 0
     return sum(c["status"] != "ok" for c in json.loads(path.read_text())["cells"])
@@ -101,7 +110,7 @@ def check_ablations(cfg, resolved: dict, path: Path) -> list[str]:
     """Every ablation must apply to at least one architecture and name only what exists."""
     from bench.data import TaskInfo
     from bench.flow import identity_flow
-    from bench.runner import build_ablations, build_model
+    from bench.plan import build_ablations, build_model
 
     notes = []
     ablations = build_ablations(resolved)
@@ -286,9 +295,27 @@ def init_distributed() -> None:
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
+def on_sigterm() -> None:
+    """SIGTERM (Slurm at its time limit, Kubernetes, `kill`) ends a run like Ctrl-C: cells written so
+    far are kept, the lock is released, and the exit is explained (status 143 = 128 + SIGTERM)."""
+    import signal
+    import threading
+
+    def stop(signum, frame):
+        raise Terminated()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where KeyboardInterrupt is, so the same clean-up runs."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    on_sigterm()
     try:
         for plugin in args.plugin:
             load_plugin(plugin)
@@ -299,9 +326,10 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, whatever a plugin raised
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished cells are kept; run the same command again to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"{what}: finished cells are kept; run the same command again to resume", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except BrokenPipeError:  # `python -m bench list | head`: the reader left; stop quietly
         import os
 

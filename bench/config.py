@@ -98,6 +98,36 @@ class VerdictConfig(Strict):
     architecture: str | None = Field(None, description="Headline architecture; default: first natural for dense.")
 
 
+class SlurmConfig(Strict):
+    """Where each cell runs on a Slurm cluster (submitit); the run folder must be on a shared filesystem."""
+
+    partition: str | None = Field(None, description="Slurm partition; None: the cluster's default.")
+    gpus_per_task: int = Field(0, ge=0, le=16, description="GPUs each cell gets (one cell = one task).")
+    cpus_per_task: int = Field(4, ge=1, le=256, description="CPUs each cell gets; also its torch threads.")
+    mem_gb: float | None = Field(None, gt=0, le=4096, description="Memory per cell; None: the cluster default.")
+    time_limit_min: int = Field(60, ge=1, le=60 * 24 * 14, description="Wall limit per cell; a killed cell resumes from its checkpoint.")
+    array_parallelism: int = Field(16, ge=1, le=10_000, description="Cells of the job array running at once.")
+    additional: dict[str, str | int | float | bool] = Field({}, description="Extra sbatch options, e.g. {account: x, qos: y}.")
+    cluster: Literal["slurm", "local", "debug"] = Field("slurm", description="local: the same pickled jobs as local processes (no cluster; tests).")
+
+
+class RayConfig(Strict):
+    """Each cell a Ray task with this request; address None starts a local Ray instance."""
+
+    address: str | None = Field(None, description="Existing cluster to join, e.g. 'auto' or 'ray://head:10001'.")
+    cpus_per_cell: float = Field(1, gt=0, le=256, description="CPUs each cell reserves; also its torch threads.")
+    gpus_per_cell: float = Field(0, ge=0, le=16, description="GPUs each cell reserves (fractions share a GPU).")
+
+
+class ExecutorConfig(Strict):
+    """How cells are run; never part of the results (a study may start locally and finish on Slurm)."""
+
+    kind: Literal["local", "processes", "ray", "slurm"] = Field("local", description="CLI --executor wins.")
+    workers: int | None = Field(None, ge=1, le=4096, description="processes: pool size (default: CPUs); ray: local CPUs.")
+    ray: RayConfig = RayConfig()
+    slurm: SlurmConfig = SlurmConfig()
+
+
 class StudyConfig(Strict):
     name: str | None = Field(None, description="Study name; default: the config file's stem.")
     seeds: list[Annotated[int, Field(ge=0, lt=2**31)]] = Field([0], min_length=1)
@@ -110,6 +140,7 @@ class StudyConfig(Strict):
     verdict: VerdictConfig | None = None
     bootstrap: int = Field(1000, ge=100, description="Test-set bootstrap replicates for confidence intervals.")
     plugins: list[str] = Field([], description="Extra plugin modules or .py files to import.")
+    executor: ExecutorConfig = Field(ExecutorConfig(), description="Where cells run (not part of the results).")
 
     @field_validator("tasks", "architectures")
     @classmethod
@@ -243,7 +274,7 @@ def schema_error(exc: pydantic.ValidationError, raw: dict) -> str:
 
 def resolve(cfg: StudyConfig, path: Path) -> dict:
     """Check names against the registries and fill in every plugin's defaults."""
-    out = cfg.model_dump(by_alias=True)
+    out = cfg.model_dump(by_alias=True, exclude={"executor"})  # how cells run never changes what they are
     out["name"] = cfg.name or path.stem
     for section, registry in (("tasks", TASKS), ("architectures", ARCHITECTURES)):
         for alias, spec in getattr(cfg, section).items():

@@ -39,10 +39,15 @@ class Entry:
 
 
 class Registry:
-    """Name -> factory, filled from the entry-point group ``bench.<kind>`` and ``register`` calls."""
+    """Name -> factory, filled from the entry-point group ``bench.<kind>`` and ``register`` calls.
 
-    def __init__(self, kind: str):
+    ``base`` ("module:Class"): every object registered must subclass it (checked at registration, as
+    lm-evaluation-harness does), so a wrong plugin is named when it is loaded, not deep in a run.
+    """
+
+    def __init__(self, kind: str, base: str | None = None):
         self.kind = kind
+        self.base = base
         self.group = f"bench.{kind}"
         self._entries: dict[str, Entry] = {}
         self._eps: dict[str, list] | None = None
@@ -66,6 +71,7 @@ class Registry:
             if getattr(obj, "__module__", None) != ep.module:  # would silently shadow an installed plugin
                 raise BenchError(f"duplicate {self.kind[:-1]} name {name!r}: entry point {ep.value} and {source}; "
                                  "rename yours")
+        self._check_type(name, obj, source)
         old = self._entries.get(name)
         if old is not None and old.obj is not obj:
             raise BenchError(
@@ -73,6 +79,18 @@ class Registry:
                 "rename one of them"
             )
         self._entries[name] = Entry(name, obj, source)
+
+    def _check_type(self, name: str, obj: Any, source: str) -> None:
+        what = f"{self.kind[:-1]} {name!r} from {source}"
+        if self.base is not None:
+            module, _, attr = self.base.partition(":")
+            base = getattr(importlib.import_module(module), attr)
+            if not (inspect.isclass(obj) and issubclass(obj, base)):
+                raise BenchError(f"{what}: is {type(obj).__name__} {getattr(obj, '__name__', obj)!r}, not a subclass "
+                                 f"of {base.__module__}.{base.__name__}; derive it from that class")
+        elif not callable(obj):
+            raise BenchError(f"{what}: is a {type(obj).__name__}, not a factory (a function or class that "
+                             "builds it); register a callable")
 
     # -- entry points -------------------------------------------------------------------------
     def _entry_points(self) -> dict[str, list]:
@@ -103,6 +121,11 @@ class Registry:
             raise BenchError(
                 f"{self.kind[:-1]} plugin {name!r} ({values[0]}) failed to import: {type(exc).__name__}: {exc}"
             ) from exc
+        try:
+            self._check_type(name, obj, f"entry point {values[0]}")
+        except BenchError as exc:  # listed by `bench list`, like an import failure
+            self.failed[name] = str(exc).split(": ", 1)[-1]
+            raise
         self.add(name, obj, source=f"entry point {values[0]}")
 
     # -- lookup ---------------------------------------------------------------------------------
@@ -116,6 +139,12 @@ class Registry:
                 f"`python -m bench list {self.kind}` shows all {len(known)}"
             )
         return self._entries[name].obj
+
+    def build(self, spec: dict[str, Any], *args: Any) -> Any:
+        """The one place objects are built from config: ``{name: <registered>, **params}`` ->
+        ``factory(*args, **params)`` (mmengine's ``build_from_cfg``, without its type magic)."""
+        params = dict(spec)
+        return self.get(params.pop("name"))(*args, **params)
 
     def names(self) -> list[str]:
         self.load_all()
@@ -137,7 +166,7 @@ class Registry:
 
 TASKS = Registry("tasks")
 ARCHITECTURES = Registry("architectures")
-ABLATIONS = Registry("ablations")
+ABLATIONS = Registry("ablations", base="bench.ablations.base:Ablation")
 REGISTRIES = {r.kind: r for r in (TASKS, ARCHITECTURES, ABLATIONS)}
 
 

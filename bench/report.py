@@ -14,6 +14,7 @@ from bench.io import write_text
 from bench.metrics import mean_of  # noqa: F401  (re-exported for ablation report sections)
 from bench.registry import ABLATIONS
 from bench.results import Interval, Results
+from bench.rundir import RunDir
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
@@ -152,6 +153,6 @@ def render(res: Results, run_dir: Path) -> str:
 
 
 def write_report(run_dir: Path, res: Results) -> Path:
-    path = Path(run_dir) / "report.md"
+    path = RunDir(run_dir).report
     write_text(path, render(res, Path(run_dir)))
     return path

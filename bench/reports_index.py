@@ -67,10 +67,16 @@ def committed_table(readme: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench.reports_index [REPORTS_DIR]``: the same as ``python -m bench reports``."""
-    from bench.cli import main as cli
-
     argv = sys.argv[1:] if argv is None else argv
-    return cli(["reports", *(["--dir", argv[0]] if argv else [])])
+    readme = Path(argv[0] if argv else "reports") / "README.md"
+    try:
+        if not readme.is_file():
+            raise BenchError(f"{readme}: not found; run from the repository root or pass the reports folder")
+        print(f"{readme}: {'updated' if update(readme) else 'already up to date'}")
+    except BenchError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,37 +1,41 @@
-"""Run a study: train every (task, architecture, variant, seed) cell, run its ablations, write results.
+"""Compute a cell: train one (task, architecture, variant, seed), run its ablations; assemble results.
 
-Each finished cell is written atomically to ``cells/<id>.json`` (+ per-example statistics in
-``cells/<id>.npz``), so a re-run with the same config and folder skips finished cells and resumes an
-interrupted training from its last epoch checkpoint. ``results.json`` and ``report.md`` are assembled
-from the cell files at the end.
+The same ``Study.run_unit`` runs in the driver (``local``) and in every worker (processes, Ray,
+Slurm: ``bench.execute``). Each finished cell is written atomically (``RunDir.cell_json`` /
+``cell_npz``), so a re-run with the same config and folder skips finished cells and resumes an
+interrupted training from its last epoch checkpoint. ``results.json`` and ``report.md`` are
+assembled from the cell files at the end.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import yaml
 
-from bench.ablations.base import Ablation, AblationContext, dependence
-from bench.config import SAFE_ALIAS, StudyConfig, config_hash
+from bench.ablations.base import AblationContext, dependence
 from bench.data import Task, TaskInfo
 from bench.errors import BenchError
 from bench.evaluate import predict_stats
-from bench.flow import Edit, IdentityFlow, identity_flow
-from bench.io import atomic_write, save_npz, write_json, write_text
+from bench.flow import IdentityFlow, identity_flow
+from bench.io import atomic_write, save_npz
 from bench.metrics import Outcome, bootstrap_weights, chance_outcome, primary_metric
+from bench.plan import ResolvedStudy, Unit, build_ablations, build_model, flow_of, plan
 from bench.progress import StudyProgress
-from bench.provenance import CELL_PROVENANCE, provenance
-from bench.registry import ABLATIONS, ARCHITECTURES, TASKS
+from bench.provenance import CELL_PROVENANCE
+from bench.registry import TASKS
 from bench.results import SCHEMA_VERSION, Cell, Comparison, Interval, Results
-from bench.train import DivergedError, deterministic, train
+from bench.rundir import RunDir, cell_id
+from bench.train import DivergedError, train
+
+if TYPE_CHECKING:
+    from bench.execute import Executor
+
+__all__ = ["Study", "Unit", "build_ablations", "build_model", "resolve_device"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -42,46 +46,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_model(resolved: dict, alias: str, info: TaskInfo) -> torch.nn.Module:
-    spec = dict(resolved["architectures"][alias])
-    return ARCHITECTURES.get(spec.pop("name"))(info, **spec)
-
-
-def build_ablations(resolved: dict) -> dict[str, Ablation]:
-    out = {}
-    for spec in resolved["ablations"]:
-        spec = dict(spec)
-        name = spec.pop("name")
-        out[name] = ABLATIONS.get(name)(**spec)
-    return out
-
-
-def default_run_dir(resolved: dict, config_path: Path) -> Path:
-    return Path("reports") / "runs" / f"{config_path.stem}-{config_hash(resolved)}"
-
-
-@dataclass
-class Unit:
-    task: str
-    arch: str
-    variant: str
-    seed: int
-    edits: dict[str, Edit]
-    ablation: str | None = None  # the train-time ablation that defines this variant
-
-    @property
-    def id(self) -> str:
-        return f"{self.task}__{self.arch}__{self.variant}__s{self.seed}"
-
-
 class Study:
-    def __init__(self, cfg: StudyConfig, resolved: dict, config_path: Path, out: Path | None = None,
-                 restart: bool = False, show_progress: bool = True):
-        self.cfg, self.resolved, self.config_path = cfg, resolved, Path(config_path)
-        self.dir = Path(out) if out else default_run_dir(resolved, self.config_path)
+    """The cell computation of one study in one process: the driver (``local``) and every worker build
+    one. ``bench.execute`` decides where cells run; ``RunDir`` says where their files go."""
+
+    def __init__(self, study: ResolvedStudy, out: Path | None = None, restart: bool = False,
+                 show_progress: bool = True):
+        self.study = study
+        self.cfg, self.resolved, self.config_path = study.cfg, study.resolved, study.path
+        self.dir = Path(out) if out else study.default_dir()
+        self.run_dir = RunDir(self.dir)
         self.restart = restart
-        self.device = resolve_device(cfg.device)
-        self.ablations = build_ablations(resolved)
+        self.device = resolve_device(study.device)
+        self.ablations = build_ablations(self.resolved)
         self.show_progress = show_progress
         self._tasks: dict[str, Task] = {}
         self.timings: dict[str, float] = {}
@@ -92,10 +69,9 @@ class Study:
     # -- set-up ------------------------------------------------------------------------------
     def task(self, alias: str) -> Task:
         if alias not in self._tasks:
-            spec = dict(self.resolved["tasks"][alias])
             t0 = time.perf_counter()
             try:
-                self._tasks[alias] = TASKS.get(spec.pop("name"))(**spec)
+                self._tasks[alias] = TASKS.build(self.resolved["tasks"][alias])
             except BenchError:
                 raise
             except Exception as exc:  # e.g. n_train: 0, num_classes: 0: parameters the factory cannot build
@@ -124,87 +100,17 @@ class Study:
             raise BenchError(f"{where}: one forward pass on 2 training images fails ({_line(exc)}); "
                              "check image_size, depth and width (--debug shows the traceback)") from exc
 
-    def prepare_dir(self) -> None:
-        resolved_yaml = yaml.safe_dump(self.resolved, sort_keys=False)
-        existing = self.dir / "config.resolved.yaml"
-        if existing.exists() and not self.restart:
-            old = existing.read_text()
-            if old != resolved_yaml:
-                try:
-                    diff = _dict_diff(yaml.safe_load(old), self.resolved)
-                except (yaml.YAMLError, AttributeError):
-                    diff = "its config.resolved.yaml is unreadable"
-                raise BenchError(f"{self.dir}: holds a run of a different config ({diff}); "
-                                 "use --restart to start over or --out for a new folder")
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            if self.restart:
-                for sub in ("cells", "checkpoints"):
-                    shutil.rmtree(self.dir / sub, ignore_errors=True)
-            (self.dir / "cells").mkdir(exist_ok=True)
-            for tmp in self.dir.rglob(".*.tmp"):  # an atomic write cut short by a kill; never read
-                tmp.unlink(missing_ok=True)
-            write_text(existing, resolved_yaml)
-        except OSError as exc:
-            raise BenchError(f"{self.dir}: cannot write the run folder ({exc.strerror}); choose another with --out") from None
-
     def units(self) -> list[Unit]:
-        units = []
-        for t, a in self.cfg.pairs():
-            flow = self.flow(a)
-            variants: dict[str, tuple[str | None, dict[str, Edit]]] = {"baseline": (None, {})}
-            for name, abl in self.ablations.items():
-                if abl.phase == "train" and abl.applicable(flow) is None:
-                    variants.update({v: (name, e) for v, e in abl.variants(flow).items()})
-            for v, (name, _) in variants.items():  # variant names become file names
-                if not SAFE_ALIAS.match(v) or "__" in v:
-                    raise BenchError(f"ablation {name}: variant name {v!r} is not a safe file name; rename it")
-            for seed in self.cfg.seeds:
-                units += [Unit(t, a, v, seed, e, n) for v, (n, e) in variants.items()]
-        return units
+        return plan(self.study, self.ablations)
 
     def flow(self, arch: str) -> IdentityFlow:
-        return identity_flow(build_model(self.resolved, arch, TaskInfo("classification", 10)))
+        return flow_of(self.resolved, arch)
 
     # -- running -----------------------------------------------------------------------------
-    def run(self) -> Path:
-        with deterministic(compile=self.cfg.train.compile):
-            return self._run()
+    def run(self, executor: Executor | None = None) -> Path:
+        from bench.execute import LocalExecutor, run_study
 
-    def _run(self) -> Path:
-        t0 = time.perf_counter()
-        self.provenance = provenance(self.device)  # the code that computes the cells, not what is checked out later
-        for alias in dict.fromkeys(t for t, _ in self.cfg.pairs()):
-            self.task(alias)  # missing or malformed data fails here, before anything is written
-        for t, a in self.cfg.pairs():
-            self.probe(t, a)
-        units = self.units()
-        if self.writer:
-            self.prepare_dir()
-        _barrier()
-        todo = [u for u in units if not self._done(u)]
-        _barrier()
-        show = self.show_progress and self.writer
-        with StudyProgress(len(units), len(units) - len(todo), enabled=show) as progress:
-            for unit in todo:
-                progress.start(unit.id)
-                cell = self.run_unit(unit, progress)
-                if self.writer:
-                    write_json(self.dir / "cells" / f"{unit.id}.json", cell)
-                progress.finish(unit.id, cell)
-        self.timings["study"] = round(time.perf_counter() - t0, 3)
-        _barrier()
-        if not self.writer:
-            return self.dir
-        results = self.assemble(units)
-        write_json(self.dir / "results.json", results.model_dump(mode="json", by_alias=True))
-        from bench.report import write_report
-
-        write_report(self.dir, results)
-        return self.dir
-
-    def _done(self, unit: Unit) -> bool:
-        return (self.dir / "cells" / f"{unit.id}.json").exists() and (self.dir / "cells" / f"{unit.id}.npz").exists()
+        return run_study(self, executor or LocalExecutor())
 
     def run_unit(self, unit: Unit, progress: StudyProgress) -> dict:
         task = self.task(unit.task)
@@ -222,15 +128,16 @@ class Study:
                       "identity_flow": {"blocks": len(flow.blocks), "residual_blocks": len(flow.residual_blocks),
                                         "skips": len(flow.skips)}, "timings": {},
                       "computed_with": {k: self.provenance.get(k) for k in CELL_PROVENANCE}}
-        ckpt = self.dir / "checkpoints" / f"{unit.id}.pt"
+        ckpt = self.run_dir.checkpoint(unit.id)
         t0 = time.perf_counter()
         try:
             cell["train"] = train(model, task, self.cfg.train, seed=unit.seed, device=self.device,
-                                  checkpoint=ckpt, on_step=progress.step)
+                                  checkpoint=ckpt, on_step=progress.step,
+                                  resume=self.run_dir.load_checkpoint(unit.id, self.device))
         except DivergedError as exc:
             cell.update(status="failed", error=f"diverged: {exc}")
             if self.writer:
-                save_npz(self.dir / "cells" / f"{unit.id}.npz")
+                save_npz(self.run_dir.cell_npz(unit.id))
             return cell
         cell["timings"]["train_s"] = round(time.perf_counter() - t0, 3)
         t0 = time.perf_counter()
@@ -262,12 +169,12 @@ class Study:
                 if out.summary_boot is not None:
                     arrays[f"boot__{name}"] = np.asarray(out.summary_boot)
         if self.writer:
-            save_npz(self.dir / "cells" / f"{unit.id}.npz", **arrays)
+            save_npz(self.run_dir.cell_npz(unit.id), **arrays)
         return cell
 
     # -- assembling --------------------------------------------------------------------------
     def assemble(self, units: list[Unit]) -> Results:
-        cells = [Cell.model_validate(json.loads((self.dir / "cells" / f"{u.id}.json").read_text())) for u in units]
+        cells = [self.run_dir.load_cell(u.id) for u in units]
         comparisons = self.comparisons(units, cells)
         from bench.verdict import compute_verdict
 
@@ -286,7 +193,7 @@ class Study:
         for u in units:
             if u.variant == "baseline":
                 continue
-            base_id = Unit(u.task, u.arch, "baseline", u.seed, {}).id
+            base_id = cell_id(u.task, u.arch, "baseline", u.seed)
             cell, base = by_id[u.id], by_id[base_id]
             if cell.status != "ok" or base.status != "ok":
                 continue
@@ -299,12 +206,11 @@ class Study:
                                   variant=u.variant, seed=u.seed, primary_full=round(full.primary, 6),
                                   primary_ablated=round(abl.primary, 6), primary_chance=round(chance.primary, 6),
                                   dependence=Interval(**_interval(d, boot))))
-            atomic_write(self.dir / "cells" / f"{u.id}.dependence_boot.npy", lambda f, b=boot: np.save(f, b), "wb")
+            atomic_write(self.run_dir.dependence_boot(u.id), lambda f, b=boot: np.save(f, b), "wb")
         return out
 
     def outcome(self, unit_id: str, key: str, task_alias: str) -> Outcome:
-        with np.load(self.dir / "cells" / f"{unit_id}.npz") as z:
-            return Outcome(z[key], self.task_info(task_alias))
+        return Outcome(self.run_dir.load_arrays(unit_id)[key], self.task_info(task_alias))
 
     def task_info(self, alias: str) -> TaskInfo:
         return self.task(alias).info
@@ -313,11 +219,6 @@ class Study:
 def _line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
-
-
-def _barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
 
 
 def _interval(estimate, boot) -> dict:
@@ -330,16 +231,3 @@ def _interval(estimate, boot) -> dict:
         return {"estimate": round(float(estimate), 6), "low": None, "high": None}
     lo, hi = np.percentile(b, [2.5, 97.5])
     return {"estimate": round(float(estimate), 6), "low": round(float(lo), 6), "high": round(float(hi), 6)}
-
-
-def _dict_diff(old: dict, new: dict, prefix: str = "") -> str:
-    diffs = []
-    for k in sorted(set(old) | set(new), key=str):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            sub = _dict_diff(a, b, f"{prefix}{k}.")
-            if sub:
-                diffs.append(sub)
-        elif a != b:
-            diffs.append(f"{prefix}{k}: {a!r} -> {b!r}")
-    return "; ".join(diffs[:5])

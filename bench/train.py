@@ -106,8 +106,12 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: torch.device,
-          checkpoint: Path | None = None, on_step: Callable[[int, int, float], None] | None = None) -> dict:
-    """Train ``model`` in place; return a log (steps, final loss, images/s, wall time)."""
+          checkpoint: Path | None = None, on_step: Callable[[int, int, float], None] | None = None,
+          resume: dict | None = None) -> dict:
+    """Train ``model`` in place; return a log (steps, final loss, images/s, wall time).
+
+    ``checkpoint``: where each epoch's state is written; ``resume``: a state read back from it by the
+    run folder's loader (``RunDir.load_checkpoint``), which checks it first."""
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     per_epoch = math.ceil(len(task.train) / cfg.batch_size) if world == 1 else len(task.train) // (cfg.batch_size * world)
     if cfg.max_steps_per_epoch:
@@ -128,8 +132,8 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: 
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp == "fp16")
     ignore = task.info.ignore_index if task.info.ignore_index is not None else -100
     step, images, loss_value, t0 = 0, 0, float("nan"), time.perf_counter()
-    if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
+    if resume is not None:
+        state = resume
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])

@@ -16,6 +16,7 @@ import numpy as np
 
 from bench.registry import ABLATIONS, ARCHITECTURES
 from bench.results import Cell, Comparison, Interval, Verdict, VerdictRow
+from bench.rundir import RunDir, cell_id
 
 METHOD = ("95% CI of mean over seeds of D_dense − D_global; two-level bootstrap: seeds resampled with "
           "replacement, then one test-set bootstrap replicate per drawn seed (paired test examples). "
@@ -29,16 +30,16 @@ def _per_seed(task: str, arch: str, ablation: str, cells: list[Cell], comparison
         if (c.task, c.architecture, c.variant, c.status) == (task, arch, "baseline", "ok") and ablation in c.ablations:
             summary = c.ablations[ablation].summary
             d = summary.get("dependence", summary.get("sufficiency"))
-            with np.load(run_dir / "cells" / f"{c.id}.npz") as z:
-                key = f"boot__{ablation}"
-                if d is not None and key in z:
-                    out[c.seed] = (d, z[key])
+            z = RunDir(run_dir).load_arrays(c.id)
+            key = f"boot__{ablation}"
+            if d is not None and key in z:
+                out[c.seed] = (d, z[key])
     headline = next((c.variant for c in comparisons if (c.task, c.architecture, c.ablation) == (task, arch, ablation)), None)
     for c in comparisons:
         if (c.task, c.architecture, c.ablation, c.variant) == (task, arch, ablation, headline):
-            cell_id = f"{task}__{arch}__{c.variant}__s{c.seed}"
+            cid = cell_id(task, arch, c.variant, c.seed)
             if c.dependence.estimate is not None:
-                out[c.seed] = (c.dependence.estimate, np.load(run_dir / "cells" / f"{cell_id}.dependence_boot.npy"))
+                out[c.seed] = (c.dependence.estimate, RunDir(run_dir).load_dependence_boot(cid))
     return out
 
 

@@ -1,0 +1,288 @@
+"""The run folder: its layout, its ownership marker, its lock, and the one loader of its content.
+
+Every module (runner, workers, verdict, reports) asks ``RunDir`` for a path; none formats one.
+
+Ownership: ``.bench-run`` is written before anything else, so a folder is recognisably bench's.
+bench refuses to write into a non-empty folder without it, and its clean-up (``--restart``, stale
+temporary files of a killed write) touches only names bench gives its own files; never a glob over
+the tree. Two invocations on one folder are kept apart by an advisory lock (``.bench.lock``, which
+names the holder); the kernel drops it when the holder dies, so a killed run never leaves it stale.
+
+Reading: a damaged cell (garbage, truncated, wrong fields) is *recomputed*, with a warning line:
+cells are deterministic functions of the config, so recomputing one gives exactly what was lost and
+saves the user a step. A damaged checkpoint is discarded and its cell retrained from scratch, for
+the same reason. A damaged ``config.resolved.yaml`` is a user decision (it is how bench knows what
+the folder holds): exit 2 with one line naming it and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.errors import BenchError
+from bench.io import write_json, write_text
+
+MARKER = ".bench-run"
+LOCK = ".bench.lock"
+CONFIG = "config.resolved.yaml"
+# a cell id is <task>__<arch>__<variant>__s<seed>; aliases and variants are SAFE_NAME without '__'
+_PART = r"[A-Za-z0-9][A-Za-z0-9_.-]*?"
+CELL_ID = re.compile(rf"^{_PART}__{_PART}__{_PART}__s\d+$")
+CELL_SUFFIXES = (".json", ".npz", ".dependence_boot.npy")
+TOP_FILES = ("results.json", "report.md", CONFIG)
+
+
+class DamagedFile(BenchError):
+    """A run-folder file bench wrote cannot be read back; the message names it and the fix."""
+
+
+def cell_id(task: str, arch: str, variant: str, seed: int) -> str:
+    return f"{task}__{arch}__{variant}__s{seed}"
+
+
+class RunDir:
+    """The layout of one run folder, and the only code that reads or cleans it."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self._lock_fd: int | None = None
+
+    # -- layout ---------------------------------------------------------------------------------
+    @property
+    def cells(self) -> Path:
+        return self.root / "cells"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def marker(self) -> Path:
+        return self.root / MARKER
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / LOCK
+
+    @property
+    def scheduler_logs(self) -> Path:
+        """submitit's job folder (pickled jobs, logs) when cells run on Slurm."""
+        return self.root / ".slurm"
+
+    def cell_json(self, cid: str) -> Path:
+        return self.cells / f"{cid}.json"
+
+    def cell_npz(self, cid: str) -> Path:
+        return self.cells / f"{cid}.npz"
+
+    def dependence_boot(self, cid: str) -> Path:
+        return self.cells / f"{cid}.dependence_boot.npy"
+
+    def checkpoint(self, cid: str) -> Path:
+        return self.checkpoints / f"{cid}.pt"
+
+    def figure(self, name: str) -> Path:
+        return self.root / f"{name}.png"
+
+    # -- ownership ------------------------------------------------------------------------------
+    def is_ours(self) -> bool:
+        return self.marker.is_file()
+
+    def claim(self, resolved_yaml: str) -> None:
+        """Make the folder bench's (marker first) or refuse: a non-empty folder bench did not create is
+        the user's. A folder from before the marker whose config.resolved.yaml is exactly this study's
+        is adopted (that file proves bench wrote it)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise BenchError(f"{self.root}: is a file, not a folder; choose another with --out")
+        if self.root.is_dir() and not self.is_ours() and any(self.root.iterdir()):
+            legacy = self.config.is_file() and self.config.read_bytes() == resolved_yaml.encode()
+            if not legacy:
+                raise BenchError(f"{self.root}: is not empty and was not created by bench (no {MARKER}); "
+                                 "bench never writes among files it did not create: use --out with a new or empty folder")
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.is_ours():
+            write_json(self.marker, {"written_by": "bench", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+    def own_files(self) -> Iterator[Path]:
+        """Files bench wrote here, recognised by their names alone (cells, checkpoints, temp files)."""
+        if self.cells.is_dir():
+            for p in self.cells.iterdir():
+                name = p.name
+                for suffix in CELL_SUFFIXES:
+                    if name.endswith(suffix) and CELL_ID.match(name[: -len(suffix)]) and p.is_file():
+                        yield p
+                        break
+        if self.checkpoints.is_dir():
+            for p in self.checkpoints.iterdir():
+                if p.suffix == ".pt" and CELL_ID.match(p.stem) and p.is_file():
+                    yield p
+
+    def stale_temporaries(self) -> Iterator[Path]:
+        """``.<name>.<random>.tmp`` left by an atomic write cut short, where <name> is one of bench's."""
+        for folder, ours in ((self.root, lambda n: n in TOP_FILES or n.endswith(".png") or n == MARKER),
+                             (self.cells, lambda n: any(n.endswith(s) and CELL_ID.match(n[: -len(s)])
+                                                        for s in CELL_SUFFIXES)),
+                             (self.checkpoints, lambda n: n.endswith(".pt") and bool(CELL_ID.match(n[:-3])))):
+            if not folder.is_dir():
+                continue
+            for p in folder.iterdir():
+                m = re.fullmatch(r"\.(.+)\.[A-Za-z0-9_]{6,}\.tmp", p.name)
+                if m and ours(m.group(1)) and p.is_file():
+                    yield p
+
+    def clean(self, restart: bool) -> None:
+        """Remove stale temporaries; with ``restart`` also every cell and checkpoint bench wrote."""
+        for p in [*self.stale_temporaries(), *(self.own_files() if restart else ())]:
+            p.unlink(missing_ok=True)
+        self.cells.mkdir(exist_ok=True)
+
+    # -- lock -----------------------------------------------------------------------------------
+    def lock(self) -> None:
+        """Hold the folder for this process; a second ``bench run`` on it exits 2 naming the holder."""
+        import fcntl
+
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 300, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise BenchError(f"{self.root}: is in use by {holder}; wait for it to finish or stop it, "
+                             "or use --out for another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"bench pid {os.getpid()} on {socket.gethostname()} since "
+                      f"{time.strftime('%H:%M:%S')} ({' '.join(sys.argv[:3])[:120]})".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the flock; the file stays (it is ours)
+            self._lock_fd = None
+
+    @contextmanager
+    def locked(self) -> Iterator[RunDir]:
+        self.lock()
+        try:
+            yield self
+        finally:
+            self.unlock()
+
+    # -- reading: the one loader ----------------------------------------------------------------
+    def read_config(self) -> str | None:
+        """The stored resolved config's text, None when absent; exit 2 when it is not readable text."""
+        p = self.config
+        if not p.exists():
+            return None
+        fix = "use --restart to start over, or --out for a new folder"
+        if not p.is_file():
+            raise DamagedFile(f"{p}: is not a file; move it away, then {fix}")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DamagedFile(f"{p}: is unreadable ({_line(exc)}); {fix}") from None
+        from bench.config import safe_load
+
+        try:
+            data = safe_load(text)
+        except Exception as exc:  # YAMLError, RecursionError
+            raise DamagedFile(f"{p}: is not valid YAML ({_line(exc)}); {fix}") from None
+        if not isinstance(data, dict):
+            raise DamagedFile(f"{p}: is a {type(data).__name__}, not a study's resolved config; {fix}")
+        return text
+
+    def load_cell(self, cid: str) -> Any:
+        """The cell's record (``bench.results.Cell``) after checking its npz opens; DamagedFile if not."""
+        from bench.results import Cell
+
+        path = self.cell_json(cid)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            cell = Cell.model_validate(data)
+            if cell.id != cid:
+                raise ValueError(f"holds cell {cell.id!r}")
+        except Exception as exc:
+            raise DamagedFile(f"{path}: is damaged ({_line(exc)}); delete it to recompute the cell, "
+                              "or use --restart") from None
+        self.load_arrays(cid)
+        return cell
+
+    def load_arrays(self, cid: str) -> dict[str, np.ndarray]:
+        """Every array of the cell's npz (statistics and bootstrap replicates), read in full."""
+        path = self.cell_npz(cid)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except Exception as exc:
+            raise DamagedFile(f"{path}: is damaged ({_line(exc)}); delete it to recompute the cell, "
+                              "or use --restart") from None
+
+    def load_dependence_boot(self, cid: str) -> np.ndarray:
+        path = self.dependence_boot(cid)
+        try:
+            return np.load(path, allow_pickle=False)
+        except Exception as exc:
+            raise DamagedFile(f"{path}: is damaged ({_line(exc)}); run the same command again "
+                              "(it is rewritten when results are assembled), or use --restart") from None
+
+    def cell_state(self, cid: str) -> str:
+        """'done', 'missing' or a one-line reason the cell's files are damaged (it will be recomputed)."""
+        if not self.cell_json(cid).exists() and not self.cell_npz(cid).exists():
+            return "missing"
+        if not (self.cell_json(cid).exists() and self.cell_npz(cid).exists()):
+            return "missing"  # a worker died between the two writes
+        try:
+            self.load_cell(cid)
+        except DamagedFile as exc:
+            return str(exc).split(";")[0]
+        return "done"
+
+    def load_checkpoint(self, cid: str, device: Any) -> dict | None:
+        """An epoch checkpoint to resume from, or None: absent, or damaged (then it is discarded and the
+        cell retrains from scratch, which gives the same numbers). Never unpickles code."""
+        import torch
+
+        path = self.checkpoint(cid)
+        if not path.exists():
+            return None
+        try:
+            state = torch.load(path, map_location=device, weights_only=True)
+            if not isinstance(state, dict) or not {"model", "optimizer", "scheduler", "rng", "step"} <= set(state):
+                raise ValueError("not an epoch checkpoint")
+            int(state["step"])
+            return state
+        except Exception as exc:
+            print(f"warning: {path}: is damaged ({_line(exc)}); retraining that cell from scratch", file=sys.stderr)
+            path.unlink(missing_ok=True)
+            return None
+
+    # -- writing (atomic) -----------------------------------------------------------------------
+    def write_config(self, text: str) -> None:
+        write_text(self.config, text)
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:200]
