@@ -31,6 +31,7 @@ from bench.train import deterministic
 
 if TYPE_CHECKING:
     from bench.config import ExecutorConfig
+    from bench.rundir import RunDir
     from bench.runner import Study
 
 KINDS = ("local", "processes", "ray", "slurm")
@@ -405,20 +406,27 @@ def prepare(study: Study) -> None:
     """Claim the folder (marker first), lock it, check it holds this study, clean bench's own leftovers."""
     rd, text = study.run_dir, study.study.yaml
     try:
+        if not study.restart:
+            same_study(rd, study)  # before the lock: a refused run leaves the folder as it was
         rd.claim(text)
         rd.lock()
-        old = None if study.restart else rd.read_config()
-        if old is not None and old != text:
-            from bench.config import safe_load
-
-            diff = _dict_diff(safe_load(old), study.resolved)
-            raise BenchError(f"{rd.root}: holds a run of a different config ({diff}); "
-                             "use --restart to start over or --out for a new folder")
+        if not study.restart:
+            same_study(rd, study)  # again under the lock: what is cleaned and written is this study's
         rd.clean(study.restart)
         rd.write_config(text)
     except OSError as exc:
         raise BenchError(f"{rd.root}: cannot write the run folder ({exc.strerror or _line(exc)}); "
                          "choose another with --out") from None
+
+
+def same_study(rd: RunDir, study: Study) -> None:
+    old = rd.read_config() if rd.is_ours() or rd.config.exists() else None
+    if old is not None and old != study.study.yaml:
+        from bench.config import safe_load
+
+        diff = _dict_diff(safe_load(old), study.resolved)
+        raise BenchError(f"{rd.root}: holds a run of a different config ({diff}); "
+                         "use --restart to start over or --out for a new folder")
 
 
 def cells_failed(failed: dict[str, CellOutcome], total: int) -> BenchError:

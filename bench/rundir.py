@@ -116,7 +116,7 @@ class RunDir:
         the user's. A folder from before the marker whose config.resolved.yaml is exactly this study's
         is adopted (that file proves bench wrote it)."""
         if self.root.exists() and not self.root.is_dir():
-            raise BenchError(f"{self.root}: is a file, not a folder; choose another with --out")
+            raise BenchError(f"{self.root}: cannot write the run folder (it is a file); choose another with --out")
         if self.root.is_dir() and not self.is_ours() and any(self.root.iterdir()):
             legacy = self.config.is_file() and self.config.read_bytes() == resolved_yaml.encode()
             if not legacy:
