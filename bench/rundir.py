@@ -23,6 +23,7 @@ import re
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -249,6 +250,9 @@ class RunDir:
 
     def cell_state(self, cid: str) -> str:
         """'done', 'missing' or a one-line reason the cell's files are damaged (it will be recomputed)."""
+        for p in (self.cell_json(cid), self.cell_npz(cid), self.checkpoint(cid)):
+            if p.exists() and not p.is_file():  # not bench's: it is never removed, so it cannot be replaced
+                raise DamagedFile(f"{p}: is not a file (bench writes a file here); move it away and run again")
         if not self.cell_json(cid).exists() and not self.cell_npz(cid).exists():
             return "missing"
         if not (self.cell_json(cid).exists() and self.cell_npz(cid).exists()):
@@ -256,7 +260,7 @@ class RunDir:
         try:
             self.load_cell(cid)
         except DamagedFile as exc:
-            return str(exc).split(";")[0]
+            return str(exc).split("; delete it")[0]
         return "done"
 
     def load_checkpoint(self, cid: str, device: Any) -> dict | None:
@@ -268,7 +272,9 @@ class RunDir:
         if not path.exists():
             return None
         try:
-            state = torch.load(path, map_location=device, weights_only=True)
+            with warnings.catch_warnings():  # torch's notes on odd pickles: the one line below says it all
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location=device, weights_only=True)
             if not isinstance(state, dict) or not {"model", "optimizer", "scheduler", "rng", "step"} <= set(state):
                 raise ValueError("not an epoch checkpoint")
             int(state["step"])
