@@ -93,14 +93,14 @@ class Validate(Command):
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
 
     def __call__(self, args):
-        from bench.config import load_config
+        from bench.plan import load_study
 
-        cfg, resolved = load_config(args.config, args.overrides)
-        notes = check_ablations(cfg, resolved, args.config)
-        pairs = cfg.pairs()
+        study = load_study(args.config, args.overrides, tuple(args.plugin))
+        notes = check_ablations(study.cfg, study.resolved, args.config)
+        resolved, pairs = study.resolved, study.pairs()
         print(f"{args.config}: ok — {len(resolved['tasks'])} task(s), {len(resolved['architectures'])} "
               f"architecture(s), {len(pairs)} pair(s), {len(resolved['ablations'])} ablation(s), "
-              f"{len(cfg.seeds)} seed(s)")
+              f"{len(study.seeds)} seed(s)")
         for note in notes:
             print(f"  note: {note}")
         return 0

@@ -83,10 +83,9 @@ def classify_from_masks(source: dict, rule: Literal["dominant", "present_any"] =
                         skip_background: bool = True, unlabelled: Literal["background", "drop"] = "background",
                         classes: list[int] | None = None, min_pixels: int = 1) -> Task:
     """Classification twin of a segmentation task on the same images: label = dominant non-background class."""
-    spec = dict(source)
-    if "name" not in spec:
+    if "name" not in source:
         raise BenchError("classify_from_masks.source: needs {name: <segmentation task>, ...}; add name")
-    seg = TASKS.get(spec.pop("name"))(**spec)
+    seg = TASKS.build(source)
     si = seg.info
     if si.kind != "segmentation":
         raise BenchError(f"classify_from_masks.source: {source['name']!r} is a {si.kind} task; give a "
