@@ -176,3 +176,39 @@ def test_a_second_run_on_a_locked_folder_exits_2_naming_the_other(config, tmp_pa
     finally:
         holder.kill()
         holder.wait()
+
+
+RAISING = '''
+"""A test-time ablation that fails on the classification task's cells only."""
+from bench.ablations.base import Ablation, AblationResult
+from bench.registry import ABLATIONS
+
+
+@ABLATIONS.register("exec_fragile")
+class Fragile(Ablation):
+    """Raises on classification."""
+
+    def run(self, ctx):
+        if ctx.info.kind == "classification":
+            raise RuntimeError("boom on classification")
+        return AblationResult(records=[], summary={})
+'''
+
+
+def test_a_failing_cell_is_reported_and_the_others_finish(tmp_path, capsys):
+    """Through the process pool: the plugin is shipped to the workers; the failure is one line."""
+    plugin = tmp_path / "fragile.py"
+    plugin.write_text(RAISING)
+    cfg = tmp_path / "study.yaml"
+    cfg.write_text(STUDY.replace("  - {name: skip_removal}\n", "  - {name: exec_fragile}\n")
+                   .replace("verdict: {dense: seg, global: cls}\n", "plugins: [fragile.py]\n"))
+    out = tmp_path / "run"
+    from tests.test_failure_corpus import fresh_registries
+
+    with fresh_registries():
+        code = main(["run", str(cfg), "--out", str(out), "--quiet", "--executor", "processes", "--workers", "2"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "1 of 2 cell(s) failed and were not written" in err, err
+    assert "cls__res__baseline__s0: RuntimeError: boom on classification" in err and "Traceback" not in err
+    assert sorted(p.name for p in (out / "cells").glob("*.json")) == ["seg__res__baseline__s0.json"]
