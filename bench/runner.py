@@ -24,7 +24,7 @@ from bench.config import SAFE_ALIAS, StudyConfig, config_hash
 from bench.data import Task, TaskInfo
 from bench.errors import BenchError
 from bench.evaluate import predict_stats
-from bench.flow import Edit, IdentityFlow, identity_flow
+from bench.flow import Edit, IdentityFlow, identity_flow, set_edits
 from bench.io import atomic_write, save_npz, write_json, write_text
 from bench.metrics import Outcome, bootstrap_weights, chance_outcome, primary_metric
 from bench.progress import StudyProgress
@@ -212,8 +212,8 @@ class Study:
         torch.manual_seed(unit.seed)
         model = build_model(self.resolved, unit.arch, info)
         flow = identity_flow(model)
-        for name, edit in unit.edits.items():  # a training variant keeps its edits for life
-            model.get_submodule(flow[name].merge).edit = edit
+        # a training variant keeps its edits for life
+        set_edits([(model.get_submodule(flow[name].merge), edit) for name, edit in unit.edits.items()])
         cell: dict = {"id": unit.id, "task": unit.task, "architecture": unit.arch, "variant": unit.variant,
                       "seed": unit.seed, "status": "ok", "task_kind": info.kind,
                       "primary_metric": primary_metric(info), "n_test": len(task.test),

@@ -19,7 +19,7 @@ from torch import nn
 
 from bench.data import Split, TaskInfo
 from bench.evaluate import autocast
-from bench.flow import Edit, IdentityFlow, Merge
+from bench.flow import Edit, IdentityFlow, Merge, set_edits
 from bench.metrics import Outcome, example_stats
 
 
@@ -62,14 +62,11 @@ def evaluate_shared(model: nn.Module, flow: IdentityFlow, edit_sets: list[Mappin
 
 
 def _finish(trunk, head, h, start, size, merges: list[tuple[Merge, Edit]], y, info) -> torch.Tensor:
-    previous = [(m, m.edit) for m, _ in merges]
+    previous = set_edits(merges)
     try:
-        for m, e in merges:
-            m.edit = e
         for module in trunk[start:]:
             h = module(h)
         logits = head(h, size)
     finally:
-        for m, e in previous:
-            m.edit = e
+        set_edits(previous)
     return example_stats(logits.argmax(1).cpu(), y, info)

@@ -19,7 +19,7 @@ from bench.ablations.base import (
     mean_error,
     pair_groups,
 )
-from bench.flow import Edit, IdentityFlow
+from bench.flow import DropBranch, IdentityFlow
 from bench.metrics import mean_of
 
 
@@ -52,7 +52,7 @@ class BlockLesion(Ablation):
     def run(self, ctx: AblationContext) -> AblationResult:
         records, boots = [], []
         names = self.targets(ctx.flow)
-        outcomes = ctx.evaluate_many([{name: Edit(drop_branch=True)} for name in names])
+        outcomes = ctx.evaluate_many([{name: DropBranch()} for name in names])
         for name, outcome in zip(names, outcomes):
             point = ctx.flow[name]
             rec = ctx.record({"block": name, "stage": point.stage, "downsampling": not point.same_shape,

@@ -23,7 +23,7 @@ from bench.ablations.base import (
     mean_error,
     pair_groups,
 )
-from bench.flow import Edit, IdentityFlow
+from bench.flow import DropBranch, IdentityFlow
 from bench.metrics import mean_of
 
 
@@ -59,7 +59,7 @@ class MultiLesion(Ablation):
 
     def run(self, ctx: AblationContext) -> AblationResult:
         sets = [(0, 0, []), *self.sample_sets(ctx.flow, ctx.seed)]
-        outcomes = ctx.evaluate_many([{b: Edit(drop_branch=True) for b in names} for _, _, names in sets])
+        outcomes = ctx.evaluate_many([{b: DropBranch() for b in names} for _, _, names in sets])
         records, boots = [], []
         for (k, s, names), outcome in zip(sets, outcomes):
             records.append(ctx.record({"k": k, "sample": s, "blocks": names}, outcome))

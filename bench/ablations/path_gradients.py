@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from bench.ablations.base import Ablation, AblationContext, AblationParams, AblationResult, pair_groups
-from bench.flow import Edit, IdentityFlow, edited
+from bench.flow import GateGradient, IdentityFlow, edited
 
 
 def path_length_distribution(n: int) -> list[float]:
@@ -95,7 +95,7 @@ def input_gradients(model: torch.nn.Module, flow: IdentityFlow, x: torch.Tensor,
     first = model.get_submodule(blocks[0].name)
     captured: list[torch.Tensor] = []
     handle = first.register_forward_pre_hook(lambda mod, args: captured.append(args[0]))
-    edits = {b.name: Edit(identity_grad=1 - masks[i], branch_grad=masks[i]) for i, b in enumerate(blocks)}
+    edits = {b.name: GateGradient(1 - masks[i], masks[i]) for i, b in enumerate(blocks)}
     try:
         with edited(model, edits), torch.enable_grad():
             logits = model(x.detach().requires_grad_())  # so a block right at the input still has a graph

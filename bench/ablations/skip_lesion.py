@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 
 from bench.ablations.base import Ablation, AblationContext, AblationResult, TestTimeParams, pair_groups
-from bench.flow import Edit, IdentityFlow, MergePoint
+from bench.flow import FillIdentity, IdentityFlow, MergePoint
 
 
 class SkipLesionParams(TestTimeParams):
@@ -71,7 +71,7 @@ class SkipLesion(Ablation):
             levels.setdefault(f"{p.role}{p.stage}" if p.role == "block" else str(p.stage), []).append(p)
         settings = [(fill, level, pts) for fill in self.params.fills
                     for level, pts in [*levels.items(), ("all", points)]]
-        edit_sets = [{p.name: Edit(fill=fill, mean=means.get(p.name)) for p in pts} for fill, _, pts in settings]
+        edit_sets = [{p.name: FillIdentity(fill, means.get(p.name)) for p in pts} for fill, _, pts in settings]
         records, summary_boot, summary_dep = [], None, None
         headline = "zero" if "zero" in self.params.fills else self.params.fills[0]
         for (fill, level, pts), outcome in zip(settings, ctx.evaluate_many(edit_sets)):
