@@ -27,6 +27,7 @@ class EffectiveDepthTraining(Ablation):
     """Train with exactly m of n residual branches per batch (Veit Sec. 5); test the full network."""
 
     phase: ClassVar = "train"
+    removes: ClassVar = "branch"  # most branches are dropped in each training batch
     Params: ClassVar = EffectiveDepthParams
 
     @staticmethod

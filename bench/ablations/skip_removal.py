@@ -23,6 +23,7 @@ class SkipRemoval(Ablation):
     """Train without identity paths: ResNet -> plain twin, U-Net -> no long skips (all or per level)."""
 
     phase: ClassVar = "train"
+    removes: ClassVar = "identity"
     Params: ClassVar = SkipRemovalParams
 
     @staticmethod
