@@ -71,14 +71,12 @@ error (nothing written); the same command resumes an interrupted run, --restart 
 
 
 def count_failed(run_dir: Path) -> int:
-    import json
-
     from bench.rundir import RunDir
 
-    path = RunDir(run_dir).results
-    if not path.is_file():
+    rd = RunDir(run_dir)
+    if not rd.results.is_file():  # under torchrun, ranks but 0 write nothing
         return 0
-    return sum(c["status"] != "ok" for c in json.loads(path.read_text())["cells"])
+    return sum(c.status != "ok" for c in rd.load_results().cells)
 
 
 class Validate(Command):

@@ -248,6 +248,12 @@ class RunDir:
             raise DamagedFile(f"{path}: is damaged ({_line(exc)}); run the same command again "
                               "(it is rewritten when results are assembled), or use --restart") from None
 
+    def load_results(self) -> Any:
+        """``results.json`` checked against its schema (``bench.results.load_results``: one line if not)."""
+        from bench.results import load_results
+
+        return load_results(self.results)
+
     def cell_state(self, cid: str) -> str:
         """'done', 'missing' or a one-line reason the cell's files are damaged (it will be recomputed)."""
         for p in (self.cell_json(cid), self.cell_npz(cid), self.checkpoint(cid)):
