@@ -180,6 +180,8 @@ def test_a_second_run_on_a_locked_folder_exits_2_naming_the_other(config, tmp_pa
 
 RAISING = '''
 """A test-time ablation that fails on the classification task's cells only."""
+from typing import ClassVar
+
 from bench.ablations.base import Ablation, AblationResult
 from bench.registry import ABLATIONS
 
@@ -188,10 +190,12 @@ from bench.registry import ABLATIONS
 class Fragile(Ablation):
     """Raises on classification."""
 
+    removes: ClassVar = "branch"
+
     def run(self, ctx):
         if ctx.info.kind == "classification":
             raise RuntimeError("boom on classification")
-        return AblationResult(records=[], summary={})
+        return AblationResult(records=[], summary=self.Summary(dependence=None))
 '''
 
 

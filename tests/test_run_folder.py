@@ -7,7 +7,7 @@
   wrong fields, another cell's) is recomputed with one warning line, and the results equal the
   undamaged run's; a damaged or hostile checkpoint is discarded (never unpickled) and its cell
   retrained from scratch, to the same numbers; a damaged ``config.resolved.yaml`` is exit 2 with one
-  line naming it and the fix (tests/corpus/run_folders.yaml, with the other refused folders).
+  line naming it and the fix (tests/corpus/run_folders/cases.yaml, with the other refused folders).
 - SIGTERM ends a run like Ctrl-C: one line, exit 143, the lock released, finished cells kept.
 """
 
@@ -32,7 +32,7 @@ from bench.rundir import RunDir
 from tests.helpers import one_torch_thread
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = yaml.safe_load((Path(__file__).parent / "corpus" / "run_folders.yaml").read_text())
+CORPUS = yaml.safe_load((Path(__file__).parent / "corpus" / "run_folders" / "cases.yaml").read_text())
 STUDY = """
 name: folder
 seeds: [0]
