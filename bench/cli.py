@@ -52,7 +52,7 @@ error (nothing written); the same command resumes an interrupted run, --restart 
         p.add_argument("--address", help="ray: the cluster to join (e.g. auto); none starts a local instance")
 
     def __call__(self, args):
-        from bench.execute import make_executor
+        from bench.executors import make_executor
         from bench.plan import load_study
         from bench.runner import Study
 

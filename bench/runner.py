@@ -1,7 +1,7 @@
 """Compute a cell: train one (task, architecture, variant, seed), run its ablations; assemble results.
 
 The same ``Study.run_unit`` runs in the driver (``local``) and in every worker (processes, Ray,
-Slurm: ``bench.execute``). Each finished cell is written atomically (``RunDir.cell_json`` /
+Slurm: ``bench.executors``). Each finished cell is written atomically (``RunDir.cell_json`` /
 ``cell_npz``), so a re-run with the same config and folder skips finished cells and resumes an
 interrupted training from its last epoch checkpoint. ``results.json`` and ``report.md`` are
 assembled from the cell files at the end.
@@ -33,7 +33,7 @@ from bench.rundir import RunDir, cell_id
 from bench.train import DivergedError, train
 
 if TYPE_CHECKING:
-    from bench.execute import Executor
+    from bench.executors import Executor
 
 __all__ = ["Study", "Unit", "build_ablations", "build_model", "resolve_device"]
 
@@ -48,7 +48,7 @@ def resolve_device(name: str) -> torch.device:
 
 class Study:
     """The cell computation of one study in one process: the driver (``local``) and every worker build
-    one. ``bench.execute`` decides where cells run; ``RunDir`` says where their files go."""
+    one. ``bench.execute`` drives a run, ``bench.executors`` decide where cells run; ``RunDir`` says where their files go."""
 
     def __init__(self, study: ResolvedStudy, out: Path | None = None, restart: bool = False,
                  show_progress: bool = True):
@@ -108,7 +108,8 @@ class Study:
 
     # -- running -----------------------------------------------------------------------------
     def run(self, executor: Executor | None = None) -> Path:
-        from bench.execute import LocalExecutor, run_study
+        from bench.execute import run_study
+        from bench.executors import LocalExecutor
 
         return run_study(self, executor or LocalExecutor())
 
