@@ -84,6 +84,17 @@ _PLUGINS: set[str] = set()
 
 def compute_cell(job: CellJob) -> CellOutcome:
     """The worker entry point of every executor but ``local``."""
+    try:
+        study = _worker_study(job)
+    except Exception as exc:  # a plugin that fails to import here, data missing on this node, ...
+        err = f"cannot set up the worker: {_line(exc)}"
+        return CellOutcome(job.unit.id, {"error": err}, error=err, trace=traceback.format_exc())
+    with deterministic(compile=study.cfg.train.compile):
+        return run_cell(study, job.unit, NullProgress())
+
+
+def _worker_study(job: CellJob) -> Study:
+    """This process's Study for the job's run (built once: tasks load once per worker, not per cell)."""
     key = f"{job.root}:{job.study.hash}"
     study = _WORKER.get(key)
     if study is None:
@@ -101,8 +112,7 @@ def compute_cell(job: CellJob) -> CellOutcome:
         study.provenance = job.provenance
         _WORKER.clear()
         _WORKER[key] = study
-    with deterministic(compile=study.cfg.train.compile):
-        return run_cell(study, job.unit, NullProgress())
+    return study
 
 
 # -- executors ---------------------------------------------------------------------------------
@@ -174,6 +184,7 @@ class ProcessExecutor(Executor):
         procs: dict[int, Any] = {}
         holding: dict[int, str] = {}
         remaining = {u.id for u in units}
+        respawns = len(units)  # each death costs at most one cell: never more replacements than cells
 
         def spawn() -> None:
             wid = max(procs, default=-1) + 1
@@ -208,7 +219,8 @@ class ProcessExecutor(Executor):
                         remaining.discard(cid)
                         events.finished(CellOutcome(cid, {"error": f"its worker died ({_exit(p.exitcode)})"},
                                                     error=f"its worker died ({_exit(p.exitcode)})"))
-                    if p.exitcode != 0 and remaining:
+                    if p.exitcode != 0 and remaining and respawns > 0:
+                        respawns -= 1
                         spawn()
                 if not procs and remaining:  # a cell taken by a worker that died before saying which
                     for cid in sorted(remaining):
