@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.errors import BenchError
@@ -293,17 +295,25 @@ def init_distributed() -> None:
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
-def on_sigterm() -> None:
+@contextmanager
+def on_sigterm() -> Iterator[None]:
     """SIGTERM (Slurm at its time limit, Kubernetes, `kill`) ends a run like Ctrl-C: cells written so
-    far are kept, the lock is released, and the exit is explained (status 143 = 128 + SIGTERM)."""
+    far are kept, the lock is released, and the exit is explained (status 143 = 128 + SIGTERM). The
+    previous handler is restored, so calling ``main`` from Python leaves the process as it was."""
     import signal
     import threading
 
     def stop(signum, frame):
         raise Terminated()
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, stop)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class Terminated(KeyboardInterrupt):
@@ -313,7 +323,11 @@ class Terminated(KeyboardInterrupt):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    on_sigterm()
+    with on_sigterm():
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         for plugin in args.plugin:
             load_plugin(plugin)
