@@ -46,8 +46,8 @@ def test_classification_accuracy_and_bootstrap():
     boot = out.bootstrap(w, "accuracy")
     assert boot.min() >= 0 and boot.max() <= 1 and abs(boot.mean() - 4 / 6) < 0.05
     assert out.bootstrap(np.ones((1, 6)), "accuracy")[0] == pytest.approx(out.primary)  # identity weights = point
-    # the default replicate is the dependence scale: recall 2/3 (class 0), 0 (class 1), 1 (class 2); 3 absent
-    assert out.score == pytest.approx((2 / 3 + 0 + 1) / 3)
+    # the default replicate is the dependence scale: recall 2/3 (class 0), 1/2 (class 1), 1 (class 2); 3 absent
+    assert out.score == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
     assert out.bootstrap(np.ones((1, 6)))[0] == pytest.approx(out.score)
 
 
