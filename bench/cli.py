@@ -55,7 +55,10 @@ error (nothing written); the same command resumes an interrupted run, --restart 
         check_ablations(cfg, resolved, args.config)
         run_dir = Study(cfg, resolved, args.config, out=args.out, restart=args.restart,
                         show_progress=not args.quiet).run()
-        print(f"wrote {run_dir}/results.json and {run_dir}/report.md")
+        from bench.report import run_summary
+        from bench.results import load_results
+
+        print(run_summary(load_results(run_dir), run_dir))
         failed = count_failed(run_dir)
         if failed:  # the other cells' results are kept and reported; the failure is recorded, not fatal
             print(f"warning: {failed} cell(s) failed (see report.md, 'Trained models'); the others finished",
