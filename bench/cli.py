@@ -64,7 +64,12 @@ error (nothing written); the same command resumes an interrupted run, --restart 
             raise BenchError(f"--workers {args.workers}: give 1 or more")
         executor = make_executor(study.cfg.executor, args.executor, args.workers, args.address)
         run_dir = Study(study, out=args.out, restart=args.restart, show_progress=not args.quiet).run(executor)
-        print(f"wrote {run_dir}/results.json and {run_dir}/report.md")
+        from bench.report import run_summary
+        from bench.rundir import RunDir
+
+        rd = RunDir(run_dir)
+        if rd.results.is_file():  # under torchrun, ranks but 0 write nothing
+            print(run_summary(rd.load_results(), run_dir))
         failed = count_failed(run_dir)
         if failed:  # the other cells' results are kept and reported; the failure is recorded, not fatal
             print(f"warning: {failed} cell(s) failed (see report.md, 'Trained models'); the others finished",

@@ -178,6 +178,33 @@ def render(res: Results, run_dir: Path) -> str:
     return "\n".join(p for p in parts if p)
 
 
+def run_summary(res: Results, run_dir: Path) -> str:
+    """What the end of `bench run` prints: the verdict with its interval, the identity rows, failed cells,
+    and where the report, figures and leaderboard command are."""
+    lines = []
+    v = res.verdict
+    if v is not None and v.headline is not None:
+        h = v.headline
+        lines.append(f"verdict: {h.verdict.upper()} — {h.ablation} on {h.architecture}: D({v.dense_task}) − "
+                     f"D({v.global_task}) = {fmt_ci(h.difference)} ({1 - v.alpha:.0%} interval, {h.seeds} seeds, "
+                     f"p = {fmt_p(h.difference.p)}; conditioning {'ok' if h.conditioning.ok else 'FAILED'})")
+        for r in v.rows:
+            if r.family == "identity" and r.role != "headline":
+                lines.append(f"  exploratory: {r.ablation} on {r.architecture}: {fmt_ci(r.difference)}, "
+                             f"Holm p = {fmt_p(r.p_holm)} -> {r.verdict}")
+    elif v is not None:
+        lines.append(f"verdict: none — {v.headline_missing}")
+    failed = [c for c in res.cells if c.status != "ok"]
+    for c in failed:
+        lines.append(f"FAILED cell {c.id}: {c.error}")
+    figures = sorted(p.name for p in Path(run_dir).glob("*.png"))
+    lines.append(f"report: {run_dir}/report.md (results: {run_dir}/results.json)")
+    if figures:
+        lines.append(f"figures: {', '.join(figures)}")
+    lines.append(f"leaderboard: python -m bench leaderboard {run_dir}")
+    return "\n".join(lines)
+
+
 def write_report(run_dir: Path, res: Results) -> Path:
     path = RunDir(run_dir).report
     write_text(path, render(res, Path(run_dir)))

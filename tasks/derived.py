@@ -11,9 +11,13 @@ label comes from its unaugmented mask (evaluation geometry). Rules:
   nothing to map to, so such images are dropped; provenance records how many.
 - ``present_any``: binary, 1 if the image has at least ``min_pixels`` pixels of any of ``classes``.
 
-Training adds only a horizontal flip (plus the source's padding for in-memory sources), so the whole
-image, and the label's evidence, is always seen. This is the control that lets a study compare dense
-and global prediction on identical pixels.
+Training uses the SOURCE's geometric augmentation (its scale, crop and flip for file-backed sources;
+its pad-crop and flip for in-memory ones), so the twin and its source see the same kind of pixels. For
+file-backed sources each training label is recomputed by the rule from the AUGMENTED mask, so a crop
+that cuts the dominant object out changes the label with it (an augmented crop with no countable pixel
+keeps the image's unaugmented label); in-memory sources shift by at most their padding, and keep the
+unaugmented label. Evaluation uses the unaugmented images and labels. This is the control that lets a
+study compare dense and global prediction on identical pixels.
 """
 
 from __future__ import annotations
@@ -55,28 +59,33 @@ def present_labels(masks: torch.Tensor, num_classes: int, ignore: int | None, cl
 
 
 class _Relabelled(Dataset):
-    def __init__(self, base: Dataset, indices: list[int], labels: torch.Tensor, flip: bool):
-        self.base, self.indices, self.labels, self.flip = base, indices, labels, flip
+    """The source's images with image labels; with ``rule``, the label is recomputed from each (augmented)
+    mask the source returns, falling back to the stored label when the rule finds nothing (-1)."""
+
+    def __init__(self, base: Dataset, indices: list[int], labels: torch.Tensor, rule=None):
+        self.base, self.indices, self.labels, self.rule = base, indices, labels, rule
+        self.transform = getattr(base, "transform", None)  # so bench.data.seed_transforms reaches the source's
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int):
-        x, _ = self.base[self.indices[i]]
-        if self.flip and torch.rand(()) < 0.5:
-            x = x.flip(-1)
-        return x, self.labels[i]
+        x, mask = self.base[self.indices[i]]
+        if self.rule is None:
+            return x, self.labels[i]
+        y = int(self.rule(torch.as_tensor(mask)[None])[0])
+        return x, torch.tensor(y if y >= 0 else int(self.labels[i]))
 
 
-def _derive(split, labels: torch.Tensor, train: bool):
+def _derive(split, labels: torch.Tensor, train: bool, rule):
     keep = (labels >= 0).nonzero().flatten()
     if isinstance(split, TensorSplit):
         return TensorSplit(split.images[keep], labels[keep], split.mean, split.std, pad=split.pad if train else 0,
-                           flip=train)
+                           flip=split.flip and train)
     idx, kept = keep.tolist(), labels[keep]
-    ds = split.eval_dataset
-    return DatasetSplit(_Relabelled(ds, idx, kept, flip=train), _Relabelled(ds, idx, kept, False),
-                        workers=split.workers, label_fn=lambda: kept)
+    train_ds = _Relabelled(split.train_dataset, idx, kept, rule) if train else _Relabelled(split.eval_dataset, idx, kept)
+    return DatasetSplit(train_ds, _Relabelled(split.eval_dataset, idx, kept), workers=split.workers,
+                        label_fn=lambda: kept)
 
 
 def classify_from_masks(source: dict, rule: Literal["dominant", "present_any"] = "dominant",
@@ -97,21 +106,21 @@ def classify_from_masks(source: dict, rule: Literal["dominant", "present_any"] =
             raise BenchError(f"classify_from_masks.classes: rule present_any needs class indices in "
                              f"0..{si.num_classes - 1}, got {classes}; set classes: [..]")
 
-        def label(split) -> torch.Tensor:
-            return present_labels(split.targets(), si.num_classes, si.ignore_index, classes, min_pixels)
+        def rule(masks: torch.Tensor) -> torch.Tensor:
+            return present_labels(masks, si.num_classes, si.ignore_index, classes, min_pixels)
 
         num_classes = 2
         names = ("absent", "present:" + "+".join(names[c] for c in classes))
     else:
         fallback = si.background_index if unlabelled == "background" else None
 
-        def label(split) -> torch.Tensor:
-            y = dominant_labels(split.targets(), si.num_classes, si.ignore_index, skip)
+        def rule(masks: torch.Tensor) -> torch.Tensor:
+            y = dominant_labels(masks, si.num_classes, si.ignore_index, skip)
             return y if fallback is None else torch.where(y < 0, fallback, y)
 
         num_classes = si.num_classes
-    y_train, y_test = label(seg.train), label(seg.test)
-    train, test = _derive(seg.train, y_train, True), _derive(seg.test, y_test, False)
+    y_train, y_test = rule(seg.train.targets()), rule(seg.test.targets())
+    train, test = _derive(seg.train, y_train, True, rule), _derive(seg.test, y_test, False, rule)
     if not len(train) or not len(test):
         raise BenchError(f"classify_from_masks.source: no {'training' if not len(train) else 'test'} image has a "
                          "countable non-background pixel; check the source task's masks")

@@ -220,3 +220,21 @@ def test_bad_checkpoints_raise_one_line_naming_the_file(tmp_path, case, message)
     with pytest.raises(BenchError, match=message) as err:
         timm_resnet(CLS, checkpoint=str(file), model_kwargs=SMALL_TIMM)
     assert str(file) in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("arch, params", [("unet", {"depth": 2, "width": 4, "input_skip": True}),
+                                          ("smp_unet", {"encoder": "resnet18", "encoder_depth": 3,
+                                                        "decoder_channels": [8, 8, 8]})])
+def test_long_skips_reach_the_classification_head(arch, params):
+    """The classification head pools the LAST decoder map, after every skip has merged: each skip can move
+    the class logits (a head on the bottleneck alone would make D_global = 0 by construction)."""
+    from bench.registry import ARCHITECTURES
+
+    torch.manual_seed(0)
+    model = ARCHITECTURES.get(arch)(TaskInfo("classification", 3, image_size=(32, 32)), **params).eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        intact = model(x)
+        for skip in identity_flow(model).skips:
+            with edited(model, {skip.name: FillIdentity("zero")}):
+                assert not torch.allclose(model(x), intact, atol=1e-6), f"{arch}: skip {skip.name} never reaches the head"

@@ -53,7 +53,12 @@ def test_run_writes_the_run_folder(tiny_run):
 def test_results_numbers_are_consistent(tiny_run):
     _, out = tiny_run
     res = json.loads((out / "results.json").read_text())
-    assert res["schema_version"] == 1 and res["provenance"]["torch"] == torch.__version__
+    assert res["schema_version"] == 2 and res["provenance"]["torch"] == torch.__version__
+    assert res["scale"] == "balanced_accuracy"
+    assert res["ablations"]["skip_removal"] == {"version": 1, "phase": "train", "removes": "identity",
+                                                "measure": "dependence", "reads": "model", "family": "identity",
+                                                "higher_is_better": False}
+    assert res["ablations"]["block_lesion"]["family"] == "ensemble"
     cells = {c["id"]: c for c in res["cells"]}
     # 2 tasks x (res: baseline + no_identity, unet: baseline + no_identity) x 1 seed
     assert len(cells) == 8 and all(c["status"] == "ok" for c in cells.values())
@@ -71,9 +76,11 @@ def test_results_numbers_are_consistent(tiny_run):
     assert len(seg["metrics"]["per_class_iou"]) == 4
     lesion = seg["ablations"]["block_lesion"]
     assert len(lesion["records"]) == 3  # depth 8 = 3 blocks
-    for rec in lesion["records"]:  # D recomputed from the stored numbers
-        full, chance = seg["metrics"]["miou"], seg["chance"]["miou"]
-        assert rec["dependence"] == pytest.approx(1 - (rec["primary"] - chance) / (full - chance), abs=1e-5)
+    for rec in lesion["records"]:  # D recomputed from the stored numbers, on balanced accuracy
+        full, chance = seg["metrics"]["balanced_accuracy"], seg["chance"]["balanced_accuracy"]
+        assert chance == pytest.approx(1 / 4)  # 4 classes in the labels: exactly 1/C
+        assert rec["dependence"] == pytest.approx(1 - (rec["score"] - chance) / (full - chance), abs=1e-5)
+        assert rec["delta_primary"] == pytest.approx(rec["primary"] - seg["metrics"]["miou"], abs=1e-5)
     assert lesion["summary"]["dependence"] == pytest.approx(np.mean([r["dependence"] for r in lesion["records"]]))
     assert [r["key"]["downsampling"] for r in lesion["records"]] == [False, True, True]
     assert "block_lesion" in cells["seg__unet__baseline__s0"]["not_applicable"]
@@ -83,29 +90,36 @@ def test_results_numbers_are_consistent(tiny_run):
     low, est, high = c["dependence"]["low"], c["dependence"]["estimate"], c["dependence"]["high"]
     assert low <= est <= high
     v = res["verdict"]
-    assert v["headline"]["architecture"] == "unet" and v["headline"]["verdict"] in {"supported", "contradicted",
-                                                                                   "inconclusive"}
-    # identity_readout reads the input, not a model: one row, not one per architecture
-    assert [(r["architecture"], r["ablation"]) for r in v["rows"]] == [
-        ("res", "block_lesion"), ("(input)", "identity_readout"), ("res", "skip_removal"), ("unet", "skip_removal")]
+    # one seed: below min_seeds the rule makes no call (and the margins have no interval: ill-conditioned first)
+    assert v["headline"]["architecture"] == "unet" and v["headline"]["role"] == "headline"
+    assert v["headline"]["verdict"] in {"underpowered", "ill-conditioned"}
+    # families from the declarations; identity_readout reads the input: one row, not one per architecture
+    assert [(r["family"], r["architecture"], r["ablation"]) for r in v["rows"]] == [
+        ("ensemble", "res", "block_lesion"), ("sufficiency", "(input)", "identity_readout"),
+        ("identity", "res", "skip_removal"), ("identity", "unet", "skip_removal")]
     readout = cells["seg__res__baseline__s0"]["ablations"]["identity_readout"]["summary"]["sufficiency"]
     assert v["rows"][1]["measure"] == "sufficiency" and v["rows"][1]["dense"]["estimate"] == pytest.approx(readout)
+    assert v["rows"][2]["dense"]["per_seed"] == {"0": pytest.approx(comp[("seg", "res")]["dependence"]["estimate"])}
 
 
 
-def test_verdict_says_what_would_change_it_and_flags_near_chance_models(tiny_run):
-    from bench.report import WEAK_MARGIN, WHAT_WOULD_CHANGE
+def test_verdict_says_what_would_change_it_and_checks_conditioning(tiny_run):
+    from bench.report import WHAT_WOULD_CHANGE
 
     _, out = tiny_run
     res = json.loads((out / "results.json").read_text())
     report = (out / "report.md").read_text()
-    verdict = res["verdict"]["headline"]["verdict"]
-    assert "What would change it: " + WHAT_WOULD_CHANGE[verdict] in report
-    assert all(text not in report for v, text in WHAT_WOULD_CHANGE.items() if v != verdict)
-    for task in ("seg", "cls"):
-        cell = next(c for c in res["cells"] if c["id"] == f"{task}__unet__baseline__s0")
-        margin = cell["metrics"][cell["primary_metric"]] - cell["chance"][cell["primary_metric"]]
-        assert (f"Caution: `unet` on `{task}` scores only {margin:+.3f} above chance" in report) == (margin < WEAK_MARGIN)
+    head = res["verdict"]["headline"]
+    assert "What would change it: " + WHAT_WOULD_CHANGE[head["verdict"]] in report
+    assert all(text not in report for v, text in WHAT_WOULD_CHANGE.items() if v != head["verdict"])
+    assert f"Conditioning: {head['conditioning']['note']}." in report
+    for row in res["verdict"]["rows"]:  # every row carries its conditioning check
+        c = row["conditioning"]
+        assert c["note"] and c["threshold"] == 0.1
+        if c["dense_margin"] is not None:
+            margins = [c["dense_margin"]["low"], c["global_margin"]["low"]]
+            assert c["ok"] == all(m is not None and m > 0.1 for m in margins)
+            assert (row["verdict"] == "ill-conditioned") == (not c["ok"])
 
 def test_rerun_resumes_without_recomputing(tiny_run, capsys):
     cfg, out = tiny_run

@@ -7,7 +7,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torchmetrics.functional.classification import multiclass_accuracy, multiclass_jaccard_index
+from torchmetrics.functional.classification import multiclass_accuracy, multiclass_jaccard_index, multiclass_recall
 
 from bench.data import TaskInfo
 from bench.metrics import Outcome, bootstrap_weights, boundary_band, chance_outcome, example_stats
@@ -31,6 +31,10 @@ def test_miou_matches_torchmetrics(seed):
     assert ours["miou"] == pytest.approx(float(theirs), abs=1e-6)
     acc = multiclass_accuracy(pred, target, 5, average="micro", ignore_index=255)
     assert ours["pixel_accuracy"] == pytest.approx(float(acc), abs=1e-6)
+    # balanced accuracy = mean recall over the classes present in the labels (the dependence scale)
+    labelled = torch.unique(target[target != 255])
+    recall = multiclass_recall(pred, target, 5, average="none", ignore_index=255)[labelled].mean()
+    assert ours["balanced_accuracy"] == pytest.approx(float(recall), abs=1e-6)
 
 
 def test_classification_accuracy_and_bootstrap():
@@ -39,9 +43,12 @@ def test_classification_accuracy_and_bootstrap():
     assert out.primary == pytest.approx(4 / 6)
     w = bootstrap_weights(out.n, 500, seed=0)
     assert w.shape == (500, 6) and (w.sum(1) == 6).all()
-    boot = out.bootstrap(w)
+    boot = out.bootstrap(w, "accuracy")
     assert boot.min() >= 0 and boot.max() <= 1 and abs(boot.mean() - 4 / 6) < 0.05
-    assert out.bootstrap(np.ones((1, 6)))[0] == pytest.approx(out.primary)  # identity weights = point estimate
+    assert out.bootstrap(np.ones((1, 6)), "accuracy")[0] == pytest.approx(out.primary)  # identity weights = point
+    # the default replicate is the dependence scale: recall 2/3 (class 0), 1/2 (class 1), 1 (class 2); 3 absent
+    assert out.score == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
+    assert out.bootstrap(np.ones((1, 6)))[0] == pytest.approx(out.score)
 
 
 def test_boundary_band_marks_pixels_near_label_edges():

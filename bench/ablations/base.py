@@ -281,6 +281,24 @@ class Ablation:
                                                   rows) + "\n"
 
 
+def grid_section(res, run_dir, name: str, *, title: str, intro: str, header: list[str], panel,
+                 per: Literal["pair", "task"] = "pair", sharey: bool = True, height: float = 3.0) -> str:
+    """The one report-section builder of the figure ablations: a panel per (task, architecture) pair —
+    or per task, with every architecture in it — drawn by ``panel(ax, *group)``, which returns its
+    table rows; then the figure and the table under ``title``."""
+    from bench import plots
+    from bench.report import table
+
+    groups = pair_groups(res, name)
+    if not groups:
+        return ""
+    panels = groups if per == "pair" else by_task(groups)
+    fig, axes = plots.grid(len(panels), sharey=sharey, height=height)
+    rows = [row for ax, group in zip(axes, panels) for row in panel(ax, *group)]
+    png = plots.save(fig, run_dir / f"{name}.png")
+    return f"## {title}\n\n{intro}\n\n![{name}]({png})\n\n" + table(header, rows) + "\n"
+
+
 def pair_groups(res, name: str) -> list[tuple[str, str, list]]:
     """(task, architecture, its cells over seeds) for each pair whose cells ran ablation ``name``, sorted:
     what every report section plots and tabulates."""

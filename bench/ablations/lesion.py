@@ -16,9 +16,9 @@ from bench.ablations.base import (
     AblationResult,
     DependenceSummary,
     TestTimeParams,
+    grid_section,
     mean_boot,
     mean_error,
-    pair_groups,
 )
 from bench.flow import DropBranch, IdentityFlow
 from bench.metrics import mean_of
@@ -77,35 +77,32 @@ class BlockLesion(Ablation):
     @classmethod
     def section(cls, res, run_dir) -> str:
         from bench import plots
-        from bench.report import fmt, fmt_ci, mean_of, table
+        from bench.report import fmt, mean_of
 
-        groups = pair_groups(res, "block_lesion")
-        if not groups:
-            return ""
-        fig, axes = plots.grid(len(groups))
-        rows = []
-        for ax, (task, arch, group) in zip(axes, groups):
+        def panel(ax, task: str, arch: str, group: list) -> list[list]:
             recs = group[0].ablations["block_lesion"].records
-            names = [r["key"]["block"] for r in recs]
             err = np.array([[1 - r["primary"] for r in c.ablations["block_lesion"].records] for c in group])
             base, chance = mean_error(group), mean_error(group, "chance")
             colours = ["tab:red" if r["key"]["downsampling"] else "tab:blue" for r in recs]
-            ax.bar(range(len(names)), err.mean(0), yerr=err.std(0) if len(group) > 1 else None, color=colours)
-            ax.axhline(base, color="k", ls="--", lw=1, label="no lesion")
+            x = np.arange(1, len(recs) + 1)
+            ax.bar(x, err.mean(0), yerr=err.std(0, ddof=1) if len(group) > 1 else None, color=colours, capsize=2)
+            ax.axhline(base, color="k", ls="--", lw=1, label="intact")
             ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
+            plots.fit_ylim(ax, [*(err.mean(0) + err.std(0)), *(err.mean(0) - err.std(0)), base, chance])
+            plots.integer_ticks(ax)
             ax.set_title(f"{arch} on {task}", fontsize=9)
             ax.set_xlabel("lesioned block (red: downsampling)", fontsize=8)
             ax.set_ylabel(f"error (1 − {group[0].primary_metric})", fontsize=8)
-            ax.legend(fontsize=7)
-            summaries = [c.ablations["block_lesion"] for c in group]
-            ci = fmt_ci(summaries[0].summary_ci) if len(group) == 1 else fmt(
-                mean_of([s.summary["dependence"] for s in summaries]))
-            rows.append([task, arch, len(group), len(names), fmt(base), fmt(float(err.mean())), fmt(float(err.max())),
-                         ci, fmt(mean_of([s.summary["dependence_non_downsampling"] for s in summaries]))])
-        png = plots.save(fig, run_dir / "block_lesion.png")
-        return ("## block_lesion — single-block lesions (Veit et al. 2016, Fig. 3)\n\n"
-                "Each block's residual branch removed at test time, its shortcut kept (plain layers: y = x). "
-                "BatchNorm: running statistics kept, as in the paper.\n\n"
-                f"![block lesion]({png})\n\n" + table(
-                    ["task", "architecture", "seeds", "blocks", "error, intact", "mean error, one block lesioned",
-                     "worst", "mean D [95% CI]", "mean D, non-downsampling"], rows) + "\n")
+            plots.legend_outside(ax)
+            deps = [c.ablations["block_lesion"].summary for c in group]
+            return [[task, arch, len(group), len(recs), fmt(base), fmt(float(err.mean())), fmt(float(err.max())),
+                     fmt(mean_of([d["dependence"] for d in deps])),
+                     fmt(mean_of([d["dependence_non_downsampling"] for d in deps]))]]
+
+        return grid_section(
+            res, run_dir, "block_lesion", title="block_lesion — single-block lesions (Veit et al. 2016, Fig. 3)",
+            intro="Each block's residual branch removed at test time, its shortcut kept (plain layers: y = x). "
+                  "Bars: mean error over seeds, error bars: sd over seeds. BatchNorm: running statistics kept, as "
+                  "in the paper. D on balanced accuracy (mean over seeds).",
+            header=["task", "architecture", "seeds", "blocks", "error, intact", "mean error, one block lesioned",
+                    "worst", "mean D", "mean D, non-downsampling"], panel=panel, sharey=False)

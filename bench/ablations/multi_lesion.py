@@ -20,10 +20,9 @@ from bench.ablations.base import (
     AblationResult,
     DependenceSummary,
     TestTimeParams,
-    by_task,
+    grid_section,
     mean_boot,
     mean_error,
-    pair_groups,
 )
 from bench.flow import DropBranch, IdentityFlow
 from bench.metrics import mean_of
@@ -100,36 +99,39 @@ class MultiLesion(Ablation):
     @classmethod
     def section(cls, res, run_dir) -> str:
         from bench import plots
-        from bench.report import fmt, table
+        from bench.report import fmt
 
-        groups = pair_groups(res, "multi_lesion")
-        if not groups:
-            return ""
-        panels = by_task(groups)
-        fig, axes = plots.grid(len(panels))
-        rows = []
-        for ax, (task, archs) in zip(axes, panels):
+        def panel(ax, task: str, archs: list) -> list[list]:
+            rows, shown = [], []
             for arch, group in archs:
-                ks = sorted(int(k) for k in group[0].ablations["multi_lesion"].summary["error_by_k"] if k != "0")
-                err = np.array([[c.ablations["multi_lesion"].summary["error_by_k"][str(k)] for k in ks] for c in group])
-                sd = np.array([[c.ablations["multi_lesion"].summary["error_std_by_k"][str(k)] for k in ks] for c in group])
+                summ = [c.ablations["multi_lesion"].summary for c in group]
+                ks = sorted(int(k) for k in summ[0]["error_by_k"] if k != "0")
+                err = np.array([[s["error_by_k"][str(k)] for k in ks] for s in summ])  # (seeds, k)
                 base = mean_error(group)
-                mean, spread = err.mean(0), sd.mean(0)
-                line, = ax.plot([0, *ks], [base, *mean], marker="o", ms=3, label=arch)
-                ax.fill_between(ks, mean - spread, mean + spread, alpha=0.2, color=line.get_color())
+                mean = err.mean(0)
+                spread = err.std(0, ddof=1) if len(group) > 1 else np.zeros_like(mean)
+                line = ax.errorbar([0, *ks], [base, *mean], yerr=[0, *spread], marker="o", ms=3, capsize=2,
+                                   label=arch)[0]
                 ax.axhline(base, color=line.get_color(), ls="--", lw=0.8)  # intact
+                shown += [base, *(mean + spread), *(mean - spread)]
                 rows.append([task, arch, len(group), fmt(base), *(fmt(float(mean[ks.index(k)])) if k in ks else "—"
                                                               for k in (1, 2, ks[-1]))])
             chance = mean_error([c for _, group in archs for c in group], "chance")
             ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
+            plots.fit_ylim(ax, [*shown, chance])
+            plots.integer_ticks(ax)
             ax.set_title(task, fontsize=9)
             ax.set_xlabel("blocks deleted (k)", fontsize=8)
-            ax.set_ylabel("error (mean ± sd over samples; dashed: intact)", fontsize=8)
-            ax.legend(fontsize=7)
-        png = plots.save(fig, run_dir / "multi_lesion.png")
-        policy = groups[0][2][0].ablations["multi_lesion"].settings.get("bn_policy", "running")
-        return ("## multi_lesion — deleting k blocks (Veit et al. 2016, Fig. 5a)\n\n"
-                "k lesionable blocks chosen at random and deleted together (residual branch removed, shortcut "
-                f"kept); mean ± sd over the samples of each k. BatchNorm statistics: {policy}.\n\n"
-                f"![multi lesion]({png})\n\n" + table(["task", "architecture", "seeds", "error k=0", "k=1", "k=2",
-                                                       "k=max"], rows) + "\n")
+            ax.set_ylabel("error (mean over seeds ± sd; dashed: intact)", fontsize=8)
+            plots.legend_outside(ax)
+            return rows
+
+        policy = next((a.get("bn_policy", "running") for a in res.config.get("ablations", [])
+                       if a["name"] == "multi_lesion"), "running")
+        return grid_section(
+            res, run_dir, "multi_lesion", title="multi_lesion — deleting k blocks (Veit et al. 2016, Fig. 5a)",
+            intro="k lesionable blocks chosen at random (distinct sets) and deleted together (residual branch "
+                  f"removed, shortcut kept); each seed's mean over its samples, then mean ± sd over seeds. BatchNorm "
+                  f"statistics: {policy}.",
+            header=["task", "architecture", "seeds", "error k=0", "k=1", "k=2", "k=max"], panel=panel, per="task",
+            sharey=False)

@@ -1,16 +1,18 @@
 """path_gradients (Veit et al. 2016, Fig. 6): how much gradient flows through paths of each length.
 
 A batch is forwarded normally (BatchNorm in eval mode). In the backward pass each EXAMPLE gets its own
-sampled path: for k randomly chosen path edges the gradient passes only through the transformation,
-for the other n − k only through the identity (per-example 0/1 gates on the merge inputs,
-``GateGradient(1 − m, m)``; the forward pass is unchanged). The edges are every merge point with an
-identity: residual blocks (branch vs shortcut) AND long skips (the deep decoder path vs the skip), so a
-U-Net's skips are gated too and no gradient leaks around the sampled path. Because the gradient is
-multilinear in the gates, the gated gradients summed over all 2^n paths equal the ungated gradient
-(tests/test_path_gradients.py checks it for every built-in architecture). Because examples are
-independent in eval mode, one backward pass yields a whole batch of samples. We record the norm of the
-gradient of the example's loss where all paths start: the input of the first residual block (Veit)
-when the network has no long skips, else the model input (a skip may leave before the first block).
+sampled path: for k randomly chosen residual blocks the gradient passes only through the branch, for
+the other n − k only through the shortcut (per-example 0/1 gates on the merge inputs,
+``GateGradient(1 − m, m)``; the forward pass is unchanged). Every route from input to output crosses
+every block, so each gate setting is exactly one of the 2^n paths and, the gradient being multilinear
+in the gates, the gated gradients over all 2^n settings sum to the ungated gradient
+(tests/test_all_paths.py checks it for every built-in architecture). Long skips (U-Nets) run in
+PARALLEL with the blocks they bypass: a route through a skip crosses none of them, so gate settings and
+paths no longer correspond, the binomial path count does not hold, and gradient through an ungated
+skip would leak into every sample. Such architectures are declared not applicable, with that reason.
+Because examples are independent in eval mode, one backward pass yields a whole batch of samples. We
+record the norm of the gradient of the example's loss at the input of the first residual block (where
+all paths start).
 
 Reported per k: mean and sd of the gradient norm; the share of paths of length k, C(n,k)/2^n; and
 their product, the total gradient carried by paths of length k. The effective-path window is the
@@ -33,7 +35,15 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from bench.ablations.base import Ablation, AblationContext, AblationParams, AblationResult, Summary, pair_groups
+from bench.ablations.base import (
+    Ablation,
+    AblationContext,
+    AblationParams,
+    AblationResult,
+    Summary,
+    grid_section,
+    pair_groups,
+)
 from bench.flow import GateGradient, IdentityFlow, MergePoint, edited
 
 
@@ -75,8 +85,7 @@ class PathGradientParams(AblationParams):
 
 
 class PathGradientSummary(Summary):
-    n_blocks: int = Field(description="Path edges n: residual blocks plus long skips.")
-    gradient_at: str = Field(description="Where the gradient is measured: 'first_block' input or model 'input'.")
+    n_blocks: int = Field(description="Residual blocks n on every path.")
     window_low: int
     window_high: int
     window_mass: float
@@ -86,8 +95,13 @@ class PathGradientSummary(Summary):
 
 
 def path_edges(flow: IdentityFlow) -> list[MergePoint]:
-    """Every merge point where a path can take the identity or the transformation, in forward order."""
-    return [p for p in flow.points if p.has_identity and (p.role == "skip" or p.shortcut != "none")]
+    """The residual blocks every path crosses (branch or shortcut), in forward order."""
+    return [p for p in flow.blocks if p.has_identity and p.shortcut != "none"]
+
+
+def parallel_skips(flow: IdentityFlow) -> list[MergePoint]:
+    """Long skips: identity paths that bypass blocks instead of crossing them (module docstring)."""
+    return [p for p in flow.skips if p.has_identity]
 
 
 def sample_masks(n: int, k: int, batch: int, generator: torch.Generator) -> torch.Tensor:
@@ -102,28 +116,20 @@ def sampled_input_gradients(model: torch.nn.Module, flow: IdentityFlow, x: torch
     return input_gradients(model, flow, x, y, masks, ignore_index).flatten(1).norm(dim=1)
 
 
-def gradient_point(flow: IdentityFlow) -> str:
-    """'first_block' (Veit: the first residual block's input) without long skips, else 'input'."""
-    return "input" if any(p.role == "skip" for p in path_edges(flow)) else "first_block"
-
-
 def input_gradients(model: torch.nn.Module, flow: IdentityFlow, x: torch.Tensor, y: torch.Tensor,
                     masks: torch.Tensor | None, ignore_index: int | None) -> torch.Tensor:
-    """Gradient of each example's loss where all paths start (``gradient_point``), along its own path.
+    """Gradient of each example's loss at the first residual block's input, along its own path.
 
-    ``masks`` is (n_edges, B) 0/1 over ``path_edges(flow)``: 1 = the gradient goes through that edge's
-    transformation, 0 = through its identity; None = ungated (the full gradient). The start is captured
-    by a forward pre-hook on the first block (or is the input itself) and differentiated with
+    ``masks`` is (n_blocks, B) 0/1 over ``path_edges(flow)``: 1 = the gradient goes through that block's
+    branch, 0 = through its shortcut; None = ungated (the full gradient). The start is captured by a
+    forward pre-hook on the first block (where all 2^n paths start) and differentiated with
     torch.autograd.grad, so parameter .grad stays untouched. The loss is the SUM of per-example losses
     (a segmentation example's loss is its pixel mean): in eval mode (the caller sets it) examples do not
     interact, so row i is exactly example i's gradient.
     """
     edges = path_edges(flow)
     captured: list[torch.Tensor] = []
-    handle = None
-    if gradient_point(flow) == "first_block":
-        first = model.get_submodule(edges[0].name)
-        handle = first.register_forward_pre_hook(lambda mod, args: captured.append(args[0]))
+    handle = model.get_submodule(edges[0].name).register_forward_pre_hook(lambda mod, args: captured.append(args[0]))
     edits = {} if masks is None else {e.name: GateGradient(1 - masks[i], masks[i]) for i, e in enumerate(edges)}
     try:
         with edited(model, edits), torch.enable_grad():
@@ -132,10 +138,9 @@ def input_gradients(model: torch.nn.Module, flow: IdentityFlow, x: torch.Tensor,
             ignore = -100 if ignore_index is None else ignore_index
             loss = F.cross_entropy(logits, y, ignore_index=ignore, reduction="none")
             per_example = loss.flatten(1).mean(1) if loss.ndim > 1 else loss
-            (grad,) = torch.autograd.grad(per_example.sum(), captured[0] if captured else start)
+            (grad,) = torch.autograd.grad(per_example.sum(), captured[0])
     finally:
-        if handle is not None:
-            handle.remove()
+        handle.remove()
     return grad.detach()
 
 
@@ -162,7 +167,10 @@ class PathGradients(Ablation):
     Summary: ClassVar = PathGradientSummary
 
     def applicable(self, flow: IdentityFlow) -> str | None:
-        return None if path_edges(flow) else "no identity path (residual block or long skip) to gate"
+        if parallel_skips(flow):
+            return ("long skips bypass blocks in parallel, so gate settings are not single paths and the binomial "
+                    "path count (Veit) does not hold; path_gradients needs identity paths in series")
+        return None if path_edges(flow) else "no identity path: no residual block with a shortcut to gate"
 
     def validate(self, flow: IdentityFlow) -> None:
         n = len(path_edges(flow))
@@ -196,7 +204,7 @@ class PathGradients(Ablation):
                     "grad_norm_sd": float(np.std(norms[k])), "path_share": share[k],
                     "total_gradient": float(total[k - ks[0]])} for i, k in enumerate(ks)]
         summary = PathGradientSummary(
-            n_blocks=n, gradient_at=gradient_point(flow), window_low=int(lengths[lo]), window_high=int(lengths[hi]),
+            n_blocks=n, window_low=int(lengths[lo]), window_high=int(lengths[hi]),
             window_mass=p.window, window_path_share=path_fraction(n, lengths[lo], lengths[hi]),
             mean_gradient_path_length=float((lengths * total).sum()), mean_path_length=n / 2)
         return AblationResult(records, summary, None)
@@ -204,41 +212,38 @@ class PathGradients(Ablation):
     @classmethod
     def section(cls, res, run_dir) -> str:
         from bench import plots
-        from bench.report import fmt, table
+        from bench.report import fmt
 
-        groups = pair_groups(res, "path_gradients")
-        if not groups:
-            return ""
-        fig, axes = plots.grid(len(groups), height=3.2)
-        rows = []
-        for ax, (task, arch, group) in zip(axes, groups):
+        def panel(ax, task: str, arch: str, group: list) -> list[list]:
             recs = group[0].ablations["path_gradients"].records
             ks = [r["key"]["k"] for r in recs]
-            mag = np.mean([[r["grad_norm_mean"] for r in c.ablations["path_gradients"].records] for c in group], 0)
+            mag = np.array([[r["grad_norm_mean"] for r in c.ablations["path_gradients"].records] for c in group])
             tot = np.mean([[r["total_gradient"] for r in c.ablations["path_gradients"].records] for c in group], 0)
-            ax.semilogy(ks, mag, "o-", ms=3, label="gradient norm at k")
+            ax.errorbar(ks, mag.mean(0), yerr=mag.std(0, ddof=1) if len(group) > 1 else None, fmt="o-", ms=3,
+                        capsize=2, label="gradient norm at k")
+            ax.set_yscale("log")
+            plots.integer_ticks(ax)
             ax.set_xlabel("path length k", fontsize=8)
-            ax.set_ylabel("gradient norm (log)", fontsize=8)
+            ax.set_ylabel("gradient norm (log; mean ± sd over seeds)", fontsize=8)
             twin = ax.twinx()
             twin.plot(ks, [r["path_share"] for r in recs], "--", color="grey", label="share of paths")
             twin.plot(ks, tot, "-", color="tab:red", label="share of total gradient")
             twin.set_ylabel("share", fontsize=8)
             ax.set_title(f"{arch} on {task}", fontsize=9)
             s = [c.ablations["path_gradients"].summary for c in group]
-            twin.axvspan(s[0]["window_low"], s[0]["window_high"], color="tab:red", alpha=0.08,
-                         label="effective window")
+            twin.axvspan(s[0]["window_low"], s[0]["window_high"], color="tab:red", alpha=0.08, label="effective window")
             twin.legend(fontsize=7, loc="upper right")
-            rows.append([task, arch, len(group), s[0]["n_blocks"],
-                         "; ".join(f"{x['window_low']}–{x['window_high']}" for x in s),
-                         fmt(float(np.mean([x["window_path_share"] for x in s]))),
-                         fmt(float(np.mean([x["mean_gradient_path_length"] for x in s])), 2),
-                         fmt(s[0]["mean_path_length"], 1)])
-        png = plots.save(fig, run_dir / "path_gradients.png")
-        mass = groups[0][2][0].ablations["path_gradients"].summary["window_mass"]
-        return ("## path_gradients — gradient by path length (Veit et al. 2016, Fig. 6)\n\n"
-                f"Total gradient at length k = share of paths C(n,k)/2^n x mean gradient norm at k. Effective "
-                f"window: the central path lengths carrying {mass:.0%} of it ({(1 - mass) / 2:.0%} cut from each "
-                "tail; Veit et al.: 5–17 of 54 blocks, 0.45% of the paths).\n\n"
-                f"![path gradients]({png})\n\n" + table(
-                    ["task", "architecture", "seeds", "blocks n", "effective window (per seed)",
-                     "share of paths in window", "mean length of gradient", "mean path length"], rows) + "\n")
+            return [[task, arch, len(group), s[0]["n_blocks"], "; ".join(f"{x['window_low']}–{x['window_high']}" for x in s),
+                     fmt(float(np.mean([x["window_path_share"] for x in s]))),
+                     fmt(float(np.mean([x["mean_gradient_path_length"] for x in s])), 2), fmt(s[0]["mean_path_length"], 1)]]
+
+        groups = pair_groups(res, "path_gradients")
+        mass = groups[0][2][0].ablations["path_gradients"].summary["window_mass"] if groups else 0.9
+        return grid_section(
+            res, run_dir, "path_gradients", title="path_gradients — gradient by path length (Veit et al. 2016, Fig. 6)",
+            intro=f"Total gradient at length k = share of paths C(n,k)/2^n x mean gradient norm at k. Effective window: "
+                  f"the central path lengths carrying {mass:.0%} of it ({(1 - mass) / 2:.0%} cut from each tail; Veit et "
+                  "al.: 5–17 of 54 blocks, 0.45% of the paths). U-Nets are not applicable (long skips are parallel "
+                  "paths).",
+            header=["task", "architecture", "seeds", "blocks n", "effective window (per seed)", "share of paths in window",
+                    "mean length of gradient", "mean path length"], panel=panel, sharey=False, height=3.2)

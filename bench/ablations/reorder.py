@@ -21,10 +21,9 @@ from bench.ablations.base import (
     AblationResult,
     DependenceSummary,
     TestTimeParams,
-    by_task,
+    grid_section,
     mean_boot,
     mean_error,
-    pair_groups,
 )
 from bench.flow import IdentityFlow, reordered
 from bench.metrics import mean_of
@@ -136,16 +135,10 @@ class Reorder(Ablation):
 
     @classmethod
     def section(cls, res, run_dir) -> str:
-        from bench import plots
-        from bench.report import fmt, table
+        from bench.report import fmt
 
-        groups = pair_groups(res, "reorder")
-        if not groups:
-            return ""
-        panels = by_task(groups)
-        fig, axes = plots.grid(len(panels))
-        rows = []
-        for ax, (task, archs) in zip(axes, panels):
+        def panel(ax, task: str, archs: list) -> list[list]:
+            rows = []
             for arch, group in archs:
                 recs = [r for c in group for r in c.ablations["reorder"].records]
                 tau = np.array([r["key"]["kendall_tau"] for r in recs])
@@ -153,20 +146,24 @@ class Reorder(Ablation):
                 dots = ax.scatter(tau, err, s=10, alpha=0.4, label=arch)
                 centre, mean = binned_mean(tau, err)
                 ax.plot(centre, mean, color=dots.get_facecolor()[0][:3], lw=1.5)
-                corr = [c.ablations["reorder"].summary["corr_tau_error"] for c in group]
-                corr = [x for x in corr if x is not None]
-                rows.append([task, arch, len(group), len(recs), fmt(float(tau.min())),
-                             fmt(mean_error(group)),
-                             fmt(float(err.mean())), fmt(float(np.mean(corr))) if corr else "—"])
+                summ = [c.ablations["reorder"].summary for c in group]
+                corr = [x["corr_tau_error"] for x in summ if x["corr_tau_error"] is not None]
+                why = next((x.get("corr_note") for x in summ if x.get("corr_note")), None)
+                rows.append([task, arch, len(group), len(recs), len(np.unique(tau)), fmt(float(tau.min())),
+                             fmt(mean_error(group)), fmt(float(err.mean())),
+                             fmt(float(np.mean(corr))) if corr else f"— ({why})" if why else "—"])
             ax.set_title(task, fontsize=9)
             ax.set_xlabel("Kendall tau (1 = original order)", fontsize=8)
             ax.set_ylabel("error", fontsize=8)
             ax.invert_xaxis()
             ax.legend(fontsize=7)
-        png = plots.save(fig, run_dir / "reorder.png")
-        return ("## reorder — error vs Kendall tau (Veit et al. 2016, Fig. 5b)\n\n"
-                "Random pairs of exchangeable residual blocks (same stage, identity shortcut) swapped at test "
-                "time; dots: one reordering each, line: mean error per tau bin.\n\n"
-                f"![reorder]({png})\n\n" + table(["task", "architecture", "seeds", "reorderings", "lowest tau",
-                                                  "error, original", "mean error, reordered",
-                                                  "corr(tau, error)"], rows) + "\n")
+            return rows
+
+        return grid_section(
+            res, run_dir, "reorder", title="reorder — error vs Kendall tau (Veit et al. 2016, Fig. 5b)",
+            intro="Random pairs of exchangeable residual blocks (same stage, identity shortcut) swapped at test "
+                  "time, distinct orders only; dots: one reordering each (all seeds), line: mean error per tau bin. "
+                  "The correlation needs at least 3 distinct tau values.",
+            header=["task", "architecture", "seeds", "reorderings", "distinct tau", "lowest tau", "error, original",
+                    "mean error, reordered", "corr(tau, error), mean over seeds"], panel=panel, per="task",
+            sharey=False)
