@@ -163,6 +163,26 @@ class Study:
                 units += [Unit(t, a, v, seed, e, n) for v, (n, e) in variants.items()]
         return units
 
+    def check_headline(self) -> None:
+        """The pre-specified headline must be able to exist: an architecture with an identity path that the
+        headline ablation can remove, trained on both verdict tasks (found before anything is written)."""
+        spec = self.resolved.get("verdict")
+        if not spec:
+            return
+        from bench.verdict import natural_dense
+
+        arch = spec.get("architecture") or natural_dense(self.resolved)
+        where = f"{self.config_path}: verdict"
+        pairs = set(self.cfg.pairs())
+        missing = [t for t in (spec["dense"], spec["global"]) if (t, arch) not in pairs]
+        if missing:
+            raise BenchError(f"{where}: the headline architecture {arch!r} is not run on {', '.join(missing)}; "
+                             "add the pair to matrix or name another architecture")
+        reason = self.ablations[spec["ablation"]].applicable(self.flow(arch))
+        if reason:
+            raise BenchError(f"{where}: {spec['ablation']} cannot run on the headline architecture {arch!r} ({reason}); "
+                             "name an architecture with identity paths")
+
     def flow(self, arch: str) -> IdentityFlow:
         return identity_flow(build_model(self.resolved, arch, TaskInfo("classification", 10)))
 
@@ -179,6 +199,7 @@ class Study:
         for t, a in self.cfg.pairs():
             self.probe(t, a)
         units = self.units()
+        self.check_headline()
         if self.writer:
             self.prepare_dir()
         _barrier()
