@@ -153,21 +153,37 @@ class List(Command):
 
 
 def describe(kind: str, entry) -> str:
+    from bench.describe import n_params, natural_role, signature_line
+
     text = entry.description
     if kind == "architectures":
-        from bench.data import TaskInfo
-
-        natural = getattr(entry.obj, "natural", ())
         try:
-            n = sum(p.numel() for p in entry.obj(TaskInfo("classification", 10)).parameters())
-            size = f"{n / 1e6:.2f}M params (defaults, 10 classes)"
+            size = f"{n_params(entry.obj) / 1e6:.2f}M params (defaults, 10 classes)"
         except Exception as exc:  # an optional dependency missing, weights unavailable, ...
             size = f"params n/a: {type(exc).__name__}"
-        role = f"natural for {'/'.join(natural)}; control otherwise" if natural else "natural for both"
-        return f"{text} [{size}; {role}]"
+        return f"{text} [{size}; {natural_role(entry.obj)}]"
     if kind == "ablations":
         return f"{text} [{getattr(entry.obj, 'phase', '?')} time]"
-    return text
+    return f"{text}\n{'':<26}params: {signature_line(entry.obj)}"
+
+
+class Describe(Command):
+    name = "describe"
+    help = "everything about one task, architecture or ablation: parameters (type, default, bounds), docs, size"
+    examples = """examples:
+  python -m bench describe segmentation_folder
+  python -m bench describe unet
+  python -m bench --plugin my_net.py describe my_net"""
+
+    def add_arguments(self, p):
+        p.add_argument("name", help="a registered name (see `python -m bench list`)")
+
+    def __call__(self, args):
+        from bench.describe import describe as full
+        from bench.describe import find
+
+        print("\n\n".join(full(kind, entry) for kind, entry in find(args.name)))
+        return 0
 
 
 class Leaderboard(Command):
@@ -252,7 +268,7 @@ results: reports/perf/latest.md (the README table) and latest.json"""
         return 0
 
 
-COMMANDS: list[type[Command]] = [Run, Validate, List, Leaderboard, Compare, Reports, Bench]
+COMMANDS: list[type[Command]] = [Run, Validate, List, Describe, Leaderboard, Compare, Reports, Bench]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -286,9 +302,22 @@ def init_distributed() -> None:
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
+def hoist_plugins(argv: list[str]) -> list[str]:
+    """Move every ``--plugin X`` / ``--plugin=X`` to the front, so it may follow the subcommand too."""
+    plugins, rest, i = [], [], 0
+    while i < len(argv):
+        if argv[i] == "--plugin" and i + 1 < len(argv):
+            plugins += argv[i:i + 2]
+            i += 2
+            continue
+        (plugins if argv[i].startswith("--plugin=") else rest).append(argv[i])
+        i += 1
+    return plugins + rest
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(hoist_plugins(sys.argv[1:] if argv is None else list(argv)))
     try:
         for plugin in args.plugin:
             load_plugin(plugin)

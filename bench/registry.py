@@ -113,7 +113,8 @@ class Registry:
             known = self.names()
             raise BenchError(
                 f"unknown {self.kind[:-1]} {name!r}{did_you_mean(name, known)}; "
-                f"`python -m bench list {self.kind}` shows all {len(known)}"
+                f"`python -m bench list {self.kind}` shows all {len(known)}; a plugin? add --plugin my_plugin.py "
+                f"(anywhere on the command line) or install its package (entry point group {self.group})"
             )
         return self._entries[name].obj
 
