@@ -186,6 +186,43 @@ class Describe(Command):
         return 0
 
 
+class Check(Command):
+    name = "check"
+    help = "run the conformance suite (bench.conformance) on one architecture, with parameters"
+    examples = """examples:
+  python -m bench check cifar_resnet --set depth=8 --set width=4
+  python -m bench check my_net --plugin my_net.py --set width=8
+  python -m bench check tiny_resnet -- -x -v     # after --: extra pytest arguments
+the same as: python -m pytest --pyargs bench.conformance --bench-arch NAME --bench-params '{"width": 8}'
+exit status: pytest's (0: every check passed)"""
+
+    def add_arguments(self, p):
+        p.add_argument("arch", help="a registered architecture (built-in, installed or --plugin)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="a factory parameter (YAML syntax), repeatable; default: the factory's defaults")
+
+    def __call__(self, args):
+        import json
+
+        import pytest
+        import yaml
+
+        from bench.params import validate_params
+        from bench.registry import ARCHITECTURES
+
+        params = {}
+        for item in args.overrides:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise BenchError(f"--set {item!r}: write KEY=VALUE, e.g. --set width=8")
+            params[key.strip()] = yaml.safe_load(value)
+        validate_params(ARCHITECTURES.get(args.arch), params, f"bench check {args.arch} --set")
+        argv = ["-p", "no:cacheprovider", "--pyargs", "bench.conformance", "--bench-arch", args.arch]
+        if args.overrides:
+            argv += ["--bench-params", json.dumps(params)]
+        return int(pytest.main([*argv, *args.passthrough]))
+
+
 class Leaderboard(Command):
     name = "leaderboard"
     help = "one table across runs: metric and identity dependence per task x architecture x variant"
@@ -268,7 +305,7 @@ results: reports/perf/latest.md (the README table) and latest.json"""
         return 0
 
 
-COMMANDS: list[type[Command]] = [Run, Validate, List, Describe, Leaderboard, Compare, Reports, Bench]
+COMMANDS: list[type[Command]] = [Run, Validate, List, Describe, Check, Leaderboard, Compare, Reports, Bench]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -317,7 +354,13 @@ def hoist_plugins(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(hoist_plugins(sys.argv[1:] if argv is None else list(argv)))
+    argv = hoist_plugins(sys.argv[1:] if argv is None else list(argv))
+    passthrough: list[str] = []
+    if "--" in argv:  # `bench check NAME -- -x -v`: what follows is for pytest
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1:]
+    args = parser.parse_args(argv)
+    args.passthrough = passthrough
     try:
         for plugin in args.plugin:
             load_plugin(plugin)
