@@ -31,8 +31,8 @@ import torch
 from bench.ablations.reorder import Reorder
 from bench.ablations.skip_removal import SkipRemoval
 from bench.data import TaskInfo
-from bench.flow import Edit, Merge, ResidualBlock, edited, identity_flow, reordered
 from bench.errors import BenchError
+from bench.flow import Edit, Merge, ResidualBlock, edited, identity_flow, reordered
 from bench.params import validate_params
 from bench.registry import ARCHITECTURES
 
