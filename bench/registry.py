@@ -150,6 +150,9 @@ def load_plugin(spec: str) -> None:
             if not path.is_file():
                 raise BenchError(f"--plugin {spec}: no such file; give a .py file or an importable module")
             mod_name = f"bench_plugin_{path.stem}"
+            loaded = sys.modules.get(mod_name)
+            if loaded is not None and Path(getattr(loaded, "__file__", "")).resolve() == path.resolve():
+                return  # already imported (--plugin and the config's plugins:, or a second run in-process)
             module_spec = importlib.util.spec_from_file_location(mod_name, path)
             assert module_spec is not None and module_spec.loader is not None
             module = importlib.util.module_from_spec(module_spec)
