@@ -229,18 +229,20 @@ class Leaderboard(Command):
     examples = """examples:
   python -m bench leaderboard reports/runs/*
   python -m bench leaderboard reports/runs/quickstart-1a2b3c4d reports/runs/camvid_cpu --format csv --out lb.csv
-  python -m bench leaderboard reports/*/results.json --format html --out leaderboard.html"""
+  python -m bench leaderboard reports/*/results.json --format html --out leaderboard.html
+  python -m bench leaderboard runA runB --format latex --out table.tex     # booktabs, for a paper
+html: one self-contained file (no network): sortable, intervals, verdicts, links to each run's report."""
 
     def add_arguments(self, p):
         p.add_argument("runs", nargs="+", help="run folders (holding results.json)")
-        p.add_argument("--format", choices=["md", "csv", "html"], default="md")
+        p.add_argument("--format", choices=["md", "csv", "html", "latex"], default="md")
         p.add_argument("--out", type=Path, help="write to a file instead of stdout")
 
     def __call__(self, args):
         from bench.leaderboard import build, render, write_or_print
 
         rows, ablations = build(args.runs)
-        write_or_print(render(rows, ablations, args.format), args.out)
+        write_or_print(render(rows, ablations, args.format, args.out), args.out)
         return 0
 
 
