@@ -96,6 +96,7 @@ document.querySelectorAll('table.lb').forEach(function (t) {
     });
   });
 });
+document.documentElement.dataset.sortable = document.querySelectorAll('table.lb').length;  // handlers attached
 """
 
 
