@@ -87,6 +87,7 @@ class Validate(Command):
         from bench.config import load_config
 
         cfg, resolved = load_config(args.config, args.overrides)
+        check_tasks(resolved, args.config)
         notes = check_ablations(cfg, resolved, args.config)
         pairs = cfg.pairs()
         print(f"{args.config}: ok — {len(resolved['tasks'])} task(s), {len(resolved['architectures'])} "
@@ -95,6 +96,19 @@ class Validate(Command):
         for note in notes:
             print(f"  note: {note}")
         return 0
+
+
+def check_tasks(resolved: dict, path: Path) -> None:
+    """A task factory's optional cheap ``check(params)`` (e.g. that a data root exists), without building it."""
+    from bench.registry import TASKS
+
+    for alias, spec in resolved["tasks"].items():
+        check = getattr(TASKS.get(spec["name"]), "check", None)
+        if callable(check):
+            try:
+                check({k: v for k, v in spec.items() if k != "name"})
+            except BenchError as exc:
+                raise BenchError(f"{path}: tasks.{alias}: {exc}") from None
 
 
 def check_ablations(cfg, resolved: dict, path: Path) -> list[str]:
