@@ -34,19 +34,19 @@ def bounds(field) -> str:
     return ", ".join(parts)
 
 
-def parameters(obj: Any) -> list[tuple[str, str, str, str]]:
-    """(name, type, default, bounds) of each YAML parameter; a required one has default ``required``."""
+def parameters(obj: Any) -> list[tuple[str, str, str, str, str]]:
+    """(name, type, default, bounds, meaning) of each YAML parameter; a required one has default ``required``."""
     rows = []
     for name, field in params_model(obj).model_fields.items():
         default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
-        rows.append((name, type_name(field.annotation), default, bounds(field)))
+        rows.append((name, type_name(field.annotation), default, bounds(field), field.description or ""))
     return rows
 
 
 def signature_line(obj: Any) -> str:
     """``root, num_classes, crop_size=256, ...``: one line for ``bench list``."""
     return ", ".join(name if default == "required" else f"{name}={default}"
-                     for name, _, default, _ in parameters(obj)) or "(no parameters)"
+                     for name, _, default, *_ in parameters(obj)) or "(no parameters)"
 
 
 def natural_role(obj: Any) -> str:
@@ -86,8 +86,10 @@ def describe(kind: str, entry: Entry) -> str:
     lines.append("")
     rows = parameters(obj)
     if rows:
-        header = ("parameter", "type", "default", "bounds")
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+        header = ("parameter", "type", "default", "bounds", "meaning")
+        if not any(r[4] for r in rows):  # a plain function's parameters carry no descriptions
+            header, rows = header[:4], [r[:4] for r in rows]
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         lines.append("  " + "  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
         lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     else:
