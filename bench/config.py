@@ -94,8 +94,14 @@ class TrainConfig(Strict):
 class VerdictConfig(Strict):
     dense: str = Field(description="Alias of the dense-prediction task (e.g. segmentation).")
     global_: str = Field(alias="global", description="Alias of its global-prediction twin (classification).")
-    ablation: str = Field("skip_removal", description="Headline ablation whose identity dependence decides.")
+    ablation: str = Field("skip_removal", description="Headline ablation (pre-specified): one that removes the "
+                          "identity path and reports dependence.")
     architecture: str | None = Field(None, description="Headline architecture; default: first natural for dense.")
+    alpha: float = Field(0.05, gt=0, le=0.2, description="Error rate of each call (headline) / family (Holm).")
+    min_seeds: int = Field(5, ge=3, le=1000, description="Fewer seeds than this: a row is 'underpowered', never "
+                           "supported/contradicted (the rule's power at 3 seeds is small; docs/protocols.md).")
+    min_margin: float = Field(0.1, ge=0, lt=1, description="Conditioning: each baseline's balanced accuracy must "
+                              "beat chance by more than this (interval lower bound), or the row is ill-conditioned.")
 
 
 class StudyConfig(Strict):
@@ -253,6 +259,10 @@ def resolve(cfg: StudyConfig, path: Path) -> dict:
     out["ablations"] = []
     for i, spec in enumerate(cfg.ablations):
         obj = _get(ABLATIONS, spec.name, f"{path}: ablations.{i}.name")
+        try:
+            obj.declaration()  # a plugin that does not say what it removes and measures is refused here
+        except BenchError as exc:
+            raise BenchError(f"{path}: ablations.{i}: {exc}") from None
         out["ablations"].append({"name": spec.name, **validate_params(obj, spec.params, f"{path}: ablations.{i}")})
     names = [a["name"] for a in out["ablations"]]
     if len(set(names)) != len(names):
@@ -269,6 +279,12 @@ def resolve(cfg: StudyConfig, path: Path) -> dict:
                 raise BenchError(f"{path}: verdict.{key}: unknown task alias {alias!r}{did_you_mean(alias, cfg.tasks)}")
         if v.ablation not in names:
             raise BenchError(f"{path}: verdict.ablation: {v.ablation!r} is not in ablations ({', '.join(names)}); add it")
+        family = ABLATIONS.get(v.ablation).family()
+        if family != "identity":
+            identity = [n for n in names if ABLATIONS.get(n).family() == "identity"]
+            raise BenchError(f"{path}: verdict.ablation: {v.ablation!r} is in the {family} family (it does not remove "
+                             f"the identity path), so it cannot decide the claim; name one that does "
+                             f"({', '.join(identity) or 'skip_removal, skip_lesion'})")
         if v.architecture is not None and v.architecture not in cfg.architectures:
             raise BenchError(f"{path}: verdict.architecture: unknown alias {v.architecture!r}"
                              f"{did_you_mean(v.architecture, cfg.architectures)}")

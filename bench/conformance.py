@@ -32,7 +32,7 @@ from bench.ablations.reorder import Reorder
 from bench.ablations.skip_removal import SkipRemoval
 from bench.data import TaskInfo
 from bench.errors import BenchError
-from bench.flow import Edit, Merge, ResidualBlock, edited, identity_flow, reordered
+from bench.flow import DropBranch, FillIdentity, GateGradient, Merge, ResidualBlock, edited, identity_flow, reordered
 from bench.params import validate_params
 from bench.registry import ARCHITECTURES
 
@@ -184,8 +184,8 @@ def test_every_edit_applies_and_is_undone_bit_exactly(arch, kind, params):
     flow = identity_flow(model)
     skips = [p for p in flow.skips if p.has_identity]
     means = calibrated_means(model, skips, x)
-    edits = [{b.name: Edit(drop_branch=True)} for b in flow.blocks if b.lesionable]
-    edits += [{s.name: Edit(fill=f, mean=means[s.name])} for s in skips for f in ("zero", "mean", "shuffle")]
+    edits = [{b.name: DropBranch()} for b in flow.blocks if b.lesionable]
+    edits += [{s.name: FillIdentity(f, means[s.name])} for s in skips for f in ("zero", "mean", "shuffle")]
     removal = SkipRemoval()
     if removal.applicable(flow) is None:
         edits += list(removal.variants(flow).values())
@@ -196,7 +196,7 @@ def test_every_edit_applies_and_is_undone_bit_exactly(arch, kind, params):
         assert not torch.equal(changed, base), f"{arch}: {e} had no effect"
         assert torch.equal(run(model, x), base), f"{arch}: {e} was not undone"
     gate = torch.tensor([1.0, 0.0])  # path gradients gate the backward pass only: forward is unchanged
-    with edited(model, {p.name: Edit(identity_grad=gate, branch_grad=1 - gate) for p in flow.points}):
+    with edited(model, {p.name: GateGradient(gate, 1 - gate) for p in flow.points}):
         assert torch.equal(run(model, x), base)
 
 
@@ -206,7 +206,7 @@ def test_lesioning_every_residual_branch_leaves_the_identity_path(arch, kind, pa
     if not blocks:
         pytest.skip(f"{arch} has no lesionable residual blocks")
     branches = {id(p) for b in blocks for p in model.get_submodule(b.name).branch.parameters()}
-    with edited(model, {b.name: Edit(drop_branch=True) for b in blocks}):
+    with edited(model, {b.name: DropBranch() for b in blocks}):
         out = model(inputs(kind))
         assert out.shape == out_shape(kind) and torch.isfinite(out).all()
         out.float().square().mean().backward()

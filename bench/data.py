@@ -40,8 +40,11 @@ class Split(Protocol):
         ...
 
     def batches(
-        self, batch_size: int, *, train: bool, epoch: int = 0, seed: int = 0, rank: int = 0, world: int = 1
-    ) -> Iterator[Batch]: ...
+        self, batch_size: int, *, train: bool, epoch: int = 0, seed: int = 0, rank: int = 0, world: int = 1,
+        order: torch.Tensor | None = None,
+    ) -> Iterator[Batch]:
+        """``order`` (evaluation only): visit the examples in this order instead of 0..N-1."""
+        ...
 
 
 @dataclass
@@ -95,13 +98,13 @@ class TensorSplit:
     def targets(self) -> torch.Tensor:
         return self.labels
 
-    def batches(self, batch_size, *, train, epoch=0, seed=0, rank=0, world=1):
+    def batches(self, batch_size, *, train, epoch=0, seed=0, rank=0, world=1, order=None):
         n = len(self)
         if train:
             g = torch.Generator().manual_seed(seed * 100_003 + epoch)
             order = torch.randperm(n, generator=g)
         else:
-            g, order = None, torch.arange(n)
+            g, order = None, torch.arange(n) if order is None else order
         for idx in rank_batches(order, batch_size, rank, world):
             x, y = self.images[idx], self.labels[idx]
             if train:
@@ -152,13 +155,13 @@ class DatasetSplit:
             return self.label_fn()  # type: ignore[operator]
         return torch.stack([torch.as_tensor(self.eval_dataset[i][1]) for i in range(len(self))])
 
-    def batches(self, batch_size, *, train, epoch=0, seed=0, rank=0, world=1):
+    def batches(self, batch_size, *, train, epoch=0, seed=0, rank=0, world=1, order=None):
         ds = self.train_dataset if train else self.eval_dataset
         n = len(ds)  # type: ignore[arg-type]
         if train:
             g = torch.Generator().manual_seed(seed * 100_003 + epoch)
             order = torch.randperm(n, generator=g)
-        else:
+        elif order is None:
             order = torch.arange(n)
         indices = torch.cat(list(rank_batches(order, batch_size, rank, world)) or [order[:0]]).tolist()
         loader_seed = seed * 7919 + epoch

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from bench.data import Split, TaskInfo
+from bench.errors import BenchError
 from bench.metrics import Outcome, example_stats
 
 
@@ -20,14 +21,36 @@ def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManage
 
 @torch.no_grad()
 def predict_stats(model: nn.Module, split: Split, info: TaskInfo, *, batch_size: int, device: torch.device,
-                  amp: str = "off", channels_last: bool = False) -> Outcome:
+                  amp: str = "off", channels_last: bool = False, order: torch.Tensor | None = None) -> Outcome:
+    """Per-example statistics of ``model`` on ``split``, in the split's order even when ``order`` (the
+    order the examples are visited in) is given."""
     model.eval()
     chunks = []
-    for x, y in split.batches(batch_size, train=False):
+    for x, y in eval_batches(split, batch_size, order):
         x = x.to(device, non_blocking=True)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp):
             logits = model(x)
         chunks.append(example_stats(logits.argmax(1).cpu(), y, info))
-    return Outcome(torch.cat(chunks).numpy().astype(np.float64), info)
+    return Outcome(in_split_order(torch.cat(chunks).numpy().astype(np.float64), order), info)
+
+
+def eval_batches(split: Split, batch_size: int, order: torch.Tensor | None):
+    """The split's evaluation batches, visited in ``order`` when given."""
+    if order is None:
+        return split.batches(batch_size, train=False)
+    try:
+        return split.batches(batch_size, train=False, order=order)
+    except TypeError:
+        raise BenchError(f"{type(split).__name__}.batches() takes no order=: this ablation evaluates the test set "
+                         "in a random order; add the keyword (see bench.data.Split)") from None
+
+
+def in_split_order(stats: np.ndarray, order: torch.Tensor | None) -> np.ndarray:
+    """Undo a visiting order: row i of the result belongs to example i."""
+    if order is None:
+        return stats
+    out = np.empty_like(stats)
+    out[order.numpy()] = stats
+    return out

@@ -25,25 +25,79 @@ MergeKind = Literal["add", "concat"]
 Fill = Literal["zero", "mean", "shuffle"]
 
 
-@dataclass(frozen=True)
 class Edit:
-    """What an ablation does at one merge point. All fields default to 'leave as is'.
+    """What an ablation does at one merge point; this base leaves it as is. Each subclass changes ONE thing.
 
-    drop_branch: output the identity alone, y = shortcut(x) (Veit's lesion; for a plain layer: y = x).
-    fill: replace the identity tensor by zeros (skip removal), its calibrated mean, or a batch shuffle.
-    identity_grad / branch_grad: per-example 0/1 masks (B,) that gate the *backward* pass only, so a
-        sampled path sends its gradient through the branch or the shortcut (Veit Fig. 6).
-    keep / keep_index: in training mode only, drop the branch unless ``keep`` (shared by the sampled
-        blocks) picked block ``keep_index`` for this forward pass (Veit Sec. 5); eval runs every branch.
+    A merge asks its edit three questions per forward pass: does the branch run at all
+    (``drops_branch``), what becomes of the identity tensor (``identity``), and of the branch tensor
+    (``branch``). Subclasses answer one of them and inherit "unchanged" for the others.
     """
 
-    drop_branch: bool = False
-    fill: Fill | None = None
+    def drops_branch(self, training: bool) -> bool:
+        return False
+
+    def identity(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def branch(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+
+@dataclass(frozen=True)
+class DropBranch(Edit):
+    """Veit's lesion: output the identity alone, y = shortcut(x) (for a plain layer: y = x)."""
+
+    def drops_branch(self, training: bool) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class FillIdentity(Edit):
+    """Replace the identity tensor: ``zero`` (skip removal), its calibrated ``mean`` (no information about
+    this image, first-order statistics kept) or ``shuffle`` (the tensor of the next example of the batch:
+    real statistics, wrong image; the caller evaluates in a seeded random order, so "next" is a random
+    derangement of the whole test set)."""
+
+    fill: Fill
     mean: torch.Tensor | None = None
-    identity_grad: torch.Tensor | None = None
-    branch_grad: torch.Tensor | None = None
-    keep: KeepExactly | None = None
-    keep_index: int = 0
+
+    def __post_init__(self) -> None:
+        if self.fill == "mean" and self.mean is None:
+            raise ValueError("fill='mean' needs a calibrated mean")
+
+    def identity(self, t: torch.Tensor) -> torch.Tensor:
+        if self.fill == "zero":
+            return torch.zeros_like(t)
+        if self.fill == "mean":
+            return self.mean.to(t).expand_as(t)
+        return t.roll(1, 0)
+
+
+@dataclass(frozen=True)
+class GateGradient(Edit):
+    """Per-example 0/1 masks (B,) that gate the *backward* pass only: a sampled path sends its gradient
+    through the branch (``branch_mask`` 1) or the identity (``identity_mask`` 1); forward unchanged."""
+
+    identity_mask: torch.Tensor
+    branch_mask: torch.Tensor
+
+    def identity(self, t: torch.Tensor) -> torch.Tensor:
+        return _route(t, self.identity_mask)
+
+    def branch(self, t: torch.Tensor) -> torch.Tensor:
+        return _route(t, self.branch_mask)
+
+
+@dataclass(frozen=True)
+class KeepSubset(Edit):
+    """In training mode only, drop the branch unless ``keep`` (shared by the sampled blocks) picked block
+    ``index`` for this forward pass (Veit Sec. 5); evaluation runs every branch."""
+
+    keep: KeepExactly
+    index: int = 0
+
+    def drops_branch(self, training: bool) -> bool:
+        return training and not self.keep.keeps(self.index)
 
 
 class KeepExactly:
@@ -93,40 +147,19 @@ class Merge(nn.Module):
 
     @property
     def drops_branch(self) -> bool:
-        """Read once per forward pass: with ``Edit.keep`` in training mode it draws the pass's subset."""
-        e = self.edit
-        return e is not None and (e.drop_branch or (e.keep is not None and self.training
-                                                    and not e.keep.keeps(e.keep_index)))
+        """Read once per forward pass: a ``KeepSubset`` edit in training mode draws the pass's subset here."""
+        return self.edit is not None and self.edit.drops_branch(self.training)
 
     def forward(self, identity: torch.Tensor | None, branch: torch.Tensor | None) -> torch.Tensor:
-        if self.edit is None:  # idle: the plain merge
-            return self._combine(identity, branch)
         e = self.edit
-        if e.drop_branch or (e.keep is not None and branch is None):
+        if e is None:  # idle: the plain merge
+            return self._combine(identity, branch)
+        if branch is None:  # the block asked drops_branch and skipped its branch
             assert identity is not None, "lesion of a block without a shortcut"
             return identity
         if identity is not None and self.has_identity:
-            identity = self.edit_identity(identity)
-        if e.branch_grad is not None and branch is not None:
-            branch = _route(branch, e.branch_grad)
-        return self._combine(identity, branch)
-
-    def edit_identity(self, identity: torch.Tensor) -> torch.Tensor:
-        """The identity tensor after this merge's edit; adapters call it where third-party code merges."""
-        e = self.edit
-        if e is None:
-            return identity
-        if e.fill == "zero":
-            identity = torch.zeros_like(identity)
-        elif e.fill == "mean":
-            assert e.mean is not None, "fill='mean' needs a calibrated mean"
-            identity = e.mean.to(identity).expand_as(identity)
-        elif e.fill == "shuffle":
-            perm = torch.roll(torch.arange(identity.shape[0], device=identity.device), 1)
-            identity = identity[perm]
-        if e.identity_grad is not None:
-            identity = _route(identity, e.identity_grad)
-        return identity
+            identity = e.identity(identity)
+        return self._combine(identity, e.branch(branch))
 
     def _combine(self, identity: torch.Tensor | None, branch: torch.Tensor | None) -> torch.Tensor:
         if self.kind == "add":
@@ -224,17 +257,23 @@ def identity_flow(model: nn.Module) -> IdentityFlow:
 def edited(model: nn.Module, edits: Mapping[str, Edit]) -> Iterator[nn.Module]:
     """Apply ``{merge point name: Edit}`` for the duration of the block; always restored on exit."""
     flow = identity_flow(model)
-    merges: list[tuple[Merge, Edit | None]] = []
+    merges = [(model.get_submodule(flow[name].merge), edit) for name, edit in edits.items()]
+    previous = set_edits(merges)
     try:
-        for name, edit in edits.items():
-            merge = model.get_submodule(flow[name].merge)
-            assert isinstance(merge, Merge)
-            merges.append((merge, merge.edit))
-            merge.edit = edit
         yield model
     finally:
-        for merge, previous in reversed(merges):
-            merge.edit = previous
+        set_edits(previous)
+
+
+def set_edits(merges: list[tuple[nn.Module, Edit | None]]) -> list[tuple[Merge, Edit | None]]:
+    """The one writer of ``Merge.edit`` (``edited``, the runner's training variants and the sweep share it):
+    set each merge's edit; return what was there, in reverse order, so ``set_edits(returned)`` undoes it."""
+    previous = []
+    for merge, edit in merges:
+        assert isinstance(merge, Merge), f"{type(merge).__name__} is not a Merge"
+        previous.append((merge, merge.edit))
+        merge.edit = edit
+    return previous[::-1]
 
 
 @contextlib.contextmanager

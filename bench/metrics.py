@@ -3,11 +3,19 @@
 Every metric is a function of *sums* of per-example statistics, so one mechanism serves point
 estimates, chance levels and the test-set bootstrap (resample examples = reweight the sums).
 
-Classification: columns ``correct`` and ``count``; top-1 accuracy = correct / count.
+Classification: columns ``correct`` and ``count`` (top-1 accuracy = correct / count), then per class
+``correct_c`` and ``support_c`` (examples of class c, and those predicted right).
 Segmentation (ignore index excluded everywhere): per class intersection and union, then correct /
-valid pixels, then the same for the *boundary band* (valid pixels within ``band`` px of a label edge).
+valid pixels, then the same for the *boundary band* (valid pixels within ``band`` px of a label edge),
+then per class ``support_c`` (pixels labelled c; the intersection is the pixels of c predicted right).
 mIoU averages IoU over classes with a non-empty union in the summed statistics (the VOC protocol
 computes it from the dataset-wide confusion matrix, which is what the sums are).
+
+``balanced_accuracy`` (mean per-class recall over the classes present in the labels, per image for
+classification and per pixel for segmentation) is the scale identity dependence is measured on
+(``SCALE``): any input-independent predictor scores exactly 1/C on it for either kind, and replacing a
+fraction q of predictions by uninformed labels moves it exactly q of the way to 1/C, so D means the
+same for dense and global tasks (docs/protocols.md). mIoU and top-1 stay the reported task metrics.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import torch.nn.functional as F
 from bench.data import TaskInfo
 
 BOUNDARY_BAND = 3  # pixels on each side of a label edge
+SCALE = "balanced_accuracy"  # the metric identity dependence D is computed on, for every task kind
 
 
 def boundary_band(target: torch.Tensor, band: int = BOUNDARY_BAND) -> torch.Tensor:
@@ -36,10 +45,11 @@ def boundary_band(target: torch.Tensor, band: int = BOUNDARY_BAND) -> torch.Tens
 
 def example_stats(pred: torch.Tensor, target: torch.Tensor, info: TaskInfo) -> torch.Tensor:
     """Per-example statistics (N, K) float64 for predicted labels ``pred`` (same shape as target)."""
+    c = info.num_classes
     if info.kind == "classification":
         correct = (pred == target).double()
-        return torch.stack([correct, torch.ones_like(correct)], 1)
-    c = info.num_classes
+        support = F.one_hot(target.long(), c).double()
+        return torch.cat([correct[:, None], torch.ones_like(correct)[:, None], support * correct[:, None], support], 1)
     valid = torch.ones_like(target, dtype=torch.bool) if info.ignore_index is None else target != info.ignore_index
     t = torch.where(valid, target, 0)
     if (t >= c).any() or (t < 0).any():
@@ -53,27 +63,39 @@ def example_stats(pred: torch.Tensor, target: torch.Tensor, info: TaskInfo) -> t
     correct = (pred == target) & valid
     band = boundary_band(target) & valid
     cols = [inter, union, correct.flatten(1).sum(1, keepdim=True), valid.flatten(1).sum(1, keepdim=True),
-            (correct & band).flatten(1).sum(1, keepdim=True), band.flatten(1).sum(1, keepdim=True)]
+            (correct & band).flatten(1).sum(1, keepdim=True), band.flatten(1).sum(1, keepdim=True),
+            oh_t.flatten(1, 2).sum(1)]
     return torch.cat(cols, 1).double().reshape(n, -1)
 
 
 def metrics_from_sums(sums: np.ndarray, info: TaskInfo) -> dict[str, np.ndarray]:
     """Metrics from summed statistics; ``sums`` may have leading batch dims (bootstrap replicates)."""
-    if info.kind == "classification":
-        return {"accuracy": sums[..., 0] / np.maximum(sums[..., 1], 1)}
     c = info.num_classes
+    if info.kind == "classification":
+        hits, support = sums[..., 2 : 2 + c], sums[..., 2 + c : 2 + 2 * c]
+        return {"accuracy": sums[..., 0] / np.maximum(sums[..., 1], 1),
+                "balanced_accuracy": balanced_accuracy(hits, support)}
     inter, union = sums[..., :c], sums[..., c : 2 * c]
     correct, valid, b_correct, b_valid = (sums[..., 2 * c + i] for i in range(4))
+    support = sums[..., 2 * c + 4 : 3 * c + 4]
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = np.where(union > 0, inter / np.maximum(union, 1), np.nan)
         miou = np.nanmean(np.where(np.isnan(iou).all(-1, keepdims=True), 0.0, iou), -1)
         return {
             "miou": miou,
+            "balanced_accuracy": balanced_accuracy(inter, support),
             "pixel_accuracy": correct / np.maximum(valid, 1),
             "boundary_accuracy": b_correct / np.maximum(b_valid, 1),
             "interior_accuracy": (correct - b_correct) / np.maximum(valid - b_valid, 1),
             "per_class_iou": iou,
         }
+
+
+def balanced_accuracy(hits: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """Mean over classes with support of hits_c / support_c (recall); leading batch dims kept."""
+    present = support > 0
+    recall = np.where(present, hits / np.maximum(support, 1), 0.0)
+    return recall.sum(-1) / np.maximum(present.sum(-1), 1)
 
 
 def mean_of(values) -> float | None:
@@ -108,11 +130,17 @@ class Outcome:
 
     @property
     def primary(self) -> float:
+        """The task's reported metric (top-1 accuracy, mIoU)."""
         return float(metrics_from_sums(self._sums(), self.info)[primary_metric(self.info)])
 
-    def bootstrap(self, weights: np.ndarray) -> np.ndarray:
-        """Primary metric under each row of resampling weights (B, N) (multinomial counts)."""
-        return metrics_from_sums(weights @ self.stats, self.info)[primary_metric(self.info)]
+    @property
+    def score(self) -> float:
+        """The dependence scale (``SCALE``, balanced accuracy) on which D is computed."""
+        return float(metrics_from_sums(self._sums(), self.info)[SCALE])
+
+    def bootstrap(self, weights: np.ndarray, metric: str = SCALE) -> np.ndarray:
+        """``metric`` (default: the dependence scale) under each row of resampling weights (B, N)."""
+        return metrics_from_sums(weights @ self.stats, self.info)[metric]
 
 
 def bootstrap_weights(n: int, replicates: int, seed: int) -> np.ndarray:

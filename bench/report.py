@@ -24,7 +24,7 @@ def fmt(x: float | None, digits: int = 3) -> str:
 def fmt_ci(iv: Interval | dict | None) -> str:
     if iv is None:
         return "—"
-    iv = iv if isinstance(iv, Interval) else Interval(**iv)
+    iv = Interval(**iv) if isinstance(iv, dict) else iv  # an Interval or a Decision: estimate, low, high
     if iv.low is None:
         return fmt(iv.estimate)
     return f"{fmt(iv.estimate)} [{fmt(iv.low)}, {fmt(iv.high)}]"
@@ -43,23 +43,29 @@ WHAT_WOULD_CHANGE = {
                     "*supported* if the whole interval rises above 0.",
     "inconclusive": "it is *supported* if the whole interval of the difference rises above 0, *contradicted* if "
                     "it falls below 0; more seeds or a larger test set narrow it.",
+    "underpowered": "run at least `min_seeds` seeds (`seeds:` in the config); with fewer the rule makes no call.",
+    "ill-conditioned": "train the baselines until their margin over chance clears the threshold (longer training, "
+                       "more data): D divides by that margin.",
 }
-WEAK_MARGIN = 0.05  # above-chance score under which D (a ratio over that margin) is ill-conditioned
+FAMILY_TITLES = {
+    "identity": ("Identity family — decides the claim",
+                 "Ablations that remove the identity path. The headline row was named in the config before the run; "
+                 "every other row is exploratory, its p adjusted with Holm's method over the family."),
+    "ensemble": ("Ensemble family — how ensemble-like is the network (Veit et al.)",
+                 "Branch lesions, multi-lesion and reordering remove or move residual *branches* and keep the identity. "
+                 "They show whether the dense or the global model loses more without some of its branches; they are "
+                 "never counted for or against the claim. Holm-adjusted within the family."),
+    "sufficiency": ("Sufficiency — how much of the answer the input alone carries",
+                    "A linear readout of the input (no model); sufficiency = (m_readout − chance)/(1 − chance)."),
+}
 
 
-def weak_baselines(res: Results, arch: str) -> list[str]:
-    """Warn where a headline task's trained model barely beats chance: D divides by that margin."""
-    notes = []
-    for task in (res.verdict.dense_task, res.verdict.global_task):
-        cells = [c for c in res.cells if (c.task, c.architecture, c.variant, c.status) == (task, arch, "baseline", "ok")]
-        if not cells:
-            continue
-        margin = float(np.mean([c.metrics[c.primary_metric] - c.chance[c.primary_metric] for c in cells]))
-        if margin < WEAK_MARGIN:
-            notes.append(f"Caution: `{arch}` on `{task}` scores only {margin:+.3f} above chance "
-                         f"({cells[0].primary_metric}, mean over {len(cells)} seed(s)); D divides by that margin, so "
-                         "its interval is wide. Train longer or on more data before reading this verdict.")
-    return notes
+def fmt_p(p: float | None) -> str:
+    return "—" if p is None else (f"{p:.3f}" if p >= 0.001 else "<0.001")
+
+
+def per_seed(d) -> str:
+    return ", ".join(f"s{k}: {fmt(v)}" for k, v in d.per_seed.items()) or "—"
 
 
 def verdict_section(res: Results) -> str:
@@ -69,23 +75,43 @@ def verdict_section(res: Results) -> str:
     out = ["## Verdict"]
     h = v.headline
     if h is None:
-        out.append("**inconclusive** — the headline cell has no result (failed or not applicable).")
+        out.append(f"**no verdict** — {v.headline_missing}.")
     else:
         out.append(
             f"**{h.verdict}** — claim: *dense prediction depends on the identity path more than global prediction*. "
-            f"On `{h.architecture}` under `{h.ablation}`, identity dependence D of the dense task "
-            f"`{v.dense_task}` is {fmt_ci(h.dense)} vs {fmt_ci(h.global_)} for the global task `{v.global_task}`; "
-            f"difference {fmt_ci(h.difference)} (95% CI, {h.seeds} seed(s) x test-set bootstrap).")
-        out.append("\nWhat would change it: " + WHAT_WOULD_CHANGE[h.verdict])
-        out += [f"\n{note}" for note in weak_baselines(res, h.architecture)]
-    out.append(f"\nMethod: {v.method} D = 1 − (m_ablated − m_chance)/(m_full − m_chance).")
-    if v.rows:
-        out.append("\n### Evidence\n")
-        out.append(table(["architecture", "ablation", "measure", "seeds", "dense [95% CI]", "global [95% CI]",
-                          "difference [95% CI]", "verdict"],
-                         [[r.architecture, r.ablation, r.measure, r.seeds, fmt_ci(r.dense), fmt_ci(r.global_),
-                           fmt_ci(r.difference), r.verdict] for r in v.rows]))
+            f"Pre-specified headline: `{h.ablation}` on `{h.architecture}`. Identity dependence D (balanced accuracy) "
+            f"of the dense task `{v.dense_task}` is {fmt_ci(h.dense)} vs {fmt_ci(h.global_)} for the global task "
+            f"`{v.global_task}`; difference {fmt_ci(h.difference)} ({1 - v.alpha:.0%} interval, {h.seeds} seeds, "
+            f"p = {fmt_p(h.difference.p)}).")
+        out.append(f"\nPer seed, D_dense − D_global: {per_seed(h.difference)}.")
+        out.append(f"\nConditioning: {h.conditioning.note}.")
+        out.append("\nWhat would change it: " + WHAT_WOULD_CHANGE.get(h.verdict, ""))
+    out.append(f"\nMethod: {v.method}")
+    for family, (title, intro) in FAMILY_TITLES.items():
+        rows = [r for r in v.rows if r.family == family]
+        if not rows:
+            continue
+        out.append(f"\n### {title}\n\n{intro}\n")
+        out.append(table(
+            ["architecture", "ablation", "role", "seeds", f"dense {r_measure(rows)} [CI]", f"global {r_measure(rows)} [CI]",
+             "difference [CI]", "p", "p (Holm)", "conditioning (margin over chance: dense / global)", "call",
+             "per seed (difference)"],
+            [[r.architecture, r.ablation, r.role, r.seeds, fmt_ci(r.dense), fmt_ci(r.global_), fmt_ci(r.difference),
+              fmt_p(r.difference.p), fmt_p(r.p_holm), conditioning_cell(r), f"**{r.verdict}**", per_seed(r.difference)]
+             for r in rows]))
     return "\n".join(out) + "\n"
+
+
+def r_measure(rows) -> str:
+    return "D" if rows[0].measure == "dependence" else "sufficiency"
+
+
+def conditioning_cell(r) -> str:
+    c = r.conditioning
+    if c.dense_margin is None:
+        return "n/a (input)"
+    state = "ok" if c.ok else "ILL-CONDITIONED"
+    return f"{state}: {fmt_ci(c.dense_margin)} / {fmt_ci(c.global_margin)} (> {c.threshold:g})"
 
 
 def models_section(res: Results) -> str:

@@ -1,6 +1,6 @@
 """The results contract: ``results.json`` is the source of truth; reports, CSV and plots derive from it.
 
-Schema (version 1), as typed pydantic models:
+Schema (version 2), as typed pydantic models:
 
 * ``Results``: ``schema_version``, ``study`` (name), ``config`` (the resolved config), ``provenance``
   (versions, git commit and dirty flag, device), ``timings`` (wall seconds per stage), ``cells``,
@@ -12,9 +12,11 @@ Schema (version 1), as typed pydantic models:
   log, and ``ablations``: for each test-time ablation its ``settings``, ``records`` (one per setting:
   ``key``, ``metrics``, ``primary``, ``dependence``) and ``summary`` (with a bootstrap CI).
 * ``Comparison``: a train-time ablation's identity dependence: variant vs baseline, same task, seed.
-* ``Verdict``: dense vs global identity dependence per architecture and ablation, with 95% CIs.
+* ``Verdict``: dense vs global, per architecture and ablation, in families (identity: decides;
+  ensemble; sufficiency), with intervals over seeds and test examples, per-seed values, Holm-adjusted
+  p for exploratory rows and a conditioning check on every row.
 
-Identity dependence D = 1 - (m_ablated - m_chance) / (m_full - m_chance); m is the primary metric.
+Identity dependence D = 1 - (m_ablated - m_chance) / (m_full - m_chance); m is balanced accuracy (``scale``).
 Every field, its meaning, and how D and the verdict are computed: docs/results.md.
 """
 
@@ -28,7 +30,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bench.errors import BenchError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# what changed in each version, for the one-line message that refuses an older file
+SCHEMA_CHANGES = {2: "D on balanced accuracy, verdict families, per-seed decisions (bench 0.2)"}
 
 
 class _Model(BaseModel):
@@ -43,6 +47,7 @@ class Interval(_Model):
 
 class AblationOutput(_Model):
     phase: Literal["test"] = "test"
+    version: int = 1  # the ablation's declared version when it ran
     settings: dict[str, Any]
     records: list[dict[str, Any]]
     summary: dict[str, Any]
@@ -83,24 +88,60 @@ class Comparison(_Model):
     primary_full: float
     primary_ablated: float
     primary_chance: float
+    score_full: float  # balanced accuracy: the scale D is computed on
+    score_ablated: float
+    score_chance: float
     dependence: Interval
 
 
+class Decision(_Model):
+    """A mean over seeds with its interval (bench.stats.interval) and the per-seed values behind it."""
+
+    estimate: float | None
+    low: float | None
+    high: float | None
+    se: float | None = None
+    df: int | None = None
+    p: float | None = None
+    dropped_replicates: int = 0
+    per_seed: dict[str, float | None] = {}
+
+
+class Conditioning(_Model):
+    """D divides by the baseline's margin over chance: both baselines must clear ``threshold``."""
+
+    threshold: float
+    dense_margin: Decision | None
+    global_margin: Decision | None
+    ok: bool
+    note: str
+
+
 class VerdictRow(_Model):
+    family: Literal["identity", "ensemble", "sufficiency"]
+    role: Literal["headline", "exploratory"]
     architecture: str
     ablation: str
     measure: Literal["dependence", "sufficiency"] = "dependence"
     seeds: int
-    dense: Interval
-    global_: Interval
-    difference: Interval
-    verdict: Literal["supported", "contradicted", "inconclusive"]
+    dense: Decision
+    global_: Decision
+    difference: Decision
+    p_holm: float | None = None  # exploratory rows: adjusted within their family
+    conditioning: Conditioning
+    # identity rows: supported | contradicted | inconclusive; other families: dense higher | global higher |
+    # inconclusive (they never count for or against the claim); any row: underpowered | ill-conditioned
+    verdict: Literal["supported", "contradicted", "inconclusive", "underpowered", "ill-conditioned",
+                     "dense higher", "global higher"]
 
 
 class Verdict(_Model):
     dense_task: str
     global_task: str
+    alpha: float
+    min_seeds: int
     headline: VerdictRow | None
+    headline_missing: str | None = None  # why there is no headline row
     rows: list[VerdictRow]
     method: str
 
@@ -111,6 +152,8 @@ class Results(_Model):
     config: dict[str, Any]
     provenance: dict[str, Any]
     timings: dict[str, float]
+    scale: str = "balanced_accuracy"  # the metric D is computed on
+    ablations: dict[str, dict[str, Any]] = {}  # each ablation's declaration: version, removes, measure, family
     cells: list[Cell]
     comparisons: list[Comparison] = []
     verdict: Verdict | None = None
@@ -124,7 +167,21 @@ def load_results(path: str | Path) -> Results:
     if not path.is_file():
         raise BenchError(f"{path}: no results.json here; pass a run folder written by `bench run`")
     try:
-        return Results.model_validate(json.loads(path.read_text()))
-    except (json.JSONDecodeError, ValidationError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"{path}: not UTF-8 text (byte {exc.start}), so not a results.json; re-run the study") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise BenchError(f"{path}: not a valid results.json (schema v{SCHEMA_VERSION}): not JSON "
+                         f"({str(exc).splitlines()[0][:120]}); re-run the study") from None
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version != SCHEMA_VERSION:
+        if version < SCHEMA_VERSION:
+            raise BenchError(f"{path}: schema v{version} was written by an older bench; v{SCHEMA_VERSION} changed "
+                             f"{SCHEMA_CHANGES[SCHEMA_VERSION]}: re-run the study with this bench (same config) to "
+                             "compare it")
+        raise BenchError(f"{path}: schema v{version} is newer than this bench reads (v{SCHEMA_VERSION}); upgrade bench")
+    try:
+        return Results.model_validate(data)
+    except ValidationError as exc:
         first = str(exc).splitlines()[0]
         raise BenchError(f"{path}: not a valid results.json (schema v{SCHEMA_VERSION}): {first}") from None

@@ -24,9 +24,9 @@ from bench.config import SAFE_ALIAS, StudyConfig, config_hash
 from bench.data import Task, TaskInfo
 from bench.errors import BenchError
 from bench.evaluate import predict_stats
-from bench.flow import Edit, IdentityFlow, identity_flow
+from bench.flow import Edit, IdentityFlow, identity_flow, set_edits
 from bench.io import atomic_write, save_npz, write_json, write_text
-from bench.metrics import Outcome, bootstrap_weights, chance_outcome, primary_metric
+from bench.metrics import SCALE, Outcome, bootstrap_weights, chance_outcome, primary_metric
 from bench.progress import StudyProgress
 from bench.provenance import CELL_PROVENANCE, provenance
 from bench.registry import ABLATIONS, ARCHITECTURES, TASKS
@@ -212,8 +212,8 @@ class Study:
         torch.manual_seed(unit.seed)
         model = build_model(self.resolved, unit.arch, info)
         flow = identity_flow(model)
-        for name, edit in unit.edits.items():  # a training variant keeps its edits for life
-            model.get_submodule(flow[name].merge).edit = edit
+        # a training variant keeps its edits for life
+        set_edits([(model.get_submodule(flow[name].merge), edit) for name, edit in unit.edits.items()])
         cell: dict = {"id": unit.id, "task": unit.task, "architecture": unit.arch, "variant": unit.variant,
                       "seed": unit.seed, "status": "ok", "task_kind": info.kind,
                       "primary_metric": primary_metric(info), "n_test": len(task.test),
@@ -239,10 +239,12 @@ class Study:
         chance = chance_outcome(task.train.targets(), task.test.targets(), info)
         cell["metrics"], cell["chance"] = baseline.metrics(), chance.metrics()
         cell["timings"]["eval_s"] = round(time.perf_counter() - t0, 3)
-        arrays = {"stats": baseline.stats, "chance_stats": chance.stats}
+        weights = shared_weights(baseline.n, self.cfg.bootstrap)
+        # the margin over chance on the dependence scale: the verdict's conditioning check reads it
+        arrays = {"stats": baseline.stats, "chance_stats": chance.stats,
+                  "boot__margin": baseline.bootstrap(weights) - chance.bootstrap(weights)}
         cell["ablations"], cell["not_applicable"] = {}, {}
         if unit.variant == "baseline":
-            weights = bootstrap_weights(baseline.n, self.cfg.bootstrap, seed=1000 + unit.seed)
             for name, abl in self.ablations.items():
                 if abl.phase != "test":
                     continue
@@ -255,9 +257,10 @@ class Study:
                                       self.cfg.train.eval_batch_size, self.cfg.train.amp, abl.params)
                 t1 = time.perf_counter()
                 out = abl.run(ctx)
-                ci = _interval(out.summary.get("dependence", out.summary.get("sufficiency")), out.summary_boot)
-                cell["ablations"][name] = {"settings": abl.params.model_dump(), "records": out.records,
-                                           "summary": out.summary, "summary_ci": ci,
+                summary = type(abl).Summary.model_validate(out.summary).model_dump()  # the declared type
+                ci = _interval(summary.get(abl.measure), out.summary_boot)
+                cell["ablations"][name] = {"version": abl.version, "settings": abl.params.model_dump(),
+                                           "records": out.records, "summary": summary, "summary_ci": ci,
                                            "wall_s": round(time.perf_counter() - t1, 3)}
                 if out.summary_boot is not None:
                     arrays[f"boot__{name}"] = np.asarray(out.summary_boot)
@@ -271,14 +274,16 @@ class Study:
         comparisons = self.comparisons(units, cells)
         from bench.verdict import compute_verdict
 
-        verdict = compute_verdict(self.resolved, cells, comparisons, self.dir, self.cfg.bootstrap)
+        declarations = {n: type(a).declaration() for n, a in self.ablations.items()}
+        verdict = compute_verdict(self.resolved, cells, comparisons, self.dir, declarations)
         # `study` is this invocation's wall time; a resumed run reuses cells computed earlier, so the
         # compute behind the results is the cells' own time (training, evaluation, ablations)
         self.timings["cells"] = round(sum(sum(c.timings.values()) + sum(a.wall_s for a in c.ablations.values())
                                           for c in cells), 3)
         return Results(schema_version=SCHEMA_VERSION, study=self.resolved["name"], config=self.resolved,
-                       provenance=self.provenance, timings=self.timings, cells=cells,
-                       comparisons=comparisons, verdict=verdict)
+                       provenance=self.provenance, timings=self.timings, scale=SCALE,
+                       ablations=declarations,
+                       cells=cells, comparisons=comparisons, verdict=verdict)
 
     def comparisons(self, units: list[Unit], cells: list[Cell]) -> list[Comparison]:
         by_id = {c.id: c for c in cells}
@@ -292,13 +297,14 @@ class Study:
                 continue
             full, abl, chance = (self.outcome(i, key, cell.task) for i, key in
                                  ((base_id, "stats"), (u.id, "stats"), (base_id, "chance_stats")))
-            w = bootstrap_weights(full.n, self.cfg.bootstrap, seed=1000 + u.seed)
-            d = float(dependence(abl.primary, full.primary, chance.primary))
+            w = shared_weights(full.n, self.cfg.bootstrap)
+            d = float(dependence(abl.score, full.score, chance.score))
             boot = dependence(abl.bootstrap(w), full.bootstrap(w), chance.bootstrap(w))
             out.append(Comparison(ablation=u.ablation or "?", task=u.task, architecture=u.arch,
                                   variant=u.variant, seed=u.seed, primary_full=round(full.primary, 6),
                                   primary_ablated=round(abl.primary, 6), primary_chance=round(chance.primary, 6),
-                                  dependence=Interval(**_interval(d, boot))))
+                                  score_full=round(full.score, 6), score_ablated=round(abl.score, 6),
+                                  score_chance=round(chance.score, 6), dependence=Interval(**_interval(d, boot))))
             atomic_write(self.dir / "cells" / f"{u.id}.dependence_boot.npy", lambda f, b=boot: np.save(f, b), "wb")
         return out
 
@@ -308,6 +314,16 @@ class Study:
 
     def task_info(self, alias: str) -> TaskInfo:
         return self.task(alias).info
+
+
+BOOTSTRAP_SEED = 1000
+
+
+def shared_weights(n: int, replicates: int) -> np.ndarray:
+    """Bootstrap resampling counts for a test set of n examples, the SAME for every seed and for tasks
+    that share test images: the verdict averages seeds replicate by replicate, so a replicate must
+    resample the same examples in every seed (the test set is shared; its sampling error is too)."""
+    return bootstrap_weights(n, replicates, seed=BOOTSTRAP_SEED)
 
 
 def _line(exc: BaseException) -> str:

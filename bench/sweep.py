@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from bench.data import Split, TaskInfo
-from bench.evaluate import autocast
-from bench.flow import Edit, IdentityFlow, Merge
+from bench.evaluate import autocast, eval_batches, in_split_order
+from bench.flow import Edit, IdentityFlow, Merge, set_edits
 from bench.metrics import Outcome, example_stats
 
 
@@ -39,7 +39,8 @@ def shared_prefix_plan(model: nn.Module, flow: IdentityFlow, edit_sets: list[Map
 
 @torch.no_grad()
 def evaluate_shared(model: nn.Module, flow: IdentityFlow, edit_sets: list[Mapping[str, Edit]], split: Split,
-                    info: TaskInfo, *, batch_size: int, device: torch.device, amp: str = "off") -> list[Outcome] | None:
+                    info: TaskInfo, *, batch_size: int, device: torch.device, amp: str = "off",
+                    order: torch.Tensor | None = None) -> list[Outcome] | None:
     plan = shared_prefix_plan(model, flow, edit_sets)
     if plan is None:
         return None
@@ -48,7 +49,7 @@ def evaluate_shared(model: nn.Module, flow: IdentityFlow, edit_sets: list[Mappin
     chunks: list[list[torch.Tensor]] = [[] for _ in edit_sets]
     last = max(plan, default=0)  # no set starts later: the rest of the shared pass is not needed
     model.eval()
-    for x, y in split.batches(batch_size, train=False):
+    for x, y in eval_batches(split, batch_size, order):
         x = x.to(device, non_blocking=True)
         size = x.shape[-2:]
         with autocast(device, amp):
@@ -58,18 +59,15 @@ def evaluate_shared(model: nn.Module, flow: IdentityFlow, edit_sets: list[Mappin
                     chunks[j].append(_finish(trunk, head, h, p, size, merges[j], y, info))
                 if p < last:
                     h = trunk[p](h)
-    return [Outcome(torch.cat(c).numpy().astype(np.float64), info) for c in chunks]
+    return [Outcome(in_split_order(torch.cat(c).numpy().astype(np.float64), order), info) for c in chunks]
 
 
 def _finish(trunk, head, h, start, size, merges: list[tuple[Merge, Edit]], y, info) -> torch.Tensor:
-    previous = [(m, m.edit) for m, _ in merges]
+    previous = set_edits(merges)
     try:
-        for m, e in merges:
-            m.edit = e
         for module in trunk[start:]:
             h = module(h)
         logits = head(h, size)
     finally:
-        for m, e in previous:
-            m.edit = e
+        set_edits(previous)
     return example_stats(logits.argmax(1).cpu(), y, info)

@@ -1,11 +1,19 @@
 """The verdict on the claim: does dense prediction depend on the identity path more than global?
 
-For each architecture and ablation with a per-model identity dependence D (a test-time ablation's
-summary, or a train-time ablation's headline variant vs its baseline), per seed s the difference
-Δ_s = D_dense,s − D_global,s is bootstrapped over test examples (paired when both tasks share the
-same test images). A two-level bootstrap (seeds with replacement, then one test-set replicate per
-drawn seed) gives the 95% interval of the mean Δ. Decision, never from the point estimate:
-supported if the whole interval is > 0, contradicted if < 0, inconclusive otherwise.
+Rows come in families, decided by what each ablation DECLARES (``Ablation.family``), never by name:
+
+* ``identity`` — ablations that remove the identity path and report dependence, on architectures
+  that have one. Only these speak to the claim. The config pre-specifies one of them as the headline
+  (architecture + ablation); every other row is exploratory, with a Holm-adjusted p.
+* ``ensemble`` — branch lesions, multi-lesion, reordering: how ensemble-like the network is for dense
+  vs global prediction (Veit et al.). Reported with their own wording, never for or against the claim.
+* ``sufficiency`` — the input readout: how much of the answer the input alone carries; one row.
+
+Per seed s, Δ_s = D_dense,s − D_global,s on the balanced-accuracy scale, with its test-set bootstrap
+replicates (the same resampled examples in every seed and, for paired tasks, in both tasks).
+``bench.stats.interval`` gives the mean's interval over seeds and test examples; a row with fewer
+seeds than ``min_seeds`` is "underpowered", one whose baselines do not clear the conditioning margin is
+"ill-conditioned" — neither is ever supported or contradicted.
 """
 
 from __future__ import annotations
@@ -14,85 +22,182 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.registry import ABLATIONS, ARCHITECTURES
-from bench.results import Cell, Comparison, Interval, Verdict, VerdictRow
+from bench import stats
+from bench.registry import ARCHITECTURES
+from bench.results import Cell, Comparison, Conditioning, Decision, Verdict, VerdictRow
 
-METHOD = ("95% CI of mean over seeds of D_dense − D_global; two-level bootstrap: seeds resampled with "
-          "replacement, then one test-set bootstrap replicate per drawn seed (paired test examples). "
-          "supported: CI > 0; contradicted: CI < 0; else inconclusive.")
+METHOD = ("Per seed, D_dense − D_global on balanced accuracy (D = 1 − (m_ablated − m_chance)/(m_full − m_chance), "
+          "chance = 1/C for any input-independent predictor). Interval: mean over seeds ± t(0.975, S−1)·SE with "
+          "SE² = (between-seed variance)/S + (test-set bootstrap variance of the seed mean, the same resampled "
+          "examples in every seed); calibrated by simulation (≤ 5% false calls; docs/protocols.md). Headline: "
+          "supported if the interval is above 0, contradicted if below; exploratory rows: Holm-adjusted p < alpha. "
+          "Fewer than min_seeds seeds: underpowered; a baseline margin over chance whose interval does not clear "
+          "the threshold: ill-conditioned.")
+
+Series = dict[int, tuple[float, np.ndarray]]  # seed -> (point value, bootstrap replicates)
 
 
-def _per_seed(task: str, arch: str, ablation: str, cells: list[Cell], comparisons: list[Comparison],
-              run_dir: Path) -> dict[int, tuple[float, np.ndarray]]:
-    out: dict[int, tuple[float, np.ndarray]] = {}
-    for c in cells:
-        if (c.task, c.architecture, c.variant, c.status) == (task, arch, "baseline", "ok") and ablation in c.ablations:
-            summary = c.ablations[ablation].summary
-            d = summary.get("dependence", summary.get("sufficiency"))
-            with np.load(run_dir / "cells" / f"{c.id}.npz") as z:
-                key = f"boot__{ablation}"
-                if d is not None and key in z:
-                    out[c.seed] = (d, z[key])
-    headline = next((c.variant for c in comparisons if (c.task, c.architecture, c.ablation) == (task, arch, ablation)), None)
-    for c in comparisons:
-        if (c.task, c.architecture, c.ablation, c.variant) == (task, arch, ablation, headline):
-            cell_id = f"{task}__{arch}__{c.variant}__s{c.seed}"
-            if c.dependence.estimate is not None:
-                out[c.seed] = (c.dependence.estimate, np.load(run_dir / "cells" / f"{cell_id}.dependence_boot.npy"))
+def _load(run_dir: Path, name: str, key: str | None = None) -> np.ndarray | None:
+    path = run_dir / "cells" / name
+    if not path.exists():
+        return None
+    if key is None:
+        return np.load(path)
+    with np.load(path) as z:
+        return z.get(key)
+
+
+def _baselines(cells: list[Cell], task: str, arch: str) -> list[Cell]:
+    return [c for c in cells if (c.task, c.architecture, c.variant, c.status) == (task, arch, "baseline", "ok")]
+
+
+def _series(task: str, arch: str, ablation: str, phase: str, measure: str, cells: list[Cell],
+            comparisons: list[Comparison], run_dir: Path) -> Series:
+    """Per seed: the ablation's measure and its bootstrap replicates, for one task and architecture."""
+    out: Series = {}
+    if phase == "test":
+        for c in _baselines(cells, task, arch):
+            if ablation in c.ablations:
+                value = c.ablations[ablation].summary.get(measure)
+                boot = _load(run_dir, f"{c.id}.npz", f"boot__{ablation}")
+                if value is not None and boot is not None:
+                    out[c.seed] = (float(value), boot)
+        return out
+    mine = [c for c in comparisons if (c.task, c.architecture, c.ablation) == (task, arch, ablation)]
+    headline = mine[0].variant if mine else None  # a train-time ablation's first variant: e.g. no_identity
+    for c in mine:
+        if c.variant == headline and c.dependence.estimate is not None:
+            boot = _load(run_dir, f"{task}__{arch}__{c.variant}__s{c.seed}.dependence_boot.npy")
+            if boot is not None:
+                out[c.seed] = (c.dependence.estimate, boot)
     return out
 
 
-def _two_level(points: list[float], boots: list[np.ndarray], replicates: int, seed: int = 0) -> Interval:
-    est = float(np.mean(points))
-    b = np.stack(boots)  # (S, B)
-    rng = np.random.default_rng(seed)
-    s, n = b.shape
-    draws = b[rng.integers(0, s, (replicates, s)), rng.integers(0, n, (replicates, s))].mean(1)
-    draws = draws[np.isfinite(draws)]
-    if not len(draws):
-        return Interval(estimate=round(est, 6), low=None, high=None)
-    lo, hi = np.percentile(draws, [2.5, 97.5])
-    return Interval(estimate=round(est, 6), low=round(float(lo), 6), high=round(float(hi), 6))
+def _margins(task: str, arch: str, cells: list[Cell], run_dir: Path) -> Series:
+    """Per seed: the baseline's balanced accuracy above chance, with its replicates (conditioning)."""
+    out: Series = {}
+    for c in _baselines(cells, task, arch):
+        boot = _load(run_dir, f"{c.id}.npz", "boot__margin")
+        if boot is not None:
+            out[c.seed] = (c.metrics["balanced_accuracy"] - c.chance["balanced_accuracy"], boot)
+    return out
+
+
+def _decision(series: Series, seeds: list[int], alpha: float) -> Decision:
+    x = np.array([series[s][0] for s in seeds])
+    boots = np.stack([series[s][1] for s in seeds]) if seeds else np.empty((0, 0))
+    est = stats.interval(x, boots, alpha)
+    return Decision(estimate=r(est.estimate), low=r(est.low), high=r(est.high), se=r(est.se), df=est.df,
+                    p=None if est.p is None else float(f"{est.p:.6g}"), dropped_replicates=est.dropped_replicates,
+                    per_seed={str(s): r(float(series[s][0])) for s in seeds})
+
+
+def r(v: float | None) -> float | None:
+    return None if v is None else round(v, 6)
+
+
+def _difference(d: Series, g: Series, seeds: list[int]) -> Series:
+    return {s: (d[s][0] - g[s][0], d[s][1] - g[s][1]) for s in seeds}
+
+
+def _conditioning(dense: str, glob: str, arch: str, seeds: list[int], cells: list[Cell], run_dir: Path,
+                  threshold: float, alpha: float) -> Conditioning:
+    margins = {}
+    for task in (dense, glob):
+        m = _margins(task, arch, cells, run_dir)
+        margins[task] = _decision(m, [s for s in seeds if s in m], alpha)
+    low = [margins[t].low for t in (dense, glob)]
+    ok = all(v is not None and v > threshold for v in low)
+    if ok:
+        note = f"both baselines' margins over chance clear {threshold:g} (interval lower bounds)"
+    elif any(v is None for v in low):
+        note = "a margin has no interval (fewer than 2 seeds): D's denominator is unchecked"
+    else:
+        weak = [t for t, v in zip((dense, glob), low) if v <= threshold]
+        note = (f"{', '.join(weak)}: the baseline's margin over chance may be below {threshold:g} "
+                "(interval lower bound), so D divides by a margin that may be near 0; train longer")
+    return Conditioning(threshold=threshold, dense_margin=margins[dense], global_margin=margins[glob], ok=ok,
+                        note=note)
+
+
+def _has_identity(cells: list[Cell], arch: str) -> bool:
+    flows = [c.identity_flow for c in cells if c.architecture == arch and c.identity_flow]
+    return any(f.get("residual_blocks", 0) + f.get("skips", 0) > 0 for f in flows)
 
 
 def compute_verdict(resolved: dict, cells: list[Cell], comparisons: list[Comparison], run_dir: Path,
-                    replicates: int) -> Verdict | None:
+                    declarations: dict[str, dict]) -> Verdict | None:
     spec = resolved.get("verdict")
     if not spec:
         return None
     dense, glob = spec["dense"], spec["global"]
+    alpha, min_seeds, threshold = spec.get("alpha", 0.05), spec.get("min_seeds", 5), spec.get("min_margin", 0.1)
+    head_arch = spec.get("architecture") or natural_dense(resolved)
     rows: list[VerdictRow] = []
-    shown: set[str] = set()  # ablations independent of the architecture, already shown once
-    for arch in resolved["architectures"]:
-        for abl in (a["name"] for a in resolved["ablations"]):
-            if abl in shown:
-                continue
-            d = _per_seed(dense, arch, abl, cells, comparisons, run_dir)
-            g = _per_seed(glob, arch, abl, cells, comparisons, run_dir)
+    for abl in (a["name"] for a in resolved["ablations"]):
+        decl = declarations[abl]
+        family = decl["family"]
+        if family not in ("identity", "ensemble", "sufficiency"):
+            continue
+        archs = list(resolved["architectures"])[:1] if decl["reads"] == "input" else list(resolved["architectures"])
+        for arch in archs:
+            if family == "identity" and not _has_identity(cells, arch):
+                continue  # a plain net has no identity path to remove: no row, not a zero
+            d = _series(dense, arch, abl, decl["phase"], decl["measure"], cells, comparisons, run_dir)
+            g = _series(glob, arch, abl, decl["phase"], decl["measure"], cells, comparisons, run_dir)
             seeds = sorted(set(d) & set(g))
             if not seeds:
                 continue
-            label = arch
-            if not ABLATIONS.get(abl).per_architecture:
-                shown.add(abl)
-                label = "(input)"
-            diff = _two_level([d[s][0] - g[s][0] for s in seeds], [d[s][1] - g[s][1] for s in seeds], replicates)
-            verdict = "inconclusive"
-            if diff.low is not None and diff.low > 0:
-                verdict = "supported"
-            elif diff.high is not None and diff.high < 0:
-                verdict = "contradicted"
-            measure = "sufficiency" if abl == "identity_readout" else "dependence"
+            if decl["reads"] == "input":
+                conditioning = Conditioning(threshold=threshold, dense_margin=None, global_margin=None, ok=True,
+                                            note="sufficiency divides by 1 − chance, not by a model's margin")
+            else:
+                conditioning = _conditioning(dense, glob, arch, seeds, cells, run_dir, threshold, alpha)
+            headline = family == "identity" and (arch, abl) == (head_arch, spec["ablation"])
             rows.append(VerdictRow(
-                architecture=label, ablation=abl, measure=measure, seeds=len(seeds), verdict=verdict, difference=diff,
-                dense=_two_level([d[s][0] for s in seeds], [d[s][1] for s in seeds], replicates),
-                global_=_two_level([g[s][0] for s in seeds], [g[s][1] for s in seeds], replicates)))
-    head_arch = spec.get("architecture") or _natural_dense(resolved)
-    headline = next((r for r in rows if r.architecture == head_arch and r.ablation == spec["ablation"]), None)
-    return Verdict(dense_task=dense, global_task=glob, headline=headline, rows=rows, method=METHOD)
+                family=family, role="headline" if headline else "exploratory",
+                architecture="(input)" if decl["reads"] == "input" else arch, ablation=abl, measure=decl["measure"],
+                seeds=len(seeds), dense=_decision(d, seeds, alpha), global_=_decision(g, seeds, alpha),
+                difference=_decision(_difference(d, g, seeds), seeds, alpha), conditioning=conditioning,
+                verdict="inconclusive"))
+    rows = _decide(rows, alpha, min_seeds)
+    headline_row = next((r for r in rows if r.role == "headline"), None)
+    missing = None if headline_row else (
+        f"no result for {spec['ablation']} on {head_arch}: every seed of a pair failed, the ablation was not "
+        "applicable, or a task is missing from the matrix for it")
+    return Verdict(dense_task=dense, global_task=glob, alpha=alpha, min_seeds=min_seeds, headline=headline_row,
+                   headline_missing=missing, rows=rows, method=METHOD)
 
 
-def _natural_dense(resolved: dict) -> str:
+def _decide(rows: list[VerdictRow], alpha: float, min_seeds: int) -> list[VerdictRow]:
+    """Holm within each family's exploratory rows; then each row's call (module docstring)."""
+    out = list(rows)
+    for family in ("identity", "ensemble", "sufficiency"):
+        idx = [i for i, r in enumerate(out) if r.family == family and r.role == "exploratory"]
+        adjusted = stats.holm([out[i].difference.p for i in idx])
+        for i, p in zip(idx, adjusted):
+            out[i] = out[i].model_copy(update={"p_holm": None if p is None else float(f"{p:.6g}")})
+    return [r.model_copy(update={"verdict": _call(r, alpha, min_seeds)}) for r in out]
+
+
+def _call(row: VerdictRow, alpha: float, min_seeds: int) -> str:
+    if not row.conditioning.ok:
+        return "ill-conditioned"
+    if row.seeds < min_seeds:
+        return "underpowered"
+    diff = row.difference
+    if row.role == "headline":
+        direction = stats.call(stats.Estimate(diff.estimate, diff.low, diff.high, diff.se, diff.df, diff.p))
+    elif row.p_holm is not None and row.p_holm < alpha and diff.estimate:
+        direction = "supported" if diff.estimate > 0 else "contradicted"
+    else:
+        direction = "inconclusive"
+    if row.family != "identity" and direction != "inconclusive":  # own wording: never for or against the claim
+        return "dense higher" if direction == "supported" else "global higher"
+    return direction
+
+
+def natural_dense(resolved: dict) -> str:
     archs = resolved["architectures"]
     for alias, spec in archs.items():
         if "segmentation" in getattr(ARCHITECTURES.get(spec["name"]), "natural", ()):

@@ -13,7 +13,7 @@ from torch.testing import assert_close
 
 from bench.data import TaskInfo
 from bench.errors import BenchError
-from bench.flow import Edit, edited, identity_flow
+from bench.flow import DropBranch, FillIdentity, edited, identity_flow
 from bench.models.resnet_cifar import cifar_resnet
 from bench.models.smp_unet import smp_unet
 from bench.models.timm_resnet import timm_resnet
@@ -52,7 +52,7 @@ def test_option_a_preact_resnet_fully_lesioned_depends_only_on_stem_and_head():
     blocks = identity_flow(model).residual_blocks
     assert all(b.lesionable for b in blocks)
     inp = x(32)
-    with edited(model, {b.name: Edit(drop_branch=True) for b in blocks}):
+    with edited(model, {b.name: DropBranch() for b in blocks}):
         model(inp).sum().backward()
         with torch.no_grad():
             before = model(inp)
@@ -89,7 +89,7 @@ def test_timm_blocks_are_declared_and_lesion_to_their_shortcut():
     name = flow.blocks[2].name
     block = model.get_submodule(name)
     h = torch.randn(2, 64, 8, 8)
-    with edited(model, {name: Edit(drop_branch=True)}), torch.no_grad():
+    with edited(model, {name: DropBranch()}), torch.no_grad():
         assert torch.equal(block(h), torch.relu(block.shortcut(h)))  # y = act(downsample(x))
     assert not torch.equal(block(h), torch.relu(block.shortcut(h)))
 
@@ -138,7 +138,7 @@ def test_smp_skip_removal_equals_a_zero_skip_fed_to_smp():
         feats = ref.encoder(x())
         feats[1] = torch.zeros_like(feats[1])  # features[k] is at 1/2^k resolution
         expected = ref.decoder(feats)
-        with edited(ours, {level1: Edit(fill="zero")}):
+        with edited(ours, {level1: FillIdentity("zero")}):
             assert_close(ours.decoder(ours.encoder(x())), expected, rtol=0, atol=1e-6)
         assert not torch.allclose(ours.decoder(ours.encoder(x())), expected)
 

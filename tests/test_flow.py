@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from bench.data import TaskInfo
-from bench.flow import Edit, Merge, ResidualBlock, edited, identity_flow, reordered
+from bench.flow import DropBranch, FillIdentity, GateGradient, Merge, ResidualBlock, edited, identity_flow, reordered
 from bench.models.resnet_cifar import cifar_resnet
 from bench.models.unet import unet
 
@@ -35,7 +35,7 @@ def test_lesion_is_shortcut_only_and_reversible():
     name = identity_flow(model).blocks[1].name
     block = model.get_submodule(name)
     h = torch.randn(2, 4, 16, 16)
-    with edited(model, {name: Edit(drop_branch=True)}):
+    with edited(model, {name: DropBranch()}):
         assert torch.equal(block(h), torch.relu(h))  # post-activation: y = relu(shortcut(x))
         assert not torch.equal(model(x), before)
     assert torch.equal(model(x), before)
@@ -44,7 +44,7 @@ def test_lesion_is_shortcut_only_and_reversible():
 def test_zero_fill_turns_a_residual_block_into_its_plain_twin():
     block = ResidualBlock(nn.Conv2d(2, 2, 1), nn.Identity())
     x = torch.randn(1, 2, 3, 3)
-    block.merge.edit = Edit(fill="zero")
+    block.merge.edit = FillIdentity("zero")
     assert torch.equal(block(x), block.branch(x))
 
 
@@ -53,7 +53,7 @@ def test_gradient_routing_changes_backward_not_forward():
     identity = torch.randn(3, 2, requires_grad=True)
     branch = torch.randn(3, 2, requires_grad=True)
     mask = torch.tensor([1.0, 0.0, 1.0])
-    merge.edit = Edit(identity_grad=mask, branch_grad=1 - mask)
+    merge.edit = GateGradient(mask, 1 - mask)
     out = merge(identity, branch)
     assert torch.equal(out, identity + branch)
     out.sum().backward()
@@ -74,8 +74,8 @@ def test_reorder_swaps_and_restores():
 def test_shuffle_and_mean_fill_on_concat_skip():
     merge = Merge("concat")
     identity, branch = torch.arange(6.0).view(3, 2), torch.zeros(3, 1)
-    merge.edit = Edit(fill="shuffle")
+    merge.edit = FillIdentity("shuffle")
     out = merge(identity, branch)
     assert torch.equal(out[:, 1:], identity[[2, 0, 1]])
-    merge.edit = Edit(fill="mean", mean=identity.mean(0))
+    merge.edit = FillIdentity("mean", identity.mean(0))
     assert torch.equal(merge(identity, branch)[:, 1:], identity.mean(0).expand(3, 2))

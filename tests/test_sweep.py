@@ -7,7 +7,7 @@ import torch
 
 from bench.ablations.multi_lesion import MultiLesion
 from bench.evaluate import predict_stats
-from bench.flow import Edit, edited, identity_flow
+from bench.flow import DropBranch, edited, identity_flow
 from bench.models.resnet_cifar import cifar_resnet
 from bench.models.unet import unet
 from bench.sweep import evaluate_shared
@@ -25,8 +25,8 @@ def test_shared_prefix_equals_from_scratch():
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 1.5)
     flow = identity_flow(model)
-    singles = [{b.name: Edit(drop_branch=True)} for b in flow.blocks]
-    multis = [{b: Edit(drop_branch=True) for b in names} for _, _, names in
+    singles = [{b.name: DropBranch()} for b in flow.blocks]
+    multis = [{b: DropBranch() for b in names} for _, _, names in
               MultiLesion(max_k=4, samples=3).sample_sets(flow, 0)]
     sets = [{}, *singles, *multis]
     shared = evaluate_shared(model, flow, sets, task.test, task.info, batch_size=32, device=CPU)

@@ -10,6 +10,17 @@ An ablation is a class with a pydantic ``Params`` model (its YAML settings) and 
 
 ``applicable(flow)`` returns None or why this architecture cannot honour the request; a request that
 names blocks or levels the architecture lacks is a validation error.
+
+Every ablation DECLARES what it measures, as class attributes that are part of its type (checked when
+a config names it, written into results.json, read by the verdict, report and leaderboard — nothing
+looks at an ablation's name): ``removes`` (the path it takes away: ``identity``, ``branch`` or
+``none``), ``measure`` (``dependence``: the share of the above-chance score lost; ``sufficiency``: the
+share of the way from chance to perfect that the kept path alone reaches; ``profile``: a curve with no
+single number, e.g. gradient per path length), ``reads`` (``model``, or ``input`` when the result does
+not depend on the architecture), ``version`` and the typed ``Summary`` of its ``summary``. The family —
+which question it answers — follows from these (``family()``): identity-removing dependence decides
+the verdict; branch removal answers Veit et al.'s "how ensemble-like is the network"; sufficiency is
+its own row; profiles are descriptive.
 """
 
 from __future__ import annotations
@@ -25,9 +36,34 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from bench.data import Split, Task, TaskInfo
+from bench.errors import BenchError
 from bench.evaluate import predict_stats
 from bench.flow import Edit, IdentityFlow, edited
 from bench.metrics import Outcome
+
+Removes = Literal["identity", "branch", "none"]
+Measure = Literal["dependence", "sufficiency", "profile"]
+Family = Literal["identity", "ensemble", "sufficiency", "descriptive"]
+FAMILY_QUESTION: dict[str, str] = {
+    "identity": "does the task depend on the identity path? (decides the verdict)",
+    "ensemble": "how ensemble-like is the network: how much does removing residual branches cost? (Veit et al.)",
+    "sufficiency": "how much of the answer does the input alone carry?",
+    "descriptive": "descriptive curves, no single number",
+}
+
+
+class Summary(BaseModel):
+    """An ablation's summary in results.json; subclasses add their own typed fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def __getitem__(self, key: str) -> Any:
+        """``summary["dependence"]`` reads as it does in results.json, where the summary is a mapping."""
+        return getattr(self, key)
+
+
+class DependenceSummary(Summary):
+    dependence: float | None = Field(description="The ablation's D: share of the above-chance balanced accuracy lost.")
 
 
 class AblationParams(BaseModel):
@@ -41,7 +77,9 @@ class TestTimeParams(AblationParams):
 
 
 def dependence(m_ablated, m_full, m_chance):
-    """D = 1 - (m_ablated - m_chance) / (m_full - m_chance): share of above-chance performance lost."""
+    """D = 1 - (m_ablated - m_chance) / (m_full - m_chance): share of above-chance performance lost.
+
+    Called with balanced accuracies (``bench.metrics.SCALE``), for which m_chance = 1/C for every task kind."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return 1.0 - (np.asarray(m_ablated) - m_chance) / (np.asarray(m_full) - m_chance)
 
@@ -57,7 +95,7 @@ class AblationContext:
     seed: int
     baseline: Outcome
     chance: Outcome
-    weights: np.ndarray  # (B, N) bootstrap resampling counts shared by every outcome of this cell
+    weights: np.ndarray  # (B, N) bootstrap resampling counts shared by every outcome of this cell and its seeds
     eval_batch_size: int = 500
     amp: str = "off"
     params: Any = None
@@ -72,29 +110,32 @@ class AblationContext:
     def split(self) -> Split:
         return self.task.test
 
-    def evaluate(self, edits: Mapping[str, Edit] | None = None, model: nn.Module | None = None) -> Outcome:
+    def evaluate(self, edits: Mapping[str, Edit] | None = None, model: nn.Module | None = None,
+                 order: torch.Tensor | None = None) -> Outcome:
+        """Per-example statistics under ``edits``; ``order`` evaluates the test set in that order (the
+        statistics come back in the original order) — what a shuffle fill's derangement needs."""
         model = model or self.model
         with edited(model, edits or {}), _bn_policy(self, model):
             return predict_stats(model, self.split, self.info, batch_size=self.eval_batch_size,
-                                 device=self.device, amp=self.amp)
+                                 device=self.device, amp=self.amp, order=order)
 
-    def evaluate_many(self, edit_sets: list[Mapping[str, Edit]]) -> list[Outcome]:
+    def evaluate_many(self, edit_sets: list[Mapping[str, Edit]], order: torch.Tensor | None = None) -> list[Outcome]:
         """Evaluate the model under each edit set, sharing the unedited prefix of a sequential trunk
         across sets (bench.sweep); falls back to one evaluation per set for other models."""
         from bench.sweep import evaluate_shared
 
         if getattr(self.params, "bn_policy", "running") == "running":
             shared = evaluate_shared(self.model, self.flow, list(edit_sets), self.split, self.info,
-                                     batch_size=self.eval_batch_size, device=self.device, amp=self.amp)
+                                     batch_size=self.eval_batch_size, device=self.device, amp=self.amp, order=order)
             if shared is not None:
                 return shared
-        return [self.evaluate(e) for e in edit_sets]
+        return [self.evaluate(e, order=order) for e in edit_sets]
 
     def dependence(self, outcome: Outcome) -> float:
-        return float(dependence(outcome.primary, self.baseline.primary, self.chance.primary))
+        return float(dependence(outcome.score, self.baseline.score, self.chance.score))
 
     def boot(self, outcome: Outcome) -> np.ndarray:
-        """The primary metric under each bootstrap resample of this cell's test set."""
+        """The dependence scale (balanced accuracy) under each bootstrap resample of the test set."""
         return outcome.bootstrap(self.weights)
 
     def dependence_boot(self, outcome: Outcome) -> np.ndarray:
@@ -104,8 +145,11 @@ class AblationContext:
         return dependence(outcome.bootstrap(self.weights), self._boot_full, self._boot_chance)
 
     def record(self, key: dict, outcome: Outcome) -> dict:
+        """One setting's result: task metrics, the raw change of the task's metric beside D (which is on
+        the balanced-accuracy scale), and D."""
         return {"key": key, "metrics": outcome.metrics(), "primary": round(outcome.primary, 6),
-                "dependence": _round(self.dependence(outcome))}
+                "delta_primary": round(outcome.primary - self.baseline.primary, 6),
+                "score": round(outcome.score, 6), "dependence": _round(self.dependence(outcome))}
 
 
 def mean_boot(boots: list[np.ndarray]) -> np.ndarray | None:
@@ -156,21 +200,52 @@ class _bn_policy:
 @dataclass
 class AblationResult:
     records: list[dict]
-    summary: dict  # point values, e.g. {"dependence": 0.12, ...}
-    summary_boot: np.ndarray | None = None  # bootstrap replicates of summary["dependence"]
+    summary: Summary  # the ablation's typed Summary
+    summary_boot: np.ndarray | None = None  # bootstrap replicates of the summary's measure
 
 
 class Ablation:
-    """Base class: subclasses set ``phase``, ``Params`` and implement ``run`` or ``variants``."""
+    """Base class: subclasses declare ``removes``/``measure`` (+ ``phase``, ``Params``, ``Summary``) and
+    implement ``run`` (test time) or ``variants`` (train time)."""
 
     phase: ClassVar[Literal["test", "train"]] = "test"
     Params: ClassVar[type[AblationParams]] = TestTimeParams
-    # False when the result comes from the task alone (identity_readout reads the input, not the model):
+    removes: ClassVar[Removes]  # which path the ablation takes away; no default: every ablation says
+    measure: ClassVar[Measure] = "dependence"
+    # "input" when the result comes from the task alone (identity_readout reads the input, not the model):
     # the verdict then shows it once, as architecture "(input)", not once per architecture
-    per_architecture: ClassVar[bool] = True
+    reads: ClassVar[Literal["model", "input"]] = "model"
+    version: ClassVar[int] = 1  # bump when the numbers an ablation reports change meaning
+    Summary: ClassVar[type[Summary]] = DependenceSummary
 
     def __init__(self, **params: Any):
         self.params = self.Params(**params)
+
+    @classmethod
+    def family(cls) -> Family:
+        """Which question the ablation answers, from what it declares (never from its name)."""
+        if cls.measure == "sufficiency":
+            return "sufficiency"
+        if cls.measure == "profile" or cls.removes == "none":
+            return "descriptive"
+        return "identity" if cls.removes == "identity" else "ensemble"
+
+    @classmethod
+    def declaration(cls) -> dict[str, Any]:
+        """What results.json records about the ablation (as lm-evaluation-harness records each task's
+        version and higher_is_better); a plugin that declares nothing valid is refused by name."""
+        removes = getattr(cls, "removes", None)
+        if removes not in ("identity", "branch", "none") or cls.measure not in ("dependence", "sufficiency", "profile"):
+            raise BenchError(f"ablation {cls.__module__}.{cls.__name__}: declare removes = 'identity' | 'branch' | "
+                             f"'none' and measure = 'dependence' | 'sufficiency' | 'profile' (got removes={removes!r}, "
+                             f"measure={cls.measure!r}); see bench/ablations/base.py")
+        if not (isinstance(cls.Summary, type) and issubclass(cls.Summary, Summary)):
+            raise BenchError(f"ablation {cls.__module__}.{cls.__name__}: Summary must subclass "
+                             "bench.ablations.base.Summary")
+        return {"version": cls.version, "phase": cls.phase, "removes": removes, "measure": cls.measure,
+                "reads": cls.reads, "family": cls.family(),
+                # lower D: the score survives the removal; higher sufficiency: the kept path alone does more
+                "higher_is_better": {"dependence": False, "sufficiency": True}.get(cls.measure)}
 
     def applicable(self, flow: IdentityFlow) -> str | None:
         return None

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from bench.ablations.base import Ablation, AblationParams
-from bench.flow import Edit, IdentityFlow, KeepExactly, MergePoint
+from bench.flow import Edit, IdentityFlow, KeepExactly, KeepSubset, MergePoint
 
 
 class EffectiveDepthParams(AblationParams):
@@ -27,6 +27,7 @@ class EffectiveDepthTraining(Ablation):
     """Train with exactly m of n residual branches per batch (Veit Sec. 5); test the full network."""
 
     phase: ClassVar = "train"
+    removes: ClassVar = "branch"  # most branches are dropped in each training batch
     Params: ClassVar = EffectiveDepthParams
 
     @staticmethod
@@ -49,7 +50,7 @@ class EffectiveDepthTraining(Ablation):
         blocks = self.blocks(flow)
         n, m = len(blocks), self.kept(len(blocks))
         sampler = KeepExactly(n, m)
-        return {f"keep_{m}_of_{n}": {b.name: Edit(keep=sampler, keep_index=i) for i, b in enumerate(blocks)}}
+        return {f"keep_{m}_of_{n}": {b.name: KeepSubset(sampler, i) for i, b in enumerate(blocks)}}
 
     @classmethod
     def section(cls, res, run_dir) -> str:

@@ -3,8 +3,9 @@
 The best a LINEAR readout of the identity path alone can do: a per-pixel linear classifier (1x1 conv)
 on the normalised input for segmentation, a linear classifier on the flattened input for
 classification, trained with the same trainer for ``epochs`` on the task's training split.
-Reported chance-normalised: sufficiency = (m_readout − m_chance) / (1 − m_chance) (the headline, a
-property of the task), and relative to the trained model, (m_readout − m_chance) / (m_full − m_chance).
+Reported chance-normalised on the balanced-accuracy scale, like D: sufficiency = (m_readout − m_chance)
+/ (1 − m_chance) (the headline, a property of the task), and relative to the trained model,
+(m_readout − m_chance) / (m_full − m_chance).
 The first is the headline (verdict, CI): it does not depend on how well the architecture trained.
 It depends only on the task and seed, so it is computed once per process and copied into each cell.
 """
@@ -19,7 +20,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from bench.ablations.base import Ablation, AblationContext, AblationParams, AblationResult
+from bench.ablations.base import Ablation, AblationContext, AblationParams, AblationResult, Summary
 from bench.data import TaskInfo
 from bench.flow import IdentityFlow
 
@@ -30,6 +31,14 @@ _CACHE: dict[tuple, tuple[nn.Module, float]] = {}  # (id(task), seed, params) ->
 # after 36 steps (loss 1.58 ~ ln 5 on the quickstart's shapes), scoring BELOW the majority predictor;
 # at 0.1 it converges. The flattened readout has one weight per input value and diverges at 0.1.
 DEFAULT_LR = {"segmentation": 0.1, "classification": 0.01}
+
+
+class IdentityReadoutSummary(Summary):
+    sufficiency: float = Field(description="(m_readout − m_chance)/(1 − m_chance), balanced accuracy.")
+    sufficiency_relative_to_model: float | None = Field(description="(m_readout − m_chance)/(m_full − m_chance).")
+    readout_metric: str = Field(description="The task metric reported beside it (accuracy or miou).")
+    readout_primary: float = Field(description="The readout's task metric.")
+    readout_train_loss: float = Field(description="Final training loss: a readout that did not converge shows here.")
 
 
 class IdentityReadoutParams(AblationParams):
@@ -50,8 +59,11 @@ class IdentityReadout(Ablation):
     """Linear readout from the input alone (per pixel / flattened image): identity sufficiency per task."""
 
     phase: ClassVar = "test"
+    removes: ClassVar = "none"
+    measure: ClassVar = "sufficiency"
+    reads: ClassVar = "input"
     Params: ClassVar = IdentityReadoutParams
-    per_architecture: ClassVar = False
+    Summary: ClassVar = IdentityReadoutSummary
 
     def applicable(self, flow: IdentityFlow) -> str | None:
         return None
@@ -77,16 +89,17 @@ class IdentityReadout(Ablation):
     def run(self, ctx: AblationContext) -> AblationResult:
         readout, train_loss = self.readout(ctx)
         outcome = ctx.evaluate(model=readout)
-        m, full, chance = outcome.primary, ctx.baseline.primary, ctx.chance.primary
+        m, full, chance = outcome.score, ctx.baseline.score, ctx.chance.score
         boot = ctx.boot(outcome)
         with np.errstate(divide="ignore", invalid="ignore"):
             sufficiency_boot = (boot - ctx.boot(ctx.chance)) / (1 - ctx.boot(ctx.chance))
             relative = (m - chance) / (full - chance) if full != chance else float("nan")
         record = ctx.record({"readout": "linear per pixel" if ctx.info.kind == "segmentation" else "linear"}, outcome)
-        summary = {"sufficiency": float((m - chance) / (1 - chance)),
-                   "sufficiency_relative_to_model": None if not np.isfinite(relative) else float(relative),
-                   "readout_" + ("miou" if ctx.info.kind == "segmentation" else "accuracy"): round(m, 6),
-                   "readout_train_loss": train_loss}
+        summary = IdentityReadoutSummary(
+            sufficiency=float((m - chance) / (1 - chance)),
+            sufficiency_relative_to_model=None if not np.isfinite(relative) else float(relative),
+            readout_metric="miou" if ctx.info.kind == "segmentation" else "accuracy",
+            readout_primary=round(outcome.primary, 6), readout_train_loss=train_loss)
         return AblationResult([record], summary, sufficiency_boot)
 
     @classmethod
@@ -101,11 +114,10 @@ class IdentityReadout(Ablation):
         for task, seed in dict.fromkeys((c.task, c.seed) for c in cells):
             group = [c for c in cells if (c.task, c.seed) == (task, seed)]
             out = group[0].ablations["identity_readout"]
-            metric = next(k for k in out.summary if k.startswith("readout_"))
             relative = ", ".join(f"{c.architecture}: {fmt(c.ablations['identity_readout'].summary['sufficiency_relative_to_model'])}"
                                  for c in group)
-            rows.append([task, group[0].task_kind, seed, fmt(out.summary[metric]),
-                         fmt(group[0].chance[group[0].primary_metric]), fmt_ci(out.summary_ci), relative])
+            rows.append([task, group[0].task_kind, seed, f"{out.summary['readout_metric']} {fmt(out.summary['readout_primary'])}",
+                         fmt(group[0].chance.get("balanced_accuracy")), fmt_ci(out.summary_ci), relative])
             ci = out.summary_ci
             suff = out.summary["sufficiency"]
             labels.append(f"{task}\ns{seed}")
@@ -124,5 +136,5 @@ class IdentityReadout(Ablation):
                 "(m_readout − m_chance)/(1 − m_chance), 95% bootstrap CI over test examples; beside it, relative "
                 "to each trained model: (m_readout − m_chance)/(m_full − m_chance).\n\n"
                 f"![identity readout]({png})\n\n"
-                + table(["task", "kind", "seed", "readout score", "chance", "sufficiency [95% CI]",
+                + table(["task", "kind", "seed", "readout task metric", "chance (balanced acc.)", "sufficiency [95% CI]",
                          "relative to the trained model"], rows) + "\n")

@@ -14,12 +14,13 @@ from bench.ablations.base import (
     Ablation,
     AblationContext,
     AblationResult,
+    DependenceSummary,
     TestTimeParams,
     mean_boot,
     mean_error,
     pair_groups,
 )
-from bench.flow import Edit, IdentityFlow
+from bench.flow import DropBranch, IdentityFlow
 from bench.metrics import mean_of
 
 
@@ -27,11 +28,19 @@ class BlockLesionParams(TestTimeParams):
     blocks: Literal["all"] | list[str] = Field("all", description="Block names to lesion, or all lesionable.")
 
 
+class BlockLesionSummary(DependenceSummary):
+    dependence_non_downsampling: float | None = Field(description="Mean D over blocks whose shape is kept.")
+    max_dependence: float | None = Field(description="The worst single lesion's D.")
+    blocks: int = Field(description="Blocks lesioned.")
+
+
 class BlockLesion(Ablation):
     """Veit single-block lesion: remove each residual branch (or plain layer) at test time, keep the shortcut."""
 
     phase: ClassVar = "test"
+    removes: ClassVar = "branch"
     Params: ClassVar = BlockLesionParams
+    Summary: ClassVar = BlockLesionSummary
 
     def targets(self, flow: IdentityFlow) -> list[str]:
         if self.params.blocks == "all":
@@ -52,7 +61,7 @@ class BlockLesion(Ablation):
     def run(self, ctx: AblationContext) -> AblationResult:
         records, boots = [], []
         names = self.targets(ctx.flow)
-        outcomes = ctx.evaluate_many([{name: Edit(drop_branch=True)} for name in names])
+        outcomes = ctx.evaluate_many([{name: DropBranch()} for name in names])
         for name, outcome in zip(names, outcomes):
             point = ctx.flow[name]
             rec = ctx.record({"block": name, "stage": point.stage, "downsampling": not point.same_shape,
@@ -61,8 +70,8 @@ class BlockLesion(Ablation):
             boots.append(ctx.dependence_boot(outcome))
         deps = [r["dependence"] for r in records if r["dependence"] is not None]
         plain = [r["dependence"] for r in records if not r["key"]["downsampling"] and r["dependence"] is not None]
-        summary = {"dependence": mean_of(deps), "dependence_non_downsampling": mean_of(plain),
-                   "max_dependence": float(np.max(deps)) if deps else None, "blocks": len(records)}
+        summary = BlockLesionSummary(dependence=mean_of(deps), dependence_non_downsampling=mean_of(plain),
+                                     max_dependence=float(np.max(deps)) if deps else None, blocks=len(records))
         return AblationResult(records, summary, mean_boot(boots))
 
     @classmethod

@@ -1,13 +1,14 @@
 """multi_lesion (Veit et al. 2016, Fig. 5a): delete k randomly chosen blocks at once, k = 1..K.
 
-S samples per k, drawn without replacement among the lesionable blocks, seeded from (seed, cell
-seed). Error is expected to rise smoothly with k for a ResNet and to jump to chance for a plain net.
+S samples per k: distinct k-subsets of the lesionable blocks (min(S, C(n, k)) of them: at k = n there
+is one), seeded from (seed, cell seed). Error is expected to rise smoothly with k for a ResNet and to jump to chance for a plain net.
 k = 0 (nothing deleted) is evaluated through the same path and recorded once: it must equal the
 intact model, which anchors the curve and checks the sweep machinery.
 """
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
@@ -17,13 +18,14 @@ from bench.ablations.base import (
     Ablation,
     AblationContext,
     AblationResult,
+    DependenceSummary,
     TestTimeParams,
     by_task,
     mean_boot,
     mean_error,
     pair_groups,
 )
-from bench.flow import Edit, IdentityFlow
+from bench.flow import DropBranch, IdentityFlow
 from bench.metrics import mean_of
 
 
@@ -33,11 +35,32 @@ class MultiLesionParams(TestTimeParams):
     seed: int = Field(0, description="Sampling seed, combined with the cell's seed.")
 
 
+class MultiLesionSummary(DependenceSummary):
+    error_by_k: dict[str, float] = Field(description="Mean error over the samples of each k (k = 0: intact).")
+    error_std_by_k: dict[str, float] = Field(description="Sd of the error over the samples of each k.")
+    max_k: int
+
+
+def distinct_subsets(n: int, k: int, count: int, rng: np.random.Generator) -> list[list[int]]:
+    """min(count, C(n, k)) distinct sorted k-subsets of range(n), drawn uniformly without replacement."""
+    total = math.comb(n, k)
+    if count >= total:  # every subset: enumerate rather than hope the sampler finds them all
+        import itertools
+
+        return [list(c) for c in itertools.combinations(range(n), k)]
+    seen: dict[tuple[int, ...], None] = {}
+    while len(seen) < count:
+        seen.setdefault(tuple(sorted(rng.choice(n, size=k, replace=False).tolist())), None)
+    return [list(c) for c in seen]
+
+
 class MultiLesion(Ablation):
-    """Veit multi-block lesion: delete k random blocks at test time, k = 1..K, S samples per k."""
+    """Veit multi-block lesion: delete k random blocks at test time, k = 1..K, S distinct samples per k."""
 
     phase: ClassVar = "test"
+    removes: ClassVar = "branch"
     Params: ClassVar = MultiLesionParams
+    Summary: ClassVar = MultiLesionSummary
 
     @staticmethod
     def _blocks(flow: IdentityFlow) -> list[str]:
@@ -52,14 +75,13 @@ class MultiLesion(Ablation):
         rng = np.random.default_rng([self.params.seed, cell_seed])
         sets = []
         for k in range(1, max_k + 1):
-            for s in range(self.params.samples):
-                chosen = sorted(rng.choice(len(blocks), size=k, replace=False).tolist())
+            for s, chosen in enumerate(distinct_subsets(len(blocks), k, self.params.samples, rng)):
                 sets.append((k, s, [blocks[i] for i in chosen]))
         return sets
 
     def run(self, ctx: AblationContext) -> AblationResult:
         sets = [(0, 0, []), *self.sample_sets(ctx.flow, ctx.seed)]
-        outcomes = ctx.evaluate_many([{b: Edit(drop_branch=True) for b in names} for _, _, names in sets])
+        outcomes = ctx.evaluate_many([{b: DropBranch() for b in names} for _, _, names in sets])
         records, boots = [], []
         for (k, s, names), outcome in zip(sets, outcomes):
             records.append(ctx.record({"k": k, "sample": s, "blocks": names}, outcome))
@@ -68,12 +90,11 @@ class MultiLesion(Ablation):
         by_k: dict[int, list[float]] = {}
         for r in records:
             by_k.setdefault(r["key"]["k"], []).append(1 - r["primary"])
-        summary = {
-            "dependence": mean_of(r["dependence"] for r in records if r["key"]["k"]),
-            "error_by_k": {str(k): round(float(np.mean(v)), 6) for k, v in by_k.items()},
-            "error_std_by_k": {str(k): round(float(np.std(v)), 6) for k, v in by_k.items()},
-            "max_k": max(by_k),
-        }
+        summary = MultiLesionSummary(
+            dependence=mean_of(r["dependence"] for r in records if r["key"]["k"]),
+            error_by_k={str(k): round(float(np.mean(v)), 6) for k, v in by_k.items()},
+            error_std_by_k={str(k): round(float(np.std(v)), 6) for k, v in by_k.items()},
+            max_k=max(by_k))
         return AblationResult(records, summary, mean_boot(boots))
 
     @classmethod

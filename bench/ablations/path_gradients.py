@@ -1,11 +1,16 @@
 """path_gradients (Veit et al. 2016, Fig. 6): how much gradient flows through paths of each length.
 
 A batch is forwarded normally (BatchNorm in eval mode). In the backward pass each EXAMPLE gets its own
-sampled path: for k randomly chosen residual blocks the gradient passes only through the residual
-branch, for the other n − k only through the shortcut (per-example 0/1 gates on the merge inputs,
-``Edit(identity_grad=1−m, branch_grad=m)``; the forward pass is unchanged). Because examples are
+sampled path: for k randomly chosen path edges the gradient passes only through the transformation,
+for the other n − k only through the identity (per-example 0/1 gates on the merge inputs,
+``GateGradient(1 − m, m)``; the forward pass is unchanged). The edges are every merge point with an
+identity: residual blocks (branch vs shortcut) AND long skips (the deep decoder path vs the skip), so a
+U-Net's skips are gated too and no gradient leaks around the sampled path. Because the gradient is
+multilinear in the gates, the gated gradients summed over all 2^n paths equal the ungated gradient
+(tests/test_path_gradients.py checks it for every built-in architecture). Because examples are
 independent in eval mode, one backward pass yields a whole batch of samples. We record the norm of the
-gradient of the example's loss at the input of the first residual block (where all paths start).
+gradient of the example's loss where all paths start: the input of the first residual block (Veit)
+when the network has no long skips, else the model input (a skip may leave before the first block).
 
 Reported per k: mean and sd of the gradient norm; the share of paths of length k, C(n,k)/2^n; and
 their product, the total gradient carried by paths of length k. The effective-path window is the
@@ -28,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from bench.ablations.base import Ablation, AblationContext, AblationParams, AblationResult, pair_groups
-from bench.flow import Edit, IdentityFlow, edited
+from bench.ablations.base import Ablation, AblationContext, AblationParams, AblationResult, Summary, pair_groups
+from bench.flow import GateGradient, IdentityFlow, MergePoint, edited
 
 
 def path_length_distribution(n: int) -> list[float]:
@@ -69,6 +74,22 @@ class PathGradientParams(AblationParams):
     seed: int = 0
 
 
+class PathGradientSummary(Summary):
+    n_blocks: int = Field(description="Path edges n: residual blocks plus long skips.")
+    gradient_at: str = Field(description="Where the gradient is measured: 'first_block' input or model 'input'.")
+    window_low: int
+    window_high: int
+    window_mass: float
+    window_path_share: float
+    mean_gradient_path_length: float
+    mean_path_length: float
+
+
+def path_edges(flow: IdentityFlow) -> list[MergePoint]:
+    """Every merge point where a path can take the identity or the transformation, in forward order."""
+    return [p for p in flow.points if p.has_identity and (p.role == "skip" or p.shortcut != "none")]
+
+
 def sample_masks(n: int, k: int, batch: int, generator: torch.Generator) -> torch.Tensor:
     """(n, batch) 0/1 masks: each column marks a uniformly random k-subset of the n blocks."""
     ranks = torch.rand(n, batch, generator=generator).argsort(0)  # a random permutation per column
@@ -77,51 +98,77 @@ def sample_masks(n: int, k: int, batch: int, generator: torch.Generator) -> torc
 
 def sampled_input_gradients(model: torch.nn.Module, flow: IdentityFlow, x: torch.Tensor, y: torch.Tensor,
                             masks: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
-    """Per-example gradient norms at the first residual block's input, for per-example paths."""
+    """Per-example gradient norms where all paths start, for per-example paths."""
     return input_gradients(model, flow, x, y, masks, ignore_index).flatten(1).norm(dim=1)
 
 
-def input_gradients(model: torch.nn.Module, flow: IdentityFlow, x: torch.Tensor, y: torch.Tensor,
-                    masks: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
-    """Gradient of each example's loss w.r.t. the input of the first residual block, along its own path.
+def gradient_point(flow: IdentityFlow) -> str:
+    """'first_block' (Veit: the first residual block's input) without long skips, else 'input'."""
+    return "input" if any(p.role == "skip" for p in path_edges(flow)) else "first_block"
 
-    ``masks`` is (n_blocks, B) 0/1: 1 = the gradient goes through that block's residual branch, 0 =
-    through its shortcut. The input is captured by a forward pre-hook on that block (where all 2^n
-    paths start) and differentiated with torch.autograd.grad, so parameter .grad stays untouched. The
-    loss is the SUM of per-example losses (a segmentation example's loss is its pixel mean): in eval
-    mode (the caller sets it) examples do not interact, so row i is exactly example i's gradient.
+
+def input_gradients(model: torch.nn.Module, flow: IdentityFlow, x: torch.Tensor, y: torch.Tensor,
+                    masks: torch.Tensor | None, ignore_index: int | None) -> torch.Tensor:
+    """Gradient of each example's loss where all paths start (``gradient_point``), along its own path.
+
+    ``masks`` is (n_edges, B) 0/1 over ``path_edges(flow)``: 1 = the gradient goes through that edge's
+    transformation, 0 = through its identity; None = ungated (the full gradient). The start is captured
+    by a forward pre-hook on the first block (or is the input itself) and differentiated with
+    torch.autograd.grad, so parameter .grad stays untouched. The loss is the SUM of per-example losses
+    (a segmentation example's loss is its pixel mean): in eval mode (the caller sets it) examples do not
+    interact, so row i is exactly example i's gradient.
     """
-    blocks = flow.residual_blocks
-    first = model.get_submodule(blocks[0].name)
+    edges = path_edges(flow)
     captured: list[torch.Tensor] = []
-    handle = first.register_forward_pre_hook(lambda mod, args: captured.append(args[0]))
-    edits = {b.name: Edit(identity_grad=1 - masks[i], branch_grad=masks[i]) for i, b in enumerate(blocks)}
+    handle = None
+    if gradient_point(flow) == "first_block":
+        first = model.get_submodule(edges[0].name)
+        handle = first.register_forward_pre_hook(lambda mod, args: captured.append(args[0]))
+    edits = {} if masks is None else {e.name: GateGradient(1 - masks[i], masks[i]) for i, e in enumerate(edges)}
     try:
         with edited(model, edits), torch.enable_grad():
-            logits = model(x.detach().requires_grad_())  # so a block right at the input still has a graph
+            start = x.detach().requires_grad_()  # so a block right at the input still has a graph
+            logits = model(start)
             ignore = -100 if ignore_index is None else ignore_index
             loss = F.cross_entropy(logits, y, ignore_index=ignore, reduction="none")
             per_example = loss.flatten(1).mean(1) if loss.ndim > 1 else loss
-            (grad,) = torch.autograd.grad(per_example.sum(), captured[0])
+            (grad,) = torch.autograd.grad(per_example.sum(), captured[0] if captured else start)
     finally:
-        handle.remove()
+        if handle is not None:
+            handle.remove()
     return grad.detach()
+
+
+def same_examples(ctx: AblationContext, count: int, batch_size: int):
+    """The first ``count`` training examples (unshuffled, unaugmented; cycling if the split is smaller),
+    in batches: re-read for each k rather than stored, so large images cost no memory."""
+    left = count
+    while left > 0:
+        for x, y in ctx.task.train.batches(batch_size, train=False):
+            b = min(len(x), left)
+            yield x[:b], y[:b]
+            left -= b
+            if left == 0:
+                return
 
 
 class PathGradients(Ablation):
     """Veit path-length gradients: per-example sampled paths, gradient norm vs path length, effective window."""
 
     phase: ClassVar = "test"
+    removes: ClassVar = "none"  # gates the backward pass only; the forward pass is the intact model
+    measure: ClassVar = "profile"
     Params: ClassVar = PathGradientParams
+    Summary: ClassVar = PathGradientSummary
 
     def applicable(self, flow: IdentityFlow) -> str | None:
-        return None if flow.residual_blocks else "no residual blocks with an identity path"
+        return None if path_edges(flow) else "no identity path (residual block or long skip) to gate"
 
     def validate(self, flow: IdentityFlow) -> None:
-        n = len(flow.residual_blocks)
+        n = len(path_edges(flow))
         bad = [k for k in self.params.ks or () if not 0 <= k <= n]
         if bad:
-            raise ValueError(f"ks {bad} outside 0..{n}: this architecture has {n} residual blocks")
+            raise ValueError(f"ks {bad} outside 0..{n}: this architecture has {n} path edges")
 
     def path_lengths(self, n: int) -> list[int]:
         p = self.params
@@ -132,21 +179,14 @@ class PathGradients(Ablation):
     def run(self, ctx: AblationContext) -> AblationResult:
         p = self.params
         model, flow = ctx.model.eval(), ctx.flow
-        n = len(flow.residual_blocks)
+        n = len(path_edges(flow))
         ks = self.path_lengths(n)
         gen = torch.Generator().manual_seed(p.seed * 1_000_003 + ctx.seed)
-        batches = ctx.task.train.batches(p.batch_size, train=False)
         norms: dict[int, list[float]] = {k: [] for k in ks}
-        for k in ks:
-            while len(norms[k]) < p.samples_per_k:
-                try:
-                    x, y = next(batches)
-                except StopIteration:
-                    batches = ctx.task.train.batches(p.batch_size, train=False)
-                    x, y = next(batches)
-                b = min(len(x), p.samples_per_k - len(norms[k]))
-                x, y = x[:b].to(ctx.device), y[:b].to(ctx.device)
-                masks = sample_masks(n, k, b, gen).to(ctx.device)  # a random k-subset per example
+        for k in ks:  # every k sees the same examples: the first samples_per_k of the training split
+            for x, y in same_examples(ctx, p.samples_per_k, p.batch_size):
+                x, y = x.to(ctx.device), y.to(ctx.device)
+                masks = sample_masks(n, k, len(x), gen).to(ctx.device)  # a random k-subset per example
                 norms[k] += sampled_input_gradients(model, flow, x, y, masks, ctx.info.ignore_index).tolist()
         mean = np.array([np.mean(norms[k]) for k in ks])
         lengths, total = total_gradient(n, ks, mean)
@@ -155,9 +195,10 @@ class PathGradients(Ablation):
         records = [{"key": {"k": k}, "samples": len(norms[k]), "grad_norm_mean": float(mean[i]),
                     "grad_norm_sd": float(np.std(norms[k])), "path_share": share[k],
                     "total_gradient": float(total[k - ks[0]])} for i, k in enumerate(ks)]
-        summary = {"n_blocks": n, "window_low": int(lengths[lo]), "window_high": int(lengths[hi]),
-                   "window_mass": p.window, "window_path_share": path_fraction(n, lengths[lo], lengths[hi]),
-                   "mean_gradient_path_length": float((lengths * total).sum()), "mean_path_length": n / 2}
+        summary = PathGradientSummary(
+            n_blocks=n, gradient_at=gradient_point(flow), window_low=int(lengths[lo]), window_high=int(lengths[hi]),
+            window_mass=p.window, window_path_share=path_fraction(n, lengths[lo], lengths[hi]),
+            mean_gradient_path_length=float((lengths * total).sum()), mean_path_length=n / 2)
         return AblationResult(records, summary, None)
 
     @classmethod

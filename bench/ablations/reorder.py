@@ -1,8 +1,11 @@
 """reorder (Veit et al. 2016, Fig. 5b): exchange random pairs of shape-compatible blocks within a stage.
 
-For each number of swaps, S random reorderings are evaluated; each records Kendall's tau between the
-original and the new block order, tau = 1 − 4·d / (n(n−1)), d = discordant pairs. Error is expected to
-rise smoothly as tau falls for a ResNet.
+For each number of swaps, S random reorderings are evaluated — distinct permutations across the whole
+sweep, never the original order (swapping a pair back undoes it: such draws are redrawn; a small net
+may have fewer distinct orders than asked, and then gets all it has). Each records Kendall's tau
+between the original and the new block order, tau = 1 − 4·d / (n(n−1)), d = discordant pairs. Error is
+expected to rise smoothly as tau falls for a ResNet; the correlation of tau and error is reported only
+from at least 3 distinct tau values.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from bench.ablations.base import (
     Ablation,
     AblationContext,
     AblationResult,
+    DependenceSummary,
     TestTimeParams,
     by_task,
     mean_boot,
@@ -43,8 +47,21 @@ def binned_mean(x: np.ndarray, y: np.ndarray, bins: int = 8) -> tuple[np.ndarray
     return (np.array([x[idx == i].mean() for i in used]), np.array([y[idx == i].mean() for i in used]))
 
 
+MIN_TAUS = 3  # distinct tau values below which a correlation says nothing
+MAX_DRAWS = 200  # redraws per wanted permutation before concluding the net has no more distinct orders
+
+
+class ReorderSummary(DependenceSummary):
+    corr_tau_error: float | None = Field(description="Pearson r of Kendall tau and error; None below 3 distinct taus.")
+    corr_note: str | None = Field(None, description="Why the correlation is missing, when it is.")
+    distinct_taus: int
+    reorderings: int
+    min_tau: float
+    max_error: float
+
+
 class ReorderParams(TestTimeParams):
-    swaps: list[int] = Field([1, 2, 4, 8, 16], description="Numbers of random compatible-pair swaps.")
+    swaps: list[int] = Field([1, 2, 4, 8, 16], min_length=1, description="Numbers of random compatible-pair swaps.")
     samples: int = Field(5, ge=1, description="Random reorderings per number of swaps.")
     seed: int = 0
 
@@ -53,7 +70,9 @@ class Reorder(Ablation):
     """Veit reordering: swap random pairs of shape-compatible blocks within a stage; error vs Kendall tau."""
 
     phase: ClassVar = "test"
+    removes: ClassVar = "branch"  # it takes away each residual branch's place in the order; identities stay
     Params: ClassVar = ReorderParams
+    Summary: ClassVar = ReorderSummary
 
     @staticmethod
     def groups(flow: IdentityFlow) -> list[list[int]]:
@@ -73,14 +92,20 @@ class Reorder(Ablation):
         groups = self.groups(flow)
         pairs = [(a, b) for g in groups for i, a in enumerate(g) for b in g[i + 1:]]
         rng = np.random.default_rng([self.params.seed, cell_seed])
+        identity = list(range(len(flow.blocks)))
+        seen = {tuple(identity)}
         out = []
         for swaps in self.params.swaps:
             for s in range(self.params.samples):
-                order = list(range(len(flow.blocks)))
-                for _ in range(swaps):
-                    a, b = pairs[rng.integers(len(pairs))]
-                    order[a], order[b] = order[b], order[a]
-                out.append((swaps, s, order))
+                for _ in range(MAX_DRAWS):
+                    order = list(identity)
+                    for _ in range(swaps):
+                        a, b = pairs[rng.integers(len(pairs))]
+                        order[a], order[b] = order[b], order[a]
+                    if tuple(order) not in seen:
+                        seen.add(tuple(order))
+                        out.append((swaps, s, order))
+                        break
         return out
 
     def run(self, ctx: AblationContext) -> AblationResult:
@@ -96,9 +121,17 @@ class Reorder(Ablation):
             boots.append(ctx.dependence_boot(outcome))
         taus = np.array([r["key"]["kendall_tau"] for r in records])
         errs = np.array([1 - r["primary"] for r in records])
-        corr = float(np.corrcoef(taus, errs)[0, 1]) if taus.std() > 0 and errs.std() > 0 else None
-        summary = {"dependence": mean_of(r["dependence"] for r in records),
-                   "corr_tau_error": corr, "min_tau": float(taus.min()), "max_error": float(errs.max())}
+        distinct = len(np.unique(taus))
+        corr, note = None, None
+        if distinct < MIN_TAUS:
+            note = f"only {distinct} distinct tau value(s); a correlation needs {MIN_TAUS}"
+        elif errs.std() == 0:
+            note = "every reordering gave the same error"
+        else:
+            corr = float(np.corrcoef(taus, errs)[0, 1])
+        summary = ReorderSummary(dependence=mean_of(r["dependence"] for r in records), corr_tau_error=corr,
+                                 corr_note=note, distinct_taus=distinct, reorderings=len(records),
+                                 min_tau=float(taus.min()), max_error=float(errs.max()))
         return AblationResult(records, summary, mean_boot(boots))
 
     @classmethod

@@ -2,9 +2,16 @@
 
 Fills: ``zero``; ``mean`` — the skip's mean activation over calibration batches of training images
 (per channel and position, i.e. the batch dimension averaged out: the skip then carries no
-information about *this* image); ``shuffle`` — the skip of another image of the batch (real
-statistics, wrong image). The fill is part of each record's key. Works on any skip point (U-Net
-concat skips) and, with ``include_blocks``, on residual identity paths too.
+information about *this* image); ``shuffle`` — the skip of another test image (real statistics, wrong
+image): the test set is visited in a seeded random order and each image gets the skip of the next one
+in its batch, a random derangement of the whole test set (never a neighbour in file order). The fill is
+part of each record's key. Works on any skip point (U-Net concat skips) and, with ``include_blocks``,
+on residual identity paths too.
+
+The headline D (``headline_fill``, default ``mean``) is the mean fill at all levels: it removes what
+the skip says about this image and keeps its first-order statistics, so the decoder is not pushed off
+its input distribution. A zero fill also measures how the decoder copes with an input it never saw (a
+U-Net under zeros sat exactly on the chance predictor); both are recorded beside it.
 """
 
 from __future__ import annotations
@@ -15,12 +22,29 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from bench.ablations.base import Ablation, AblationContext, AblationResult, TestTimeParams, pair_groups
-from bench.flow import Edit, IdentityFlow, MergePoint
+from bench.ablations.base import (
+    Ablation,
+    AblationContext,
+    AblationResult,
+    DependenceSummary,
+    TestTimeParams,
+    pair_groups,
+)
+from bench.flow import FillIdentity, IdentityFlow, MergePoint
+
+
+class SkipLesionSummary(DependenceSummary):
+    headline: str = Field(description="Which record the summary D is.")
+    dependence_all_zero: float | None = None
+    dependence_all_mean: float | None = None
+    dependence_all_shuffle: float | None = None
 
 
 class SkipLesionParams(TestTimeParams):
     fills: list[Literal["zero", "mean", "shuffle"]] = Field(["zero", "mean", "shuffle"], min_length=1)
+    headline_fill: Literal["zero", "mean", "shuffle"] = Field(
+        "mean", description="The fill whose all-levels D is the summary (and the verdict's); must be in fills.")
+    seed: int = Field(0, ge=0, description="Seeds the shuffle fill's random derangement, with the cell's seed.")
     include_blocks: bool = Field(False, description="Also lesion residual identity paths (grouped by stage).")
     calibration_batches: int = Field(10, ge=1, description="Training batches averaged for fill=mean.")
 
@@ -29,7 +53,13 @@ class SkipLesion(Ablation):
     """Replace trained skip tensors by zero / dataset-mean / batch-shuffled fills, per level and all levels."""
 
     phase: ClassVar = "test"
+    removes: ClassVar = "identity"
     Params: ClassVar = SkipLesionParams
+    Summary: ClassVar = SkipLesionSummary
+
+    def validate(self, flow: IdentityFlow) -> None:
+        if self.params.headline_fill not in self.params.fills:
+            raise ValueError(f"headline_fill {self.params.headline_fill!r} is not in fills {self.params.fills}; add it")
 
     def points(self, flow: IdentityFlow) -> list[MergePoint]:
         pts = [p for p in flow.skips if p.has_identity]
@@ -71,7 +101,7 @@ class SkipLesion(Ablation):
             levels.setdefault(f"{p.role}{p.stage}" if p.role == "block" else str(p.stage), []).append(p)
         settings = [(fill, level, pts) for fill in self.params.fills
                     for level, pts in [*levels.items(), ("all", points)]]
-        edit_sets = [{p.name: Edit(fill=fill, mean=means.get(p.name)) for p in pts} for fill, _, pts in settings]
+        edit_sets = [{p.name: FillIdentity(fill, means.get(p.name)) for p in pts} for fill, _, pts in settings]
         records, summary_boot, summary_dep = [], None, None
         headline = "zero" if "zero" in self.params.fills else self.params.fills[0]
         for (fill, level, pts), outcome in zip(settings, ctx.evaluate_many(edit_sets)):

@@ -12,7 +12,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from bench.ablations.base import Ablation, AblationParams
-from bench.flow import Edit, IdentityFlow
+from bench.flow import Edit, FillIdentity, IdentityFlow
 
 
 class SkipRemovalParams(AblationParams):
@@ -23,6 +23,7 @@ class SkipRemoval(Ablation):
     """Train without identity paths: ResNet -> plain twin, U-Net -> no long skips (all or per level)."""
 
     phase: ClassVar = "train"
+    removes: ClassVar = "identity"
     Params: ClassVar = SkipRemovalParams
 
     @staticmethod
@@ -34,8 +35,8 @@ class SkipRemoval(Ablation):
 
     def variants(self, flow: IdentityFlow) -> dict[str, dict[str, Edit]]:
         paths = self._paths(flow)
-        out = {"no_identity": {p.name: Edit(fill="zero") for p in paths}}
+        out = {"no_identity": {p.name: FillIdentity("zero") for p in paths}}
         if self.params.per_level:
             for level in sorted({p.stage for p in paths}):
-                out[f"no_identity_level{level}"] = {p.name: Edit(fill="zero") for p in paths if p.stage == level}
+                out[f"no_identity_level{level}"] = {p.name: FillIdentity("zero") for p in paths if p.stage == level}
         return out

@@ -10,7 +10,7 @@ from bench.ablations.path_gradients import sampled_input_gradients
 from bench.config import TrainConfig
 from bench.data import TaskInfo, TensorSplit
 from bench.evaluate import predict_stats
-from bench.flow import Edit, edited, identity_flow
+from bench.flow import DropBranch, edited, identity_flow
 from bench.models.resnet_cifar import cifar_resnet
 from bench.sweep import evaluate_shared
 from bench.train import train
@@ -35,7 +35,7 @@ def test_lesion_sweep_shares_the_prefix(benchmark):
     model = cifar_resnet(INFO, depth=56).eval()
     flow = identity_flow(model)
     split = cifar_like(64)
-    sets = [{b.name: Edit(drop_branch=True)} for b in flow.blocks]
+    sets = [{b.name: DropBranch()} for b in flow.blocks]
     n = len(sets)
 
     def shared():
