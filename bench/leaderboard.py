@@ -1,8 +1,9 @@
 """``bench leaderboard``: one table across runs, derived from their results.json files.
 
 Rows: run × task × architecture × training variant; columns: the primary metric (mean ± sd over
-seeds, n), the chance level, and each ablation's identity dependence D (mean over seeds, with a 95%
-interval where the run computed one; a train-time ablation's D is shown on the baseline row it was
+seeds, n), the chance level, and each ablation's identity dependence D (mean over seeds with a 95%
+interval: the verdict's, over seeds and test examples, where it has one; else a t-interval over seeds;
+one seed: its bootstrap over test examples; a train-time ablation's D is shown on the baseline row it was
 compared against; ``identity_readout`` reports sufficiency S instead). Rows of different run folders
 are never merged, even for the same study name: their recipes may differ, and ``bench compare`` is the
 tool that lines two runs up.
@@ -42,6 +43,18 @@ def mean_std(values: list[float | None]) -> tuple[float | None, float | None, in
     if not vals:
         return EMPTY
     return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, len(vals)
+
+
+def seeds_interval(values: list[float | None]) -> tuple[tuple[float, float], str, float] | None:
+    """95% t-interval of the mean over seeds (between-seed spread only; the verdict's interval, where a
+    row has one, also resamples the test set and replaces this)."""
+    vals = np.array([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if len(vals) < 2:
+        return None
+    from scipy import stats
+
+    mean, half = float(vals.mean()), float(stats.t.ppf(0.975, len(vals) - 1) * vals.std(ddof=1) / np.sqrt(len(vals)))
+    return (mean - half, mean + half), "seeds", mean
 
 
 def spec_text(spec: dict[str, Any] | None) -> str:
@@ -106,7 +119,7 @@ def rows_of(res: Results) -> tuple[list[dict], list[str]]:
             vals += [d.estimate for d in deps]
             cis += [interval_of(d) for d in deps]
             row[name] = mean_std(vals)
-            row["intervals"][name] = (cis[0], "seed", vals[0]) if len(cis) == 1 and cis[0] else None
+            row["intervals"][name] = (cis[0], "seed", vals[0]) if len(cis) == 1 and cis[0] else seeds_interval(vals)
         if side and variant == "baseline":
             for vr in verdict_rows(res):
                 if vr.architecture != arch:

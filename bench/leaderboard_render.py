@@ -133,8 +133,9 @@ def d_td(r: dict, ablation: str) -> str:
         if estimate is not None:  # the interval's own estimate: the number and its interval always agree
             mean = estimate
         inner = f'{mean:.3f}<span class="ci"> [{low:.3f}, {high:.3f}]</span>'
-        title = ("the verdict's estimate and 95% interval: bootstrap over seeds and test examples"
-                 if source == "verdict" else "95% interval, bootstrap over test examples (one seed)")
+        title = {"verdict": "the verdict's estimate and 95% interval, over seeds and test examples",
+                 "seeds": f"mean and 95% t-interval over {n} seeds (between-seed spread only)",
+                 }.get(source, "95% interval, bootstrap over test examples (one seed)")
     elif n > 1:
         inner += f'<span class="sd"> ± {sd:.3f}</span><span class="n"> n={n}</span>'
         title = f"mean ± sd over {n} seeds (no interval computed for this row)"
@@ -205,9 +206,9 @@ def render_html(rows: list[dict], ablations: list[str], out: Path | None = None)
     parts.append(
         f"<footer><p>Ranking: {e(RANKING)}; {e(MERGE)}. D = identity dependence: the share of the above-chance "
         "score lost when the identity paths are ablated; S = identity sufficiency. Score: mean ± sd over seeds "
-        "(n seeds). D: mean over seeds, with a 95% interval in brackets where the run computed one (on the "
-        "verdict's rows: bootstrap over seeds and test examples; one seed: over test examples); hover a number "
-        "for its source. ≈ chance: the score is above chance by less than 10% of the headroom, so its D is not "
+        "(n seeds). D: mean over seeds with a 95% interval in brackets: the verdict's (over seeds and test "
+        "examples) on the rows it covers, else a t-interval over seeds; one seed: its bootstrap over test "
+        "examples; hover a number for its source. ≈ chance: the score is above chance by less than 10% of the headroom, so its D is not "
         "meaningful. Verdict: D dense − D global per architecture and ablation (★ the study's headline); "
         "differs: the config keys in which the runs differ.</p></footer>")
     parts.append(f"<script>{JS}</script></body></html>\n")

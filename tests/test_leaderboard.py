@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
+from bench.leaderboard import build
 
 CONFIG = """
 name: lb
@@ -106,8 +107,13 @@ def test_leaderboard_md_html_latex(runs, capsys, tmp_path):
     assert page.count('<tr class="variant') == 7 and "↳ no_identity" in page
     assert "<th>differs</th>" in page and "train.lr=0.02" in page and "matrix=" in page
     assert "cifar_resnet(depth=8, width=4" in page and '<td class="num" data-v="' in page
-    assert '<span class="ci"> [' in page  # intervals shown
-    assert "skip_removal: " in page and "★" in page  # verdict column, headline marked
+    rows, _ = build([str(a), str(b)])
+    intervals = [ci for r in rows for ci in r["intervals"].values() if ci]
+    assert intervals  # what the runs computed (one seed's bootstrap, or the verdict's over seeds) ...
+    for (low, high), _, _ in intervals:
+        assert f'<span class="ci"> [{low:.3f}, {high:.3f}]</span>' in page  # ... is shown
+    verdicts = [v for r in rows for v in r["verdicts"]]
+    assert verdicts and all(f"{v['ablation']}: {v['verdict']}</span>" in page for v in verdicts)  # verdict column
     assert f'href="{Path(os.path.relpath(a / "report.md", html_path.parent)).as_posix()}"' in page
     assert main(["leaderboard", str(a), str(b), "--format", "latex"]) == 0
     tex = capsys.readouterr().out
@@ -149,10 +155,12 @@ def test_bad_run_folders_exit_2(tmp_path, capsys):
     assert main(["leaderboard", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no results.json here" in err and err.count("\n") == 1
-    (tmp_path / "results.json").write_text('{"schema_version": 1}')
+    from bench.results import SCHEMA_VERSION
+
+    (tmp_path / "results.json").write_text(f'{{"schema_version": {SCHEMA_VERSION}}}')
     assert main(["leaderboard", str(tmp_path), "--format", "csv"]) == 2
     err = capsys.readouterr().err
-    assert "not a valid results.json (schema v1)" in err and err.count("\n") == 1
+    assert f"not a valid results.json (schema v{SCHEMA_VERSION})" in err and err.count("\n") == 1
     (tmp_path / "results.json").write_text("{not json")
     assert main(["leaderboard", str(tmp_path)]) == 2
     assert "not a valid results.json" in capsys.readouterr().err
