@@ -90,6 +90,7 @@ class Validate(Command):
         from bench.config import load_config
 
         cfg, resolved = load_config(args.config, args.overrides)
+        check_tasks(resolved, args.config)
         notes = check_ablations(cfg, resolved, args.config)
         pairs = cfg.pairs()
         print(f"{args.config}: ok — {len(resolved['tasks'])} task(s), {len(resolved['architectures'])} "
@@ -98,6 +99,19 @@ class Validate(Command):
         for note in notes:
             print(f"  note: {note}")
         return 0
+
+
+def check_tasks(resolved: dict, path: Path) -> None:
+    """A task factory's optional cheap ``check(params)`` (e.g. that a data root exists), without building it."""
+    from bench.registry import TASKS
+
+    for alias, spec in resolved["tasks"].items():
+        check = getattr(TASKS.get(spec["name"]), "check", None)
+        if callable(check):
+            try:
+                check({k: v for k, v in spec.items() if k != "name"})
+            except BenchError as exc:
+                raise BenchError(f"{path}: tasks.{alias}: {exc}") from None
 
 
 def check_ablations(cfg, resolved: dict, path: Path) -> list[str]:
@@ -156,21 +170,74 @@ class List(Command):
 
 
 def describe(kind: str, entry) -> str:
+    from bench.describe import n_params, natural_role, signature_line
+
     text = entry.description
     if kind == "architectures":
-        from bench.data import TaskInfo
-
-        natural = getattr(entry.obj, "natural", ())
         try:
-            n = sum(p.numel() for p in entry.obj(TaskInfo("classification", 10)).parameters())
-            size = f"{n / 1e6:.2f}M params (defaults, 10 classes)"
+            size = f"{n_params(entry.obj) / 1e6:.2f}M params (defaults, 10 classes)"
         except Exception as exc:  # an optional dependency missing, weights unavailable, ...
             size = f"params n/a: {type(exc).__name__}"
-        role = f"natural for {'/'.join(natural)}; control otherwise" if natural else "natural for both"
-        return f"{text} [{size}; {role}]"
+        return f"{text} [{size}; {natural_role(entry.obj)}]"
     if kind == "ablations":
         return f"{text} [{getattr(entry.obj, 'phase', '?')} time]"
-    return text
+    return f"{text}\n{'':<26}params: {signature_line(entry.obj)}"
+
+
+class Describe(Command):
+    name = "describe"
+    help = "everything about one task, architecture or ablation: parameters (type, default, bounds), docs, size"
+    examples = """examples:
+  python -m bench describe segmentation_folder
+  python -m bench describe unet
+  python -m bench --plugin my_net.py describe my_net"""
+
+    def add_arguments(self, p):
+        p.add_argument("name", help="a registered name (see `python -m bench list`)")
+
+    def __call__(self, args):
+        from bench.describe import describe as full
+        from bench.describe import find
+
+        print("\n\n".join(full(kind, entry) for kind, entry in find(args.name)))
+        return 0
+
+
+class Check(Command):
+    name = "check"
+    help = "run the conformance suite (bench.conformance) on one architecture, with parameters"
+    examples = """examples:
+  python -m bench check cifar_resnet --set depth=8 --set width=4
+  python -m bench check my_net --plugin my_net.py --set width=8
+  python -m bench check tiny_resnet -- -x -v     # after --: extra pytest arguments
+the same as: python -m pytest --pyargs bench.conformance --bench-arch NAME --bench-params '{"width": 8}'
+exit status: pytest's (0: every check passed)"""
+
+    def add_arguments(self, p):
+        p.add_argument("arch", help="a registered architecture (built-in, installed or --plugin)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="a factory parameter (YAML syntax), repeatable; default: the factory's defaults")
+
+    def __call__(self, args):
+        import json
+
+        import pytest
+        import yaml
+
+        from bench.params import validate_params
+        from bench.registry import ARCHITECTURES
+
+        params = {}
+        for item in args.overrides:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise BenchError(f"--set {item!r}: write KEY=VALUE, e.g. --set width=8")
+            params[key.strip()] = yaml.safe_load(value)
+        validate_params(ARCHITECTURES.get(args.arch), params, f"bench check {args.arch} --set")
+        argv = ["-p", "no:cacheprovider", "--pyargs", "bench.conformance", "--bench-arch", args.arch]
+        if args.overrides:
+            argv += ["--bench-params", json.dumps(params)]
+        return int(pytest.main([*argv, *args.passthrough]))
 
 
 class Leaderboard(Command):
@@ -179,18 +246,20 @@ class Leaderboard(Command):
     examples = """examples:
   python -m bench leaderboard reports/runs/*
   python -m bench leaderboard reports/runs/quickstart-1a2b3c4d reports/runs/camvid_cpu --format csv --out lb.csv
-  python -m bench leaderboard reports/*/results.json --format html --out leaderboard.html"""
+  python -m bench leaderboard reports/*/results.json --format html --out leaderboard.html
+  python -m bench leaderboard runA runB --format latex --out table.tex     # booktabs, for a paper
+html: one self-contained file (no network): sortable, intervals, verdicts, links to each run's report."""
 
     def add_arguments(self, p):
         p.add_argument("runs", nargs="+", help="run folders (holding results.json)")
-        p.add_argument("--format", choices=["md", "csv", "html"], default="md")
+        p.add_argument("--format", choices=["md", "csv", "html", "latex"], default="md")
         p.add_argument("--out", type=Path, help="write to a file instead of stdout")
 
     def __call__(self, args):
         from bench.leaderboard import build, render, write_or_print
 
         rows, ablations = build(args.runs)
-        write_or_print(render(rows, ablations, args.format), args.out)
+        write_or_print(render(rows, ablations, args.format, args.out), args.out)
         return 0
 
 
@@ -255,7 +324,7 @@ results: reports/perf/latest.md (the README table) and latest.json"""
         return 0
 
 
-COMMANDS: list[type[Command]] = [Run, Validate, List, Leaderboard, Compare, Reports, Bench]
+COMMANDS: list[type[Command]] = [Run, Validate, List, Describe, Check, Leaderboard, Compare, Reports, Bench]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -289,9 +358,28 @@ def init_distributed() -> None:
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
+def hoist_plugins(argv: list[str]) -> list[str]:
+    """Move every ``--plugin X`` / ``--plugin=X`` to the front, so it may follow the subcommand too."""
+    plugins, rest, i = [], [], 0
+    while i < len(argv):
+        if argv[i] == "--plugin" and i + 1 < len(argv):
+            plugins += argv[i:i + 2]
+            i += 2
+            continue
+        (plugins if argv[i].startswith("--plugin=") else rest).append(argv[i])
+        i += 1
+    return plugins + rest
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = hoist_plugins(sys.argv[1:] if argv is None else list(argv))
+    passthrough: list[str] = []
+    if "--" in argv:  # `bench check NAME -- -x -v`: what follows is for pytest
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1:]
     args = parser.parse_args(argv)
+    args.passthrough = passthrough
     try:
         for plugin in args.plugin:
             load_plugin(plugin)
