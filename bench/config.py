@@ -279,15 +279,15 @@ def resolve(cfg: StudyConfig, path: Path) -> dict:
                 raise BenchError(f"{path}: verdict.{key}: unknown task alias {alias!r}{did_you_mean(alias, cfg.tasks)}")
         if v.ablation not in names:
             raise BenchError(f"{path}: verdict.ablation: {v.ablation!r} is not in ablations ({', '.join(names)}); add it")
+        if v.architecture is not None and v.architecture not in cfg.architectures:
+            raise BenchError(f"{path}: verdict.architecture: unknown alias {v.architecture!r}"
+                             f"{did_you_mean(v.architecture, cfg.architectures)}")
         family = ABLATIONS.get(v.ablation).family()
         if family != "identity":
             identity = [n for n in names if ABLATIONS.get(n).family() == "identity"]
             raise BenchError(f"{path}: verdict.ablation: {v.ablation!r} is in the {family} family (it does not remove "
                              f"the identity path), so it cannot decide the claim; name one that does "
                              f"({', '.join(identity) or 'skip_removal, skip_lesion'})")
-        if v.architecture is not None and v.architecture not in cfg.architectures:
-            raise BenchError(f"{path}: verdict.architecture: unknown alias {v.architecture!r}"
-                             f"{did_you_mean(v.architecture, cfg.architectures)}")
     return out
 
 

@@ -173,7 +173,7 @@ def test_a_diverging_cell_is_recorded_and_the_study_carries_on(tmp_path, capsys)
     assert {(x["architecture"], x["variant"]) for x in res["comparisons"]} == {("good", "no_identity")}
     report = (out / "report.md").read_text()
     assert report.count("FAILED: diverged: loss is nan at step 0") == 4
-    assert "**inconclusive** — the headline cell has no result" in report
+    assert "**no verdict** — no result for skip_removal on bad" in report
     # a failed cell is a result: the same command does not retrain it (--restart does)
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
     with fresh_registries():
