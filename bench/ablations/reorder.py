@@ -7,7 +7,7 @@ rise smoothly as tau falls for a ResNet.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import numpy as np
 from pydantic import Field
@@ -44,8 +44,8 @@ def binned_mean(x: np.ndarray, y: np.ndarray, bins: int = 8) -> tuple[np.ndarray
 
 
 class ReorderParams(TestTimeParams):
-    swaps: list[int] = Field([1, 2, 4, 8, 16], description="Numbers of random compatible-pair swaps.")
-    samples: int = Field(5, ge=1, description="Random reorderings per number of swaps.")
+    swaps: list[Annotated[int, Field(ge=1, le=10_000)]] = Field([1, 2, 4, 8, 16], min_length=1, max_length=100, description="Numbers of random compatible-pair swaps.")
+    samples: int = Field(5, ge=1, le=10_000, description="Random reorderings per number of swaps.")
     seed: int = 0
 
 
