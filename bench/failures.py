@@ -23,30 +23,39 @@ from bench.errors import BenchError, worker_error
 from bench.registry import REGISTRIES
 
 
-def plugin_modules() -> dict[str, str]:
-    """Top-level module name of each plugin -> how to name it in a message."""
-    out: dict[str, str] = {}
+def _plugins() -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+    """(top-level plugin module -> its file, (module, qualname) of each registered plugin object -> its name)."""
+    modules: dict[str, str] = {}
+    objects: dict[tuple[str, str], str] = {}
     for reg in REGISTRIES.values():
         for entry in reg._entries.values():
-            module = sys.modules.get(getattr(entry.obj, "__module__", "") or "")
-            top = (getattr(entry.obj, "__module__", "") or "").split(".")[0]
-            if top and top != "bench":
-                where = getattr(module, "__file__", None) or entry.source
-                out.setdefault(top, f"{reg.kind[:-1]} plugin {entry.name!r} ({where})")
+            name = getattr(entry.obj, "__module__", "") or ""
+            if name.split(".")[0] in ("", "bench"):
+                continue
+            file = getattr(sys.modules.get(name), "__file__", None) or entry.source
+            modules.setdefault(name.split(".")[0], f"plugin {file}")
+            objects[(name, getattr(entry.obj, "__qualname__", ""))] = f"{reg.kind[:-1]} plugin {entry.name!r} ({file})"
     for name, module in list(sys.modules.items()):
         if name.startswith("bench_plugin_"):  # a --plugin file, also while it is being imported
-            out.setdefault(name, f"plugin {getattr(module, '__file__', name)}")
-    return out
+            modules.setdefault(name, f"plugin {getattr(module, '__file__', name)}")
+    return modules, objects
 
 
 def culprit(tb: TracebackType | None) -> str | None:
-    """The plugin whose code is innermost in the traceback, or None if no plugin code is in it."""
-    plugins, found = plugin_modules(), None
+    """The plugin whose code is innermost in the traceback (named by the registered task, architecture or
+    ablation whose code it is, else by its file), or None if no plugin code is in it."""
+    modules, objects = _plugins()
+    named = anonymous = None
     while tb is not None:
-        module = str(tb.tb_frame.f_globals.get("__name__", "")).split(".")[0]
-        found = plugins.get(module, found)
+        code, module = tb.tb_frame.f_code, str(tb.tb_frame.f_globals.get("__name__", ""))
+        if module.split(".")[0] in modules:
+            anonymous = modules[module.split(".")[0]]
+            qualname = getattr(code, "co_qualname", code.co_name)
+            for (mod, obj), description in objects.items():
+                if mod == module and (qualname == obj or qualname.startswith(obj + ".")):
+                    named = description
         tb = tb.tb_next
-    return found
+    return named or anonymous
 
 
 def innermost(tb: TracebackType | None) -> str:

@@ -9,6 +9,7 @@ recorded as failed while the study finishes the others (exit 0, one warning line
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -69,7 +70,8 @@ def materialise(case: dict, tmp_path: Path) -> tuple[list[str], list[str], Path]
         config.write_text(BASE)
 
     def fill(s: str) -> str:
-        return s.replace("CORPUS", str(CORPUS)).replace("OUT_FILE", str(tmp_path / "a_file"))
+        return (s.replace("CORPUS", str(CORPUS)).replace("OUT_FILE", str(tmp_path / "a_file"))
+                .replace("CELLS", ", ".join(map(str, range(834)))))
 
     cli = [fill(a) for a in case.get("cli", [])]
     glob = [a for i, a in enumerate(cli) if a == "--plugin" or cli[i - 1:i] == ["--plugin"]]
@@ -79,6 +81,12 @@ def materialise(case: dict, tmp_path: Path) -> tuple[list[str], list[str], Path]
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def hashes(*folders: Path) -> dict[str, str]:
+    """sha256 of every file under ``folders`` (Python's own __pycache__ aside): what the user owns."""
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for f in folders for p in sorted(f.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts}
 
 
 def call(argv: list[str], capsys) -> tuple[int, str]:
@@ -106,9 +114,11 @@ def test_bad_input_exits_2_with_one_line(case, command, tmp_path, capsys):
     out = tmp_path / "run"
     if command == "run" and not own_out:
         argv += ["--out", str(out), "--quiet"]
+    inputs = hashes(tmp_path, CORPUS)
     code, err = call(argv, capsys)
-    assert_one_line(code, err, case["expect"])
+    assert_one_line(code, err, case["expect"].replace("CORPUS", str(CORPUS)))
     assert not out.exists(), "a failed start must not create the run folder"
+    assert hashes(tmp_path, CORPUS) == inputs, "a file bench did not create was changed"
     if command == "run" and not own_out:  # an existing run folder is left exactly as it was
         (out / "cells").mkdir(parents=True)
         (out / "config.resolved.yaml").write_text("name: earlier\n")
