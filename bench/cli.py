@@ -182,27 +182,29 @@ def _declared_test_size(spec: dict) -> int:
 
 
 def sized_model(resolved: dict, arch: str, info, path: Path):
-    """Build ``arch`` with its parameters counted first on the meta device (no memory is allocated there), so
-    `width: 60000` is refused in a line instead of exhausting memory while validating."""
+    """``arch`` built on the meta device: its structure (all an identity flow needs) without allocating its
+    weights, so `width: 60000` is refused in a line, by its parameter count, instead of exhausting memory.
+    A factory that cannot build there (it needs real tensors) is built for real."""
     import torch
 
     from bench import limits
     from bench.runner import build_model
 
     try:
-        with torch.device("meta"):
-            n = sum(p.numel() for p in build_model(resolved, arch, info).parameters())
-    except BenchError:
-        raise
-    except Exception:  # a factory that needs real tensors: counted on the real build below
-        n = 0
+        try:
+            with torch.device("meta"):
+                model = build_model(resolved, arch, info)
+        except (BenchError, ValueError, TypeError):
+            raise
+        except Exception:
+            model = build_model(resolved, arch, info)
+    except (ValueError, TypeError) as exc:
+        raise BenchError(f"{path}: architectures.{arch}: {exc}") from None
+    n = sum(p.numel() for p in model.parameters())
     if n > limits.MAX_PARAMETERS:
         raise BenchError(f"{path}: architectures.{arch}: {n:,} parameters, over the limit of "
                          f"{limits.MAX_PARAMETERS:,}; lower its width or depth")
-    try:
-        return build_model(resolved, arch, info)
-    except (ValueError, TypeError) as exc:
-        raise BenchError(f"{path}: architectures.{arch}: {exc}") from None
+    return model
 
 
 class List(Command):

@@ -33,7 +33,7 @@ def allows_bool(ann: Any) -> bool:
         return allows_bool(get_args(ann)[0])
     if not get_args(ann):  # a bare `dict` or `list` holds anything; int, float and None do not hold true/false
         return ann not in (int, float, type(None))
-    return any(allows_bool(a) for a in get_args(ann))
+    return any(allows_bool(a) for a in get_args(ann) if a is not Ellipsis)  # tuple[int, ...]
 
 
 def _has_bool(value: Any) -> bool:
