@@ -15,13 +15,16 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 from PIL import Image
+from pydantic import Field
 
 from bench.data import DatasetSplit, Task, TaskInfo, TensorSplit
 from bench.errors import BenchError
+from bench.limits import Classes, ClassIndex, Examples, Pixels, Scale, Workers
 from bench.tasks.common import absolute, cache_dir, data_root, first
 from bench.tasks.transforms import (
     IMAGENET_MEAN,
@@ -105,9 +108,10 @@ def _files_key(files: list[tuple[Path, int]]) -> str:
 SMALL = 64  # images up to this size (px, longer side) are held in memory as uint8
 
 
-def image_folder(root: str, train_split: str = "train", test_split: str = "test", image_size: int | None = None,
-                 in_memory: bool | None = None, train_per_class: int | None = None,
-                 test_per_class: int | None = None, pad: int = 4, flip: bool = True, workers: int = 2) -> Task:
+def image_folder(root: str, train_split: str = "train", test_split: str = "test", image_size: Pixels | None = None,
+                 in_memory: bool | None = None, train_per_class: Examples | None = None,
+                 test_per_class: Examples | None = None, pad: Annotated[int, Field(ge=0, le=1024)] = 4, flip: bool = True,
+                 workers: Workers = 2) -> Task:
     """ImageFolder-layout classification (<root>/<split>/<class>/*) from a folder or tar(.gz); small images in RAM.
 
     Classes are the sorted sub-folder names; ``*_per_class`` keeps the first N sorted files of each class
@@ -192,12 +196,13 @@ def round_up(size: tuple[int, int], multiple: int = 32) -> tuple[int, int]:
     return tuple(-(-s // multiple) * multiple for s in size)  # type: ignore[return-value]
 
 
-def segmentation_folder(root: str, num_classes: int, ignore_index: int | None = 255,
-                        class_names: list[str] | None = None, background_index: int | None = None,
+def segmentation_folder(root: str, num_classes: Classes, ignore_index: ClassIndex | None = 255,
+                        class_names: list[str] | None = None, background_index: ClassIndex | None = None,
                         train_split: str = "train", test_split: str = "val", images: str = "images",
-                        masks: str = "masks", crop_size: int = 256, scale: tuple[float, float] = (0.5, 2.0),
-                        resize: tuple[int, int] | None = None, eval_size: tuple[int, int] = (512, 512),
-                        train_subset: int | None = None, test_subset: int | None = None, workers: int = 2) -> Task:
+                        masks: str = "masks", crop_size: Pixels = 256, scale: tuple[Scale, Scale] = (0.5, 2.0),
+                        resize: tuple[Pixels, Pixels] | None = None, eval_size: tuple[Pixels, Pixels] = (512, 512),
+                        train_subset: Examples | None = None, test_subset: Examples | None = None,
+                        workers: Workers = 2) -> Task:
     """Your own dense data: <root>/<split>/{images,masks}/ with index-PNG masks, classes and ignore index configurable."""
     base = data_root(root, "segmentation folder", "give the folder holding <split>/images and <split>/masks")
     pairs = {}
@@ -213,3 +218,7 @@ def segmentation_folder(root: str, num_classes: int, ignore_index: int | None = 
     return file_segmentation_task(pairs[train_split], pairs[test_split], info, crop=(crop_size, crop_size),
                                   scale=scale, resize=resize, eval_size=round_up(resize or eval_size),
                                   workers=workers, provenance={"root": str(root)})
+
+
+image_folder.kind = "classification"  # read by validate (bench.config.task_kind) for the verdict's sides
+segmentation_folder.kind = "segmentation"

@@ -22,7 +22,7 @@ from bench.flow import Edit, IdentityFlow, MergePoint
 class SkipLesionParams(TestTimeParams):
     fills: list[Literal["zero", "mean", "shuffle"]] = Field(["zero", "mean", "shuffle"], min_length=1)
     include_blocks: bool = Field(False, description="Also lesion residual identity paths (grouped by stage).")
-    calibration_batches: int = Field(10, ge=1, description="Training batches averaged for fill=mean.")
+    calibration_batches: int = Field(10, ge=1, le=10_000, description="Training batches averaged for fill=mean.")
 
 
 class SkipLesion(Ablation):
