@@ -106,7 +106,10 @@ class Validate(Command):
     help = "check a config (schema, registered names, ablations vs identity flow) without running"
     examples = """examples:
   python -m bench validate configs/quickstart.yaml
-  python -m bench validate configs/unet_voc.yaml --set train.lr=0.01"""
+  python -m bench validate configs/unet_voc.yaml --set train.lr=0.01
+checks: everything `run` checks before it writes anything (schema, names, data roots, nested task specs,
+the verdict's tasks and pairs, the device); every number has a bound (bench/limits.py documents the
+ceilings); a study whose cell count, model size or bootstrap memory is absurd is refused."""
 
     def add_arguments(self, p):
         p.add_argument("config", type=Path)
@@ -114,9 +117,11 @@ class Validate(Command):
 
     def __call__(self, args):
         from bench.config import load_config
+        from bench.runner import resolve_device
 
         cfg, resolved = load_config(args.config, args.overrides)
         notes = check_ablations(cfg, resolved, args.config)
+        resolve_device(cfg.device)  # `device: cuda` where there is none: found here, as `run` would
         pairs = cfg.pairs()
         print(f"{args.config}: ok — {len(resolved['tasks'])} task(s), {len(resolved['architectures'])} "
               f"architecture(s), {len(pairs)} pair(s), {len(resolved['ablations'])} ablation(s), "
