@@ -103,7 +103,21 @@ def assert_one_line(code: int, err: str, expect: str) -> None:
 
 
 # cases marked `only: run` (data, device, forward pass, output folder) are found when a run starts
-RUNS = [(c, cmd) for c in CASES for cmd in ("validate", "run") if c.get("only", cmd) == cmd]
+RUNS = [(c, cmd) for c in CASES if "argv" not in c for cmd in ("validate", "run") if c.get("only", cmd) == cmd]
+COMMANDS = [c for c in CASES if "argv" in c]  # other commands (leaderboard, compare, reports): the argv as given
+
+
+@pytest.mark.parametrize("case", COMMANDS, ids=[c["id"] for c in COMMANDS])
+def test_other_commands_exit_2_with_one_line(case, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "folder" / "sub").mkdir(parents=True)
+    (tmp_path / "folder" / "notes.md").write_text("the user's\n")
+    argv = [a.replace("CORPUS", str(CORPUS)).replace("OUT_FILE", str(tmp_path / "a_file"))
+            .replace("TMP", str(tmp_path)) for a in case["argv"]]
+    inputs = hashes(tmp_path, CORPUS)
+    code, err = call(argv, capsys)
+    assert_one_line(code, err, case["expect"].replace("CORPUS", str(CORPUS)).replace("TMP", str(tmp_path)))
+    assert hashes(tmp_path, CORPUS) == inputs, "a file bench did not create was changed"
 
 
 @pytest.mark.parametrize("case, command", RUNS, ids=[f"{c['id']}-{cmd}" for c, cmd in RUNS])
