@@ -69,6 +69,8 @@ are kept and the line says so. The same command resumes an interrupted run, --re
                 cells = len(list((study.dir / "cells").glob("*.json")))
                 raise BenchError(f"{err}; the run folder {study.dir} keeps its {cells} finished cell(s): fix this "
                                  "and run the same command to resume") from exc
+            if err is exc:
+                raise
             raise err from exc
         print(f"wrote {run_dir}/results.json and {run_dir}/report.md")
         failed = count_failed(run_dir)
