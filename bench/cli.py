@@ -167,8 +167,7 @@ def check_ablations(cfg, resolved: dict, path: Path) -> list[str]:
         if reason:
             raise BenchError(f"{path}: verdict.ablation: {cfg.verdict.ablation} does not apply to the headline "
                              f"architecture {head} ({reason}); choose another ablation or verdict.architecture")
-    variants = {arch: sum(len(a.variants(flows[arch])) for a in ablations.values()
-                          if a.phase == "train" and a.applicable(flows[arch]) is None) for arch in used}
+    variants = {arch: train_variants(ablations, flows[arch], path) for arch in used}
     cells = sum(1 + variants[a] for _, a in cfg.pairs()) * len(cfg.seeds)
     tests = [_declared_test_size(spec) for t, spec in resolved["tasks"].items() if t in {t for t, _ in cfg.pairs()}]
     try:
@@ -176,6 +175,23 @@ def check_ablations(cfg, resolved: dict, path: Path) -> list[str]:
     except BenchError as exc:
         raise BenchError(f"{path}: {exc}") from None
     return notes
+
+
+def train_variants(ablations: dict, flow, path: Path) -> int:
+    """How many variants the train-time ablations add for one architecture; their names become file names."""
+    from bench import limits
+    from bench.config import SAFE_ALIAS
+
+    count = 0
+    for name, abl in ablations.items():
+        if abl.phase != "train" or abl.applicable(flow) is not None:
+            continue
+        for v in abl.variants(flow):
+            if not SAFE_ALIAS.match(v) or "__" in v or len(v) > limits.MAX_NAME:
+                raise BenchError(f"{path}: ablation {name}: variant name {v!r} is not a safe file name (letters, "
+                                 f"digits, '_', '-', '.'; no '__'; at most {limits.MAX_NAME} characters); rename it")
+            count += 1
+    return count
 
 
 def _declared_test_size(spec: dict) -> int:

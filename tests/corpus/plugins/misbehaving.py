@@ -92,3 +92,13 @@ def corpus_damaged_train_images(n: int = 8, workers: int = 1):
     return Task(info, bad, bad)
 
 
+
+
+@ABLATIONS.register("corpus_long_variant")
+class LongVariant(Ablation):
+    """Trains a variant whose name is too long to be part of a file name."""
+
+    phase: ClassVar = "train"
+
+    def variants(self, flow):
+        return {"v" * 60: {}}
