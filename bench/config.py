@@ -345,14 +345,16 @@ def headline_architecture(cfg: StudyConfig) -> str:
 
 
 def _check_verdict(cfg: StudyConfig, kinds: dict[str, str | None], path: Path) -> None:
-    """The verdict compares a dense and a global task on its headline architecture: both cells must exist
-    in the matrix and each task must be of its side's kind, or the run would end "inconclusive" for nothing."""
-    v, head, pairs = cfg.verdict, headline_architecture(cfg), set(cfg.pairs())
+    """The verdict compares a dense and a global task: each must be in the matrix, with the architecture the
+    verdict names if it names one, and of its side's kind, or the run would end "inconclusive" for nothing.
+    (A default headline architecture may lack a pair: a run that drops one on purpose is still compared.)"""
+    v, pairs = cfg.verdict, set(cfg.pairs())
     for key, alias, want in (("dense", v.dense, "segmentation"), ("global", v.global_, "classification")):
-        if (alias, head) not in pairs:
-            how = "verdict.architecture" if v.architecture else "the headline (first architecture natural for segmentation)"
-            raise BenchError(f"{path}: verdict.{key}: the matrix has no pair [{alias}, {head}] ({head} is {how}); "
-                             "add the pair to matrix or name another verdict.architecture")
+        if not any(t == alias for t, _ in pairs):
+            raise BenchError(f"{path}: verdict.{key}: task {alias!r} is in no matrix pair; add a pair for it to matrix")
+        if v.architecture is not None and (alias, v.architecture) not in pairs:
+            raise BenchError(f"{path}: verdict.{key}: the matrix has no pair [{alias}, {v.architecture}] "
+                             f"({v.architecture} is verdict.architecture); add the pair to matrix or name another")
         if kinds.get(alias) not in (None, want):
             raise BenchError(f"{path}: verdict.{key}: task {alias!r} is a {kinds[alias]} task; verdict.{key} needs a "
                              f"{want} task")
