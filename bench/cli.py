@@ -7,11 +7,13 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import traceback
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.failures import translate
 from bench.registry import REGISTRIES, load_plugin
 
 
@@ -37,7 +39,9 @@ output: <out>/config.resolved.yaml, results.json, report.md and figures
 (default <out>: reports/runs/<config-stem>-<hash of the resolved config>).
 exit status: 0 when the study finished, also if some cells failed (diverged): a sweep keeps the
 others' results, results.json/report.md record each failure and stderr says how many; 2 for a user
-error (nothing written); the same command resumes an interrupted run, --restart starts over."""
+error, a plugin's failure or a data error, in one line (--debug: the traceback): found before the run
+starts, nothing is written; found mid-run (a damaged image, a plugin that raises), the finished cells
+are kept and the line says so. The same command resumes an interrupted run, --restart starts over."""
 
     def add_arguments(self, p):
         p.add_argument("config", type=Path, help="study YAML file")
@@ -53,8 +57,21 @@ error (nothing written); the same command resumes an interrupted run, --restart 
 
         cfg, resolved = load_config(args.config, args.overrides)
         check_ablations(cfg, resolved, args.config)
-        run_dir = Study(cfg, resolved, args.config, out=args.out, restart=args.restart,
-                        show_progress=not args.quiet).run()
+        study = Study(cfg, resolved, args.config, out=args.out, restart=args.restart, show_progress=not args.quiet)
+        before = folder_state(study.dir)
+        try:
+            run_dir = study.run()
+        except (Exception, SystemExit) as exc:
+            err = translate(exc)
+            if err is None:
+                raise
+            if folder_state(study.dir) != before:  # this run wrote the folder: say what it keeps
+                cells = len(list((study.dir / "cells").glob("*.json")))
+                raise BenchError(f"{err}; the run folder {study.dir} keeps its {cells} finished cell(s): fix this "
+                                 "and run the same command to resume") from exc
+            if err is exc:
+                raise
+            raise err from exc
         from bench.report import run_summary
         from bench.results import load_results
 
@@ -64,6 +81,20 @@ error (nothing written); the same command resumes an interrupted run, --restart 
             print(f"warning: {failed} cell(s) failed (see report.md, 'Trained models'); the others finished",
                   file=sys.stderr)
         return 0
+
+
+def folder_state(run_dir: Path) -> tuple:
+    """What a run writes first (config.resolved.yaml, replaced atomically: a new inode) and its finished cells:
+    a change means this invocation wrote the folder."""
+    def stamp(p: Path):
+        try:
+            st = p.stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    cells = run_dir / "cells"
+    return stamp(run_dir / "config.resolved.yaml"), sorted(cells.glob("*.json")) if cells.is_dir() else []
 
 
 def count_failed(run_dir: Path) -> int:
@@ -80,7 +111,10 @@ class Validate(Command):
     help = "check a config (schema, registered names, ablations vs identity flow) without running"
     examples = """examples:
   python -m bench validate configs/quickstart.yaml
-  python -m bench validate configs/unet_voc.yaml --set train.lr=0.01"""
+  python -m bench validate configs/unet_voc.yaml --set train.lr=0.01
+checks: everything `run` checks before it writes anything (schema, names, data roots, nested task specs,
+the verdict's tasks and pairs, the device); every number has a bound (bench/limits.py documents the
+ceilings); a study whose cell count, model size or bootstrap memory is absurd is refused."""
 
     def add_arguments(self, p):
         p.add_argument("config", type=Path)
@@ -88,10 +122,11 @@ class Validate(Command):
 
     def __call__(self, args):
         from bench.config import load_config
+        from bench.runner import resolve_device
 
         cfg, resolved = load_config(args.config, args.overrides)
-        check_tasks(resolved, args.config)
         notes = check_ablations(cfg, resolved, args.config)
+        resolve_device(cfg.device)  # `device: cuda` where there is none: found here, as `run` would
         pairs = cfg.pairs()
         print(f"{args.config}: ok — {len(resolved['tasks'])} task(s), {len(resolved['architectures'])} "
               f"architecture(s), {len(pairs)} pair(s), {len(resolved['ablations'])} ablation(s), "
@@ -101,48 +136,101 @@ class Validate(Command):
         return 0
 
 
-def check_tasks(resolved: dict, path: Path) -> None:
-    """A task factory's optional cheap ``check(params)`` (e.g. that a data root exists), without building it."""
-    from bench.registry import TASKS
-
-    for alias, spec in resolved["tasks"].items():
-        check = getattr(TASKS.get(spec["name"]), "check", None)
-        if callable(check):
-            try:
-                check({k: v for k, v in spec.items() if k != "name"})
-            except BenchError as exc:
-                raise BenchError(f"{path}: tasks.{alias}: {exc}") from None
-
-
 def check_ablations(cfg, resolved: dict, path: Path) -> list[str]:
-    """Every ablation must apply to at least one architecture and name only what exists."""
+    """Every ablation must apply to at least one architecture and name only what exists; the verdict's
+    ablation must apply to its headline architecture; and the study must be of a sane size (bench.limits)."""
+    from bench import limits
+    from bench.config import headline_architecture
     from bench.data import TaskInfo
     from bench.flow import identity_flow
-    from bench.runner import build_ablations, build_model
+    from bench.runner import build_ablations
 
     notes = []
     ablations = build_ablations(resolved)
     used = list(dict.fromkeys(a for _, a in cfg.pairs()))  # config order: the same error every time
+    flows = {arch: identity_flow(sized_model(resolved, arch, TaskInfo("classification", 10), path)) for arch in used}
     for name, abl in ablations.items():
         ok = []
         for arch in used:
-            try:
-                flow = identity_flow(build_model(resolved, arch, TaskInfo("classification", 10)))
-            except (ValueError, TypeError) as exc:
-                raise BenchError(f"{path}: architectures.{arch}: {exc}") from None
-            reason = abl.applicable(flow)
+            reason = abl.applicable(flows[arch])
             if reason:
                 notes.append(f"{name} skips {arch}: {reason}")
                 continue
             try:
-                abl.validate(flow)
+                abl.validate(flows[arch])
             except ValueError as exc:
                 raise BenchError(f"{path}: ablations.{name} on {arch}: {exc}") from None
             ok.append(arch)
         if not ok:
             raise BenchError(f"{path}: ablations.{name}: applies to none of the architectures "
                              f"({'; '.join(n for n in notes if n.startswith(name))}); remove it or add one it fits")
+    if cfg.verdict is not None:
+        head = headline_architecture(cfg)
+        reason = ablations[cfg.verdict.ablation].applicable(flows[head]) if head in flows else None
+        if reason:
+            raise BenchError(f"{path}: verdict.ablation: {cfg.verdict.ablation} does not apply to the headline "
+                             f"architecture {head} ({reason}); choose another ablation or verdict.architecture")
+    variants = {arch: train_variants(ablations, flows[arch], path) for arch in used}
+    cells = sum(1 + variants[a] for _, a in cfg.pairs()) * len(cfg.seeds)
+    tests = [_declared_test_size(spec) for t, spec in resolved["tasks"].items() if t in {t for t, _ in cfg.pairs()}]
+    try:
+        limits.study_size(cells, max(tests), cfg.bootstrap)
+    except BenchError as exc:
+        raise BenchError(f"{path}: {exc}") from None
     return notes
+
+
+def train_variants(ablations: dict, flow, path: Path) -> int:
+    """How many variants the train-time ablations add for one architecture; their names become file names."""
+    from bench import limits
+    from bench.config import SAFE_ALIAS
+
+    count = 0
+    for name, abl in ablations.items():
+        if abl.phase != "train" or abl.applicable(flow) is not None:
+            continue
+        for v in abl.variants(flow):
+            if not SAFE_ALIAS.match(v) or "__" in v or len(v) > limits.MAX_NAME:
+                raise BenchError(f"{path}: ablation {name}: variant name {v!r} is not a safe file name (letters, "
+                                 f"digits, '_', '-', '.'; no '__'; at most {limits.MAX_NAME} characters); rename it")
+            count += 1
+    return count
+
+
+def _declared_test_size(spec: dict) -> int:
+    """The test split size a task's parameters declare (n_test, test_subset), else the documented assumption."""
+    from bench import limits
+
+    for key in ("n_test", "test_subset"):
+        if isinstance(spec.get(key), int):
+            return spec[key]
+    return limits.ASSUMED_TEST_EXAMPLES
+
+
+def sized_model(resolved: dict, arch: str, info, path: Path):
+    """``arch`` built on the meta device: its structure (all an identity flow needs) without allocating its
+    weights, so `width: 60000` is refused in a line, by its parameter count, instead of exhausting memory.
+    A factory that cannot build there (it needs real tensors) is built for real."""
+    import torch
+
+    from bench import limits
+    from bench.runner import build_model
+
+    try:
+        try:
+            with torch.device("meta"):
+                model = build_model(resolved, arch, info)
+        except (BenchError, ValueError, TypeError):
+            raise
+        except Exception:
+            model = build_model(resolved, arch, info)
+    except (ValueError, TypeError) as exc:
+        raise BenchError(f"{path}: architectures.{arch}: {exc}") from None
+    n = sum(p.numel() for p in model.parameters())
+    if n > limits.MAX_PARAMETERS:
+        raise BenchError(f"{path}: architectures.{arch}: {n:,} parameters, over the limit of "
+                         f"{limits.MAX_PARAMETERS:,}; lower its width or depth")
+    return model
 
 
 class List(Command):
@@ -258,8 +346,10 @@ html: one self-contained file (no network): sortable, intervals, verdicts, links
     def __call__(self, args):
         from bench.leaderboard import build, render, write_or_print
 
+        output_file(args.out, f"leaderboard.{args.format}")
         rows, ablations = build(args.runs)
-        write_or_print(render(rows, ablations, args.format, args.out), args.out)
+        with writing(args.out):
+            write_or_print(render(rows, ablations, args.format, args.out), args.out)
         return 0
 
 
@@ -280,7 +370,10 @@ class Compare(Command):
         from bench.compare import compare, render
         from bench.leaderboard import write_or_print
 
-        write_or_print(render(compare(args.run_a, args.run_b), args.format), args.out)
+        output_file(args.out, f"compare.{args.format}")
+        text = render(compare(args.run_a, args.run_b), args.format)
+        with writing(args.out):
+            write_or_print(text, args.out)
         return 0
 
 
@@ -300,8 +393,33 @@ class Reports(Command):
         readme = args.dir / "README.md"
         if not readme.is_file():
             raise BenchError(f"{readme}: not found; run from the repository root or pass --dir")
-        print(f"{readme}: {'updated' if update(readme) else 'already up to date'}")
+        with writing(readme):
+            changed = update(readme)
+        print(f"{readme}: {'updated' if changed else 'already up to date'}")
         return 0
+
+
+def output_file(path: Path | None, example: str) -> None:
+    """--out must name a file that can be created: not a folder, not under a file (checked before any work)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise BenchError(f"--out {path}: is a folder; give a file name, e.g. --out {path / example}")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise BenchError(f"--out {path}: {parent} is a file, not a folder; choose another path")
+
+
+@contextlib.contextmanager
+def writing(path: Path | None):
+    """An output that cannot be written (permissions, a full disk) is a one-line error naming it."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and path is None:
+            raise
+        raise BenchError(f"{exc.filename or path}: cannot write ({exc.strerror or exc}); choose another path "
+                         "or fix its permissions") from exc
 
 
 class Bench(Command):
@@ -385,11 +503,6 @@ def main(argv: list[str] | None = None) -> int:
             load_plugin(plugin)
         init_distributed()
         return args.handler(args)
-    except BenchError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, whatever a plugin raised
-        return 2
     except KeyboardInterrupt:
         print("interrupted: finished cells are kept; run the same command again to resume", file=sys.stderr)
         return 130
@@ -398,6 +511,14 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except (Exception, SystemExit) as exc:  # a plugin's sys.exit() must not pass for success
+        err = translate(exc)
+        if err is None:  # a bug in bench: keep the traceback
+            raise
+        if args.debug:
+            traceback.print_exception(exc)
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)  # one line, whatever a plugin raised
+        return 2
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import yaml
 from bench.ablations.base import Ablation, AblationContext, dependence
 from bench.config import SAFE_ALIAS, StudyConfig, config_hash
 from bench.data import Task, TaskInfo
-from bench.errors import BenchError
+from bench.errors import BenchError, worker_error
 from bench.evaluate import predict_stats
 from bench.flow import Edit, IdentityFlow, identity_flow, set_edits
 from bench.io import atomic_write, save_npz, write_json, write_text
@@ -349,7 +349,7 @@ def shared_weights(n: int, replicates: int) -> np.ndarray:
 
 def _line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+    return (worker_error(str(exc)) or f"{type(exc).__name__}: {text[0] if text else ''}")[:300]
 
 
 def _barrier() -> None:

@@ -16,13 +16,16 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 from PIL import Image
+from pydantic import Field
 
 from bench.data import DatasetSplit, Task, TaskInfo, TensorSplit
 from bench.errors import BenchError
+from bench.limits import Classes, ClassIndex, Examples, Pixels, Scale, Workers
 from bench.tasks.common import absolute, cache_dir, data_root, first
 from bench.tasks.transforms import (
     IMAGENET_MEAN,
@@ -113,9 +116,10 @@ def _files_key(files: list[tuple[Path, int]]) -> str:
 SMALL = 64  # images up to this size (px, longer side) are held in memory as uint8
 
 
-def image_folder(root: str, train_split: str = "train", test_split: str = "test", image_size: int | None = None,
-                 in_memory: bool | None = None, train_per_class: int | None = None,
-                 test_per_class: int | None = None, pad: int = 4, flip: bool = True, workers: int = 2) -> Task:
+def image_folder(root: str, train_split: str = "train", test_split: str = "test", image_size: Pixels | None = None,
+                 in_memory: bool | None = None, train_per_class: Examples | None = None,
+                 test_per_class: Examples | None = None, pad: Annotated[int, Field(ge=0, le=1024)] = 4, flip: bool = True,
+                 workers: Workers = 2) -> Task:
     """ImageFolder-layout classification (<root>/<split>/<class>/*) from a folder or tar(.gz); small images in RAM.
 
     Classes are the sorted sub-folder names; ``*_per_class`` keeps the first N sorted files of each class
@@ -238,12 +242,13 @@ def data_sizes(train_pairs, test_pairs, resize: tuple[int, int] | None) -> tuple
     return min(256, max(8, short // 8 * 8)), round_up((max(h for h, _ in test), max(w for _, w in test)))
 
 
-def segmentation_folder(root: str, num_classes: int, ignore_index: int | None = 255,
-                        class_names: list[str] | None = None, background_index: int | None = None,
+def segmentation_folder(root: str, num_classes: Classes, ignore_index: ClassIndex | None = 255,
+                        class_names: list[str] | None = None, background_index: ClassIndex | None = None,
                         train_split: str = "train", test_split: str = "val", images: str = "images",
-                        masks: str = "masks", crop_size: int | None = None, scale: tuple[float, float] = (0.5, 2.0),
-                        resize: tuple[int, int] | None = None, eval_size: tuple[int, int] | None = None,
-                        train_subset: int | None = None, test_subset: int | None = None, workers: int = 2) -> Task:
+                        masks: str = "masks", crop_size: Pixels | None = None, scale: tuple[Scale, Scale] = (0.5, 2.0),
+                        resize: tuple[Pixels, Pixels] | None = None, eval_size: tuple[Pixels, Pixels] | None = None,
+                        train_subset: Examples | None = None, test_subset: Examples | None = None,
+                        workers: Workers = 2) -> Task:
     """Your own dense data: <root>/<split>/{images,masks}/ with index-PNG masks, classes and ignore index configurable.
 
     Sizes fit the data unless given: ``crop_size`` (training crop, after ``resize`` and random ``scale``)
@@ -282,9 +287,8 @@ def segmentation_folder(root: str, num_classes: int, ignore_index: int | None = 
                                                                "eval_size": list(round_up(eval_size or fit_eval))})
 
 
-def check_root(params: dict) -> None:
+def check_root(root: str | None = None, **_: object) -> None:
     """Cheap check for ``bench validate`` (nothing decoded or extracted): the data root exists."""
-    root = params.get("root")
     if root is not None and not absolute(root).exists():
         raise BenchError(f"root {absolute(root)}: not found (relative paths resolve against the working directory); "
                          "fix root or create the folder")
@@ -292,3 +296,7 @@ def check_root(params: dict) -> None:
 
 image_folder.check = check_root  # type: ignore[attr-defined]
 segmentation_folder.check = check_root  # type: ignore[attr-defined]
+
+
+image_folder.kind = "classification"  # read by validate (bench.config.task_kind) for the verdict's sides
+segmentation_folder.kind = "segmentation"

@@ -17,6 +17,8 @@ from typing import Literal
 import torch
 
 from bench.data import Task, TaskInfo, TensorSplit
+from bench.errors import BenchError
+from bench.limits import MAX_MEMORY, Classes, Count, Examples, Fraction, Pixels, Seed, gib
 from bench.tasks.derived import dominant_labels
 
 SHAPES = ("disc", "square", "triangle", "ring", "cross", "diamond", "bar", "halfdisc")
@@ -82,9 +84,9 @@ def dominant_class(masks: torch.Tensor, num_classes: int, skip: int | None = 0) 
     return dominant_labels(masks, num_classes, None, skip)
 
 
-def synthetic_shapes(target: Literal["image", "pixel"] = "pixel", num_classes: int = 4, image_size: int = 32,
-                     n_train: int = 2000, n_test: int = 500, max_objects: int = 3, noise: float = 0.3,
-                     texture: float = 0.5, seed: int = 0) -> Task:
+def synthetic_shapes(target: Literal["image", "pixel"] = "pixel", num_classes: Classes = 4, image_size: Pixels = 32,
+                     n_train: Examples = 2000, n_test: Examples = 500, max_objects: Count = 3, noise: Fraction = 0.3,
+                     texture: Fraction = 0.5, seed: Seed = 0) -> Task:
     """Synthetic shapes, paired: the same images labelled per pixel (target=pixel) or per image (target=image)."""
     kw = dict(num_classes=num_classes, size=image_size, max_objects=max_objects, noise=noise, texture=texture)
     x_tr, m_tr = generate(n_train, seed=seed * 2 + 1, **kw)
@@ -102,3 +104,15 @@ def synthetic_shapes(target: Literal["image", "pixel"] = "pixel", num_classes: i
         y_te = dominant_class(m_te, num_classes + 1) - 1
     return Task(info, TensorSplit(x_tr, y_tr, mean, std, pad=2), TensorSplit(x_te, y_te, mean, std, pad=2),
                 provenance={"generator": "synthetic_shapes", "seed": seed, "n_train": n_train, "n_test": n_test})
+
+
+def _check(target: str = "pixel", image_size: int = 32, n_train: int = 2000, n_test: int = 500, **_) -> None:
+    """Refuse a generated data set that could not be held in memory (uint8 images + int64 masks)."""
+    need = (n_train + n_test) * image_size**2 * (3 + 8)
+    if need > MAX_MEMORY:
+        raise BenchError(f"n_train + n_test = {n_train + n_test:,} images of {image_size}x{image_size} would take "
+                         f"{gib(need)} in memory, over the limit of {gib(MAX_MEMORY)}; make fewer or smaller images")
+
+
+synthetic_shapes.check = _check
+synthetic_shapes.kind = lambda target="pixel", **_: "segmentation" if target == "pixel" else "classification"

@@ -47,7 +47,7 @@ class SkipLesionParams(TestTimeParams):
         "mean", description="The fill whose all-levels D is the summary (and the verdict's); must be in fills.")
     seed: int = Field(0, ge=0, description="Seeds the shuffle fill's random derangement, with the cell's seed.")
     include_blocks: bool = Field(False, description="Also lesion residual identity paths (grouped by stage).")
-    calibration_batches: int = Field(10, ge=1, description="Training batches averaged for fill=mean.")
+    calibration_batches: int = Field(10, ge=1, le=10_000, description="Training batches averaged for fill=mean.")
 
 
 class SkipLesion(Ablation):
