@@ -120,6 +120,8 @@ def test_multi_lesion_error_rises_with_k(resnet, cls_task):
     err = out.summary["error_by_k"]
     assert err["0"] == round(1 - ctx.baseline.primary, 6)  # k = 0 goes through the same sweep: the intact model
     assert out.records[0]["key"]["blocks"] == [] and out.records[0]["dependence"] == 0.0
+    # Measured on ResNet-32 over seeds 0-4 on 1 and 2 threads: err2 - err1 0.13-0.21, err4 - err2 0.11-0.27,
+    # err8 - err1 0.30-0.46 (err1 - err0 only 0.005-0.075: not asserted)
     assert err["1"] < err["2"] < err["4"] and err["8"] > err["1"], err
     assert sorted(len(r["key"]["blocks"]) for r in out.records) == sorted([0] + [k for k in range(1, 9) for _ in range(3)])
     assert out.summary_boot.shape == (200,) and out.summary["dependence"] > 0
@@ -135,6 +137,7 @@ def test_multi_lesion_samples_are_seeded_and_distinct():
 
 def test_reorder_error_rises_as_tau_falls(resnet, cls_task):
     out = Reorder(swaps=[1, 4, 16], samples=4).run(context(resnet, cls_task))
+    # measured on ResNet-32 over seeds 0-4 on 1 and 2 threads: -0.89 to -0.43
     assert out.summary["corr_tau_error"] < -0.3, out.summary
     assert all(-1 <= r["key"]["kendall_tau"] <= 1 for r in out.records)
 
@@ -200,6 +203,8 @@ def test_identity_readout_recovers_an_answer_the_input_carries(target):
     abl = IdentityReadout(epochs=15, lr=0.05)
     ctx = context(model, task)
     out = abl.run(ctx)
+    # measured over init and readout seeds 0-4 on 1 and 2 threads: sufficiency pixel 0.864-0.962, image 1.0;
+    # lowest bootstrap value pixel 0.84-0.95, image 1.0
     assert 0.8 < out.summary["sufficiency"] <= 1.0, out.summary
     assert out.summary_boot.shape == (200,) and np.nanmin(out.summary_boot) > 0.6
     assert abl.readout(ctx)[0] is abl.readout(context(model, task))[0]  # trained once per (task, seed)
@@ -210,6 +215,8 @@ def test_identity_readout_recovers_an_answer_the_input_carries(target):
 def test_identity_readout_of_shapes_is_near_chance(cls_task, resnet):
     """Shapes are told apart by form, not by pixel values: a linear readout of the pixels barely beats chance."""
     out = IdentityReadout(epochs=5).run(context(resnet, cls_task))
+    # measured with ResNet-32 seeds 0-4 on 1 and 2 threads: sufficiency 0.0155 (the readout does not see the
+    # network), relative to the model 0.025-0.033
     assert -0.3 < out.summary["sufficiency"] < 0.3 and out.summary["sufficiency_relative_to_model"] < 0.5
 
 
@@ -223,6 +230,7 @@ def test_identity_readout_converges_on_the_quickstart_budget():
     task = synthetic_shapes(target="pixel", n_train=1500, n_test=400, image_size=32, seed=0)
     model = cifar_resnet(task.info, depth=8, width=4).eval()
     out = IdentityReadout(epochs=3).run(context(model, task))
+    # measured over init and readout seeds 0-4 on 1 and 2 threads: loss 0.807-0.876, sufficiency 0.0 on every one
     assert out.summary["readout_train_loss"] < 1.0, out.summary
     assert -0.01 < out.summary["sufficiency"] < 0.1, out.summary
 
@@ -305,5 +313,6 @@ def test_batched_path_gradients_equal_one_backward_per_sample(resnet, cls_task):
 def test_path_gradients_decay_with_length(resnet, cls_task):
     out = PathGradients(samples_per_k=16, batch_size=16).run(context(resnet, cls_task))
     mags = [r["grad_norm_mean"] for r in out.records]
+    # measured on ResNet-32 over seeds 0-4 on 1 and 2 threads: mags[15] / mags[1] = 2.4e-5 to 1.8e-4
     assert len(mags) == 16 and mags[-1] < mags[1], mags
     assert 0 <= out.summary["window_low"] <= out.summary["window_high"] <= 15
