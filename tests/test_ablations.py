@@ -107,8 +107,8 @@ def test_resnet_survives_single_lesions_plain_net_does_not(pairs, cls_task):
     # plain-20 0.385-0.65; mean of any 3 of those seeds resnet 0.692-0.733, plain 0.475-0.595 (thresholds 0.555, 0.405)
     assert np.mean(res_acc) > chance + 0.2 and np.mean(pl_acc) > chance + 0.05, (res_acc, pl_acc)
     # Measured over seeds 0-4 on 1 and 2 threads: D per network resnet-20 0.32-0.53, plain-20 0.53-0.91, their
-    # difference 0.16-0.57 (mean 0.34, sd 0.14); mean over any 3 of those seeds 0.23-0.52. Margin 0.1: about
-    # 3 standard deviations of a 3-seed mean below the measured mean, and below every measured 3-seed mean.
+    # difference 0.16-0.57 (mean 0.34, sd 0.15); mean over any 3 of those seeds 0.23-0.52. Margin 0.1: 2.8
+    # standard deviations of a 3-seed mean below the measured mean, and below every measured 3-seed mean.
     contrast = np.mean(pl_d) - np.mean(res_d)
     assert contrast > 0.1, (res_d, pl_d)
 
