@@ -84,6 +84,19 @@ def dominant_class(masks: torch.Tensor, num_classes: int, skip: int | None = 0) 
     return dominant_labels(masks, num_classes, None, skip)
 
 
+def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images in [0, 1].
+
+    A split with fewer than two values per channel has no spread to measure (n_train 0 is rejected
+    later with its own message): it gets mean 0.5, std 1 instead of torch's NaN and warning.
+    """
+    channels = x.shape[1]
+    if x.numel() < 2 * channels:
+        return (0.5,) * channels, (1.0,) * channels
+    scaled = x.float() / 255
+    return tuple(scaled.mean((0, 2, 3)).tolist()), tuple(scaled.std((0, 2, 3)).tolist())
+
+
 def synthetic_shapes(target: Literal["image", "pixel"] = "pixel", num_classes: Classes = 4, image_size: Pixels = 32,
                      n_train: Examples = 2000, n_test: Examples = 500, max_objects: Count = 3, noise: Fraction = 0.3,
                      texture: Fraction = 0.5, seed: Seed = 0) -> Task:
@@ -91,8 +104,7 @@ def synthetic_shapes(target: Literal["image", "pixel"] = "pixel", num_classes: C
     kw = dict(num_classes=num_classes, size=image_size, max_objects=max_objects, noise=noise, texture=texture)
     x_tr, m_tr = generate(n_train, seed=seed * 2 + 1, **kw)
     x_te, m_te = generate(n_test, seed=seed * 2 + 2, **kw)
-    mean = tuple((x_tr.float() / 255).mean((0, 2, 3)).tolist())
-    std = tuple((x_tr.float() / 255).std((0, 2, 3)).tolist())
+    mean, std = channel_stats(x_tr)
     names = tuple(SHAPES[c % len(SHAPES)] for c in range(num_classes))
     if target == "pixel":
         info = TaskInfo("segmentation", num_classes + 1, 3, (image_size, image_size), ignore_index=None,
