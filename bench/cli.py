@@ -7,6 +7,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import traceback
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.failures import translate
 from bench.registry import REGISTRIES, load_plugin
 
 
@@ -39,7 +41,9 @@ output: <out>/config.resolved.yaml, results.json, report.md and figures
 (default <out>: reports/runs/<config-stem>-<hash of the resolved config>).
 exit status: 0 when the study finished, also if some cells failed (diverged): a sweep keeps the
 others' results, results.json/report.md record each failure and stderr says how many; 2 for a user
-error (nothing written); the same command resumes an interrupted run, --restart starts over."""
+error, a plugin's failure or a data error, in one line (--debug: the traceback): found before the run
+starts, nothing is written; found mid-run (a damaged image, a plugin that raises), the finished cells
+are kept and the line says so. The same command resumes an interrupted run, --restart starts over."""
 
     def add_arguments(self, p):
         p.add_argument("config", type=Path, help="study YAML file")
@@ -58,12 +62,26 @@ error (nothing written); the same command resumes an interrupted run, --restart 
         from bench.plan import load_study
         from bench.runner import Study
 
-        study = load_study(args.config, args.overrides, tuple(args.plugin))
-        check_ablations(study.cfg, study.resolved, args.config)
+        loaded = load_study(args.config, args.overrides, tuple(args.plugin))
+        check_ablations(loaded.cfg, loaded.resolved, args.config)
         if args.workers is not None and args.workers < 1:
             raise BenchError(f"--workers {args.workers}: give 1 or more")
-        executor = make_executor(study.cfg.executor, args.executor, args.workers, args.address)
-        run_dir = Study(study, out=args.out, restart=args.restart, show_progress=not args.quiet).run(executor)
+        executor = make_executor(loaded.cfg.executor, args.executor, args.workers, args.address)
+        study = Study(loaded, out=args.out, restart=args.restart, show_progress=not args.quiet)
+        before = study.run_dir.state()
+        try:
+            run_dir = study.run(executor)
+        except (Exception, SystemExit) as exc:
+            err = translate(exc)
+            if err is None:
+                raise
+            if study.run_dir.state() != before:  # this run wrote the folder: say what it keeps
+                cells = study.run_dir.finished_cells()
+                raise BenchError(f"{err}; the run folder {study.dir} keeps its {cells} finished cell(s): fix this "
+                                 "and run the same command to resume") from exc
+            if err is exc:
+                raise
+            raise err from exc
         from bench.report import run_summary
         from bench.rundir import RunDir
 
@@ -91,7 +109,10 @@ class Validate(Command):
     help = "check a config (schema, registered names, ablations vs identity flow) without running"
     examples = """examples:
   python -m bench validate configs/quickstart.yaml
-  python -m bench validate configs/unet_voc.yaml --set train.lr=0.01"""
+  python -m bench validate configs/unet_voc.yaml --set train.lr=0.01
+checks: everything `run` checks before it writes anything (schema, names, data roots, nested task specs,
+the verdict's tasks and pairs, the device); every number has a bound (bench/limits.py documents the
+ceilings); a study whose cell count, model size or bootstrap memory is absurd is refused."""
 
     def add_arguments(self, p):
         p.add_argument("config", type=Path)
@@ -99,47 +120,116 @@ class Validate(Command):
 
     def __call__(self, args):
         from bench.plan import load_study
+        from bench.runner import resolve_device
 
         study = load_study(args.config, args.overrides, tuple(args.plugin))
-        notes = check_ablations(study.cfg, study.resolved, args.config)
-        resolved, pairs = study.resolved, study.pairs()
+        cfg, resolved = study.cfg, study.resolved
+        notes = check_ablations(cfg, resolved, args.config)
+        resolve_device(cfg.device)  # `device: cuda` where there is none: found here, as `run` would
+        pairs = study.pairs()
         print(f"{args.config}: ok — {len(resolved['tasks'])} task(s), {len(resolved['architectures'])} "
               f"architecture(s), {len(pairs)} pair(s), {len(resolved['ablations'])} ablation(s), "
-              f"{len(study.seeds)} seed(s)")
+              f"{len(cfg.seeds)} seed(s)")
         for note in notes:
             print(f"  note: {note}")
         return 0
 
 
 def check_ablations(cfg, resolved: dict, path: Path) -> list[str]:
-    """Every ablation must apply to at least one architecture and name only what exists."""
+    """Every ablation must apply to at least one architecture and name only what exists; the verdict's
+    ablation must apply to its headline architecture; and the study must be of a sane size (bench.limits)."""
+    from bench import limits
+    from bench.config import headline_architecture
     from bench.data import TaskInfo
     from bench.flow import identity_flow
-    from bench.plan import build_ablations, build_model
+    from bench.plan import build_ablations
 
     notes = []
     ablations = build_ablations(resolved)
     used = list(dict.fromkeys(a for _, a in cfg.pairs()))  # config order: the same error every time
+    flows = {arch: identity_flow(sized_model(resolved, arch, TaskInfo("classification", 10), path)) for arch in used}
     for name, abl in ablations.items():
         ok = []
         for arch in used:
-            try:
-                flow = identity_flow(build_model(resolved, arch, TaskInfo("classification", 10)))
-            except (ValueError, TypeError) as exc:
-                raise BenchError(f"{path}: architectures.{arch}: {exc}") from None
-            reason = abl.applicable(flow)
+            reason = abl.applicable(flows[arch])
             if reason:
                 notes.append(f"{name} skips {arch}: {reason}")
                 continue
             try:
-                abl.validate(flow)
+                abl.validate(flows[arch])
             except ValueError as exc:
                 raise BenchError(f"{path}: ablations.{name} on {arch}: {exc}") from None
             ok.append(arch)
         if not ok:
             raise BenchError(f"{path}: ablations.{name}: applies to none of the architectures "
                              f"({'; '.join(n for n in notes if n.startswith(name))}); remove it or add one it fits")
+    if cfg.verdict is not None:
+        head = headline_architecture(cfg)
+        reason = ablations[cfg.verdict.ablation].applicable(flows[head]) if head in flows else None
+        if reason:
+            raise BenchError(f"{path}: verdict.ablation: {cfg.verdict.ablation} does not apply to the headline "
+                             f"architecture {head} ({reason}); choose another ablation or verdict.architecture")
+    variants = {arch: train_variants(ablations, flows[arch], path) for arch in used}
+    cells = sum(1 + variants[a] for _, a in cfg.pairs()) * len(cfg.seeds)
+    tests = [_declared_test_size(spec) for t, spec in resolved["tasks"].items() if t in {t for t, _ in cfg.pairs()}]
+    try:
+        limits.study_size(cells, max(tests), cfg.bootstrap)
+    except BenchError as exc:
+        raise BenchError(f"{path}: {exc}") from None
     return notes
+
+
+def train_variants(ablations: dict, flow, path: Path) -> int:
+    """How many variants the train-time ablations add for one architecture; their names become file names."""
+    from bench import limits
+    from bench.config import SAFE_ALIAS
+
+    count = 0
+    for name, abl in ablations.items():
+        if abl.phase != "train" or abl.applicable(flow) is not None:
+            continue
+        for v in abl.variants(flow):
+            if not SAFE_ALIAS.match(v) or "__" in v or len(v) > limits.MAX_NAME:
+                raise BenchError(f"{path}: ablation {name}: variant name {v!r} is not a safe file name (letters, "
+                                 f"digits, '_', '-', '.'; no '__'; at most {limits.MAX_NAME} characters); rename it")
+            count += 1
+    return count
+
+
+def _declared_test_size(spec: dict) -> int:
+    """The test split size a task's parameters declare (n_test, test_subset), else the documented assumption."""
+    from bench import limits
+
+    for key in ("n_test", "test_subset"):
+        if isinstance(spec.get(key), int):
+            return spec[key]
+    return limits.ASSUMED_TEST_EXAMPLES
+
+
+def sized_model(resolved: dict, arch: str, info, path: Path):
+    """``arch`` built on the meta device: its structure (all an identity flow needs) without allocating its
+    weights, so `width: 60000` is refused in a line, by its parameter count, instead of exhausting memory.
+    A factory that cannot build there (it needs real tensors) is built for real."""
+    import torch
+
+    from bench import limits
+    from bench.runner import build_model
+
+    try:
+        try:
+            with torch.device("meta"):
+                model = build_model(resolved, arch, info)
+        except (BenchError, ValueError, TypeError):
+            raise
+        except Exception:
+            model = build_model(resolved, arch, info)
+    except (ValueError, TypeError) as exc:
+        raise BenchError(f"{path}: architectures.{arch}: {exc}") from None
+    n = sum(p.numel() for p in model.parameters())
+    if n > limits.MAX_PARAMETERS:
+        raise BenchError(f"{path}: architectures.{arch}: {n:,} parameters, over the limit of "
+                         f"{limits.MAX_PARAMETERS:,}; lower its width or depth")
+    return model
 
 
 class List(Command):
@@ -167,21 +257,74 @@ class List(Command):
 
 
 def describe(kind: str, entry) -> str:
+    from bench.describe import n_params, natural_role, signature_line
+
     text = entry.description
     if kind == "architectures":
-        from bench.data import TaskInfo
-
-        natural = getattr(entry.obj, "natural", ())
         try:
-            n = sum(p.numel() for p in entry.obj(TaskInfo("classification", 10)).parameters())
-            size = f"{n / 1e6:.2f}M params (defaults, 10 classes)"
+            size = f"{n_params(entry.obj) / 1e6:.2f}M params (defaults, 10 classes)"
         except Exception as exc:  # an optional dependency missing, weights unavailable, ...
             size = f"params n/a: {type(exc).__name__}"
-        role = f"natural for {'/'.join(natural)}; control otherwise" if natural else "natural for both"
-        return f"{text} [{size}; {role}]"
+        return f"{text} [{size}; {natural_role(entry.obj)}]"
     if kind == "ablations":
         return f"{text} [{getattr(entry.obj, 'phase', '?')} time]"
-    return text
+    return f"{text}\n{'':<26}params: {signature_line(entry.obj)}"
+
+
+class Describe(Command):
+    name = "describe"
+    help = "everything about one task, architecture or ablation: parameters (type, default, bounds), docs, size"
+    examples = """examples:
+  python -m bench describe segmentation_folder
+  python -m bench describe unet
+  python -m bench --plugin my_net.py describe my_net"""
+
+    def add_arguments(self, p):
+        p.add_argument("name", help="a registered name (see `python -m bench list`)")
+
+    def __call__(self, args):
+        from bench.describe import describe as full
+        from bench.describe import find
+
+        print("\n\n".join(full(kind, entry) for kind, entry in find(args.name)))
+        return 0
+
+
+class Check(Command):
+    name = "check"
+    help = "run the conformance suite (bench.conformance) on one architecture, with parameters"
+    examples = """examples:
+  python -m bench check cifar_resnet --set depth=8 --set width=4
+  python -m bench check my_net --plugin my_net.py --set width=8
+  python -m bench check tiny_resnet -- -x -v     # after --: extra pytest arguments
+the same as: python -m pytest --pyargs bench.conformance --bench-arch NAME --bench-params '{"width": 8}'
+exit status: pytest's (0: every check passed)"""
+
+    def add_arguments(self, p):
+        p.add_argument("arch", help="a registered architecture (built-in, installed or --plugin)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="a factory parameter (YAML syntax), repeatable; default: the factory's defaults")
+
+    def __call__(self, args):
+        import json
+
+        import pytest
+        import yaml
+
+        from bench.params import validate_params
+        from bench.registry import ARCHITECTURES
+
+        params = {}
+        for item in args.overrides:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise BenchError(f"--set {item!r}: write KEY=VALUE, e.g. --set width=8")
+            params[key.strip()] = yaml.safe_load(value)
+        validate_params(ARCHITECTURES.get(args.arch), params, f"bench check {args.arch} --set")
+        argv = ["-p", "no:cacheprovider", "--pyargs", "bench.conformance", "--bench-arch", args.arch]
+        if args.overrides:
+            argv += ["--bench-params", json.dumps(params)]
+        return int(pytest.main([*argv, *args.passthrough]))
 
 
 class Leaderboard(Command):
@@ -190,18 +333,22 @@ class Leaderboard(Command):
     examples = """examples:
   python -m bench leaderboard reports/runs/*
   python -m bench leaderboard reports/runs/quickstart-1a2b3c4d reports/runs/camvid_cpu --format csv --out lb.csv
-  python -m bench leaderboard reports/*/results.json --format html --out leaderboard.html"""
+  python -m bench leaderboard reports/*/results.json --format html --out leaderboard.html
+  python -m bench leaderboard runA runB --format latex --out table.tex     # booktabs, for a paper
+html: one self-contained file (no network): sortable, intervals, verdicts, links to each run's report."""
 
     def add_arguments(self, p):
         p.add_argument("runs", nargs="+", help="run folders (holding results.json)")
-        p.add_argument("--format", choices=["md", "csv", "html"], default="md")
+        p.add_argument("--format", choices=["md", "csv", "html", "latex"], default="md")
         p.add_argument("--out", type=Path, help="write to a file instead of stdout")
 
     def __call__(self, args):
         from bench.leaderboard import build, render, write_or_print
 
+        output_file(args.out, f"leaderboard.{args.format}")
         rows, ablations = build(args.runs)
-        write_or_print(render(rows, ablations, args.format), args.out)
+        with writing(args.out):
+            write_or_print(render(rows, ablations, args.format, args.out), args.out)
         return 0
 
 
@@ -222,7 +369,10 @@ class Compare(Command):
         from bench.compare import compare, render
         from bench.leaderboard import write_or_print
 
-        write_or_print(render(compare(args.run_a, args.run_b), args.format), args.out)
+        output_file(args.out, f"compare.{args.format}")
+        text = render(compare(args.run_a, args.run_b), args.format)
+        with writing(args.out):
+            write_or_print(text, args.out)
         return 0
 
 
@@ -242,8 +392,33 @@ class Reports(Command):
         readme = args.dir / "README.md"
         if not readme.is_file():
             raise BenchError(f"{readme}: not found; run from the repository root or pass --dir")
-        print(f"{readme}: {'updated' if update(readme) else 'already up to date'}")
+        with writing(readme):
+            changed = update(readme)
+        print(f"{readme}: {'updated' if changed else 'already up to date'}")
         return 0
+
+
+def output_file(path: Path | None, example: str) -> None:
+    """--out must name a file that can be created: not a folder, not under a file (checked before any work)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise BenchError(f"--out {path}: is a folder; give a file name, e.g. --out {path / example}")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise BenchError(f"--out {path}: {parent} is a file, not a folder; choose another path")
+
+
+@contextlib.contextmanager
+def writing(path: Path | None):
+    """An output that cannot be written (permissions, a full disk) is a one-line error naming it."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and path is None:
+            raise
+        raise BenchError(f"{exc.filename or path}: cannot write ({exc.strerror or exc}); choose another path "
+                         "or fix its permissions") from exc
 
 
 class Bench(Command):
@@ -266,7 +441,7 @@ results: reports/perf/latest.md (the README table) and latest.json"""
         return 0
 
 
-COMMANDS: list[type[Command]] = [Run, Validate, List, Leaderboard, Compare, Reports, Bench]
+COMMANDS: list[type[Command]] = [Run, Validate, List, Describe, Check, Leaderboard, Compare, Reports, Bench]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -300,6 +475,19 @@ def init_distributed() -> None:
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
+def hoist_plugins(argv: list[str]) -> list[str]:
+    """Move every ``--plugin X`` / ``--plugin=X`` to the front, so it may follow the subcommand too."""
+    plugins, rest, i = [], [], 0
+    while i < len(argv):
+        if argv[i] == "--plugin" and i + 1 < len(argv):
+            plugins += argv[i:i + 2]
+            i += 2
+            continue
+        (plugins if argv[i].startswith("--plugin=") else rest).append(argv[i])
+        i += 1
+    return plugins + rest
+
+
 @contextmanager
 def on_sigterm() -> Iterator[None]:
     """SIGTERM (Slurm at its time limit, Kubernetes, `kill`) ends a run like Ctrl-C: cells written so
@@ -327,7 +515,13 @@ class Terminated(KeyboardInterrupt):
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = hoist_plugins(sys.argv[1:] if argv is None else list(argv))
+    passthrough: list[str] = []
+    if "--" in argv:  # `bench check NAME -- -x -v`: what follows is for pytest
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1:]
     args = parser.parse_args(argv)
+    args.passthrough = passthrough
     with on_sigterm():
         return _main(args)
 
@@ -338,11 +532,6 @@ def _main(args: argparse.Namespace) -> int:
             load_plugin(plugin)
         init_distributed()
         return args.handler(args)
-    except BenchError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, whatever a plugin raised
-        return 2
     except KeyboardInterrupt as exc:
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         print(f"{what}: finished cells are kept; run the same command again to resume", file=sys.stderr)
@@ -352,6 +541,14 @@ def _main(args: argparse.Namespace) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except (Exception, SystemExit) as exc:  # a plugin's sys.exit() must not pass for success
+        err = translate(exc)
+        if err is None:  # a bug in bench: keep the traceback
+            raise
+        if args.debug:
+            traceback.print_exception(exc)
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)  # one line, whatever a plugin raised
+        return 2
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from bench.leaderboard import measure_label, rows_of
 from bench.results import load_results
 
 ENVIRONMENT = ["bench_version", "git_commit", "git_dirty", "torch", "timm", "segmentation_models_pytorch",
-               "device_name", "deterministic"]
+               "device_name", "cpu", "deterministic"]  # cpu: results differ across CPUs within the seed spread
 
 
 def config_diff(a, b, prefix: str = "") -> list[str]:

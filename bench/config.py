@@ -18,8 +18,9 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bench import limits
 from bench.errors import BenchError, did_you_mean
-from bench.params import validate_params
+from bench.params import NO_BOOLS, validate_params
 from bench.registry import ABLATIONS, ARCHITECTURES, SAFE_NAME, TASKS, load_plugin
 
 SAFE_ALIAS = SAFE_NAME
@@ -27,6 +28,7 @@ SAFE_ALIAS = SAFE_NAME
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # epochs: .inf would never end
+    _no_bools = NO_BOOLS  # `lr: true` is a mistake, not 1.0
 
 
 class _Loader(yaml.SafeLoader):
@@ -50,9 +52,47 @@ def _mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dic
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 
 
+class TooLarge(yaml.YAMLError):
+    """The document expands to more values than any study needs (e.g. nested anchors: "billion laughs")."""
+
+    def __init__(self, problem: str):
+        super().__init__(problem)
+        self.problem = problem
+
+
+def expanded_size(node: yaml.Node, limit: int = limits.MAX_YAML_NODES) -> int:
+    """Values the document holds once every alias (*name) is replaced by its anchor's content.
+
+    Counted on the composed graph, each shared node once with memoisation, so the count itself is cheap
+    however large the expansion; a node inside its own anchor (a cycle) counts once.
+    """
+    sizes: dict[int, int] = {}
+
+    def size(n: yaml.Node) -> int:
+        if id(n) in sizes:
+            return sizes[id(n)]
+        sizes[id(n)] = 1  # a cycle back to n counts once
+        children = n.value if isinstance(n, yaml.CollectionNode) else []
+        total = 1 + sum(size(c) for pair in children for c in (pair if isinstance(pair, tuple) else (pair,)))
+        sizes[id(n)] = min(total, limit + 1)  # stop growing once over: the answer is only "too large"
+        return sizes[id(n)]
+
+    return size(node)
+
+
 def safe_load(text: str) -> Any:
-    """Plain YAML only (no Python tags), duplicate keys refused."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    """Plain YAML only (no Python tags), duplicate keys refused, expansion through aliases bounded."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if expanded_size(node) > limits.MAX_YAML_NODES:
+            raise TooLarge(f"expands to over {limits.MAX_YAML_NODES:,} values through its anchors and aliases "
+                           "(*name); a study config needs far fewer: write the values out or reuse fewer aliases")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 class PluginSpec(BaseModel):
@@ -67,23 +107,25 @@ class PluginSpec(BaseModel):
 
 
 class TrainConfig(Strict):
-    epochs: float = Field(10, gt=0, description="Training length in epochs (fractions allowed).")
-    batch_size: int = Field(128, ge=1)
-    eval_batch_size: int = Field(500, ge=1)
+    epochs: float = Field(10, gt=0, le=limits.MAX_EPOCHS, description="Training length in epochs (fractions allowed).")
+    batch_size: int = Field(128, ge=1, le=limits.MAX_BATCH)
+    eval_batch_size: int = Field(500, ge=1, le=limits.MAX_BATCH)
     optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(0.1, gt=0)
+    lr: float = Field(0.1, gt=0, le=limits.MAX_LR)
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
-    weight_decay: float = Field(5e-4, ge=0)
+    weight_decay: float = Field(5e-4, ge=0, le=1)
     schedule: Literal["cosine", "multistep", "constant"] = "cosine"
-    milestones: list[float] = Field([0.5, 0.75], description="multistep: fractions of training at which lr *= gamma.")
-    gamma: float = Field(0.1, gt=0)
-    warmup_epochs: float = Field(0.0, ge=0, description="Linear warm-up from lr/10 (He et al. ResNet-110 used ~1).")
+    milestones: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        [0.5, 0.75], max_length=100, description="multistep: fractions of training at which lr *= gamma.")
+    gamma: float = Field(0.1, gt=0, le=10)
+    warmup_epochs: float = Field(0.0, ge=0, le=limits.MAX_EPOCHS,
+                                 description="Linear warm-up from lr/10 (He et al. ResNet-110 used ~1).")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     amp: Literal["off", "bf16", "fp16"] = Field("off", description="Autocast on CUDA; ignored on CPU.")
     channels_last: bool = False
     compile: bool = Field(False, description="torch.compile the model (GPU).")
-    max_steps_per_epoch: int | None = Field(None, ge=1, description="Cap for smoke tests.")
+    max_steps_per_epoch: int | None = Field(None, ge=1, le=limits.MAX_STEPS, description="Cap for smoke tests.")
 
     @field_validator("amp", mode="before")
     @classmethod
@@ -135,8 +177,8 @@ class ExecutorConfig(Strict):
 
 
 class StudyConfig(Strict):
-    name: str | None = Field(None, description="Study name; default: the config file's stem.")
-    seeds: list[Annotated[int, Field(ge=0, lt=2**31)]] = Field([0], min_length=1)
+    name: str | None = Field(None, max_length=limits.MAX_STUDY_NAME, description="Study name; default: the config file's stem.")
+    seeds: list[Annotated[int, Field(ge=0, lt=2**31)]] = Field([0], min_length=1, max_length=limits.MAX_SEEDS)
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     tasks: dict[str, PluginSpec] = Field(min_length=1)
     architectures: dict[str, PluginSpec] = Field(min_length=1)
@@ -144,7 +186,8 @@ class StudyConfig(Strict):
     train: TrainConfig = TrainConfig()
     ablations: list[PluginSpec] = []
     verdict: VerdictConfig | None = None
-    bootstrap: int = Field(1000, ge=100, description="Test-set bootstrap replicates for confidence intervals.")
+    bootstrap: int = Field(1000, ge=100, le=limits.MAX_BOOTSTRAP,
+                           description="Test-set bootstrap replicates for confidence intervals.")
     plugins: list[str] = Field([], description="Extra plugin modules or .py files to import.")
     executor: ExecutorConfig = Field(ExecutorConfig(), description="Where cells run (not part of the results).")
 
@@ -154,6 +197,9 @@ class StudyConfig(Strict):
         for alias in v:  # aliases name files in the run folder: no separators, no traversal
             if not SAFE_ALIAS.match(alias) or "__" in alias:
                 raise ValueError(f"alias {alias!r} must be letters, digits, '_', '-', '.' (no '__', no path); rename it")
+            if len(alias) > limits.MAX_NAME:  # with the others it makes a file name, which has a length limit
+                raise ValueError(f"alias {alias[:20]!r}... is {len(alias)} characters, over the limit of "
+                                 f"{limits.MAX_NAME} (aliases name files); shorten it")
         return v
 
     @field_validator("device")
@@ -166,6 +212,8 @@ class StudyConfig(Strict):
     @field_validator("seeds", "matrix")
     @classmethod
     def _unique(cls, v: Any) -> Any:
+        if v == []:  # `matrix: []` would run nothing and call it a success
+            raise ValueError("is empty; list [task, architecture] pairs, or write all")
         if isinstance(v, list):  # a repeated seed or pair would be one cell id written twice
             dup = next((x for i, x in enumerate(v) if x in v[:i]), None)
             if dup is not None:
@@ -217,6 +265,8 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
 def yaml_problem(exc: yaml.YAMLError) -> str:
     """'is not valid YAML (...); fix it', or what is wrong with a tag or a repeated key and the fix."""
     problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+    if isinstance(exc, TooLarge):
+        return problem
     tag = re.search(r"constructor for the tag '([^']*)'", problem)
     if tag:
         name = tag.group(1).replace("tag:yaml.org,2002:", "!!")
@@ -231,6 +281,9 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[StudyConfi
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"{path}: no such config file; see configs/ for examples")
+    if path.stat().st_size > limits.MAX_CONFIG_BYTES:
+        raise BenchError(f"{path}: is {path.stat().st_size:,} bytes, over the {limits.MAX_CONFIG_BYTES:,} a study "
+                         "config may be; is this the right file?")
     try:
         raw = safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -275,18 +328,23 @@ def schema_error(exc: pydantic.ValidationError, raw: dict) -> str:
     if err["type"] == "missing":
         return f"{key}: required key is missing; add it (see configs/quickstart.yaml)"
     msg = re.sub(r" or instance of \w+", "", err["msg"].removeprefix("Value error, "))  # no class names
-    return f"{key}: {msg} (got {err.get('input')!r})"
+    got = repr(err.get("input"))
+    return f"{key}: {msg} (got {got if len(got) <= 80 else got[:77] + '...'})"
 
 
 def resolve(cfg: StudyConfig, path: Path) -> dict:
     """Check names against the registries and fill in every plugin's defaults."""
     out = cfg.model_dump(by_alias=True, exclude={"executor"})  # how cells run never changes what they are
     out["name"] = cfg.name or path.stem
+    kinds: dict[str, str | None] = {}
     for section, registry in (("tasks", TASKS), ("architectures", ARCHITECTURES)):
         for alias, spec in getattr(cfg, section).items():
             obj = _get(registry, spec.name, f"{path}: {section}.{alias}.name")
             params = validate_params(obj, spec.params, f"{path}: {section}.{alias}")
             out[section][alias] = {"name": spec.name, **params}
+            if section == "tasks":
+                check_task(obj, params, f"{path}: tasks.{alias}")
+                kinds[alias] = task_kind(obj, params)
     out["ablations"] = []
     for i, spec in enumerate(cfg.ablations):
         obj = _get(ABLATIONS, spec.name, f"{path}: ablations.{i}.name")
@@ -310,16 +368,61 @@ def resolve(cfg: StudyConfig, path: Path) -> dict:
                 raise BenchError(f"{path}: verdict.{key}: unknown task alias {alias!r}{did_you_mean(alias, cfg.tasks)}")
         if v.ablation not in names:
             raise BenchError(f"{path}: verdict.ablation: {v.ablation!r} is not in ablations ({', '.join(names)}); add it")
+        if v.architecture is not None and v.architecture not in cfg.architectures:
+            raise BenchError(f"{path}: verdict.architecture: unknown alias {v.architecture!r}"
+                             f"{did_you_mean(v.architecture, cfg.architectures)}")
+        _check_verdict(cfg, kinds, path)
         family = ABLATIONS.get(v.ablation).family()
         if family != "identity":
             identity = [n for n in names if ABLATIONS.get(n).family() == "identity"]
             raise BenchError(f"{path}: verdict.ablation: {v.ablation!r} is in the {family} family (it does not remove "
                              f"the identity path), so it cannot decide the claim; name one that does "
                              f"({', '.join(identity) or 'skip_removal, skip_lesion'})")
-        if v.architecture is not None and v.architecture not in cfg.architectures:
-            raise BenchError(f"{path}: verdict.architecture: unknown alias {v.architecture!r}"
-                             f"{did_you_mean(v.architecture, cfg.architectures)}")
     return out
+
+
+def headline_architecture(cfg: StudyConfig) -> str:
+    """verdict.architecture, else the first architecture natural for segmentation (bench.verdict's rule)."""
+    if cfg.verdict is not None and cfg.verdict.architecture is not None:
+        return cfg.verdict.architecture
+    for alias, spec in cfg.architectures.items():
+        if "segmentation" in getattr(ARCHITECTURES.get(spec.name), "natural", ()):
+            return alias
+    return next(iter(cfg.architectures))
+
+
+def _check_verdict(cfg: StudyConfig, kinds: dict[str, str | None], path: Path) -> None:
+    """The verdict compares a dense and a global task: each must be in the matrix, with the architecture the
+    verdict names if it names one, and of its side's kind, or the run would end "inconclusive" for nothing.
+    (A default headline architecture may lack a pair: a run that drops one on purpose is still compared.)"""
+    v, pairs = cfg.verdict, set(cfg.pairs())
+    for key, alias, want in (("dense", v.dense, "segmentation"), ("global", v.global_, "classification")):
+        if not any(t == alias for t, _ in pairs):
+            raise BenchError(f"{path}: verdict.{key}: task {alias!r} is in no matrix pair; add a pair for it to matrix")
+        if v.architecture is not None and (alias, v.architecture) not in pairs:
+            raise BenchError(f"{path}: verdict.{key}: the matrix has no pair [{alias}, {v.architecture}] "
+                             f"({v.architecture} is verdict.architecture); add the pair to matrix or name another")
+        if kinds.get(alias) not in (None, want):
+            raise BenchError(f"{path}: verdict.{key}: task {alias!r} is a {kinds[alias]} task; verdict.{key} needs a "
+                             f"{want} task")
+
+
+def task_kind(obj: Any, params: dict) -> str | None:
+    """'classification' or 'segmentation' as the task factory declares it (``kind``: a string, or a function
+    of the factory's parameters), without building the task; None when it does not say."""
+    kind = getattr(obj, "kind", None)
+    return kind(**params) if callable(kind) else kind
+
+
+def check_task(obj: Any, params: dict, where: str) -> None:
+    """Run the task factory's ``check(**params)`` hook, if it has one: cheap checks of what building the task
+    would find (data roots, nested specs), so ``validate`` finds them without touching any data."""
+    check = getattr(obj, "check", None)
+    if callable(check):
+        try:
+            check(**params)
+        except BenchError as exc:
+            raise BenchError(f"{where}: {exc}") from None
 
 
 def _get(registry, name: str, where: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 
@@ -14,3 +15,21 @@ def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str:
     """' (did you mean: a, b?)' or ''."""
     close = difflib.get_close_matches(word, list(choices), n=n, cutoff=0.5)
     return f" (did you mean: {', '.join(close)}?)" if close else ""
+
+
+WORKER = re.compile(r"in DataLoader worker process \d+")
+
+
+def worker_error(text: str) -> str | None:
+    """'Type: message' of the original exception inside a DataLoader worker's flattened traceback."""
+    if not WORKER.search(text) or "Original Traceback" not in text:
+        return None
+    body = text.split("Original Traceback (most recent call last):", 1)[1].splitlines()
+    tail = [line for line in body if line.strip()]
+    start = next((i for i in range(len(tail) - 1, -1, -1) if tail[i].startswith("  File ")), -1)
+    lines = tail[start + 1:]
+    while lines and lines[0].startswith(" "):  # the source line (and ^^^ markers) under the last `File ...`
+        lines = lines[1:]
+    exc_type, _, message = " ".join(lines).partition(": ")
+    exc_type = exc_type.strip().rsplit(".", 1)[-1]
+    return message.strip() if exc_type == "BenchError" else f"{exc_type}: {message.strip()}"

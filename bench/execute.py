@@ -39,6 +39,7 @@ def _run(study: Study, executor: Executor) -> Path:
     for t, a in study.cfg.pairs():
         study.probe(t, a)
     units = study.units()
+    study.check_headline()
     rd = study.run_dir
     try:
         if study.writer:

@@ -33,6 +33,27 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
+def cpu_model() -> str:
+    """The CPU's model name and the kernel set torch dispatches to (e.g. "AMD EPYC 7B13; torch AVX512").
+
+    CPU results are bit-identical only on the same CPU and thread count (docs/reproducibility.md), so a
+    result says which CPU computed it; ``platform.processor()`` is empty on most Linux machines.
+    """
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        return name
+    return f"{name}; torch {capability}"
+
+
 CELL_PROVENANCE = ("git_commit", "git_dirty", "bench_version", "torch", "device_name")  # per cell, for resumes
 
 
@@ -51,6 +72,7 @@ def provenance(device: torch.device) -> dict:
         "albumentations": _version("albumentations"),
         "device": str(device),
         "device_name": device_name(device),
+        "cpu": cpu_model(),
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "deterministic": device.type == "cpu",
     }

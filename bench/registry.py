@@ -38,6 +38,17 @@ class Entry:
         return doc.strip().splitlines()[0] if doc else "(no description)"
 
 
+def same_definition(a: Any, b: Any) -> bool:
+    """The same plugin file imported again (--plugin and the config's ``plugins:``, or a second run in one
+    process): same module, name and source file; it replaces the old entry instead of clashing with it."""
+    try:
+        return (getattr(a, "__module__", None) == getattr(b, "__module__", None)
+                and getattr(a, "__qualname__", None) == getattr(b, "__qualname__", None)
+                and inspect.getfile(a) == inspect.getfile(b))
+    except TypeError:  # built-ins have no source file
+        return False
+
+
 class Registry:
     """Name -> factory, filled from the entry-point group ``bench.<kind>`` and ``register`` calls.
 
@@ -73,7 +84,7 @@ class Registry:
                                  "rename yours")
         self._check_type(name, obj, source)
         old = self._entries.get(name)
-        if old is not None and old.obj is not obj:
+        if old is not None and old.obj is not obj and not same_definition(old.obj, obj):
             raise BenchError(
                 f"duplicate {self.kind[:-1]} name {name!r}: registered by {old.source} and by {source}; "
                 "rename one of them"
@@ -136,7 +147,8 @@ class Registry:
             known = self.names()
             raise BenchError(
                 f"unknown {self.kind[:-1]} {name!r}{did_you_mean(name, known)}; "
-                f"`python -m bench list {self.kind}` shows all {len(known)}"
+                f"`python -m bench list {self.kind}` shows all {len(known)}; a plugin? add --plugin my_plugin.py "
+                f"(anywhere on the command line) or install its package (entry point group {self.group})"
             )
         return self._entries[name].obj
 
@@ -182,7 +194,11 @@ def load_plugin(spec: str) -> None:
             assert module_spec is not None and module_spec.loader is not None
             module = importlib.util.module_from_spec(module_spec)
             sys.modules[mod_name] = module
-            module_spec.loader.exec_module(module)
+            try:
+                module_spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(mod_name, None)  # only a complete import counts as loaded: a retry fails again
+                raise
         else:
             importlib.import_module(spec)
     except BenchError:

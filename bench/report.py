@@ -166,7 +166,7 @@ def ablation_sections(res: Results, run_dir: Path) -> str:
 def provenance_section(res: Results) -> str:
     p = res.provenance
     keys = ["bench_version", "git_commit", "git_dirty", "torch", "timm", "segmentation_models_pytorch",
-            "device_name", "python", "platform"]
+            "device_name", *(["cpu"] if "cpu" in p else []), "python", "platform"]  # cpu: recorded since issue 16
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in res.timings.items())
     return "## Provenance\n\n" + "\n".join(f"- {k}: {p.get(k)}" for k in keys) + f"\n- wall time: {timing}\n"
 

@@ -2,8 +2,8 @@
 
 ``python -m bench reports`` (or ``python -m bench.reports_index``) rewrites the table between the
 markers; tests/test_reports_table.py fails when the committed table differs from the regenerated
-one, so a stale table cannot land. Columns: the verdict per study (headline row, 95% CI), device and
-wall time; then per task × architecture × variant the metric and the D of every ablation any
+one, so a stale table cannot land. Columns: the verdict per study (headline row, 95% CI), device with
+its CPU model and wall time; then per task × architecture × variant the metric and the D of every ablation any
 committed study measured (S for sufficiency), as in ``bench leaderboard``.
 """
 
@@ -22,6 +22,12 @@ START, END = "<!-- results-table:start -->", "<!-- results-table:end -->"
 EMPTY_STATE = "No committed studies yet."
 
 
+def device_of(provenance: dict) -> str:
+    """Device and CPU model: CPU results agree across machines only within docs/reproducibility.md's tolerance."""
+    cpu = provenance.get("cpu") or "CPU model not recorded"
+    return f"{provenance.get('device_name', '?')}; {cpu}"
+
+
 def render_table(reports: Path) -> str:
     runs = sorted(p.parent for p in Path(reports).glob("*/results.json"))
     if not runs:
@@ -36,12 +42,12 @@ def render_table(reports: Path) -> str:
         v = res.verdict.headline if res.verdict else None
         verdict = (f"**{v.verdict}** ({v.architecture}, {v.ablation}: dense − global = {fmt_ci(v.difference)})"
                    if v else "no verdict requested" if res.verdict is None else "inconclusive (headline cell missing)")
-        verdicts.append([link, verdict, str(res.provenance.get("device_name", "?")),
+        verdicts.append([link, verdict, device_of(res.provenance),
                          f"{res.timings.get('cells', res.timings.get('study', 0)):.0f} s"])
     body = [[f"[{run.name}]({run.name}/report.md)", r["task"], r["architecture"], r["variant"], r["metric"],
              _cell(r["value"]), _cell(r["chance"]), *(_cell(r.get(c, EMPTY)) for c in columns)]
             for run, rows in studies for r in rows]
-    return (table(["study", "verdict (95% CI)", "device", "compute (all cells)"], verdicts) + "\n\n"
+    return (table(["study", "verdict (95% CI)", "device; CPU", "compute (all cells)"], verdicts) + "\n\n"
             + table(["study", "task", "architecture", "variant", "metric", "value (mean ± sd, n seeds)", "chance",
                      *(measure_label(c) for c in columns)], body))
 

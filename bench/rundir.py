@@ -108,6 +108,19 @@ class RunDir:
     def figure(self, name: str) -> Path:
         return self.root / f"{name}.png"
 
+    def state(self) -> tuple:
+        """What a run writes first (config.resolved.yaml, replaced atomically: a new inode) and its finished
+        cells: a change means an invocation wrote the folder."""
+        try:
+            st = self.config.stat()
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        return stamp, sorted(self.cells.glob("*.json")) if self.cells.is_dir() else []
+
+    def finished_cells(self) -> int:
+        return len(list(self.cells.glob("*.json"))) if self.cells.is_dir() else 0
+
     # -- ownership ------------------------------------------------------------------------------
     def is_ours(self) -> bool:
         return self.marker.is_file()

@@ -19,7 +19,7 @@ import torch.distributed as dist
 
 from bench.ablations.base import AblationContext, dependence
 from bench.data import Task, TaskInfo
-from bench.errors import BenchError
+from bench.errors import BenchError, worker_error
 from bench.evaluate import predict_stats
 from bench.flow import IdentityFlow, identity_flow, set_edits
 from bench.io import atomic_write, save_npz
@@ -102,6 +102,26 @@ class Study:
 
     def units(self) -> list[Unit]:
         return plan(self.study, self.ablations)
+
+    def check_headline(self) -> None:
+        """The pre-specified headline must be able to exist: an architecture with an identity path that the
+        headline ablation can remove, trained on both verdict tasks (found before anything is written)."""
+        spec = self.resolved.get("verdict")
+        if not spec:
+            return
+        from bench.verdict import natural_dense
+
+        arch = spec.get("architecture") or natural_dense(self.resolved)
+        where = f"{self.config_path}: verdict"
+        pairs = set(self.cfg.pairs())
+        missing = [t for t in (spec["dense"], spec["global"]) if (t, arch) not in pairs]
+        if missing:
+            raise BenchError(f"{where}: the headline architecture {arch!r} is not run on {', '.join(missing)}; "
+                             "add the pair to matrix or name another architecture")
+        reason = self.ablations[spec["ablation"]].applicable(self.flow(arch))
+        if reason:
+            raise BenchError(f"{where}: {spec['ablation']} cannot run on the headline architecture {arch!r} ({reason}); "
+                             "name an architecture with identity paths")
 
     def flow(self, arch: str) -> IdentityFlow:
         return flow_of(self.resolved, arch)
@@ -235,7 +255,7 @@ def shared_weights(n: int, replicates: int) -> np.ndarray:
 
 def _line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+    return (worker_error(str(exc)) or f"{type(exc).__name__}: {text[0] if text else ''}")[:300]
 
 
 def _interval(estimate, boot) -> dict:

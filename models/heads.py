@@ -55,9 +55,12 @@ class FlowModel(nn.Module):
 
 
 def init_weights(model: nn.Module) -> nn.Module:
-    """He initialisation for convolutions, unit BN, as in He et al. 2016."""
+    """He initialisation for convolutions, unit BN, as in He et al. 2016.
+
+    A zero-width layer (width 0, rejected by the one-forward-pass check) has nothing to initialise.
+    """
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, nn.Conv2d) and m.weight.numel():
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)

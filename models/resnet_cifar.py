@@ -7,14 +7,16 @@ used by Veit et al.). ``cifar_plain`` has the same layers with every shortcut re
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from bench.data import TaskInfo
 from bench.flow import ResidualBlock
+from bench.limits import MAX_DEPTH, Width
 
 from .heads import FlowModel, init_weights, make_head
 
@@ -79,13 +81,17 @@ def _build(info: TaskInfo, depth: int, width: int, shortcut: str, preact: bool, 
     return init_weights(FlowModel(nn.Sequential(*layers), make_head(info, cin)))
 
 
-def cifar_resnet(task: TaskInfo, depth: int = 20, width: int = 16, shortcut: Literal["A", "B"] = "A",
+# 6n+2 with n >= 1: depth 2 would be a net with no blocks at all
+CifarDepth = Annotated[int, Field(ge=8, le=MAX_DEPTH, description="6n+2 layers, n >= 1")]
+
+
+def cifar_resnet(task: TaskInfo, depth: CifarDepth = 20, width: Width = 16, shortcut: Literal["A", "B"] = "A",
                  preact: bool = False) -> FlowModel:
     """CIFAR ResNet (He et al. 2016): depth 6n+2, option A/B shortcuts, post- or pre-activation."""
     return _build(task, depth, width, shortcut, preact, identity=True)
 
 
-def cifar_plain(task: TaskInfo, depth: int = 20, width: int = 16, preact: bool = False) -> FlowModel:
+def cifar_plain(task: TaskInfo, depth: CifarDepth = 20, width: Width = 16, preact: bool = False) -> FlowModel:
     """Plain twin of cifar_resnet: the same layers with every shortcut removed (the lesion control)."""
     return _build(task, depth, width, "A", preact, identity=False)
 

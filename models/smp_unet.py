@@ -11,13 +11,16 @@ Input sides must be divisible by 2^encoder_depth.
 from __future__ import annotations
 
 import inspect
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from bench.data import TaskInfo
 from bench.flow import Merge
+from bench.limits import Width
 
 from .adapters import adapt_layers
 from .heads import make_head
@@ -56,8 +59,8 @@ class SmpUNet(nn.Module):
 
 
 def smp_unet(task: TaskInfo, encoder: str = "resnet18", encoder_weights: str | None = None,
-             checkpoint: str | None = None, encoder_depth: int = 5,
-             decoder_channels: tuple[int, ...] | None = None) -> SmpUNet:
+             checkpoint: str | None = None, encoder_depth: Annotated[int, Field(ge=1, le=5)] = 5,
+             decoder_channels: Annotated[tuple[Width, ...], Field(min_length=1, max_length=5)] | None = None) -> SmpUNet:
     """segmentation-models-pytorch U-Net, ResNet encoder blocks and decoder skips addressable; optional weights.
 
     ``checkpoint``: a local state dict of a whole smp Unet, of its encoder alone (torchvision ResNet

@@ -6,11 +6,15 @@ concatenates the raw input at the last decoder stage: the full-resolution identi
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
+from pydantic import Field
 from torch import nn
 
 from bench.data import TaskInfo
 from bench.flow import Merge
+from bench.limits import Width
 
 from .heads import init_weights, make_head
 
@@ -52,7 +56,8 @@ class UNet(nn.Module):
         return self.head(h, x.shape[-2:])
 
 
-def unet(task: TaskInfo, depth: int = 3, width: int = 16, input_skip: bool = False) -> UNet:
+def unet(task: TaskInfo, depth: Annotated[int, Field(ge=1, le=12, description="poolings (2**depth must divide the image)")] = 3,
+         width: Width = 16, input_skip: bool = False) -> UNet:
     """Classic U-Net (Ronneberger 2015): `depth` poolings, `width` base channels, optional input skip."""
     return init_weights(UNet(task, depth, width, input_skip))
 

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
 from torch import nn
 
 from bench.data import TaskInfo
 from bench.flow import ResidualBlock
+from bench.limits import Depth, Width
 
 from .heads import FlowModel, init_weights, make_head
 
+# at least one stage of at least one layer; width doubles per stage, so stages are few
+Stages = Annotated[tuple[Depth, ...], Field(min_length=1, max_length=8, description="layers per stage")]
 
-def vgg(task: TaskInfo, layers: tuple[int, ...] = (2, 2, 2), width: int = 16) -> FlowModel:
+
+def vgg(task: TaskInfo, layers: Stages = (2, 2, 2), width: Width = 16) -> FlowModel:
     """VGG-style plain net with BN: stages of 3x3 conv layers, width doubling, max-pool between stages."""
     trunk: list[nn.Module] = []
     cin = task.in_channels

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from bench.data import Task, TaskInfo
 from bench.errors import BenchError
-from bench.tasks.common import data_root, first, only_subfolder
+from bench.limits import Examples, Pixels, Scale, Workers
+from bench.tasks.common import absolute, data_root, first, is_archive, only_subfolder
 from bench.tasks.folders import file_segmentation_task, nonempty, round_up
 from bench.tasks.transforms import pair_files
 
@@ -20,9 +21,9 @@ CLASSES = ("sky", "building", "pole", "road", "sidewalk", "tree", "sign", "fence
 
 
 def camvid(root: str = "data/camvid", train_split: str = "train", test_split: str = "test",
-           resize: tuple[int, int] | None = None, crop_size: tuple[int, int] = (352, 480),
-           scale: tuple[float, float] = (0.75, 1.5), train_subset: int | None = None, test_subset: int | None = None,
-           workers: int = 2) -> Task:
+           resize: tuple[Pixels, Pixels] | None = None, crop_size: tuple[Pixels, Pixels] = (352, 480),
+           scale: tuple[Scale, Scale] = (0.75, 1.5), train_subset: Examples | None = None,
+           test_subset: Examples | None = None, workers: Workers = 2) -> Task:
     """CamVid (SegNet release): 11 road-scene classes, void = 11 ignored; folder or .tar.gz, optional downscaling."""
     base = only_subfolder(data_root(root, "CamVid data", "give the SegNet-release folder or camvid.tar.gz"), "camvid")
     pairs = {}
@@ -37,3 +38,15 @@ def camvid(root: str = "data/camvid", train_split: str = "train", test_split: st
     return file_segmentation_task(pairs[train_split], pairs[test_split], info, crop=crop, scale=scale, resize=resize,
                                   eval_size=round_up(resize or (360, 480)), workers=workers,
                                   provenance={"root": str(base), "resize": resize})
+
+
+def _check(root: str = "data/camvid", **_) -> None:
+    """``root`` must be a folder or a .tar.gz (not extracted here: that is the run's job)."""
+    path = absolute(root)
+    if not path.is_dir() and not is_archive(path):
+        raise BenchError(f"{path}: CamVid data not found (relative paths resolve against the working directory); "
+                         "give the SegNet-release folder or camvid.tar.gz")
+
+
+camvid.check = _check
+camvid.kind = "segmentation"

@@ -19,6 +19,7 @@ import torch
 
 from bench.data import Task, TaskInfo, TensorSplit
 from bench.errors import BenchError
+from bench.limits import Examples
 from bench.tasks.common import absolute, first, release
 
 SOURCES = {
@@ -75,13 +76,29 @@ def _cifar(classes: int, root: str, download: bool, train_subset: int | None, te
                 provenance={"root": str(folder), "train_images": len(x_tr), "test_images": len(x_te)})
 
 
-def cifar10(root: str = "data", download: bool = False, train_subset: int | None = None,
-            test_subset: int | None = None) -> Task:
+def cifar10(root: str = "data", download: bool = False, train_subset: Examples | None = None,
+            test_subset: Examples | None = None) -> Task:
     """CIFAR-10, official python-pickle release (optional download, MD5-verified); in memory, pad-crop-flip."""
     return _cifar(10, root, download, train_subset, test_subset)
 
 
-def cifar100(root: str = "data", download: bool = False, train_subset: int | None = None,
-             test_subset: int | None = None) -> Task:
+def cifar100(root: str = "data", download: bool = False, train_subset: Examples | None = None,
+             test_subset: Examples | None = None) -> Task:
     """CIFAR-100 (fine labels), official python-pickle release (optional download, MD5-verified); in memory."""
     return _cifar(100, root, download, train_subset, test_subset)
+
+
+def _checker(classes: int):
+    def check(root: str = "data", download: bool = False, **_) -> None:
+        """The release folder or its tarball must be in ``root`` unless ``download`` fetches it."""
+        folder_name, url = SOURCES[classes][:2]
+        base = absolute(root)
+        if not download and not (base / folder_name).is_dir() and not (base / url.rsplit("/", 1)[1]).is_file():
+            raise BenchError(f"{base / folder_name}: CIFAR-{classes} not found; set download: true, or download {url} "
+                             f"into {base}")
+
+    return check
+
+
+cifar10.check, cifar100.check = _checker(10), _checker(100)
+cifar10.kind = cifar100.kind = "classification"

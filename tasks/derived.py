@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 
 from bench.data import DatasetSplit, Task, TaskInfo, TensorSplit
 from bench.errors import BenchError
+from bench.limits import ClassIndex, Count
 from bench.registry import TASKS
 
 
@@ -90,7 +91,7 @@ def _derive(split, labels: torch.Tensor, train: bool, rule):
 
 def classify_from_masks(source: dict, rule: Literal["dominant", "present_any"] = "dominant",
                         skip_background: bool = True, unlabelled: Literal["background", "drop"] = "background",
-                        classes: list[int] | None = None, min_pixels: int = 1) -> Task:
+                        classes: list[ClassIndex] | None = None, min_pixels: Count = 1) -> Task:
     """Classification twin of a segmentation task on the same images: label = dominant non-background class."""
     if "name" not in source:
         raise BenchError("classify_from_masks.source: needs {name: <segmentation task>, ...}; add name")
@@ -131,3 +132,27 @@ def classify_from_masks(source: dict, rule: Literal["dominant", "present_any"] =
         "source": source, "rule": rule, "skip": skip, "unlabelled": unlabelled, "test_images": len(test),
         "source_test_images": len(seg.test), "dropped_train_images": len(seg.train) - len(train),
         "dropped_test_images": dropped, "paired_with_source": dropped == 0, "source_provenance": seg.provenance})
+
+
+def _check(source: dict, **_) -> None:
+    """The nested ``source`` gets the checks a top-level task gets: its name, its parameters (typos included),
+    its own ``check`` hook and its kind, so ``validate`` finds what only building it found before."""
+    from bench.config import check_task, task_kind
+    from bench.params import validate_params
+
+    if not isinstance(source, dict) or "name" not in source:
+        raise BenchError("source: needs {name: <segmentation task>, ...}; add name")
+    spec = dict(source)
+    try:
+        obj = TASKS.get(spec.pop("name"))
+    except BenchError as exc:
+        raise BenchError(f"source.name: {exc}") from None
+    params = validate_params(obj, spec, "source")
+    check_task(obj, params, "source")
+    kind = task_kind(obj, params)
+    if kind not in (None, "segmentation"):
+        raise BenchError(f"source: {source['name']!r} is a {kind} task; give a segmentation task")
+
+
+classify_from_masks.check = _check
+classify_from_masks.kind = "classification"

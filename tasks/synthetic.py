@@ -17,6 +17,8 @@ from typing import Literal
 import torch
 
 from bench.data import Task, TaskInfo, TensorSplit
+from bench.errors import BenchError
+from bench.limits import MAX_MEMORY, Classes, Count, Examples, Fraction, Pixels, Seed, gib
 from bench.tasks.derived import dominant_labels
 
 SHAPES = ("disc", "square", "triangle", "ring", "cross", "diamond", "bar", "halfdisc")
@@ -82,15 +84,27 @@ def dominant_class(masks: torch.Tensor, num_classes: int, skip: int | None = 0) 
     return dominant_labels(masks, num_classes, None, skip)
 
 
-def synthetic_shapes(target: Literal["image", "pixel"] = "pixel", num_classes: int = 4, image_size: int = 32,
-                     n_train: int = 2000, n_test: int = 500, max_objects: int = 3, noise: float = 0.3,
-                     texture: float = 0.5, seed: int = 0) -> Task:
+def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images in [0, 1].
+
+    A split with fewer than two values per channel has no spread to measure (n_train 0 is rejected
+    later with its own message): it gets mean 0.5, std 1 instead of torch's NaN and warning.
+    """
+    channels = x.shape[1]
+    if x.numel() < 2 * channels:
+        return (0.5,) * channels, (1.0,) * channels
+    scaled = x.float() / 255
+    return tuple(scaled.mean((0, 2, 3)).tolist()), tuple(scaled.std((0, 2, 3)).tolist())
+
+
+def synthetic_shapes(target: Literal["image", "pixel"] = "pixel", num_classes: Classes = 4, image_size: Pixels = 32,
+                     n_train: Examples = 2000, n_test: Examples = 500, max_objects: Count = 3, noise: Fraction = 0.3,
+                     texture: Fraction = 0.5, seed: Seed = 0) -> Task:
     """Synthetic shapes, paired: the same images labelled per pixel (target=pixel) or per image (target=image)."""
     kw = dict(num_classes=num_classes, size=image_size, max_objects=max_objects, noise=noise, texture=texture)
     x_tr, m_tr = generate(n_train, seed=seed * 2 + 1, **kw)
     x_te, m_te = generate(n_test, seed=seed * 2 + 2, **kw)
-    mean = tuple((x_tr.float() / 255).mean((0, 2, 3)).tolist())
-    std = tuple((x_tr.float() / 255).std((0, 2, 3)).tolist())
+    mean, std = channel_stats(x_tr)
     names = tuple(SHAPES[c % len(SHAPES)] for c in range(num_classes))
     if target == "pixel":
         info = TaskInfo("segmentation", num_classes + 1, 3, (image_size, image_size), ignore_index=None,
@@ -102,3 +116,15 @@ def synthetic_shapes(target: Literal["image", "pixel"] = "pixel", num_classes: i
         y_te = dominant_class(m_te, num_classes + 1) - 1
     return Task(info, TensorSplit(x_tr, y_tr, mean, std, pad=2), TensorSplit(x_te, y_te, mean, std, pad=2),
                 provenance={"generator": "synthetic_shapes", "seed": seed, "n_train": n_train, "n_test": n_test})
+
+
+def _check(target: str = "pixel", image_size: int = 32, n_train: int = 2000, n_test: int = 500, **_) -> None:
+    """Refuse a generated data set that could not be held in memory (uint8 images + int64 masks)."""
+    need = (n_train + n_test) * image_size**2 * (3 + 8)
+    if need > MAX_MEMORY:
+        raise BenchError(f"n_train + n_test = {n_train + n_test:,} images of {image_size}x{image_size} would take "
+                         f"{gib(need)} in memory, over the limit of {gib(MAX_MEMORY)}; make fewer or smaller images")
+
+
+synthetic_shapes.check = _check
+synthetic_shapes.kind = lambda target="pixel", **_: "segmentation" if target == "pixel" else "classification"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bench.data import Task, TaskInfo
 from bench.errors import BenchError
+from bench.limits import Examples, Pixels, Scale, Workers
 from bench.tasks.common import absolute, first, release
 from bench.tasks.folders import file_segmentation_task
 from bench.tasks.transforms import pair_files
@@ -60,8 +61,8 @@ def _split(voc: Path, split: str) -> list[tuple[Path, Path]]:
 
 
 def voc2012(root: str = "data", download: bool = False, train_split: str = "train", test_split: str = "val",
-            crop_size: int = 512, scale: tuple[float, float] = (0.5, 2.0), eval_size: int = 512,
-            train_subset: int | None = None, test_subset: int | None = None, workers: int = 2) -> Task:
+            crop_size: Pixels = 512, scale: tuple[Scale, Scale] = (0.5, 2.0), eval_size: Pixels = 512,
+            train_subset: Examples | None = None, test_subset: Examples | None = None, workers: Workers = 2) -> Task:
     """Pascal VOC 2012 segmentation (VOCdevkit layout, palette masks as indices, 255 ignored; optional SBD aug)."""
     base = absolute(root)
     if download and not (base / "VOCdevkit").is_dir() and not _is_voc(base):
@@ -77,3 +78,18 @@ def voc2012(root: str = "data", download: bool = False, train_split: str = "trai
     return file_segmentation_task(train, test, info, crop=(crop_size, crop_size), scale=scale, resize=None,
                                   eval_size=(eval_size, eval_size), workers=workers,
                                   provenance={"root": str(voc), "train_split": train_split, "test_split": test_split})
+
+
+def _check(root: str = "data", download: bool = False, **_) -> None:
+    """``root`` must hold the VOC2012 folder unless ``download`` fetches it (the layout is checked cheaply)."""
+    base = absolute(root)
+    if download and not (base / "VOCdevkit").is_dir() and not _is_voc(base):
+        return
+    if not base.is_dir():
+        raise BenchError(f"{base}: VOC root not found; set root to the folder holding VOCdevkit/, or download: true "
+                         f"(fetches {URL}, MD5-checked)")
+    find_voc2012(base)
+
+
+voc2012.check = _check
+voc2012.kind = "segmentation"

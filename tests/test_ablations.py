@@ -45,11 +45,11 @@ def seg_task():
     return synthetic_shapes(target="pixel", n_train=300, n_test=100, image_size=16, num_classes=3, seed=3)
 
 
-def trained(factory, task, epochs=8, **kw):
-    torch.manual_seed(0)
+def trained(factory, task, epochs=8, seed=0, **kw):
+    torch.manual_seed(seed)
     model = factory(task.info, **kw)
     cfg = TrainConfig(epochs=epochs, batch_size=50, optimizer="adamw", lr=1e-2, warmup_epochs=0.5)
-    train(model, task, cfg, seed=0, device=CPU)
+    train(model, task, cfg, seed=seed, device=CPU)
     return model.eval()
 
 
@@ -65,11 +65,19 @@ def resnet(cls_task):
     return trained(cifar_resnet, cls_task, depth=32, width=8, preact=True)
 
 
+PAIR_SEEDS = (0, 1, 2)
+
+
 @pytest.fixture(scope="module")
-def plain(cls_task):
-    # depth 20, not 32: a 32-layer plain net does not train reliably in 8 epochs (He et al.'s degradation);
-    # it reached 0.44-0.48 accuracy depending on the thread count, too close to chance (0.355) to test lesions
-    return trained(cifar_plain, cls_task, depth=20, width=8, preact=True)
+def pairs(cls_task):
+    """ResNet-20 and plain-20 trained alike, per seed: the only difference is the shortcuts.
+
+    Depth 20, not 32: a 32-layer plain net does not train reliably in 8 epochs (He et al.'s degradation).
+    Several seeds, because one trained network lands differently on each CPU and thread count: what one
+    machine computes for a seed, another computes for something like a different seed (issue 16).
+    """
+    return [(trained(cifar_resnet, cls_task, seed=s, depth=20, width=8, preact=True),
+             trained(cifar_plain, cls_task, seed=s, depth=20, width=8, preact=True)) for s in PAIR_SEEDS]
 
 
 def test_lesioning_nothing_reproduces_the_baseline(resnet, cls_task):
@@ -78,17 +86,31 @@ def test_lesioning_nothing_reproduces_the_baseline(resnet, cls_task):
     assert np.array_equal(out.stats, ctx.baseline.stats)
 
 
-def test_resnet_survives_single_lesions_plain_net_does_not(resnet, plain, cls_task):
-    """Veit et al. Fig. 3: deleting one non-downsampling block barely hurts a ResNet; a plain net collapses."""
-    res_ctx, plain_ctx = context(resnet, cls_task), context(plain, cls_task)
-    res = BlockLesion().run(res_ctx)
-    pl = BlockLesion().run(plain_ctx)
-    chance = res_ctx.chance.primary
-    assert res_ctx.baseline.primary > chance + 0.2 and plain_ctx.baseline.primary > chance + 0.1  # both learned
-    res_d = res.summary["dependence_non_downsampling"]
-    pl_d = pl.summary["dependence_non_downsampling"]
-    assert len(res.records) == 15 and len(pl.records) == 7  # plain-20: 9 layers, the 2 downsampling ones have no shortcut
-    assert res_d < 0.3 and pl_d > 0.5 and pl_d > 2.5 * res_d, (res_d, pl_d)
+def test_resnet_survives_single_lesions_plain_net_does_not(pairs, cls_task):
+    """Veit et al. Fig. 3: deleting one non-downsampling block hurts a ResNet far less than a plain net.
+
+    Asserted as the contrast of the seed means, not per network against absolute thresholds: one plain-20
+    scored D 0.89 on one thread and 0.75 on two (seed 0), and 0.385 on an Intel Xeon, where the old
+    `plain D > 0.5` failed (issue 16).
+    """
+    res_d, pl_d, res_acc, pl_acc = [], [], [], []
+    for resnet, plain in pairs:
+        res_ctx, plain_ctx = context(resnet, cls_task), context(plain, cls_task)
+        res, pl = BlockLesion().run(res_ctx), BlockLesion().run(plain_ctx)
+        assert len(res.records) == 9 and len(pl.records) == 7  # plain-20: 9 layers, the 2 downsampling ones have no shortcut
+        res_d.append(res.summary["dependence_non_downsampling"])
+        pl_d.append(pl.summary["dependence_non_downsampling"])
+        res_acc.append(res_ctx.baseline.primary)
+        pl_acc.append(plain_ctx.baseline.primary)
+    chance = res_ctx.chance.primary  # 0.355
+    # both learned. Measured over seeds 0-4 on 1 and 2 threads: accuracy per network resnet-20 0.67-0.765,
+    # plain-20 0.385-0.65; mean of any 3 of those seeds resnet 0.692-0.733, plain 0.475-0.595 (thresholds 0.555, 0.405)
+    assert np.mean(res_acc) > chance + 0.2 and np.mean(pl_acc) > chance + 0.05, (res_acc, pl_acc)
+    # Measured over seeds 0-4 on 1 and 2 threads: D per network resnet-20 0.32-0.53, plain-20 0.53-0.91, their
+    # difference 0.16-0.57 (mean 0.34, sd 0.15); mean over any 3 of those seeds 0.23-0.52. Margin 0.1: 2.8
+    # standard deviations of a 3-seed mean below the measured mean, and below every measured 3-seed mean.
+    contrast = np.mean(pl_d) - np.mean(res_d)
+    assert contrast > 0.1, (res_d, pl_d)
 
 
 def test_multi_lesion_error_rises_with_k(resnet, cls_task):
@@ -98,6 +120,8 @@ def test_multi_lesion_error_rises_with_k(resnet, cls_task):
     err = out.summary["error_by_k"]
     assert err["0"] == round(1 - ctx.baseline.primary, 6)  # k = 0 goes through the same sweep: the intact model
     assert out.records[0]["key"]["blocks"] == [] and out.records[0]["dependence"] == 0.0
+    # Measured on ResNet-32 over seeds 0-4 on 1 and 2 threads: err2 - err1 0.13-0.21, err4 - err2 0.11-0.27,
+    # err8 - err1 0.30-0.46 (err1 - err0 only 0.005-0.075: not asserted)
     assert err["1"] < err["2"] < err["4"] and err["8"] > err["1"], err
     assert sorted(len(r["key"]["blocks"]) for r in out.records) == sorted([0] + [k for k in range(1, 9) for _ in range(3)])
     assert out.summary_boot.shape == (200,) and out.summary["dependence"] > 0
@@ -113,6 +137,7 @@ def test_multi_lesion_samples_are_seeded_and_distinct():
 
 def test_reorder_error_rises_as_tau_falls(resnet, cls_task):
     out = Reorder(swaps=[1, 4, 16], samples=4).run(context(resnet, cls_task))
+    # measured on ResNet-32 over seeds 0-4 on 1 and 2 threads: -0.89 to -0.43
     assert out.summary["corr_tau_error"] < -0.3, out.summary
     assert all(-1 <= r["key"]["kendall_tau"] <= 1 for r in out.records)
 
@@ -137,11 +162,17 @@ def test_kendall_tau_matches_brute_force():
 
 
 def test_skip_lesion_hurts_a_trained_unet(seg_task):
-    model = trained(unet, seg_task, epochs=4, depth=2, width=8)
-    out = SkipLesion(calibration_batches=2).run(context(model, seg_task))
+    # 8 epochs, not 4: in 4 the seed-1 U-Net stayed below chance (mIoU 0.196 vs 0.198) on 1 and 2 threads, and
+    # its D was -8.0 / -8.9, so whether the test passed on another CPU was a matter of which seed trained
+    model = trained(unet, seg_task, epochs=8, depth=2, width=8)
+    ctx = context(model, seg_task)
+    out = SkipLesion(calibration_batches=2).run(ctx)
     keys = {(r["key"]["fill"], str(r["key"]["level"])) for r in out.records}
     assert keys == {(f, lv) for f in ("zero", "mean", "shuffle") for lv in ("0", "1", "all")}
-    assert out.summary["dependence"] > 0.2 and out.summary_boot.shape == (200,)
+    # Measured over seeds 0-4 on 1 and 2 threads at 8 epochs: mIoU 0.30-0.37 (chance 0.198), D 0.997-1.0
+    # (with every skip zeroed the U-Net predicts background: chance)
+    assert ctx.baseline.primary > ctx.chance.primary + 0.05, ctx.baseline.primary
+    assert out.summary["dependence"] > 0.5 and out.summary_boot.shape == (200,)
     zero_all = next(r for r in out.records if (r["key"]["fill"], r["key"]["level"]) == ("zero", "all"))
     assert zero_all["primary"] < context(model, seg_task).baseline.primary  # the metric really drops
     assert out.summary["dependence"] == zero_all["dependence"]  # the headline is zero fill, all levels
@@ -172,6 +203,8 @@ def test_identity_readout_recovers_an_answer_the_input_carries(target):
     abl = IdentityReadout(epochs=15, lr=0.05)
     ctx = context(model, task)
     out = abl.run(ctx)
+    # measured over init and readout seeds 0-4 on 1 and 2 threads: sufficiency pixel 0.864-0.962, image 1.0;
+    # lowest bootstrap value pixel 0.84-0.95, image 1.0
     assert 0.8 < out.summary["sufficiency"] <= 1.0, out.summary
     assert out.summary_boot.shape == (200,) and np.nanmin(out.summary_boot) > 0.6
     assert abl.readout(ctx)[0] is abl.readout(context(model, task))[0]  # trained once per (task, seed)
@@ -182,6 +215,8 @@ def test_identity_readout_recovers_an_answer_the_input_carries(target):
 def test_identity_readout_of_shapes_is_near_chance(cls_task, resnet):
     """Shapes are told apart by form, not by pixel values: a linear readout of the pixels barely beats chance."""
     out = IdentityReadout(epochs=5).run(context(resnet, cls_task))
+    # measured with ResNet-32 seeds 0-4 on 1 and 2 threads: sufficiency 0.0155 (the readout does not see the
+    # network), relative to the model 0.025-0.033
     assert -0.3 < out.summary["sufficiency"] < 0.3 and out.summary["sufficiency_relative_to_model"] < 0.5
 
 
@@ -195,6 +230,7 @@ def test_identity_readout_converges_on_the_quickstart_budget():
     task = synthetic_shapes(target="pixel", n_train=1500, n_test=400, image_size=32, seed=0)
     model = cifar_resnet(task.info, depth=8, width=4).eval()
     out = IdentityReadout(epochs=3).run(context(model, task))
+    # measured over init and readout seeds 0-4 on 1 and 2 threads: loss 0.807-0.876, sufficiency 0.0 on every one
     assert out.summary["readout_train_loss"] < 1.0, out.summary
     assert -0.01 < out.summary["sufficiency"] < 0.1, out.summary
 
@@ -277,5 +313,6 @@ def test_batched_path_gradients_equal_one_backward_per_sample(resnet, cls_task):
 def test_path_gradients_decay_with_length(resnet, cls_task):
     out = PathGradients(samples_per_k=16, batch_size=16).run(context(resnet, cls_task))
     mags = [r["grad_norm_mean"] for r in out.records]
+    # measured on ResNet-32 over seeds 0-4 on 1 and 2 threads: mags[15] / mags[1] = 2.4e-5 to 1.8e-4
     assert len(mags) == 16 and mags[-1] < mags[1], mags
     assert 0 <= out.summary["window_low"] <= out.summary["window_high"] <= 15

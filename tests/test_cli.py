@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -174,3 +175,37 @@ def test_debug_shows_traceback(tmp_path):
     out = subprocess.run([sys.executable, "-m", "bench", "--debug", "validate", str(tmp_path / "none.yaml")],
                          capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert out.returncode == 2 and "Traceback" in out.stderr and "no such config file" in out.stderr
+
+
+def test_plugin_flag_after_the_subcommand_and_describe_shows_its_parameters(tmp_path, capsys):
+    plugin = tmp_path / "late_net.py"
+    plugin.write_text('from bench.registry import ARCHITECTURES\n'
+                      'from bench.models.unet import unet\n\n'
+                      '@ARCHITECTURES.register("late_net")\n'
+                      'def late_net(task, width: int = 4):\n'
+                      '    """A plugin loaded after the subcommand."""\n'
+                      '    return unet(task, depth=2, width=width)\n')
+    assert main(["describe", "late_net", "--plugin", str(plugin)]) == 0
+    out = capsys.readouterr().out
+    assert "A plugin loaded after the subcommand." in out
+    assert re.search(r"width\s+int\s+4", out)
+    assert "natural for both task kinds" in out
+    assert re.search(r"segmentation \(10 classes, 32x32\): [\d,]+", out)
+
+
+def test_describe_shows_bounds_and_list_tasks_shows_parameters(capsys):
+    assert main(["describe", "effective_depth_training"]) == 0
+    assert re.search(r"keep_fraction\s+float\s+[\d.]+\s+> 0, <= 1", capsys.readouterr().out)
+    assert main(["list", "tasks"]) == 0
+    assert "params: root, num_classes, ignore_index=255" in capsys.readouterr().out
+
+
+def test_unknown_name_suggests_plugins(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("tasks: {t: {name: synthetic_shapes}}\narchitectures: {a: {name: my_net}}\n"
+                      "ablations: [{name: block_lesion}]\n")
+    assert main(["validate", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "--plugin" in err and "bench.architectures" in err
+    assert main(["describe", "no_such_thing"]) == 2
+    assert "--plugin" in capsys.readouterr().err

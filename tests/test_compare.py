@@ -57,10 +57,21 @@ def test_compare_deltas_equal_results(runs, capsys):
 
 
 def test_compare_bad_folder_exits_2(runs, tmp_path, capsys):
-    (tmp_path / "results.json").write_text('{"schema_version": 1}')
+    (tmp_path / "results.json").write_text('{"schema_version": 1}')  # an older bench's file: refused, one line
     assert main(["compare", str(runs[0]), str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "not a valid results.json (schema v1)" in err and err.count("\n") == 1
+    assert "schema v1 was written by an older bench" in err and "re-run the study" in err and err.count("\n") == 1
+    (tmp_path / "results.json").write_text('{"schema_version": 2}')
+    assert main(["compare", str(runs[0]), str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a valid results.json (schema v2)" in err and err.count("\n") == 1
+    (tmp_path / "results.json").write_bytes(b'{"schema_version": 2, "study": "\xff"}')
+    assert main(["compare", str(runs[0]), str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not UTF-8" in err and err.count("\n") == 1
+    (tmp_path / "results.json").write_text('{"schema_version": 99}')
+    assert main(["compare", str(runs[0]), str(tmp_path)]) == 2
+    assert "newer than this bench reads" in capsys.readouterr().err
 
 
 def test_config_diff_is_recursive_and_matches_named_entries():

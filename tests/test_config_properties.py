@@ -8,11 +8,14 @@ ignores key order and changes with any value.
 
 from __future__ import annotations
 
+import math
 import random
+import time
+import types
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from bench.config import config_hash, load_config
@@ -169,3 +172,104 @@ def test_the_hash_changes_with_a_value(doc, lr, tmp_path):
     path.write_text(yaml.safe_dump(doc))
     before = config_hash(load_config(path)[1])
     assert config_hash(load_config(path, [f"train.lr={lr!r}"])[1]) != before
+
+
+# -- every number in the schema: bounded, or refused in one line (issue 14) --------------------------
+def _numeric(ann) -> str | None:
+    """'scalar', 'list' or 'pair' for an annotation that holds numbers (not bool), else None."""
+    from typing import Annotated, Union, get_args, get_origin
+
+    origin, args = get_origin(ann), get_args(ann)
+    if origin is Annotated:
+        return _numeric(args[0])
+    if ann in (int, float):
+        return "scalar"
+    if origin in (Union, types.UnionType):
+        shapes = [s for s in map(_numeric, args) if s]
+        return shapes[0] if shapes and not any(a in (str, bool) for a in args) else None
+    if origin in (list, tuple) and args:
+        inner = _numeric(args[0])
+        return inner and ("pair" if origin is tuple and len(args) == 2 and args[1] is not Ellipsis else "list")
+    return None
+
+
+def _fields() -> list[tuple[str, str | None, str, str]]:
+    """(section, plugin, key, shape) for every numeric field: study, train, and each built-in plugin."""
+    from bench.config import StudyConfig, TrainConfig
+    from bench.params import params_model
+    from bench.registry import ABLATIONS, ARCHITECTURES, TASKS
+
+    out = [("top", None, k, s) for k, f in StudyConfig.model_fields.items() if (s := _numeric(f.annotation))]
+    out += [("train", None, k, s) for k, f in TrainConfig.model_fields.items() if (s := _numeric(f.annotation))]
+    for section, reg in (("tasks", TASKS), ("architectures", ARCHITECTURES), ("ablations", ABLATIONS)):
+        for name in reg.names():
+            for k, f in params_model(reg.get(name)).model_fields.items():
+                if s := _numeric(f.annotation):
+                    out.append((section, name, k, s))
+    return out
+
+
+FIELDS = _fields()
+numbers = st.one_of(
+    st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0, 1, -1, 2, 3, 8, 100, 2**31, 2**63, 10**30, 1e308, -1e308, 0.5, 1e-300, 1e6, 65_537]))
+
+
+def _place(field: tuple, value) -> dict:
+    section, plugin, key, shape = field
+    v = [value] if shape == "list" else [value, value] if shape == "pair" else value
+    doc = yaml.safe_load(yaml.safe_dump(VALID))
+    if section == "top":
+        doc[key] = v
+    elif section == "train":
+        doc["train"][key] = v
+    elif section == "tasks":
+        spec = {"name": plugin, key: v}
+        if plugin == "classify_from_masks":
+            spec["source"] = {"name": "synthetic_shapes", "n_train": 16, "n_test": 8, "image_size": 16}
+        doc["tasks"] = {"t": spec}
+    elif section == "architectures":
+        doc["architectures"] = {"a": {"name": plugin, key: v}}
+        doc["ablations"] = []
+    else:
+        doc["ablations"] = [{"name": plugin, key: v}]
+    return doc
+
+
+def test_every_numeric_schema_field_is_covered():
+    sections = {f[0] for f in FIELDS}
+    assert sections == {"top", "train", "tasks", "architectures", "ablations"}
+    keys = {(f[0], f[2]) for f in FIELDS}
+    assert {("top", "seeds"), ("top", "bootstrap"), ("train", "epochs"), ("train", "warmup_epochs"),
+            ("ablations", "max_k"), ("ablations", "swaps"), ("architectures", "layers")} <= keys
+
+
+@pytest.mark.parametrize("field", FIELDS, ids=[f"{s}.{p or ''}.{k}" for s, p, k, _ in FIELDS])
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=numbers)
+@example(value=True)
+@example(value=float("nan"))
+@example(value=float("-inf"))
+@example(value=1e308)
+@example(value=2**63)
+@example(value=-1)
+def test_any_number_in_any_field_is_accepted_bounded_or_refused_in_one_line(field, value, tmp_path_factory, capsys):
+    from bench import limits
+    from bench.cli import main
+
+    path = tmp_path_factory.mktemp("num") / "study.yaml"
+    path.write_text(yaml.safe_dump(_place(field, value)))
+    capsys.readouterr()
+    t0 = time.perf_counter()
+    code = main(["validate", str(path)])
+    elapsed = time.perf_counter() - t0
+    err = capsys.readouterr().err
+    assert elapsed < 30, f"validate took {elapsed:.1f} s"
+    if code == 2:
+        assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
+        return
+    assert code == 0 and not err, err
+    # accepted: a real, finite number within the documented ceilings, never true/false
+    assert not isinstance(value, bool)
+    assert math.isfinite(value)
+    assert abs(value) <= (limits.MAX_INT if isinstance(value, int) else limits.MAX_FLOAT)

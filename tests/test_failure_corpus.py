@@ -9,6 +9,7 @@ recorded as failed while the study finishes the others (exit 0, one warning line
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -69,7 +70,8 @@ def materialise(case: dict, tmp_path: Path) -> tuple[list[str], list[str], Path]
         config.write_text(BASE)
 
     def fill(s: str) -> str:
-        return s.replace("CORPUS", str(CORPUS)).replace("OUT_FILE", str(tmp_path / "a_file"))
+        return (s.replace("CORPUS", str(CORPUS)).replace("OUT_FILE", str(tmp_path / "a_file"))
+                .replace("CELLS", ", ".join(map(str, range(834)))))
 
     cli = [fill(a) for a in case.get("cli", [])]
     glob = [a for i, a in enumerate(cli) if a == "--plugin" or cli[i - 1:i] == ["--plugin"]]
@@ -79,6 +81,12 @@ def materialise(case: dict, tmp_path: Path) -> tuple[list[str], list[str], Path]
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def hashes(*folders: Path) -> dict[str, str]:
+    """sha256 of every file under ``folders`` (Python's own __pycache__ aside): what the user owns."""
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for f in folders for p in sorted(f.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts}
 
 
 def call(argv: list[str], capsys) -> tuple[int, str]:
@@ -95,7 +103,21 @@ def assert_one_line(code: int, err: str, expect: str) -> None:
 
 
 # cases marked `only: run` (data, device, forward pass, output folder) are found when a run starts
-RUNS = [(c, cmd) for c in CASES for cmd in ("validate", "run") if c.get("only", cmd) == cmd]
+RUNS = [(c, cmd) for c in CASES if "argv" not in c for cmd in ("validate", "run") if c.get("only", cmd) == cmd]
+COMMANDS = [c for c in CASES if "argv" in c]  # other commands (leaderboard, compare, reports): the argv as given
+
+
+@pytest.mark.parametrize("case", COMMANDS, ids=[c["id"] for c in COMMANDS])
+def test_other_commands_exit_2_with_one_line(case, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "folder" / "sub").mkdir(parents=True)
+    (tmp_path / "folder" / "notes.md").write_text("the user's\n")
+    argv = [a.replace("CORPUS", str(CORPUS)).replace("OUT_FILE", str(tmp_path / "a_file"))
+            .replace("TMP", str(tmp_path)) for a in case["argv"]]
+    inputs = hashes(tmp_path, CORPUS)
+    code, err = call(argv, capsys)
+    assert_one_line(code, err, case["expect"].replace("CORPUS", str(CORPUS)).replace("TMP", str(tmp_path)))
+    assert hashes(tmp_path, CORPUS) == inputs, "a file bench did not create was changed"
 
 
 @pytest.mark.parametrize("case, command", RUNS, ids=[f"{c['id']}-{cmd}" for c, cmd in RUNS])
@@ -106,9 +128,11 @@ def test_bad_input_exits_2_with_one_line(case, command, tmp_path, capsys):
     out = tmp_path / "run"
     if command == "run" and not own_out:
         argv += ["--out", str(out), "--quiet"]
+    inputs = hashes(tmp_path, CORPUS)
     code, err = call(argv, capsys)
-    assert_one_line(code, err, case["expect"])
+    assert_one_line(code, err, case["expect"].replace("CORPUS", str(CORPUS)))
     assert not out.exists(), "a failed start must not create the run folder"
+    assert hashes(tmp_path, CORPUS) == inputs, "a file bench did not create was changed"
     if command == "run" and not own_out:  # an existing run folder is left exactly as it was
         (out / "cells").mkdir(parents=True)
         (out / "config.resolved.yaml").write_text("name: earlier\n")
@@ -173,7 +197,7 @@ def test_a_diverging_cell_is_recorded_and_the_study_carries_on(tmp_path, capsys)
     assert {(x["architecture"], x["variant"]) for x in res["comparisons"]} == {("good", "no_identity")}
     report = (out / "report.md").read_text()
     assert report.count("FAILED: diverged: loss is nan at step 0") == 4
-    assert "**inconclusive** — the headline cell has no result" in report
+    assert "**no verdict** — no result for skip_removal on bad" in report
     # a failed cell is a result: the same command does not retrain it (--restart does)
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
     with fresh_registries():

@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from bench.cli import main
+from bench.leaderboard import build
 
 CONFIG = """
 name: lb
@@ -76,23 +78,69 @@ def test_leaderboard_csv_numbers_come_from_results(runs, capsys):
 
 
 def test_leaderboard_ranking(runs, capsys):
+    """Grouped by task; baselines by mean, higher first; each baseline's variants right after it."""
     a, b = runs
     assert main(["leaderboard", str(a), str(b), "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    keys = [(r["task"], -float(r["mean"])) for r in rows]
-    assert keys == sorted(keys)
+    tasks = [r["task"] for r in rows]
+    assert tasks == sorted(tasks)
+    for task in set(tasks):
+        means = [float(r["mean"]) for r in rows if r["task"] == task and r["variant"] == "baseline"]
+        assert means == sorted(means, reverse=True)
+    for prev, row in zip(rows, rows[1:]):
+        if row["variant"] != "baseline":
+            assert (prev["study"], prev["task"], prev["architecture"]) == (row["study"], row["task"], row["architecture"])
 
 
-def test_leaderboard_md_and_html(runs, capsys, tmp_path):
+def test_leaderboard_md_html_latex(runs, capsys, tmp_path):
     a, b = runs
     assert main(["leaderboard", str(a / "results.json"), "--format", "md"]) == 0  # a file works as well as a folder
     out = capsys.readouterr().out
     assert out.startswith("Ranking:") and "never merged" in out and "| D block_lesion | D skip_removal |" in out
     assert "| lb (a) | seg | res | baseline | miou |" in out  # the run folder names the row, not results.json
-    assert main(["leaderboard", str(a), str(b), "--format", "html", "--out", str(tmp_path / "lb.html")]) == 0
-    page = (tmp_path / "lb.html").read_text()
-    assert page.count("<tr>") == 1 + 8 + 6 and "Ranking:" in page and "<script" not in page
-    assert page.count("<th>") == 7 + 2 + 1
+    html_path = tmp_path / "sub" / "lb.html"
+    assert main(["leaderboard", str(a), str(b), "--format", "html", "--out", str(html_path)]) == 0
+    page = html_path.read_text()
+    assert "http://" not in page and "https://" not in page and " src=" not in page  # self-contained
+    assert page.count('<table class="lb">') == 2  # one table per task
+    assert page.count('<tbody class="unit">') == 8 + 6 - 7  # a baseline and its variant share a unit
+    assert page.count('<tr class="variant') == 7 and "↳ no_identity" in page
+    assert "<th>differs</th>" in page and "train.lr=0.02" in page and "matrix=" in page
+    assert "cifar_resnet(depth=8, width=4" in page and '<td class="num" data-v="' in page
+    rows, _ = build([str(a), str(b)])
+    intervals = [ci for r in rows for ci in r["intervals"].values() if ci]
+    assert intervals  # what the runs computed (one seed's bootstrap, or the verdict's over seeds) ...
+    for (low, high), _, _ in intervals:
+        assert f'<span class="ci"> [{low:.3f}, {high:.3f}]</span>' in page  # ... is shown
+    verdicts = [v for r in rows for v in r["verdicts"]]
+    assert verdicts and all(f"{v['ablation']}: {v['verdict']}</span>" in page for v in verdicts)  # verdict column
+    assert f'href="{Path(os.path.relpath(a / "report.md", html_path.parent)).as_posix()}"' in page
+    assert main(["leaderboard", str(a), str(b), "--format", "latex"]) == 0
+    tex = capsys.readouterr().out
+    assert all(k in tex for k in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}", "D block\\_lesion"))
+    assert tex.count(r"\multicolumn") == 2 and "[" in tex
+
+
+def test_rows_are_keyed_by_what_was_run(runs, tmp_path, capsys):
+    """Another run whose `seg` is a different task and whose `unet` is deeper is not ranked with run a."""
+    a, _ = runs
+    other = tmp_path / "other"
+    other.mkdir()
+    res = json.loads((a / "results.json").read_text())
+    res["config"]["tasks"]["seg"]["noise"] = 0.5
+    res["config"]["architectures"]["unet"]["depth"] = 2
+    (other / "results.json").write_text(json.dumps(res))
+    assert main(["leaderboard", str(a), str(other), "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    seg_specs = {r["task_spec"] for r in rows if r["task"] == "seg"}
+    assert len(seg_specs) == 2
+    ranked = [r for r in rows if r["task"] == "seg"]
+    first_spec = ranked[0]["task_spec"]
+    n_first = sum(r["task_spec"] == first_spec for r in ranked)
+    assert all(r["task_spec"] == first_spec for r in ranked[:n_first])  # contiguous: never interleaved
+    assert {r["arch_spec"] for r in rows if r["architecture"] == "unet"} == {
+        "unet(depth=1, width=4, input_skip=false)", "unet(depth=2, width=4, input_skip=false)"}
+    assert all(r["n_params"] for r in rows)
 
 
 def test_run_label(tmp_path):
@@ -107,10 +155,16 @@ def test_bad_run_folders_exit_2(tmp_path, capsys):
     assert main(["leaderboard", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no results.json here" in err and err.count("\n") == 1
-    (tmp_path / "results.json").write_text('{"schema_version": 1}')
+    from bench.results import SCHEMA_VERSION
+
+    (tmp_path / "results.json").write_text('{"schema_version": 1}')  # an older bench's file
     assert main(["leaderboard", str(tmp_path), "--format", "csv"]) == 2
     err = capsys.readouterr().err
-    assert "not a valid results.json (schema v1)" in err and err.count("\n") == 1
+    assert "schema v1 was written by an older bench" in err and err.count("\n") == 1
+    (tmp_path / "results.json").write_text(f'{{"schema_version": {SCHEMA_VERSION}}}')  # current, but incomplete
+    assert main(["leaderboard", str(tmp_path), "--format", "csv"]) == 2
+    err = capsys.readouterr().err
+    assert f"not a valid results.json (schema v{SCHEMA_VERSION})" in err and err.count("\n") == 1
     (tmp_path / "results.json").write_text("{not json")
     assert main(["leaderboard", str(tmp_path)]) == 2
     assert "not a valid results.json" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import BenchError
-from bench.reports_index import EMPTY_STATE, END, START, committed_table, render_table, update
+from bench.reports_index import EMPTY_STATE, END, START, committed_table, device_of, render_table, update
 from tests.test_leaderboard import build_runs
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
@@ -37,7 +37,9 @@ def test_generator_on_a_run(tmp_path_factory, tmp_path):
     res = json.loads((a / "results.json").read_text())
     verdict = res["verdict"]["headline"]
     assert f"| [lb](lb/report.md) | **{verdict['verdict']}** ({verdict['architecture']}, skip_removal:" in text
-    assert f"| {res['provenance']['device_name']} | {res['timings']['cells']:.0f} s |" in text
+    prov = res["provenance"]  # the CPU model too: CPU results agree across CPUs only within a tolerance
+    assert f"| {prov['device_name']}; {prov['cpu']} | {res['timings']['cells']:.0f} s |" in text
+    assert device_of({"device_name": "cpu (x86_64)"}) == "cpu (x86_64); CPU model not recorded"  # older results
     assert "| [lb](lb/report.md) | seg | res | baseline | miou |" in text
     assert "| D block_lesion | D skip_removal |" in text and "D reorder" not in text  # only measured ablations
     assert committed_table(readme) == render_table(reports)

@@ -73,7 +73,7 @@ class AblationParams(BaseModel):
 class TestTimeParams(AblationParams):
     bn_policy: Literal["running", "reestimate"] = Field(
         "running", description="BatchNorm statistics under a lesion: kept (Veit et al.) or re-estimated.")
-    bn_batches: int = Field(20, ge=1, description="Training batches used when bn_policy=reestimate.")
+    bn_batches: int = Field(20, ge=1, le=10_000, description="Training batches used when bn_policy=reestimate.")
 
 
 def dependence(m_ablated, m_full, m_chance):

@@ -19,7 +19,7 @@ from bench.flow import Edit, IdentityFlow, KeepExactly, KeepSubset, MergePoint
 
 
 class EffectiveDepthParams(AblationParams):
-    keep: int | None = Field(None, ge=1, description="Blocks kept per training batch (m); default keep_fraction·n.")
+    keep: int | None = Field(None, ge=1, le=1_000, description="Blocks kept per training batch (m); default keep_fraction·n.")
     keep_fraction: float = Field(23 / 54, gt=0, le=1, description="m / n when keep is unset (Veit: 23 of 54).")
 
 

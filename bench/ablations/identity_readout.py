@@ -42,9 +42,9 @@ class IdentityReadoutSummary(Summary):
 
 
 class IdentityReadoutParams(AblationParams):
-    epochs: float = Field(5, gt=0)
-    lr: float | None = Field(None, gt=0, description="None: 0.1 per pixel, 0.01 on the flattened input")
-    batch_size: int = Field(128, ge=1)
+    epochs: float = Field(5, gt=0, le=10_000)
+    lr: float | None = Field(None, gt=0, le=100, description="None: 0.1 per pixel, 0.01 on the flattened input")
+    batch_size: int = Field(128, ge=1, le=65_536)
     optimizer: Literal["adamw", "sgd"] = "adamw"
 
 

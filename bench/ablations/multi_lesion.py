@@ -29,8 +29,8 @@ from bench.metrics import mean_of
 
 
 class MultiLesionParams(TestTimeParams):
-    max_k: int | None = Field(None, ge=1, description="Largest k; default min(20, number of lesionable blocks).")
-    samples: int = Field(10, ge=1, description="Random block sets per k.")
+    max_k: int | None = Field(None, ge=1, le=1_000, description="Largest k; default min(20, number of lesionable blocks).")
+    samples: int = Field(10, ge=1, le=10_000, description="Random block sets per k.")
     seed: int = Field(0, description="Sampling seed, combined with the cell's seed.")
 
 

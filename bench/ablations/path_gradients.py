@@ -76,10 +76,10 @@ def total_gradient(n: int, ks: list[int], magnitude: np.ndarray) -> tuple[np.nda
 
 
 class PathGradientParams(AblationParams):
-    ks: list[int] | None = Field(None, description="Path lengths to sample; default 0..n every k_step (and n).")
-    k_step: int = Field(1, ge=1, description="Stride of the default ks (the rest are interpolated).")
-    samples_per_k: int = Field(1000, ge=1, description="Sampled paths per length (Veit: 1,000).")
-    batch_size: int = Field(128, ge=1, description="Examples per backward pass = samples per pass.")
+    ks: list[int] | None = Field(None, max_length=1_001, description="Path lengths to sample; default 0..n every k_step (and n).")
+    k_step: int = Field(1, ge=1, le=1_000, description="Stride of the default ks (the rest are interpolated).")
+    samples_per_k: int = Field(1000, ge=1, le=1_000_000, description="Sampled paths per length (Veit: 1,000).")
+    batch_size: int = Field(128, ge=1, le=65_536, description="Examples per backward pass = samples per pass.")
     window: float = Field(0.9, gt=0, lt=1, description="Share of the total gradient the effective window holds.")
     seed: int = 0
 

@@ -10,7 +10,7 @@ from at least 3 distinct tau values.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import numpy as np
 from pydantic import Field
@@ -60,8 +60,8 @@ class ReorderSummary(DependenceSummary):
 
 
 class ReorderParams(TestTimeParams):
-    swaps: list[int] = Field([1, 2, 4, 8, 16], min_length=1, description="Numbers of random compatible-pair swaps.")
-    samples: int = Field(5, ge=1, description="Random reorderings per number of swaps.")
+    swaps: list[Annotated[int, Field(ge=1, le=10_000)]] = Field([1, 2, 4, 8, 16], min_length=1, max_length=100, description="Numbers of random compatible-pair swaps.")
+    samples: int = Field(5, ge=1, le=10_000, description="Random reorderings per number of swaps.")
     seed: int = 0
 
 

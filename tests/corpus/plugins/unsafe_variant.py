@@ -11,6 +11,7 @@ class Escape(Ablation):
     """Trains a variant called '../escape'."""
 
     phase: ClassVar = "train"
+    removes: ClassVar = "identity"
     Params: ClassVar = AblationParams
 
     def variants(self, flow):
