@@ -23,14 +23,15 @@ def test_plan_lists_every_cell_without_training(monkeypatch):
 
     monkeypatch.setattr(bench.train, "train", lambda *a, **k: pytest.fail("planning trained a model"))
     study = load_study(ROOT / "configs" / "quickstart.yaml")
-    assert isinstance(study, ResolvedStudy) and study.name == "quickstart" and study.seeds == [0, 1]
+    assert isinstance(study, ResolvedStudy) and study.name == "quickstart" and study.seeds == study.cfg.seeds
     units = plan(study)
     ids = [u.id for u in units]
     assert len(ids) == len(set(ids))
-    # 2 tasks x 3 architectures x 2 seeds baselines, + skip_removal variants where it applies
-    assert sum(u.variant == "baseline" for u in units) == 12
-    assert {u.variant for u in units} >= {"baseline"} and all(u.ablation for u in units if u.variant != "baseline")
-    assert ids[0] == "shapes_seg__resnet__baseline__s0"
+    # one baseline per task x architecture x seed, + the train-time variants where they apply
+    assert sum(u.variant == "baseline" for u in units) == len(study.pairs()) * len(study.seeds)
+    assert all(u.ablation for u in units if u.variant != "baseline")
+    t, a = study.pairs()[0]
+    assert ids[0] == f"{t}__{a}__baseline__s{study.seeds[0]}"
     assert study.default_dir().name.startswith("quickstart-")
 
 
