@@ -11,11 +11,13 @@ then per class ``support_c`` (pixels labelled c; the intersection is the pixels 
 mIoU averages IoU over classes with a non-empty union in the summed statistics (the VOC protocol
 computes it from the dataset-wide confusion matrix, which is what the sums are).
 
-``balanced_accuracy`` (mean per-class recall over the classes present in the labels, per image for
+``balanced_accuracy`` (mean per-class recall over the C classes present in the labels, per image for
 classification and per pixel for segmentation) is the scale identity dependence is measured on
-(``SCALE``): any input-independent predictor scores exactly 1/C on it for either kind, and replacing a
-fraction q of predictions by uninformed labels moves it exactly q of the way to 1/C, so D means the
-same for dense and global tasks (docs/protocols.md). mIoU and top-1 stay the reported task metrics.
+(``SCALE``), with chance ``balanced_chance`` = 1/C (in every bootstrap replicate, C of that replicate):
+any input-independent predictor over the present classes scores 1/C on it for either kind (a constant
+one exactly), and replacing a fraction q of predictions by uninformed labels over those classes moves it
+q of the way to 1/C, so D means the same for dense and global tasks (docs/protocols.md). A predictor
+that outputs classes absent from the labels scores below chance. mIoU and top-1 stay the task metrics.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def metrics_from_sums(sums: np.ndarray, info: TaskInfo) -> dict[str, np.ndarray]
     if info.kind == "classification":
         hits, support = sums[..., 2 : 2 + c], sums[..., 2 + c : 2 + 2 * c]
         return {"accuracy": sums[..., 0] / np.maximum(sums[..., 1], 1),
-                "balanced_accuracy": balanced_accuracy(hits, support)}
+                "balanced_accuracy": balanced_accuracy(hits, support), "balanced_chance": balanced_chance(support)}
     inter, union = sums[..., :c], sums[..., c : 2 * c]
     correct, valid, b_correct, b_valid = (sums[..., 2 * c + i] for i in range(4))
     support = sums[..., 2 * c + 4 : 3 * c + 4]
@@ -84,6 +86,7 @@ def metrics_from_sums(sums: np.ndarray, info: TaskInfo) -> dict[str, np.ndarray]
         return {
             "miou": miou,
             "balanced_accuracy": balanced_accuracy(inter, support),
+            "balanced_chance": balanced_chance(support),
             "pixel_accuracy": correct / np.maximum(valid, 1),
             "boundary_accuracy": b_correct / np.maximum(b_valid, 1),
             "interior_accuracy": (correct - b_correct) / np.maximum(valid - b_valid, 1),
@@ -96,6 +99,11 @@ def balanced_accuracy(hits: np.ndarray, support: np.ndarray) -> np.ndarray:
     present = support > 0
     recall = np.where(present, hits / np.maximum(support, 1), 0.0)
     return recall.sum(-1) / np.maximum(present.sum(-1), 1)
+
+
+def balanced_chance(support: np.ndarray) -> np.ndarray:
+    """1/C, C the classes present in the labels: what any input-independent predictor over them scores."""
+    return 1.0 / np.maximum((support > 0).sum(-1), 1)
 
 
 def mean_of(values) -> float | None:
@@ -137,6 +145,11 @@ class Outcome:
     def score(self) -> float:
         """The dependence scale (``SCALE``, balanced accuracy) on which D is computed."""
         return float(metrics_from_sums(self._sums(), self.info)[SCALE])
+
+    @property
+    def chance_score(self) -> float:
+        """Chance on the dependence scale for these labels: 1/C over the classes present."""
+        return float(metrics_from_sums(self._sums(), self.info)["balanced_chance"])
 
     def bootstrap(self, weights: np.ndarray, metric: str = SCALE) -> np.ndarray:
         """``metric`` (default: the dependence scale) under each row of resampling weights (B, N)."""

@@ -100,7 +100,25 @@ def verdict_section(res: Results) -> str:
             [[r.architecture, r.ablation, r.role, r.seeds, fmt_ci(r.dense), fmt_ci(r.global_), fmt_ci(r.difference),
               fmt_p(r.difference.p), fmt_p(r.p_holm), conditioning_cell(r), f"**{r.verdict}**", per_seed(r.difference)]
              for r in rows]))
+        out.append("\nPer seed (the values behind each interval; margin = baseline balanced accuracy − chance):\n")
+        out.append(per_seed_table(rows))
     return "\n".join(out) + "\n"
+
+
+def per_seed_table(rows) -> str:
+    body = []
+    for r in rows:
+        c = r.conditioning
+        for seed in r.difference.per_seed:
+            margins = ([fmt(m.per_seed.get(seed)) for m in (c.dense_margin, c.global_margin)]
+                       if c.dense_margin is not None else ["—", "—"])
+            body.append([r.architecture, r.ablation, seed, fmt(r.dense.per_seed.get(seed)),
+                         fmt(r.global_.per_seed.get(seed)), fmt(r.difference.per_seed.get(seed)), *margins])
+        if r.missing_seeds:
+            body.append([r.architecture, r.ablation, ", ".join(map(str, r.missing_seeds)), "no value (failed cell or "
+                         "undefined D)", "", "", "", ""])
+    return table(["architecture", "ablation", "seed", "dense", "global", "difference", "margin dense",
+                  "margin global"], body)
 
 
 def r_measure(rows) -> str:

@@ -32,7 +32,7 @@ from bench.errors import BenchError
 
 SCHEMA_VERSION = 2
 # what changed in each version, for the one-line message that refuses an older file
-SCHEMA_CHANGES = {2: "D on balanced accuracy, verdict families, per-seed decisions (bench 0.2)"}
+SCHEMA_CHANGES = {2: "D on balanced accuracy, verdict families, per-seed decisions (bench 0.2.0)"}
 
 
 class _Model(BaseModel):
@@ -92,6 +92,7 @@ class Comparison(_Model):
     score_ablated: float
     score_chance: float
     dependence: Interval
+    headline: bool = False  # the ablation's first (declared) variant: the one the verdict reads
 
 
 class Decision(_Model):
@@ -128,6 +129,9 @@ class VerdictRow(_Model):
     global_: Decision
     difference: Decision
     p_holm: float | None = None  # exploratory rows: adjusted within their family
+    # configured seeds with no value on both sides (a failed or diverged cell, an undefined D): listed,
+    # never silently dropped — a diverged no-identity variant is itself a sign of identity dependence
+    missing_seeds: list[int] = []
     conditioning: Conditioning
     # identity rows: supported | contradicted | inconclusive; other families: dense higher | global higher |
     # inconclusive (they never count for or against the claim); any row: underpowered | ill-conditioned

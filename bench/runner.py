@@ -170,7 +170,7 @@ class Study:
         weights = shared_weights(baseline.n, self.cfg.bootstrap)
         # the margin over chance on the dependence scale: the verdict's conditioning check reads it
         arrays = {"stats": baseline.stats, "chance_stats": chance.stats,
-                  "boot__margin": baseline.bootstrap(weights) - chance.bootstrap(weights)}
+                  "boot__margin": baseline.bootstrap(weights) - baseline.bootstrap(weights, "balanced_chance")}
         cell["ablations"], cell["not_applicable"] = {}, {}
         if unit.variant == "baseline":
             for name, abl in self.ablations.items():
@@ -215,6 +215,7 @@ class Study:
 
     def comparisons(self, units: list[Unit], cells: list[Cell]) -> list[Comparison]:
         by_id = {c.id: c for c in cells}
+        firsts: dict[tuple[str, str | None], str] = {}  # (architecture, ablation) -> its headline variant
         out = []
         for u in units:
             if u.variant == "baseline":
@@ -226,13 +227,16 @@ class Study:
             full, abl, chance = (self.outcome(i, key, cell.task) for i, key in
                                  ((base_id, "stats"), (u.id, "stats"), (base_id, "chance_stats")))
             w = shared_weights(full.n, self.cfg.bootstrap)
-            d = float(dependence(abl.score, full.score, chance.score))
-            boot = dependence(abl.bootstrap(w), full.bootstrap(w), chance.bootstrap(w))
-            out.append(Comparison(ablation=u.ablation or "?", task=u.task, architecture=u.arch,
+            d = float(dependence(abl.score, full.score, full.chance_score))
+            boot = dependence(abl.bootstrap(w), full.bootstrap(w), full.bootstrap(w, "balanced_chance"))
+            if (u.arch, u.ablation) not in firsts and u.ablation:
+                firsts[u.arch, u.ablation] = next(iter(self.ablations[u.ablation].variants(self.flow(u.arch))))
+            first = firsts.get((u.arch, u.ablation))
+            out.append(Comparison(ablation=u.ablation or "?", task=u.task, architecture=u.arch, headline=u.variant == first,
                                   variant=u.variant, seed=u.seed, primary_full=round(full.primary, 6),
                                   primary_ablated=round(abl.primary, 6), primary_chance=round(chance.primary, 6),
                                   score_full=round(full.score, 6), score_ablated=round(abl.score, 6),
-                                  score_chance=round(chance.score, 6), dependence=Interval(**_interval(d, boot))))
+                                  score_chance=round(full.chance_score, 6), dependence=Interval(**_interval(d, boot))))
             atomic_write(self.run_dir.dependence_boot(u.id), lambda f, b=boot: np.save(f, b), "wb")
         return out
 

@@ -63,9 +63,8 @@ def _series(task: str, arch: str, ablation: str, phase: str, measure: str, cells
                     out[c.seed] = (float(value), boot)
         return out
     mine = [c for c in comparisons if (c.task, c.architecture, c.ablation) == (task, arch, ablation)]
-    headline = mine[0].variant if mine else None  # a train-time ablation's first variant: e.g. no_identity
-    for c in mine:
-        if c.variant == headline and c.dependence.estimate is not None:
+    for c in mine:  # the ablation's declared headline variant (its first), never chosen from the data
+        if c.headline and c.dependence.estimate is not None:
             boot = _load(run_dir, cell_id(task, arch, c.variant, c.seed))
             if boot is not None:
                 out[c.seed] = (c.dependence.estimate, boot)
@@ -78,7 +77,7 @@ def _margins(task: str, arch: str, cells: list[Cell], run_dir: Path) -> Series:
     for c in _baselines(cells, task, arch):
         boot = _load(run_dir, c.id, "boot__margin")
         if boot is not None:
-            out[c.seed] = (c.metrics["balanced_accuracy"] - c.chance["balanced_accuracy"], boot)
+            out[c.seed] = (c.metrics["balanced_accuracy"] - c.metrics["balanced_chance"], boot)
     return out
 
 
@@ -105,10 +104,16 @@ def _conditioning(dense: str, glob: str, arch: str, seeds: list[int], cells: lis
     for task in (dense, glob):
         m = _margins(task, arch, cells, run_dir)
         margins[task] = _decision(m, [s for s in seeds if s in m], alpha)
+    # every seed's D divides by ITS margin: each seed must clear the threshold, and the mean's interval too
+    weak_seeds = [f"{t} s{seed} ({fmt3(v)})" for t in (dense, glob) for seed, v in margins[t].per_seed.items()
+                  if v is None or v <= threshold]
     low = [margins[t].low for t in (dense, glob)]
-    ok = all(v is not None and v > threshold for v in low)
+    ok = not weak_seeds and all(v is not None and v > threshold for v in low)
     if ok:
-        note = f"both baselines' margins over chance clear {threshold:g} (interval lower bounds)"
+        note = f"every seed's baseline margin over chance, and both intervals' lower bounds, clear {threshold:g}"
+    elif weak_seeds:
+        note = (f"baseline margin over chance at or below {threshold:g} in {', '.join(weak_seeds)}: that seed's D "
+                "divides by a margin near 0; train longer")
     elif any(v is None for v in low):
         note = "a margin has no interval (fewer than 2 seeds): D's denominator is unchecked"
     else:
@@ -117,6 +122,10 @@ def _conditioning(dense: str, glob: str, arch: str, seeds: list[int], cells: lis
                 "(interval lower bound), so D divides by a margin that may be near 0; train longer")
     return Conditioning(threshold=threshold, dense_margin=margins[dense], global_margin=margins[glob], ok=ok,
                         note=note)
+
+
+def fmt3(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3f}"
 
 
 def _has_identity(cells: list[Cell], arch: str) -> bool:
@@ -147,6 +156,7 @@ def compute_verdict(resolved: dict, cells: list[Cell], comparisons: list[Compari
             seeds = sorted(set(d) & set(g))
             if not seeds:
                 continue
+            missing = [s for s in resolved["seeds"] if s not in seeds]
             if decl["reads"] == "input":
                 conditioning = Conditioning(threshold=threshold, dense_margin=None, global_margin=None, ok=True,
                                             note="sufficiency divides by 1 − chance, not by a model's margin")
@@ -158,7 +168,7 @@ def compute_verdict(resolved: dict, cells: list[Cell], comparisons: list[Compari
                 architecture="(input)" if decl["reads"] == "input" else arch, ablation=abl, measure=decl["measure"],
                 seeds=len(seeds), dense=_decision(d, seeds, alpha), global_=_decision(g, seeds, alpha),
                 difference=_decision(_difference(d, g, seeds), seeds, alpha), conditioning=conditioning,
-                verdict="inconclusive"))
+                missing_seeds=missing, verdict="inconclusive"))
     rows = _decide(rows, alpha, min_seeds)
     headline_row = next((r for r in rows if r.role == "headline"), None)
     missing = None if headline_row else (
@@ -180,10 +190,10 @@ def _decide(rows: list[VerdictRow], alpha: float, min_seeds: int) -> list[Verdic
 
 
 def _call(row: VerdictRow, alpha: float, min_seeds: int) -> str:
+    if row.seeds < min_seeds:  # first: with too few seeds the margins have no interval either
+        return "underpowered"
     if not row.conditioning.ok:
         return "ill-conditioned"
-    if row.seeds < min_seeds:
-        return "underpowered"
     diff = row.difference
     if row.role == "headline":
         direction = stats.call(stats.Estimate(diff.estimate, diff.low, diff.high, diff.se, diff.df, diff.p))

@@ -56,7 +56,7 @@ def test_results_numbers_are_consistent(tiny_run):
     res = json.loads((out / "results.json").read_text())
     assert res["schema_version"] == 2 and res["provenance"]["torch"] == torch.__version__
     assert res["scale"] == "balanced_accuracy"
-    assert res["ablations"]["skip_removal"] == {"version": 1, "phase": "train", "removes": "identity",
+    assert res["ablations"]["skip_removal"] == {"version": 2, "phase": "train", "removes": "identity",
                                                 "measure": "dependence", "reads": "model", "family": "identity",
                                                 "higher_is_better": False}
     assert res["ablations"]["block_lesion"]["family"] == "ensemble"

@@ -25,12 +25,15 @@ RATIOS = (0.3, 1.0, 3.0, 10.0)
 SEEDS = (3, 5, 10)
 
 
-def false_call_rate(rng: np.random.Generator, s: int, ratio: float, effect: float = 0.0, reps: int = REPS) -> float:
+def false_call_rate(rng: np.random.Generator, s: int, ratio: float, effect: float = 0.0, reps: int = REPS,
+                    test_term: bool = True) -> float:
     w = shared_weights(N, B) / N  # (B, N): the runner's resamples, as means
     test_sd = np.sqrt(2.0 / N)  # sd of one seed's test-set mean (Var b = Var e = 1)
     a = rng.normal(0, np.sqrt(ratio) * test_sd, (reps, s, 1))
     v = effect + a + rng.normal(0, 1, (reps, 1, N)) + rng.normal(0, 1, (reps, s, N))
     points, boots = v.mean(2), v @ w.T  # (reps, S), (reps, S, B)
+    if not test_term:  # the negative control: replicates without spread = an interval over seeds alone
+        boots = np.zeros_like(boots)
     calls = sum(stats.call(stats.interval(points[r], boots[r])) != "inconclusive" for r in range(reps))
     return calls / reps
 
@@ -57,3 +60,34 @@ def test_power_at_a_stated_effect_grows_with_seeds():
 
 def test_holm_adjusts_step_down():
     assert stats.holm([0.01, 0.04, None, 0.03]) == [0.03, 0.06, None, 0.06]
+
+
+def test_the_calibration_test_catches_a_rule_that_ignores_the_shared_test_set():
+    """Negative control: the same simulation with the test-set term removed (a t-interval over seeds alone)
+    calls far more than 5% at a low seed-to-test ratio — so the test above can fail."""
+    rate = false_call_rate(np.random.default_rng(7), 10, 0.3, reps=400, test_term=False)
+    assert rate > 0.15, rate
+
+
+def test_the_call_order_and_holm_in_the_verdict():
+    """bench.verdict._decide/_call: too few seeds -> underpowered before anything else; a failed conditioning
+    check -> ill-conditioned; the headline is called from its interval, exploratory rows from Holm's p;
+    non-identity families never say supported/contradicted."""
+    from bench.results import Conditioning, Decision, VerdictRow
+    from bench.verdict import _decide
+
+    def row(role, family, est, low, high, p, seeds=5, ok=True):
+        d = Decision(estimate=est, low=low, high=high, p=p)
+        return VerdictRow(family=family, role=role, architecture="a", ablation="x", seeds=seeds, dense=d, global_=d,
+                          difference=d, conditioning=Conditioning(threshold=0.1, dense_margin=None, global_margin=None,
+                                                                  ok=ok, note=""), verdict="inconclusive")
+
+    rows = [row("headline", "identity", 0.3, 0.1, 0.5, 0.01),
+            row("exploratory", "identity", 0.3, 0.05, 0.5, 0.02),  # Holm with the next: 0.04 < 0.05
+            row("exploratory", "identity", -0.3, -0.5, -0.1, 0.01),
+            row("exploratory", "ensemble", 0.4, 0.2, 0.6, 0.001),
+            row("headline", "identity", 0.3, 0.1, 0.5, 0.01, seeds=3, ok=False),
+            row("headline", "identity", 0.3, 0.1, 0.5, 0.01, ok=False)]
+    calls = [r.verdict for r in _decide(rows, alpha=0.05, min_seeds=5)]
+    assert calls == ["supported", "supported", "contradicted", "dense higher", "underpowered", "ill-conditioned"]
+    assert [r.p_holm for r in _decide(rows[:3], 0.05, 5)] == [None, 0.02, 0.02]

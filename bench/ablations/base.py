@@ -63,6 +63,10 @@ class Summary(BaseModel):
 
 
 class DependenceSummary(Summary):
+    """The default for ``measure = "dependence"``: ``dependence`` typed, other keys a plugin adds are kept
+    (the built-ins subclass it and forbid unknown keys)."""
+
+    model_config = ConfigDict(extra="allow")
     dependence: float | None = Field(description="The ablation's D: share of the above-chance balanced accuracy lost.")
 
 
@@ -79,7 +83,8 @@ class TestTimeParams(AblationParams):
 def dependence(m_ablated, m_full, m_chance):
     """D = 1 - (m_ablated - m_chance) / (m_full - m_chance): share of above-chance performance lost.
 
-    Called with balanced accuracies (``bench.metrics.SCALE``), for which m_chance = 1/C for every task kind."""
+    Called with balanced accuracies (``bench.metrics.SCALE``) and m_chance = 1/C (``balanced_chance``), the
+    same for every task kind."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return 1.0 - (np.asarray(m_ablated) - m_chance) / (np.asarray(m_full) - m_chance)
 
@@ -132,7 +137,7 @@ class AblationContext:
         return [self.evaluate(e, order=order) for e in edit_sets]
 
     def dependence(self, outcome: Outcome) -> float:
-        return float(dependence(outcome.score, self.baseline.score, self.chance.score))
+        return float(dependence(outcome.score, self.baseline.score, self.baseline.chance_score))
 
     def boot(self, outcome: Outcome) -> np.ndarray:
         """The dependence scale (balanced accuracy) under each bootstrap resample of the test set."""
@@ -141,7 +146,7 @@ class AblationContext:
     def dependence_boot(self, outcome: Outcome) -> np.ndarray:
         if self._boot_full is None:
             self._boot_full = self.baseline.bootstrap(self.weights)
-            self._boot_chance = self.chance.bootstrap(self.weights)
+            self._boot_chance = self.baseline.bootstrap(self.weights, "balanced_chance")
         return dependence(outcome.bootstrap(self.weights), self._boot_full, self._boot_chance)
 
     def record(self, key: dict, outcome: Outcome) -> dict:
@@ -242,6 +247,9 @@ class Ablation:
         if not (isinstance(cls.Summary, type) and issubclass(cls.Summary, Summary)):
             raise BenchError(f"ablation {cls.__module__}.{cls.__name__}: Summary must subclass "
                              "bench.ablations.base.Summary")
+        if cls.phase == "test" and cls.measure in ("dependence", "sufficiency") and cls.measure not in cls.Summary.model_fields:
+            raise BenchError(f"ablation {cls.__module__}.{cls.__name__}: measure is {cls.measure!r} but its Summary has "
+                             f"no {cls.measure!r} field (the verdict reads it); declare a Summary with one")
         return {"version": cls.version, "phase": cls.phase, "removes": removes, "measure": cls.measure,
                 "reads": cls.reads, "family": cls.family(),
                 # lower D: the score survives the removal; higher sufficiency: the kept path alone does more

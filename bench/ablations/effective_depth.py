@@ -27,6 +27,7 @@ class EffectiveDepthTraining(Ablation):
     """Train with exactly m of n residual branches per batch (Veit Sec. 5); test the full network."""
 
     phase: ClassVar = "train"
+    version: ClassVar = 2  # 0.2.0: D on balanced accuracy (and this ablation's fixes in docs/protocols.md)
     removes: ClassVar = "branch"  # most branches are dropped in each training batch
     Params: ClassVar = EffectiveDepthParams
 

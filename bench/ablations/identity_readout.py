@@ -59,6 +59,7 @@ class IdentityReadout(Ablation):
     """Linear readout from the input alone (per pixel / flattened image): identity sufficiency per task."""
 
     phase: ClassVar = "test"
+    version: ClassVar = 2  # 0.2.0: D on balanced accuracy (and this ablation's fixes in docs/protocols.md)
     removes: ClassVar = "none"
     measure: ClassVar = "sufficiency"
     reads: ClassVar = "input"
@@ -89,10 +90,11 @@ class IdentityReadout(Ablation):
     def run(self, ctx: AblationContext) -> AblationResult:
         readout, train_loss = self.readout(ctx)
         outcome = ctx.evaluate(model=readout)
-        m, full, chance = outcome.score, ctx.baseline.score, ctx.chance.score
+        m, full, chance = outcome.score, ctx.baseline.score, ctx.baseline.chance_score
         boot = ctx.boot(outcome)
         with np.errstate(divide="ignore", invalid="ignore"):
-            sufficiency_boot = (boot - ctx.boot(ctx.chance)) / (1 - ctx.boot(ctx.chance))
+            level = ctx.baseline.bootstrap(ctx.weights, "balanced_chance")
+            sufficiency_boot = (boot - level) / (1 - level)
             relative = (m - chance) / (full - chance) if full != chance else float("nan")
         record = ctx.record({"readout": "linear per pixel" if ctx.info.kind == "segmentation" else "linear"}, outcome)
         summary = IdentityReadoutSummary(
@@ -117,7 +119,7 @@ class IdentityReadout(Ablation):
             relative = ", ".join(f"{c.architecture}: {fmt(c.ablations['identity_readout'].summary['sufficiency_relative_to_model'])}"
                                  for c in group)
             rows.append([task, group[0].task_kind, seed, f"{out.summary['readout_metric']} {fmt(out.summary['readout_primary'])}",
-                         fmt(group[0].chance.get("balanced_accuracy")), fmt_ci(out.summary_ci), relative])
+                         fmt(group[0].metrics.get("balanced_chance")), fmt_ci(out.summary_ci), relative])
             ci = out.summary_ci
             suff = out.summary["sufficiency"]
             labels.append(f"{task}\ns{seed}")

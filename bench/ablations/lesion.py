@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from bench.ablations.base import (
     Ablation,
@@ -29,6 +29,7 @@ class BlockLesionParams(TestTimeParams):
 
 
 class BlockLesionSummary(DependenceSummary):
+    model_config = ConfigDict(extra="forbid")
     dependence_non_downsampling: float | None = Field(description="Mean D over blocks whose shape is kept.")
     max_dependence: float | None = Field(description="The worst single lesion's D.")
     blocks: int = Field(description="Blocks lesioned.")
@@ -38,6 +39,7 @@ class BlockLesion(Ablation):
     """Veit single-block lesion: remove each residual branch (or plain layer) at test time, keep the shortcut."""
 
     phase: ClassVar = "test"
+    version: ClassVar = 2  # 0.2.0: D on balanced accuracy (and this ablation's fixes in docs/protocols.md)
     removes: ClassVar = "branch"
     Params: ClassVar = BlockLesionParams
     Summary: ClassVar = BlockLesionSummary

@@ -12,7 +12,7 @@ import math
 from typing import ClassVar
 
 import numpy as np
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from bench.ablations.base import (
     Ablation,
@@ -35,6 +35,7 @@ class MultiLesionParams(TestTimeParams):
 
 
 class MultiLesionSummary(DependenceSummary):
+    model_config = ConfigDict(extra="forbid")
     error_by_k: dict[str, float] = Field(description="Mean error over the samples of each k (k = 0: intact).")
     error_std_by_k: dict[str, float] = Field(description="Sd of the error over the samples of each k.")
     max_k: int
@@ -57,6 +58,7 @@ class MultiLesion(Ablation):
     """Veit multi-block lesion: delete k random blocks at test time, k = 1..K, S distinct samples per k."""
 
     phase: ClassVar = "test"
+    version: ClassVar = 2  # 0.2.0: D on balanced accuracy (and this ablation's fixes in docs/protocols.md)
     removes: ClassVar = "branch"
     Params: ClassVar = MultiLesionParams
     Summary: ClassVar = MultiLesionSummary

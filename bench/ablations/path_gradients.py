@@ -161,6 +161,7 @@ class PathGradients(Ablation):
     """Veit path-length gradients: per-example sampled paths, gradient norm vs path length, effective window."""
 
     phase: ClassVar = "test"
+    version: ClassVar = 2  # 0.2.0: D on balanced accuracy (and this ablation's fixes in docs/protocols.md)
     removes: ClassVar = "none"  # gates the backward pass only; the forward pass is the intact model
     measure: ClassVar = "profile"
     Params: ClassVar = PathGradientParams

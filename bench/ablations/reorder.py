@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Annotated, ClassVar
 
 import numpy as np
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from bench.ablations.base import (
     Ablation,
@@ -51,6 +51,7 @@ MAX_DRAWS = 200  # redraws per wanted permutation before concluding the net has 
 
 
 class ReorderSummary(DependenceSummary):
+    model_config = ConfigDict(extra="forbid")
     corr_tau_error: float | None = Field(description="Pearson r of Kendall tau and error; None below 3 distinct taus.")
     corr_note: str | None = Field(None, description="Why the correlation is missing, when it is.")
     distinct_taus: int
@@ -69,6 +70,7 @@ class Reorder(Ablation):
     """Veit reordering: swap random pairs of shape-compatible blocks within a stage; error vs Kendall tau."""
 
     phase: ClassVar = "test"
+    version: ClassVar = 2  # 0.2.0: D on balanced accuracy (and this ablation's fixes in docs/protocols.md)
     removes: ClassVar = "branch"  # it takes away each residual branch's place in the order; identities stay
     Params: ClassVar = ReorderParams
     Summary: ClassVar = ReorderSummary

@@ -21,7 +21,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from bench.ablations.base import (
     Ablation,
@@ -35,6 +35,7 @@ from bench.flow import FillIdentity, IdentityFlow, MergePoint
 
 
 class SkipLesionSummary(DependenceSummary):
+    model_config = ConfigDict(extra="forbid")
     headline: str = Field(description="Which record the summary D is.")
     dependence_all_zero: float | None = None
     dependence_all_mean: float | None = None
@@ -54,6 +55,7 @@ class SkipLesion(Ablation):
     """Replace trained skip tensors by zero / dataset-mean / batch-shuffled fills, per level and all levels."""
 
     phase: ClassVar = "test"
+    version: ClassVar = 2  # 0.2.0: D on balanced accuracy (and this ablation's fixes in docs/protocols.md)
     removes: ClassVar = "identity"
     Params: ClassVar = SkipLesionParams
     Summary: ClassVar = SkipLesionSummary

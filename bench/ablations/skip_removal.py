@@ -23,6 +23,7 @@ class SkipRemoval(Ablation):
     """Train without identity paths: ResNet -> plain twin, U-Net -> no long skips (all or per level)."""
 
     phase: ClassVar = "train"
+    version: ClassVar = 2  # 0.2.0: D on balanced accuracy (and this ablation's fixes in docs/protocols.md)
     removes: ClassVar = "identity"
     Params: ClassVar = SkipRemovalParams
 

@@ -24,6 +24,7 @@ class Fussy(Ablation):
     """Raises while bench asks whether it applies (found by validate)."""
 
     phase: ClassVar = "test"
+    removes: ClassVar = "branch"
 
     def applicable(self, flow):
         raise RuntimeError("fussy cannot decide")
@@ -34,13 +35,14 @@ class Flaky(Ablation):
     """Raises in run() on the second cell it sees: the first cell's result is finished and kept."""
 
     phase: ClassVar = "test"
+    removes: ClassVar = "branch"
     seen: ClassVar[list] = []
 
     def run(self, ctx):
         Flaky.seen.append(ctx.seed)
         if len(Flaky.seen) > 1:
             raise ValueError("flaky broke on its second cell")
-        return AblationResult(records=[], summary={})
+        return AblationResult(records=[], summary={"dependence": None})
 
 
 @ABLATIONS.register("corpus_quitter")
@@ -48,6 +50,7 @@ class Quitter(Ablation):
     """Calls sys.exit(0) in run()."""
 
     phase: ClassVar = "test"
+    removes: ClassVar = "branch"
 
     def run(self, ctx):
         sys.exit(0)
