@@ -67,7 +67,8 @@ class PlainProgress:
         if not what.startswith(self.what) or not self.what:  # a new cell, not an ablation phase of this one
             self.cell_t0 = time.monotonic()
         self.what, self._next = what, 0.0
-        self._print(f"[{self.done + 1}/{self.total} {clock(time.monotonic() - self.t0)} {self._eta()}] {what}")
+        current = min(self.done + 1, self.total)  # a status line after the last cell is not cell total + 1
+        self._print(f"[{current}/{self.total} {clock(time.monotonic() - self.t0)} {self._eta()}] {what}")
 
     def step(self, step: int, total: int, loss: float) -> None:
         frac = step / max(total, 1)
