@@ -272,10 +272,10 @@ class Study:
     def assemble(self, units: list[Unit]) -> Results:
         cells = [Cell.model_validate(json.loads((self.dir / "cells" / f"{u.id}.json").read_text())) for u in units]
         comparisons = self.comparisons(units, cells)
-        from bench.verdict import compute_verdict
+        from bench.verdict import compute_verdicts
 
         declarations = {n: type(a).declaration() for n, a in self.ablations.items()}
-        verdict = compute_verdict(self.resolved, cells, comparisons, self.dir, declarations)
+        verdict, verdicts, interaction = compute_verdicts(self.resolved, cells, comparisons, self.dir, declarations)
         # `study` is this invocation's wall time; a resumed run reuses cells computed earlier, so the
         # compute behind the results is the cells' own time (training, evaluation, ablations)
         self.timings["cells"] = round(sum(sum(c.timings.values()) + sum(a.wall_s for a in c.ablations.values())
@@ -283,7 +283,8 @@ class Study:
         return Results(schema_version=SCHEMA_VERSION, study=self.resolved["name"], config=self.resolved,
                        provenance=self.provenance, timings=self.timings, scale=SCALE,
                        ablations=declarations,
-                       cells=cells, comparisons=comparisons, verdict=verdict)
+                       cells=cells, comparisons=comparisons, verdict=verdict, verdicts=verdicts,
+                       interaction=interaction)
 
     def comparisons(self, units: list[Unit], cells: list[Cell]) -> list[Comparison]:
         by_id = {c.id: c for c in cells}
