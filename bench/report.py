@@ -122,7 +122,7 @@ def pairs_section(res: Results) -> str:
     if i is not None:
         out.append(f"\nInteraction ({i.ablation} on {i.architecture}): (D_dense − D_global)[{i.second}] − "
                    f"(D_dense − D_global)[{i.first}] = {fmt_ci(i.difference)} ({i.seeds} seeds, p = "
-                   f"{fmt_p(i.difference.p)}; the two pairs' test sets are independent): **{i.call}** — {i.note}. "
+                   f"{fmt_p(i.difference.p)}; bootstrap replicate by replicate): **{i.call}** — {i.note}. "
                    f"Per seed: {per_seed(i.difference)}.")
         out.append("\n" + explanation(res))
     return "\n".join(out)

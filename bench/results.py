@@ -150,9 +150,10 @@ class Verdict(_Model):
 class Interaction(_Model):
     """Does the headline's D_dense − D_global differ between two verdict pairs (``second`` − ``first``)?
 
-    Per seed, the difference of the two pairs' differences; the pairs' test sets are different images,
-    so their bootstrap replicates are combined as independent (replicate b of one minus replicate b of
-    the other: the variances add)."""
+    Per seed, the difference of the two pairs' differences, and replicate b of one minus replicate b of
+    the other. Test sets of different sizes are resampled independently, so the variances add; test sets
+    of the same size get the same resampled indices (``bench.runner.shared_weights``), a paired bootstrap
+    (right for ``synthetic_detail``, whose coarse and fine test image i share layout, colour and noise)."""
 
     first: str
     second: str

@@ -160,8 +160,8 @@ def _head_arch(spec: dict, resolved: dict) -> str:
 
 
 def _interaction(a: tuple[Verdict, Series], b: tuple[Verdict, Series], ablation: str, arch: str) -> Interaction:
-    """(D_dense − D_global)[b] − (D_dense − D_global)[a] per seed; the two pairs' test sets are different
-    images, so replicate k of one minus replicate k of the other has the sum of their bootstrap variances."""
+    """(D_dense − D_global)[b] − (D_dense − D_global)[a] per seed, replicate k minus replicate k: independent
+    test sets' variances add; same-size test sets share resampled indices, a paired bootstrap (results.Interaction)."""
     (va, da), (vb, db) = a, b
     first, second = va.label or va.dense_task, vb.label or vb.dense_task
     seeds = sorted(set(da) & set(db))
