@@ -9,10 +9,10 @@ and probe seeds 0..4, 300 steps of 128, 4×4 area downsample to 8×8):
 * coarse evidence, downsampled: 0.563, 0.623, 0.625, 0.662, 0.678  -> must stay above 0.45
 * fine evidence, full resolution, the same probe for only 40 steps of 32: 0.998 (seed 0) -> above 0.9
 
-How they were checked to fail: with the texture given a nonzero mean per 2×2 tile (``texture_pattern``
-returning ``(yy + xx) % 2`` instead of ``1 - 2·((yy + xx) % 2)``) the downsampled fine probe rises to
-0.5+; with ``radius_max`` 0.2 the coarse shapes blur away at 8×8 and the coarse probe falls towards
-0.3; labelling the global target with ``other`` (the uninformative attribute) breaks the consistency test.
+How they were checked to fail (tests/test_synthetic_detail.py's probe, seed 0, patched generator):
+RESULTS_PENDING
+A texture with a nonzero mean per tile but random object colour does NOT fail the fine test (0.242,
+seed 0): the random colour hides a mean offset, so the test guards the period, not the tile mean.
 """
 
 from __future__ import annotations
