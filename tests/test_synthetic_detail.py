@@ -10,7 +10,10 @@ and probe seeds 0..4, 300 steps of 128, 4×4 area downsample to 8×8):
 * fine evidence, full resolution, the same probe for only 40 steps of 32: 0.998 (seed 0) -> above 0.9
 
 How they were checked to fail (tests/test_synthetic_detail.py's probe, seed 0, patched generator):
-RESULTS_PENDING
+* fine texture of period 8 (coarser than the downsample: ``(yy // 4) % 2`` etc.): downsampled fine probe
+  1.000 -> the fine test fails;
+* object radius 0.12–0.2 instead of 0.3–0.42: downsampled coarse probe 0.272 -> the coarse test fails;
+* masks labelled with the uninformative attribute (``o + 1`` for ``c + 1``): both consistency tests fail.
 A texture with a nonzero mean per tile but random object colour does NOT fail the fine test (0.242,
 seed 0): the random colour hides a mean offset, so the test guards the period, not the tile mean.
 """
