@@ -139,7 +139,7 @@ def check_ablations(cfg, resolved: dict, path: Path) -> list[str]:
     """Every ablation must apply to at least one architecture and name only what exists; the verdict's
     ablation must apply to its headline architecture; and the study must be of a sane size (bench.limits)."""
     from bench import limits
-    from bench.config import headline_architecture
+    from bench.config import headline_architecture, verdict_pairs
     from bench.data import TaskInfo
     from bench.flow import identity_flow
     from bench.plan import build_ablations
@@ -163,11 +163,11 @@ def check_ablations(cfg, resolved: dict, path: Path) -> list[str]:
         if not ok:
             raise BenchError(f"{path}: ablations.{name}: applies to none of the architectures "
                              f"({'; '.join(n for n in notes if n.startswith(name))}); remove it or add one it fits")
-    if cfg.verdict is not None:
-        head = headline_architecture(cfg)
-        reason = ablations[cfg.verdict.ablation].applicable(flows[head]) if head in flows else None
+    for v in verdict_pairs(cfg):
+        head = headline_architecture(cfg, v)
+        reason = ablations[v.ablation].applicable(flows[head]) if head in flows else None
         if reason:
-            raise BenchError(f"{path}: verdict.ablation: {cfg.verdict.ablation} does not apply to the headline "
+            raise BenchError(f"{path}: verdict.ablation: {v.ablation} does not apply to the headline "
                              f"architecture {head} ({reason}); choose another ablation or verdict.architecture")
     variants = {arch: train_variants(ablations, flows[arch], path) for arch in used}
     cells = sum(1 + variants[a] for _, a in cfg.pairs()) * len(cfg.seeds)

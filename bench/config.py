@@ -134,6 +134,8 @@ class TrainConfig(Strict):
 
 
 class VerdictConfig(Strict):
+    label: str | None = Field(None, description="Name of this pair when `verdict:` lists several (e.g. the evidence "
+                              "scale: coarse, fine); default: the dense task's alias.")
     dense: str = Field(description="Alias of the dense-prediction task (e.g. segmentation).")
     global_: str = Field(alias="global", description="Alias of its global-prediction twin (classification).")
     ablation: str = Field("skip_removal", description="Headline ablation (pre-specified): one that removes the "
@@ -185,7 +187,9 @@ class StudyConfig(Strict):
     matrix: Literal["all"] | list[tuple[str, str]] = Field("all", description="Pairs [task, architecture].")
     train: TrainConfig = TrainConfig()
     ablations: list[PluginSpec] = []
-    verdict: VerdictConfig | None = None
+    verdict: VerdictConfig | list[VerdictConfig] | None = Field(
+        None, description="One dense/global pair, or a list of pairs (one verdict each; with exactly two pairs on the "
+        "same headline, their interaction: does D_dense − D_global differ between them?).")
     bootstrap: int = Field(1000, ge=100, le=limits.MAX_BOOTSTRAP,
                            description="Test-set bootstrap replicates for confidence intervals.")
     plugins: list[str] = Field([], description="Extra plugin modules or .py files to import.")
@@ -309,8 +313,11 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[StudyConfi
 
 
 def schema_error(exc: pydantic.ValidationError, raw: dict) -> str:
+    tags = {c.__name__ for c in Strict.__subclasses__()}  # `verdict: X | list[X]` tags its branch "X"
+
     def clean(loc) -> list[str]:  # drop pydantic's union-branch tags such as "literal['all']"
-        return [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+        return [str(p) for p in loc
+                if not (isinstance(p, str) and ("[" in p or p.startswith("function-") or p in tags))]
 
     # the deepest error is the most specific; an unknown key (a typo) explains a missing one beside it
     err = max(exc.errors(), key=lambda e: (len(clean(e["loc"])), e["type"] == "extra_forbidden"))
@@ -361,49 +368,64 @@ def resolve(cfg: StudyConfig, path: Path) -> dict:
             raise BenchError(f"{path}: matrix.{i}: unknown task alias {t!r}{did_you_mean(t, cfg.tasks)}")
         if a not in cfg.architectures:
             raise BenchError(f"{path}: matrix.{i}: unknown architecture alias {a!r}{did_you_mean(a, cfg.architectures)}")
-    if cfg.verdict is not None:
-        v = cfg.verdict
-        for key, alias in (("dense", v.dense), ("global", v.global_)):
-            if alias not in cfg.tasks:
-                raise BenchError(f"{path}: verdict.{key}: unknown task alias {alias!r}{did_you_mean(alias, cfg.tasks)}")
-        if v.ablation not in names:
-            raise BenchError(f"{path}: verdict.ablation: {v.ablation!r} is not in ablations ({', '.join(names)}); add it")
-        if v.architecture is not None and v.architecture not in cfg.architectures:
-            raise BenchError(f"{path}: verdict.architecture: unknown alias {v.architecture!r}"
-                             f"{did_you_mean(v.architecture, cfg.architectures)}")
-        _check_verdict(cfg, kinds, path)
-        family = ABLATIONS.get(v.ablation).family()
-        if family != "identity":
-            identity = [n for n in names if ABLATIONS.get(n).family() == "identity"]
-            raise BenchError(f"{path}: verdict.ablation: {v.ablation!r} is in the {family} family (it does not remove "
-                             f"the identity path), so it cannot decide the claim; name one that does "
-                             f"({', '.join(identity) or 'skip_removal, skip_lesion'})")
+    pairs = verdict_pairs(cfg)
+    for i, v in enumerate(pairs):
+        where = "verdict" if not isinstance(cfg.verdict, list) else f"verdict.{i}"
+        _check_verdict(v, cfg, names, path, where)
+        _check_verdict_matrix(v, cfg, kinds, path, where)
+    labels = [v.label or v.dense for v in pairs]
+    if len(set(labels)) != len(labels):
+        raise BenchError(f"{path}: verdict: two pairs share the label {labels!r}; give each a distinct `label`")
     return out
 
 
-def headline_architecture(cfg: StudyConfig) -> str:
-    """verdict.architecture, else the first architecture natural for segmentation (bench.verdict's rule)."""
-    if cfg.verdict is not None and cfg.verdict.architecture is not None:
-        return cfg.verdict.architecture
+def _check_verdict(v: VerdictConfig, cfg: StudyConfig, names: list[str], path: Path, where: str) -> None:
+    """One dense/global pair: known task aliases, a headline ablation that removes the identity path."""
+    for key, alias in (("dense", v.dense), ("global", v.global_)):
+        if alias not in cfg.tasks:
+            raise BenchError(f"{path}: {where}.{key}: unknown task alias {alias!r}{did_you_mean(alias, cfg.tasks)}")
+    if v.ablation not in names:
+        raise BenchError(f"{path}: {where}.ablation: {v.ablation!r} is not in ablations ({', '.join(names)}); add it")
+    if v.architecture is not None and v.architecture not in cfg.architectures:
+        raise BenchError(f"{path}: {where}.architecture: unknown alias {v.architecture!r}"
+                         f"{did_you_mean(v.architecture, cfg.architectures)}")
+    family = ABLATIONS.get(v.ablation).family()
+    if family != "identity":
+        identity = [n for n in names if ABLATIONS.get(n).family() == "identity"]
+        raise BenchError(f"{path}: {where}.ablation: {v.ablation!r} is in the {family} family (it does not remove "
+                         f"the identity path), so it cannot decide the claim; name one that does "
+                         f"({', '.join(identity) or 'skip_removal, skip_lesion'})")
+
+
+def verdict_pairs(cfg: StudyConfig) -> list[VerdictConfig]:
+    """The config's verdict pairs: none, one, or the list, in config order."""
+    return cfg.verdict if isinstance(cfg.verdict, list) else [] if cfg.verdict is None else [cfg.verdict]
+
+
+def headline_architecture(cfg: StudyConfig, v: VerdictConfig) -> str:
+    """v.architecture, else the first architecture natural for segmentation (bench.verdict's rule)."""
+    if v.architecture is not None:
+        return v.architecture
     for alias, spec in cfg.architectures.items():
         if "segmentation" in getattr(ARCHITECTURES.get(spec.name), "natural", ()):
             return alias
     return next(iter(cfg.architectures))
 
 
-def _check_verdict(cfg: StudyConfig, kinds: dict[str, str | None], path: Path) -> None:
+def _check_verdict_matrix(v: VerdictConfig, cfg: StudyConfig, kinds: dict[str, str | None], path: Path,
+                          where: str) -> None:
     """The verdict compares a dense and a global task: each must be in the matrix, with the architecture the
     verdict names if it names one, and of its side's kind, or the run would end "inconclusive" for nothing.
     (A default headline architecture may lack a pair: a run that drops one on purpose is still compared.)"""
-    v, pairs = cfg.verdict, set(cfg.pairs())
+    pairs = set(cfg.pairs())
     for key, alias, want in (("dense", v.dense, "segmentation"), ("global", v.global_, "classification")):
         if not any(t == alias for t, _ in pairs):
-            raise BenchError(f"{path}: verdict.{key}: task {alias!r} is in no matrix pair; add a pair for it to matrix")
+            raise BenchError(f"{path}: {where}.{key}: task {alias!r} is in no matrix pair; add a pair for it to matrix")
         if v.architecture is not None and (alias, v.architecture) not in pairs:
-            raise BenchError(f"{path}: verdict.{key}: the matrix has no pair [{alias}, {v.architecture}] "
-                             f"({v.architecture} is verdict.architecture); add the pair to matrix or name another")
+            raise BenchError(f"{path}: {where}.{key}: the matrix has no pair [{alias}, {v.architecture}] "
+                             f"({v.architecture} is {where}.architecture); add the pair to matrix or name another")
         if kinds.get(alias) not in (None, want):
-            raise BenchError(f"{path}: verdict.{key}: task {alias!r} is a {kinds[alias]} task; verdict.{key} needs a "
+            raise BenchError(f"{path}: {where}.{key}: task {alias!r} is a {kinds[alias]} task; verdict.{key} needs a "
                              f"{want} task")
 
 

@@ -87,6 +87,7 @@ def verdict_section(res: Results) -> str:
         out.append(f"\nPer seed, D_dense − D_global: {per_seed(h.difference)}.")
         out.append(f"\nConditioning: {h.conditioning.note}.")
         out.append("\nWhat would change it: " + WHAT_WOULD_CHANGE.get(h.verdict, ""))
+    out.append(pairs_section(res))
     out.append(f"\nMethod: {v.method}")
     for family, (title, intro) in FAMILY_TITLES.items():
         rows = [r for r in v.rows if r.family == family]
@@ -119,6 +120,58 @@ def per_seed_table(rows) -> str:
                          "undefined D)", "", "", "", ""])
     return table(["architecture", "ablation", "seed", "dense", "global", "difference", "margin dense",
                   "margin global"], body)
+
+
+def pairs_section(res: Results) -> str:
+    """Several verdict pairs (e.g. one per evidence scale): each pair's headline, and their interaction with
+    the explanation it favours. Empty for a single-pair config."""
+    if not res.verdicts:
+        return ""
+    rows = []
+    for v in res.verdicts:
+        h = v.headline
+        rows.append([v.label or v.dense_task, v.dense_task, v.global_task] + (
+            [f"{h.ablation} on {h.architecture}", h.seeds, fmt_ci(h.dense), fmt_ci(h.global_), fmt_ci(h.difference),
+             conditioning_cell(h), f"**{h.verdict}**", per_seed(h.difference)] if h else
+            ["—", 0, "—", "—", "—", "—", f"**no verdict** ({v.headline_missing})", "—"]))
+    out = ["\n### One verdict per pair\n", table(
+        ["pair", "dense task", "global task", "headline", "seeds", "D dense [CI]", "D global [CI]",
+         "D_dense − D_global [CI]", "conditioning", "call", "per seed (difference)"], rows)]
+    i = res.interaction
+    if i is not None:
+        out.append(f"\nInteraction ({i.ablation} on {i.architecture}): (D_dense − D_global)[{i.second}] − "
+                   f"(D_dense − D_global)[{i.first}] = {fmt_ci(i.difference)} ({i.seeds} seeds, p = "
+                   f"{fmt_p(i.difference.p)}; bootstrap replicate by replicate): **{i.call}** — {i.note}. "
+                   f"Per seed: {per_seed(i.difference)}.")
+        out.append("\n" + explanation(res))
+    return "\n".join(out)
+
+
+def explanation(res: Results) -> str:
+    """Density vs detail, read from two pairs: the first needs no fine detail (coarse evidence), the second does.
+
+    Density predicts a dense − global gap already with coarse evidence and no change with fine evidence;
+    detail predicts no gap with coarse evidence and a larger one with fine evidence (interaction above 0)."""
+    i, a = res.interaction, res.verdicts[0]
+    if i.call in ("missing", "ill-conditioned", "underpowered"):
+        return f"Which explanation the data favour: cannot tell — the interaction is {i.call} ({i.note})."
+    coarse = a.headline is not None and a.headline.verdict == "supported"
+    if coarse and i.call == "no detectable difference":
+        return (f"Which explanation the data favour: **density** — dense prediction depends more on the identity path "
+                f"even when the class is told by coarse evidence (`{i.first}`), and the gap does not detectably change "
+                f"with fine evidence (`{i.second}`).")
+    if coarse and i.call == "second higher":
+        return (f"Which explanation the data favour: **both** — a dense − global gap with coarse evidence (`{i.first}`: "
+                f"density), and a larger one with fine evidence (`{i.second}`: detail adds to it).")
+    if i.call == "second higher":
+        return (f"Which explanation the data favour: **detail** — the dense − global gap is larger with fine evidence "
+                f"(`{i.second}`) than with coarse evidence (`{i.first}`), where it is not shown.")
+    if i.call == "first higher":
+        return (f"Which explanation the data favour: neither as stated — the dense − global gap is larger with coarse "
+                f"evidence (`{i.first}`) than with fine evidence (`{i.second}`).")
+    return (f"Which explanation the data favour: cannot tell — no dense − global gap is shown with coarse evidence "
+            f"(`{i.first}`: {a.headline.verdict if a.headline else 'no verdict'}) and the interaction's interval "
+            f"includes 0.")
 
 
 def r_measure(rows) -> str:

@@ -140,6 +140,7 @@ class VerdictRow(_Model):
 
 
 class Verdict(_Model):
+    label: str | None = None  # the pair's name when the config lists several (e.g. coarse / fine)
     dense_task: str
     global_task: str
     alpha: float
@@ -148,6 +149,25 @@ class Verdict(_Model):
     headline_missing: str | None = None  # why there is no headline row
     rows: list[VerdictRow]
     method: str
+
+
+class Interaction(_Model):
+    """Does the headline's D_dense − D_global differ between two verdict pairs (``second`` − ``first``)?
+
+    Per seed, the difference of the two pairs' differences, and replicate b of one minus replicate b of
+    the other. Test sets of different sizes are resampled independently, so the variances add; test sets
+    of the same size get the same resampled indices (``bench.runner.shared_weights``), a paired bootstrap
+    (right for ``synthetic_detail``, whose coarse and fine test image i share layout, colour and noise)."""
+
+    first: str
+    second: str
+    architecture: str
+    ablation: str
+    seeds: int
+    difference: Decision  # (D_dense − D_global)[second] − (D_dense − D_global)[first]
+    call: Literal["second higher", "first higher", "no detectable difference", "underpowered", "ill-conditioned",
+                  "missing"]
+    note: str
 
 
 class Results(_Model):
@@ -160,7 +180,9 @@ class Results(_Model):
     ablations: dict[str, dict[str, Any]] = {}  # each ablation's declaration: version, removes, measure, family
     cells: list[Cell]
     comparisons: list[Comparison] = []
-    verdict: Verdict | None = None
+    verdict: Verdict | None = None  # the (first) pair's verdict: what every single-verdict reader uses
+    verdicts: list[Verdict] = []  # every pair's verdict when the config lists several, in config order
+    interaction: Interaction | None = None  # exactly two listed pairs on the same headline
 
 
 def load_results(path: str | Path) -> Results:

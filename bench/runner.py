@@ -106,22 +106,20 @@ class Study:
     def check_headline(self) -> None:
         """The pre-specified headline must be able to exist: an architecture with an identity path that the
         headline ablation can remove, trained on both verdict tasks (found before anything is written)."""
-        spec = self.resolved.get("verdict")
-        if not spec:
-            return
-        from bench.verdict import natural_dense
+        from bench.verdict import natural_dense, verdict_specs
 
-        arch = spec.get("architecture") or natural_dense(self.resolved)
-        where = f"{self.config_path}: verdict"
-        pairs = set(self.cfg.pairs())
-        missing = [t for t in (spec["dense"], spec["global"]) if (t, arch) not in pairs]
-        if missing:
-            raise BenchError(f"{where}: the headline architecture {arch!r} is not run on {', '.join(missing)}; "
-                             "add the pair to matrix or name another architecture")
-        reason = self.ablations[spec["ablation"]].applicable(self.flow(arch))
-        if reason:
-            raise BenchError(f"{where}: {spec['ablation']} cannot run on the headline architecture {arch!r} ({reason}); "
-                             "name an architecture with identity paths")
+        for spec in verdict_specs(self.resolved):
+            arch = spec.get("architecture") or natural_dense(self.resolved)
+            where = f"{self.config_path}: verdict"
+            pairs = set(self.cfg.pairs())
+            missing = [t for t in (spec["dense"], spec["global"]) if (t, arch) not in pairs]
+            if missing:
+                raise BenchError(f"{where}: the headline architecture {arch!r} is not run on {', '.join(missing)}; "
+                                 "add the pair to matrix or name another architecture")
+            reason = self.ablations[spec["ablation"]].applicable(self.flow(arch))
+            if reason:
+                raise BenchError(f"{where}: {spec['ablation']} cannot run on the headline architecture {arch!r} "
+                                 f"({reason}); name an architecture with identity paths")
 
     def flow(self, arch: str) -> IdentityFlow:
         return flow_of(self.resolved, arch)
@@ -200,10 +198,10 @@ class Study:
     def assemble(self, units: list[Unit]) -> Results:
         cells = [self.run_dir.load_cell(u.id) for u in units]
         comparisons = self.comparisons(units, cells)
-        from bench.verdict import compute_verdict
+        from bench.verdict import compute_verdicts
 
         declarations = {n: type(a).declaration() for n, a in self.ablations.items()}
-        verdict = compute_verdict(self.resolved, cells, comparisons, self.dir, declarations)
+        verdict, verdicts, interaction = compute_verdicts(self.resolved, cells, comparisons, self.dir, declarations)
         # `study` is this invocation's wall time; a resumed run reuses cells computed earlier, so the
         # compute behind the results is the cells' own time (training, evaluation, ablations)
         self.timings["cells"] = round(sum(sum(c.timings.values()) + sum(a.wall_s for a in c.ablations.values())
@@ -211,7 +209,8 @@ class Study:
         return Results(schema_version=SCHEMA_VERSION, study=self.resolved["name"], config=self.resolved,
                        provenance=self.provenance, timings=self.timings, scale=SCALE,
                        ablations=declarations,
-                       cells=cells, comparisons=comparisons, verdict=verdict)
+                       cells=cells, comparisons=comparisons, verdict=verdict, verdicts=verdicts,
+                       interaction=interaction)
 
     def comparisons(self, units: list[Unit], cells: list[Cell]) -> list[Comparison]:
         by_id = {c.id: c for c in cells}

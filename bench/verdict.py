@@ -24,7 +24,7 @@ import numpy as np
 
 from bench import stats
 from bench.registry import ARCHITECTURES
-from bench.results import Cell, Comparison, Conditioning, Decision, Verdict, VerdictRow
+from bench.results import Cell, Comparison, Conditioning, Decision, Interaction, Verdict, VerdictRow
 from bench.rundir import RunDir, cell_id
 
 METHOD = ("Per seed, D_dense − D_global on balanced accuracy (D = 1 − (m_ablated − m_chance)/(m_full − m_chance), "
@@ -133,15 +133,74 @@ def _has_identity(cells: list[Cell], arch: str) -> bool:
     return any(f.get("residual_blocks", 0) + f.get("skips", 0) > 0 for f in flows)
 
 
+def verdict_specs(resolved: dict) -> list[dict]:
+    """The config's verdict pairs: one (a mapping) or several (a list), in config order."""
+    spec = resolved.get("verdict")
+    return [] if not spec else list(spec) if isinstance(spec, list) else [spec]
+
+
 def compute_verdict(resolved: dict, cells: list[Cell], comparisons: list[Comparison], run_dir: Path,
                     declarations: dict[str, dict]) -> Verdict | None:
-    spec = resolved.get("verdict")
-    if not spec:
-        return None
+    """The verdict of the config's (first) dense/global pair; None without a ``verdict:`` block."""
+    specs = verdict_specs(resolved)
+    return _pair_verdict(specs[0], resolved, cells, comparisons, run_dir, declarations)[0] if specs else None
+
+
+def compute_verdicts(resolved: dict, cells: list[Cell], comparisons: list[Comparison], run_dir: Path,
+                     declarations: dict[str, dict]) -> tuple[Verdict | None, list[Verdict], Interaction | None]:
+    """(first pair's verdict, every pair's verdict when the config lists several, their interaction when
+    it lists exactly two on the same headline)."""
+    specs = verdict_specs(resolved)
+    done = [_pair_verdict(s, resolved, cells, comparisons, run_dir, declarations) for s in specs]
+    first = done[0][0] if done else None
+    if not isinstance(resolved.get("verdict"), list):
+        return first, [], None
+    verdicts = [v for v, _ in done]
+    interaction = None
+    if len(done) == 2 and (specs[0]["ablation"], _head_arch(specs[0], resolved)) == (
+            specs[1]["ablation"], _head_arch(specs[1], resolved)):
+        interaction = _interaction(done[0], done[1], specs[0]["ablation"], _head_arch(specs[0], resolved))
+    return first, verdicts, interaction
+
+
+def _head_arch(spec: dict, resolved: dict) -> str:
+    return spec.get("architecture") or natural_dense(resolved)
+
+
+def _interaction(a: tuple[Verdict, Series], b: tuple[Verdict, Series], ablation: str, arch: str) -> Interaction:
+    """(D_dense − D_global)[b] − (D_dense − D_global)[a] per seed, replicate k minus replicate k: independent
+    test sets' variances add; same-size test sets share resampled indices, a paired bootstrap (results.Interaction)."""
+    (va, da), (vb, db) = a, b
+    first, second = va.label or va.dense_task, vb.label or vb.dense_task
+    seeds = sorted(set(da) & set(db))
+    series = {s: (db[s][0] - da[s][0], db[s][1] - da[s][1]) for s in seeds}
+    alpha, min_seeds = max(va.alpha, vb.alpha), max(va.min_seeds, vb.min_seeds)
+    decision = _decision(series, seeds, alpha)
+    heads = (va.headline, vb.headline)
+    if any(h is None for h in heads) or not seeds:
+        call, note = "missing", "a pair has no headline result, so there is nothing to compare"
+    elif not all(h.conditioning.ok for h in heads):
+        call, note = "ill-conditioned", "a baseline's margin over chance fails the conditioning check in a pair"
+    elif len(seeds) < min_seeds:
+        call, note = "underpowered", f"{len(seeds)} seeds in both pairs, fewer than min_seeds = {min_seeds}"
+    else:
+        direction = stats.call(stats.Estimate(decision.estimate, decision.low, decision.high, decision.se,
+                                              decision.df, decision.p))
+        call = {"supported": "second higher", "contradicted": "first higher"}.get(direction,
+                                                                                "no detectable difference")
+        note = f"the interval of ({second}) − ({first}) is {'above' if direction == 'supported' else 'below' if direction == 'contradicted' else 'across'} 0"
+    return Interaction(first=first, second=second, architecture=arch, ablation=ablation, seeds=len(seeds),
+                       difference=decision, call=call, note=note)
+
+
+def _pair_verdict(spec: dict, resolved: dict, cells: list[Cell], comparisons: list[Comparison], run_dir: Path,
+                  declarations: dict[str, dict]) -> tuple[Verdict, Series]:
+    """One dense/global pair's verdict, and its headline row's per-seed difference series (replicates kept)."""
     dense, glob = spec["dense"], spec["global"]
     alpha, min_seeds, threshold = spec.get("alpha", 0.05), spec.get("min_seeds", 5), spec.get("min_margin", 0.1)
-    head_arch = spec.get("architecture") or natural_dense(resolved)
+    head_arch = _head_arch(spec, resolved)
     rows: list[VerdictRow] = []
+    head_series: Series = {}
     for abl in (a["name"] for a in resolved["ablations"]):
         decl = declarations[abl]
         family = decl["family"]
@@ -163,19 +222,22 @@ def compute_verdict(resolved: dict, cells: list[Cell], comparisons: list[Compari
             else:
                 conditioning = _conditioning(dense, glob, arch, seeds, cells, run_dir, threshold, alpha)
             headline = family == "identity" and (arch, abl) == (head_arch, spec["ablation"])
+            diff = _difference(d, g, seeds)
+            if headline:
+                head_series = diff
             rows.append(VerdictRow(
                 family=family, role="headline" if headline else "exploratory",
                 architecture="(input)" if decl["reads"] == "input" else arch, ablation=abl, measure=decl["measure"],
                 seeds=len(seeds), dense=_decision(d, seeds, alpha), global_=_decision(g, seeds, alpha),
-                difference=_decision(_difference(d, g, seeds), seeds, alpha), conditioning=conditioning,
+                difference=_decision(diff, seeds, alpha), conditioning=conditioning,
                 missing_seeds=missing, verdict="inconclusive"))
     rows = _decide(rows, alpha, min_seeds)
     headline_row = next((r for r in rows if r.role == "headline"), None)
     missing = None if headline_row else (
         f"no result for {spec['ablation']} on {head_arch}: every seed of a pair failed, the ablation was not "
         "applicable, or a task is missing from the matrix for it")
-    return Verdict(dense_task=dense, global_task=glob, alpha=alpha, min_seeds=min_seeds, headline=headline_row,
-                   headline_missing=missing, rows=rows, method=METHOD)
+    return Verdict(label=spec.get("label"), dense_task=dense, global_task=glob, alpha=alpha, min_seeds=min_seeds,
+                   headline=headline_row, headline_missing=missing, rows=rows, method=METHOD), head_series
 
 
 def _decide(rows: list[VerdictRow], alpha: float, min_seeds: int) -> list[VerdictRow]:

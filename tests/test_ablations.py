@@ -173,9 +173,12 @@ def test_skip_lesion_hurts_a_trained_unet(seg_task):
     # (with every skip zeroed the U-Net predicts background: chance)
     assert ctx.baseline.primary > ctx.chance.primary + 0.05, ctx.baseline.primary
     assert out.summary["dependence"] > 0.5 and out.summary_boot.shape == (200,)
+    # (D above is the headline, the mean fill at all levels: 0.95 on this machine, seed 0; the zero fill's 0.997-1.0
+    # spread was measured on mIoU before the scale moved to balanced accuracy)
     zero_all = next(r for r in out.records if (r["key"]["fill"], r["key"]["level"]) == ("zero", "all"))
+    mean_all = next(r for r in out.records if (r["key"]["fill"], r["key"]["level"]) == ("mean", "all"))
     assert zero_all["primary"] < context(model, seg_task).baseline.primary  # the metric really drops
-    assert out.summary["dependence"] == zero_all["dependence"]  # the headline is zero fill, all levels
+    assert out.summary["dependence"] == mean_all["dependence"]  # the headline is the mean fill, all levels
 
 
 def colour_task(target: str, n_train=400, n_test=100, size=8) -> Task:

@@ -1,0 +1,117 @@
+"""Several verdict pairs (one per evidence scale) and their interaction; the single-pair form unchanged."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+
+from bench.config import load_config
+from bench.errors import BenchError
+from bench.report import explanation, pairs_section
+from bench.results import Conditioning, Decision, Results, Verdict, VerdictRow
+from bench.verdict import _interaction, verdict_specs
+
+BASE = """
+tasks:
+  cs: {name: synthetic_detail, target: pixel, evidence: coarse, n_train: 32, n_test: 16}
+  cc: {name: synthetic_detail, target: image, evidence: coarse, n_train: 32, n_test: 16}
+  fs: {name: synthetic_detail, target: pixel, evidence: fine, n_train: 32, n_test: 16}
+  fc: {name: synthetic_detail, target: image, evidence: fine, n_train: 32, n_test: 16}
+architectures:
+  unet: {name: unet, depth: 2, width: 4}
+ablations: [{name: skip_removal}]
+"""
+PAIRS = """verdict:
+  - {label: coarse, dense: cs, global: cc, architecture: unet}
+  - {label: LABEL2, dense: fs, global: fc, architecture: unet}
+"""
+
+
+def write(tmp_path, text: str):
+    p = tmp_path / "c.yaml"
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def test_a_list_of_pairs_resolves_and_the_single_form_still_does(tmp_path):
+    _, resolved = load_config(write(tmp_path, BASE + PAIRS.replace("LABEL2", "fine")))
+    assert [s["label"] for s in verdict_specs(resolved)] == ["coarse", "fine"]
+    _, single = load_config(write(tmp_path, BASE + "verdict: {dense: cs, global: cc}\n"))
+    assert [s["dense"] for s in verdict_specs(single)] == ["cs"]
+
+
+@pytest.mark.parametrize("text, message", [
+    (PAIRS.replace("LABEL2", "coarse"), r"verdict: two pairs share the label"),
+    (PAIRS.replace("LABEL2", "fine").replace("global: fc", "global: nope"), r"verdict\.1\.global: unknown task alias"),
+    (PAIRS.replace("LABEL2", "fine").replace("label: coarse", "labl: coarse"), r"verdict\.0\.labl: unknown key"),
+])
+def test_pair_errors_name_the_pair(tmp_path, text, message):
+    with pytest.raises(BenchError, match=message):
+        load_config(write(tmp_path, BASE + text))
+
+
+def _decision(x: list[float]) -> Decision:
+    return Decision(estimate=float(np.mean(x)), low=None, high=None, per_seed={str(i): v for i, v in enumerate(x)})
+
+
+def _verdict(label: str, call: str = "inconclusive", ok: bool = True, seeds: int = 5) -> Verdict:
+    d = _decision([0.0] * seeds)
+    row = VerdictRow(family="identity", role="headline", architecture="unet", ablation="skip_removal", seeds=seeds,
+                     dense=d, global_=d, difference=d, verdict=call,
+                     conditioning=Conditioning(threshold=0.1, dense_margin=d, global_margin=d, ok=ok, note="n"))
+    return Verdict(label=label, dense_task=f"{label}_seg", global_task=f"{label}_cls", alpha=0.05, min_seeds=5,
+                   headline=row, rows=[row], method="m")
+
+
+def _series(values: list[float], sd: float, seed: int, b: int = 2000) -> dict:
+    rng = np.random.default_rng(seed)
+    return {s: (v, v + sd * rng.standard_normal(b)) for s, v in enumerate(values)}
+
+
+def test_interaction_is_the_per_seed_difference_of_differences_with_independent_variances_added():
+    coarse = _series([0.10, 0.12, 0.08, 0.11, 0.09], sd=0.05, seed=1)
+    fine = _series([0.40, 0.35, 0.45, 0.38, 0.42], sd=0.05, seed=2)
+    out = _interaction((_verdict("coarse"), coarse), (_verdict("fine"), fine), "skip_removal", "unet")
+    per_seed = [fine[s][0] - coarse[s][0] for s in range(5)]
+    assert out.difference.estimate == pytest.approx(np.mean(per_seed), abs=1e-6)
+    assert out.difference.per_seed == {str(s): pytest.approx(v, abs=1e-6) for s, v in enumerate(per_seed)}
+    # SE² = between-seed variance / S + Var_b of the seed-mean replicate difference; independent replicate
+    # arrays: Var_b ≈ Var(coarse mean) + Var(fine mean) = 2·0.05²/5 (not 0, as a paired difference would give)
+    between = np.var(per_seed, ddof=1) / 5
+    assert out.difference.se ** 2 == pytest.approx(between + 2 * 0.05**2 / 5, rel=0.1)
+    assert (out.first, out.second, out.call) == ("coarse", "fine", "second higher")
+
+
+@pytest.mark.parametrize("coarse_kw, fine_kw, seeds, call", [
+    ({}, {}, 5, "no detectable difference"),  # same values in both: interval across 0
+    ({"ok": False}, {}, 5, "ill-conditioned"),
+    ({}, {}, 3, "underpowered"),
+])
+def test_interaction_calls(coarse_kw, fine_kw, seeds, call):
+    vals = [0.1, 0.3, 0.2, 0.25, 0.15][:seeds]
+    a = (_verdict("coarse", seeds=seeds, **coarse_kw), _series(vals, 0.05, 1))
+    b = (_verdict("fine", seeds=seeds, **fine_kw), _series(vals, 0.05, 2))
+    assert _interaction(a, b, "skip_removal", "unet").call == call
+
+
+@pytest.mark.parametrize("coarse_call, shift, favoured", [
+    ("supported", 0.0, "**density**"),          # gap with coarse evidence, no interaction
+    ("inconclusive", 0.3, "**detail**"),        # no gap with coarse evidence, larger with fine
+    ("supported", 0.3, "**both**"),
+    ("inconclusive", 0.0, "cannot tell"),
+])
+def test_report_says_which_explanation_the_data_favour(coarse_call, shift, favoured):
+    vals = [0.1, 0.3, 0.2, 0.25, 0.15]
+    a, b = _verdict("coarse", call=coarse_call), _verdict("fine")
+    inter = _interaction((a, _series(vals, 0.02, 1)), (b, _series([v + shift for v in vals], 0.02, 2)),
+                         "skip_removal", "unet")
+    res = Results.model_construct(verdicts=[a, b], interaction=inter)
+    assert favoured in explanation(res)
+    text = pairs_section(res)
+    assert "| coarse | coarse_seg | coarse_cls |" in text and "Interaction (skip_removal on unet)" in text
+
+
+def test_single_pair_results_render_no_pairs_section():
+    assert pairs_section(Results.model_construct(verdicts=[], interaction=None)) == ""
