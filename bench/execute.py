@@ -104,9 +104,8 @@ def same_study(rd: RunDir, study: Study) -> None:
 
 def cells_failed(failed: dict[str, CellOutcome], total: int) -> BenchError:
     first = failed[sorted(failed)[0]]
-    exc = BenchError(f"{len(failed)} of {total} cell(s) failed and were not written (first, {first.id}: "
-                     f"{first.error}); the others are kept: fix the cause and run the same command again "
-                     "(only the missing cells run)")
+    exc = BenchError(f"{first.error} ({len(failed)} of {total} cell(s) failed and were not written, first "
+                     f"{first.id}; the others finished)")
     if first.trace:  # --debug shows the cell's own traceback
         exc.__cause__ = _Trace(first.trace)
     return exc

@@ -74,7 +74,10 @@ def run_cell(study: Study, unit: Unit, progress: Any) -> CellOutcome:
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - a failing cell (a plugin's bug, sys.exit) must not stop the rest
-        err = _line(exc)
+        from bench.failures import translate
+
+        said = translate(exc)  # names the plugin, or the DataLoader worker's original error, in one line
+        err = str(said) if said is not None else _line(exc)
         return CellOutcome(unit.id, {"error": err}, error=err, trace=traceback.format_exc())
 
 

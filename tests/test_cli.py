@@ -23,7 +23,7 @@ tasks:
 architectures:
   res: {name: cifar_resnet, depth: 8, width: 4}
   unet: {name: unet, depth: 1, width: 4}
-train: {epochs: 1, batch_size: 32, lr: 0.05}
+train: {epochs: 4, batch_size: 32, optimizer: adamw, lr: 0.01}
 ablations:
   - {name: block_lesion}
   - {name: identity_readout, epochs: 1}
@@ -80,7 +80,8 @@ def test_results_numbers_are_consistent(tiny_run):
     for rec in lesion["records"]:  # D recomputed from the stored numbers, on balanced accuracy
         full, chance = seg["metrics"]["balanced_accuracy"], seg["chance"]["balanced_accuracy"]
         assert chance == pytest.approx(1 / 4)  # 4 classes in the labels: exactly 1/C
-        assert rec["dependence"] == pytest.approx(1 - (rec["score"] - chance) / (full - chance), abs=1e-5)
+        # from the 6-decimal rounded scores: D divides by a small margin here, so allow the rounding through it
+        assert rec["dependence"] == pytest.approx(1 - (rec["score"] - chance) / (full - chance), rel=1e-3, abs=1e-5)
         assert rec["delta_primary"] == pytest.approx(rec["primary"] - seg["metrics"]["miou"], abs=1e-5)
     assert lesion["summary"]["dependence"] == pytest.approx(np.mean([r["dependence"] for r in lesion["records"]]))
     assert [r["key"]["downsampling"] for r in lesion["records"]] == [False, True, True]
@@ -99,7 +100,7 @@ def test_results_numbers_are_consistent(tiny_run):
         ("ensemble", "res", "block_lesion"), ("sufficiency", "(input)", "identity_readout"),
         ("identity", "res", "skip_removal"), ("identity", "unet", "skip_removal")]
     readout = cells["seg__res__baseline__s0"]["ablations"]["identity_readout"]["summary"]["sufficiency"]
-    assert v["rows"][1]["measure"] == "sufficiency" and v["rows"][1]["dense"]["estimate"] == pytest.approx(readout)
+    assert v["rows"][1]["measure"] == "sufficiency" and v["rows"][1]["dense"]["estimate"] == pytest.approx(readout, abs=1e-6)
     assert v["rows"][2]["dense"]["per_seed"] == {"0": pytest.approx(comp[("seg", "res")]["dependence"]["estimate"])}
 
 
@@ -120,7 +121,8 @@ def test_verdict_says_what_would_change_it_and_checks_conditioning(tiny_run):
         if c["dense_margin"] is not None:
             margins = [c["dense_margin"]["low"], c["global_margin"]["low"]]
             assert c["ok"] == all(m is not None and m > 0.1 for m in margins)
-            assert (row["verdict"] == "ill-conditioned") == (not c["ok"])
+            # one seed: underpowered comes first; otherwise a failed check is ill-conditioned
+            assert row["verdict"] == "underpowered" or (row["verdict"] == "ill-conditioned") == (not c["ok"])
 
 def test_rerun_resumes_without_recomputing(tiny_run, capsys):
     cfg, out = tiny_run
@@ -137,13 +139,13 @@ def test_changed_config_is_refused_with_the_difference(tiny_run, capsys):
     cfg, out = tiny_run
     assert main(["run", str(cfg), "--out", str(out), "--set", "train.lr=0.2", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "train: {" not in err and "lr: 0.05 -> 0.2" in err and "--restart" in err and "\n" not in err
+    assert "train: {" not in err and "lr: 0.01 -> 0.2" in err and "--restart" in err and "\n" not in err
 
 
 def test_validate_and_list(tmp_path, capsys):
     assert main(["validate", "configs/quickstart.yaml"]) == 0
     out = capsys.readouterr().out
-    assert "ok — 2 task(s), 3 architecture(s), 6 pair(s)" in out and "block_lesion skips unet" in out
+    assert "ok — 2 task(s), 2 architecture(s), 4 pair(s), 5 ablation(s), 5 seed(s)" in out and "block_lesion skips unet" in out
     assert main(["list", "architectures"]) == 0
     out = capsys.readouterr().out
     assert "cifar_resnet" in out and "params" in out and "natural for segmentation" in out
