@@ -102,6 +102,7 @@ class LongVariant(Ablation):
     """Trains a variant whose name is too long to be part of a file name."""
 
     phase: ClassVar = "train"
+    removes: ClassVar = "identity"
 
     def variants(self, flow):
         return {"v" * 60: {}}
