@@ -28,7 +28,7 @@ from bench.results import Cell, Comparison, Conditioning, Decision, Interaction,
 from bench.rundir import RunDir, cell_id
 
 METHOD = ("Per seed, D_dense − D_global on balanced accuracy (D = 1 − (m_ablated − m_chance)/(m_full − m_chance), "
-          "chance = 1/C for any input-independent predictor). Interval: mean over seeds ± t(0.975, S−1)·SE with "
+          "chance = 1/C over the C classes present in the test labels). Interval: mean over seeds ± t(0.975, S−1)·SE with "
           "SE² = (between-seed variance)/S + (test-set bootstrap variance of the seed mean, the same resampled "
           "examples in every seed); calibrated by simulation (≤ 5% false calls; docs/protocols.md). Headline: "
           "supported if the interval is above 0, contradicted if below; exploratory rows: Holm-adjusted p < alpha. "
