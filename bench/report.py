@@ -242,8 +242,43 @@ def provenance_section(res: Results) -> str:
     return "## Provenance\n\n" + "\n".join(f"- {k}: {p.get(k)}" for k in keys) + f"\n- wall time: {timing}\n"
 
 
+def verdict_figure(res: Results, run_dir: Path) -> str:
+    """The verdict as a picture: per row, D (or sufficiency) of the dense and the global task with their
+    intervals, one panel per family, the headline marked; markdown embedding it, or "" without rows."""
+    v = res.verdict
+    families = [f for f in FAMILY_TITLES if v is not None and any(r.family == f for r in v.rows)]
+    if not families:
+        return ""
+    from bench import plots
+
+    fig, axes = plots.grid(len(families), width=4.6, height=3.2)
+    for ax, family in zip(axes, families):
+        rows = [r for r in v.rows if r.family == family]
+        for side, (offset, colour) in {"dense": (-0.12, "tab:blue"), "global_": (0.12, "tab:orange")}.items():
+            est = [getattr(r, side).estimate for r in rows]
+            low = [getattr(r, side).low for r in rows]
+            high = [getattr(r, side).high for r in rows]
+            x = np.arange(len(rows)) + offset
+            yerr = [[e - lo if None not in (e, lo) else 0 for e, lo in zip(est, low)],
+                    [hi - e if None not in (e, hi) else 0 for e, hi in zip(est, high)]]
+            ax.errorbar(x, [np.nan if e is None else e for e in est], yerr=yerr, fmt="o", color=colour, capsize=3,
+                        label="dense" if side == "dense" else "global")
+        ax.axhline(0, color="grey", lw=0.6)
+        if family != "sufficiency":
+            ax.axhline(1, color="grey", lw=0.6, ls=":")  # chance
+        ax.set_xticks(range(len(rows)), [f"{'★ ' if r.role == 'headline' else ''}{r.architecture}\n{r.ablation}\n"
+                                         f"{r.verdict}" for r in rows], fontsize=7)
+        ax.set_ylabel("D (1 = chance)" if family != "sufficiency" else "sufficiency", fontsize=8)
+        ax.set_title(f"{family} family", fontsize=9)
+        plots.legend_outside(ax)
+    png = plots.save(fig, run_dir / "verdict.png")
+    return (f"![verdict: D of the dense and the global task per row, {1 - v.alpha:.0%} intervals; ★ = the "
+            f"pre-specified headline]({png})\n")
+
+
 def render(res: Results, run_dir: Path) -> str:
-    parts = [f"# Identity-flow study: {res.study}\n", verdict_section(res), models_section(res),
+    parts = [f"# Identity-flow study: {res.study}\n", verdict_section(res), verdict_figure(res, run_dir),
+             models_section(res),
              removal_section(res), ablation_sections(res, run_dir), provenance_section(res),
              "\n*Every number above is read from `results.json` in this folder.*\n"]
     return "\n".join(p for p in parts if p)

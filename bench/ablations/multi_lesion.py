@@ -29,7 +29,7 @@ from bench.metrics import mean_of
 
 
 class MultiLesionParams(TestTimeParams):
-    max_k: int | None = Field(None, ge=1, le=1_000, description="Largest k; default min(20, number of lesionable blocks).")
+    max_k: int | None = Field(None, ge=1, le=1_000, description="Largest k; default min(20, n). Above n (this architecture's lesionable blocks) it is capped at n, so one value serves nets of several depths; the k used is the summary's max_k.")
     samples: int = Field(10, ge=1, le=10_000, description="Random block sets per k.")
     seed: int = Field(0, description="Sampling seed, combined with the cell's seed.")
 
