@@ -104,18 +104,30 @@ def synthetic_shapes(target: Literal["image", "pixel"] = "pixel", num_classes: C
     kw = dict(num_classes=num_classes, size=image_size, max_objects=max_objects, noise=noise, texture=texture)
     x_tr, m_tr = generate(n_train, seed=seed * 2 + 1, **kw)
     x_te, m_te = generate(n_test, seed=seed * 2 + 2, **kw)
-    mean, std = channel_stats(x_tr)
     names = tuple(SHAPES[c % len(SHAPES)] for c in range(num_classes))
+    labels = (dominant_class(m_tr, num_classes + 1) - 1, dominant_class(m_te, num_classes + 1) - 1)
+    return paired_task(target, (x_tr, m_tr, labels[0]), (x_te, m_te, labels[1]), names,
+                       provenance={"generator": "synthetic_shapes", "seed": seed, "n_train": n_train, "n_test": n_test})
+
+
+Generated = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images uint8, masks (0 = background), labels
+
+
+def paired_task(target: str, train: Generated, test: Generated, names: tuple[str, ...], provenance: dict) -> Task:
+    """A generated split pair labelled per pixel (masks: segmentation, class c -> c + 1, 0 = background) or per
+    image (labels: classification), on the same images; normalised by the training images' statistics."""
+    (x_tr, m_tr, l_tr), (x_te, m_te, l_te) = train, test
+    mean, std = channel_stats(x_tr)
+    size = tuple(x_tr.shape[-2:])
     if target == "pixel":
-        info = TaskInfo("segmentation", num_classes + 1, 3, (image_size, image_size), ignore_index=None,
+        info = TaskInfo("segmentation", len(names) + 1, 3, size, ignore_index=None,
                         class_names=("background", *names), background_index=0)
         y_tr, y_te = m_tr, m_te
     else:
-        info = TaskInfo("classification", num_classes, 3, (image_size, image_size), class_names=names)
-        y_tr = dominant_class(m_tr, num_classes + 1) - 1
-        y_te = dominant_class(m_te, num_classes + 1) - 1
+        info = TaskInfo("classification", len(names), 3, size, class_names=names)
+        y_tr, y_te = l_tr, l_te
     return Task(info, TensorSplit(x_tr, y_tr, mean, std, pad=2), TensorSplit(x_te, y_te, mean, std, pad=2),
-                provenance={"generator": "synthetic_shapes", "seed": seed, "n_train": n_train, "n_test": n_test})
+                provenance=provenance)
 
 
 def _check(target: str = "pixel", image_size: int = 32, n_train: int = 2000, n_test: int = 500, **_) -> None:

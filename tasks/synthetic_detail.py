@@ -22,8 +22,8 @@ from typing import Literal
 
 import torch
 
-from bench.data import Task, TaskInfo, TensorSplit
-from bench.tasks.synthetic import _shape_mask
+from bench.data import Task
+from bench.tasks.synthetic import _shape_mask, paired_task
 
 SHAPES = ("disc", "square", "triangle", "cross")
 TEXTURES = ("flat", "checker", "hstripes", "vstripes")
@@ -89,16 +89,7 @@ def synthetic_detail(target: Literal["pixel", "image"] = "pixel", evidence: Lite
               contrast=contrast, noise=noise)
     x_tr, m_tr, l_tr = generate_detail(n_train, seed=seed * 2 + 1, **kw)
     x_te, m_te, l_te = generate_detail(n_test, seed=seed * 2 + 2, **kw)
-    mean = tuple((x_tr.float() / 255).mean((0, 2, 3)).tolist())
-    std = tuple((x_tr.float() / 255).std((0, 2, 3)).tolist())
     names = tuple((SHAPES if evidence == "coarse" else TEXTURES)[:num_classes])
-    if target == "pixel":
-        info = TaskInfo("segmentation", num_classes + 1, 3, (image_size, image_size), ignore_index=None,
-                        class_names=("background", *names), background_index=0)
-        y_tr, y_te = m_tr, m_te
-    else:
-        info = TaskInfo("classification", num_classes, 3, (image_size, image_size), class_names=names)
-        y_tr, y_te = l_tr, l_te
-    return Task(info, TensorSplit(x_tr, y_tr, mean, std, pad=2), TensorSplit(x_te, y_te, mean, std, pad=2),
-                provenance={"generator": "synthetic_detail", "evidence": evidence, "seed": seed,
-                            "n_train": n_train, "n_test": n_test})
+    return paired_task(target, (x_tr, m_tr, l_tr), (x_te, m_te, l_te), names,
+                       provenance={"generator": "synthetic_detail", "evidence": evidence, "seed": seed,
+                                   "n_train": n_train, "n_test": n_test})
