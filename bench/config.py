@@ -373,6 +373,7 @@ def resolve(cfg: StudyConfig, path: Path) -> dict:
         where = "verdict" if not isinstance(cfg.verdict, list) else f"verdict.{i}"
         _check_verdict(v, cfg, names, path, where)
         _check_verdict_matrix(v, cfg, kinds, path, where)
+        _check_verdict_family(v, names, path, where)
     labels = [v.label or v.dense for v in pairs]
     if len(set(labels)) != len(labels):
         raise BenchError(f"{path}: verdict: two pairs share the label {labels!r}; give each a distinct `label`")
@@ -380,7 +381,7 @@ def resolve(cfg: StudyConfig, path: Path) -> dict:
 
 
 def _check_verdict(v: VerdictConfig, cfg: StudyConfig, names: list[str], path: Path, where: str) -> None:
-    """One dense/global pair: known task aliases, a headline ablation that removes the identity path."""
+    """One dense/global pair: known task aliases, ablation and architecture."""
     for key, alias in (("dense", v.dense), ("global", v.global_)):
         if alias not in cfg.tasks:
             raise BenchError(f"{path}: {where}.{key}: unknown task alias {alias!r}{did_you_mean(alias, cfg.tasks)}")
@@ -389,6 +390,10 @@ def _check_verdict(v: VerdictConfig, cfg: StudyConfig, names: list[str], path: P
     if v.architecture is not None and v.architecture not in cfg.architectures:
         raise BenchError(f"{path}: {where}.architecture: unknown alias {v.architecture!r}"
                          f"{did_you_mean(v.architecture, cfg.architectures)}")
+
+
+def _check_verdict_family(v: VerdictConfig, names: list[str], path: Path, where: str) -> None:
+    """Only an ablation that removes the identity path can decide the claim (its declared family)."""
     family = ABLATIONS.get(v.ablation).family()
     if family != "identity":
         identity = [n for n in names if ABLATIONS.get(n).family() == "identity"]

@@ -41,7 +41,7 @@ def render_table(reports: Path) -> str:
         link = f"[{run.name}]({run.name}/report.md)"
         v = res.verdict.headline if res.verdict else None
         verdict = (f"**{v.verdict}** ({v.architecture}, {v.ablation}: dense − global = {fmt_ci(v.difference)})"
-                   if v else "no verdict requested" if res.verdict is None else "inconclusive (headline cell missing)")
+                   if v else "no verdict requested" if res.verdict is None else f"no verdict ({res.verdict.headline_missing})")
         verdicts.append([link, verdict, device_of(res.provenance),
                          f"{res.timings.get('cells', res.timings.get('study', 0)):.0f} s"])
     body = [[f"[{run.name}]({run.name}/report.md)", r["task"], r["architecture"], r["variant"], r["metric"],

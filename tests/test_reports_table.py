@@ -36,7 +36,10 @@ def test_generator_on_a_run(tmp_path_factory, tmp_path):
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
     res = json.loads((a / "results.json").read_text())
     verdict = res["verdict"]["headline"]
-    assert f"| [lb](lb/report.md) | **{verdict['verdict']}** ({verdict['architecture']}, skip_removal:" in text
+    if verdict is None:  # a 1-epoch U-Net may sit exactly at chance: D undefined, no headline row, and the table says why
+        assert f"| [lb](lb/report.md) | no verdict ({res['verdict']['headline_missing']})" in text
+    else:
+        assert f"| [lb](lb/report.md) | **{verdict['verdict']}** ({verdict['architecture']}, skip_removal:" in text
     prov = res["provenance"]  # the CPU model too: CPU results agree across CPUs only within a tolerance
     assert f"| {prov['device_name']}; {prov['cpu']} | {res['timings']['cells']:.0f} s |" in text
     assert device_of({"device_name": "cpu (x86_64)"}) == "cpu (x86_64); CPU model not recorded"  # older results
