@@ -22,7 +22,7 @@ from bench.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
-# the quickstart's cells for one seed (10: 2 tasks x 3 architectures, + 4 skip_removal variants), every
+# the quickstart's cells for one seed (8: 2 tasks x 2 architectures, + 4 skip_removal variants), every
 # ablation as configured, scaled to fit a side-by-side run on a shared 2-core box: 1 epoch, 300/100 images
 SETS = ["--set", "train.epochs=1", "--set", "device=cpu", "--set", "seeds=[0]",
         *(a for t in ("shapes_seg", "shapes_cls") for a in ("--set", f"tasks.{t}.n_train=300",
@@ -43,7 +43,7 @@ def test_process_pool_runs_the_quickstart_cells_faster(benchmark, tmp_path):
         before = torch.get_num_threads()
         torch.set_num_threads(cores)  # local at its best: every core for torch's intra-op threads
         try:
-            t_local = _run(tmp_path / "local")
+            t_local = _run(tmp_path / "local", "--executor", "local")  # the quickstart config itself says processes
         finally:
             torch.set_num_threads(before)
         t_pool = _run(tmp_path / "pool", "--executor", "processes", "--workers", "2")
