@@ -305,7 +305,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[StudyConfi
     try:
         cfg = StudyConfig.model_validate(raw)
     except pydantic.ValidationError as exc:
-        raise BenchError(f"{path}: {schema_error(exc, raw)}") from None
+        raise BenchError(f"{path}: {schema_error(exc, raw)}".replace("\n", "\\n")) from None
     for plugin in cfg.plugins:
         load_plugin(str(path.parent / plugin) if plugin.endswith(".py") else plugin)
     resolved = resolve(cfg, path)
@@ -322,7 +322,7 @@ def schema_error(exc: pydantic.ValidationError, raw: dict) -> str:
     # the deepest error is the most specific; an unknown key (a typo) explains a missing one beside it
     err = max(exc.errors(), key=lambda e: (len(clean(e["loc"])), e["type"] == "extra_forbidden"))
     loc = clean(err["loc"])
-    key = ".".join(loc)
+    key = ".".join(p if p.isprintable() else repr(p) for p in loc)  # a key "\n" must not break the one line
     if err["type"] == "extra_forbidden":
         model: type[BaseModel] = StudyConfig
         for part in loc[:-1]:

@@ -246,8 +246,8 @@ class RunDir:
     def load_arrays(self, cid: str) -> dict[str, np.ndarray]:
         """Every array of the cell's npz (statistics and bootstrap replicates), read in full."""
         path = self.cell_npz(cid)
-        try:
-            with np.load(path, allow_pickle=False) as z:
+        try:  # our own file handle: np.load leaves its own open when a garbage file makes it raise
+            with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
         except Exception as exc:
             raise DamagedFile(f"{path}: is damaged ({_line(exc)}); delete it to recompute the cell, "
@@ -256,7 +256,8 @@ class RunDir:
     def load_dependence_boot(self, cid: str) -> np.ndarray:
         path = self.dependence_boot(cid)
         try:
-            return np.load(path, allow_pickle=False)
+            with open(path, "rb") as f:
+                return np.load(f, allow_pickle=False)
         except Exception as exc:
             raise DamagedFile(f"{path}: is damaged ({_line(exc)}); run the same command again "
                               "(it is rewritten when results are assembled), or use --restart") from None
