@@ -18,12 +18,14 @@ is an ordinary classification of the very object the dense task outlines. Same `
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 
 from bench.data import Task
-from bench.tasks.synthetic import _shape_mask, paired_task
+from bench.limits import Examples, Fraction, Pixels, Seed
+from bench.tasks.synthetic import _check, _shape_mask, paired_task
 
 SHAPES = ("disc", "square", "triangle", "cross")
 TEXTURES = ("flat", "checker", "hstripes", "vstripes")
@@ -77,10 +79,14 @@ def generate_detail(n: int, *, evidence: Literal["coarse", "fine"], num_classes:
     return (images.clamp(0, 1) * 255).round().to(torch.uint8), masks, labels
 
 
+Radius = Annotated[float, Field(gt=0, lt=0.45, description="object radius as a fraction of image_size")]
+
+
 def synthetic_detail(target: Literal["pixel", "image"] = "pixel", evidence: Literal["coarse", "fine"] = "coarse",
-                     num_classes: int = 4, image_size: int = 32, n_train: int = 2000, n_test: int = 500,
-                     radius_min: float = 0.3, radius_max: float = 0.42, contrast: float = 0.15,
-                     noise: float = 0.08, seed: int = 0) -> Task:
+                     num_classes: Annotated[int, Field(ge=2, le=4)] = 4, image_size: Pixels = 32,
+                     n_train: Examples = 2000, n_test: Examples = 500, radius_min: Radius = 0.3,
+                     radius_max: Radius = 0.42, contrast: Fraction = 0.15, noise: Fraction = 0.08,
+                     seed: Seed = 0) -> Task:
     """Density × detail task (module docstring): ``target`` picks the output density, ``evidence`` the
     scale of the class cue; the images depend only on ``evidence``, sizes, ``seed`` and the generator knobs."""
     if radius_min <= 0 or radius_max < radius_min or radius_max >= 0.45:
@@ -93,3 +99,7 @@ def synthetic_detail(target: Literal["pixel", "image"] = "pixel", evidence: Lite
     return paired_task(target, (x_tr, m_tr, l_tr), (x_te, m_te, l_te), names,
                        provenance={"generator": "synthetic_detail", "evidence": evidence, "seed": seed,
                                    "n_train": n_train, "n_test": n_test})
+
+
+synthetic_detail.check = _check  # the same memory bound as synthetic_shapes (validate, before generating)
+synthetic_detail.kind = lambda target="pixel", **_: "segmentation" if target == "pixel" else "classification"
