@@ -49,10 +49,15 @@ class IdentityReadoutParams(AblationParams):
 
 
 def linear_readout(info: TaskInfo, input_shape: torch.Size) -> nn.Module:
-    """1x1 conv (per pixel) for segmentation; linear on the flattened (C, H, W) input for classification."""
+    """1x1 conv (per pixel) for segmentation; linear on the flattened (C, H, W) input for classification.
+
+    The flattened readout first average-pools to the TRAINING size (H, W): the identity where test images
+    have that size, and still a linear map of the input where they do not (a twin that trains on crops of
+    its source and is evaluated on whole, padded images)."""
     if info.kind == "segmentation":
         return nn.Conv2d(info.in_channels, info.num_classes, 1)
-    return nn.Sequential(nn.Flatten(), nn.Linear(int(torch.tensor(input_shape).prod()), info.num_classes))
+    c, h, w = input_shape
+    return nn.Sequential(nn.AdaptiveAvgPool2d((h, w)), nn.Flatten(), nn.Linear(c * h * w, info.num_classes))
 
 
 class IdentityReadout(Ablation):
@@ -77,7 +82,7 @@ class IdentityReadout(Ablation):
         key = (id(ctx.task), ctx.seed, tuple(sorted(self.params.model_dump().items())))
         if key not in _CACHE:
             torch.manual_seed(ctx.seed)
-            x, _ = next(iter(ctx.task.test.batches(1, train=False)))
+            x, _ = next(iter(ctx.task.train.batches(1, train=True)))  # the training geometry (a crop, if any)
             model = linear_readout(ctx.info, x.shape[1:])
             p = self.params
             cfg = TrainConfig(epochs=p.epochs, lr=p.lr or DEFAULT_LR[ctx.info.kind], batch_size=p.batch_size,
