@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from tests.helpers import run_study
+from tests.helpers import run_study, without
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = """
@@ -40,11 +40,7 @@ VOLATILE = {"wall_s", "images_per_s", "timings", "resumed_from_step", "provenanc
 
 
 def stable(obj):
-    if isinstance(obj, dict):
-        return {k: stable(v) for k, v in obj.items() if k not in VOLATILE}
-    if isinstance(obj, list):
-        return [stable(v) for v in obj]
-    return obj
+    return without(obj, VOLATILE)
 
 
 @pytest.fixture(scope="module")

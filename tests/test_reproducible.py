@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from bench.train import deterministic
-from tests.helpers import run_study
+from tests.helpers import run_study, without
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = """
@@ -34,11 +34,7 @@ VOLATILE = {"wall_s", "images_per_s", "timings", "provenance"}
 
 
 def stable(obj):
-    if isinstance(obj, dict):
-        return {k: stable(v) for k, v in obj.items() if k not in VOLATILE}
-    if isinstance(obj, list):
-        return [stable(v) for v in obj]
-    return obj
+    return without(obj, VOLATILE)
 
 
 def test_same_config_same_results_in_this_and_a_fresh_process(tmp_path):

@@ -24,7 +24,7 @@ import torch
 
 from bench.cli import main
 from bench.results import Cell
-from tests.helpers import run_study
+from tests.helpers import run_study, without
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = """
@@ -52,11 +52,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # the reference below runs on one 
 
 def stable(obj):
     """results.json (or a cell) without wall-clock fields, provenance and how it was resumed."""
-    if isinstance(obj, dict):
-        return {k: stable(v) for k, v in obj.items() if k not in VOLATILE}
-    if isinstance(obj, list):
-        return [stable(v) for v in obj]
-    return obj
+    return without(obj, VOLATILE)
 
 
 class Watch:

@@ -29,7 +29,7 @@ import yaml
 
 from bench.cli import main
 from bench.rundir import RunDir
-from tests.helpers import one_torch_thread
+from tests.helpers import one_torch_thread, without
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = yaml.safe_load((Path(__file__).parent / "corpus" / "run_folders" / "cases.yaml").read_text())
@@ -50,11 +50,7 @@ VOLATILE = {"wall_s", "images_per_s", "timings", "resumed_from_step", "provenanc
 
 
 def stable(obj):
-    if isinstance(obj, dict):
-        return {k: stable(v) for k, v in obj.items() if k not in VOLATILE}
-    if isinstance(obj, list):
-        return [stable(v) for v in obj]
-    return obj
+    return without(obj, VOLATILE)
 
 
 def tree(folder: Path) -> dict[str, str]:
