@@ -369,7 +369,9 @@ def test_published_configs_run_on_fixtures(tmp_path):
     res = json.loads((tmp_path / "u" / "results.json").read_text())
     ids = {c["id"] for c in res["cells"]}
     assert {"voc__unet__baseline__s0", "voc_cls__unet__no_identity__s0", "voc__unet__no_identity_level1__s0"} <= ids
-    assert res["verdict"]["headline"]["ablation"] == "skip_removal"
+    v = res["verdict"]  # one training step: the U-Net may sit exactly at chance (D undefined), then no headline row
+    assert (v["headline"]["ablation"] == "skip_removal" if v["headline"] is not None
+            else v["headline_missing"].startswith("no result for skip_removal on unet"))
     r = json.loads((tmp_path / "r" / "results.json").read_text())
     cells = {c["id"]: c for c in r["cells"]}
     assert {f"cifar10__{a}__{v}__s0" for a in ("resnet20", "resnet56", "resnet110")
