@@ -191,7 +191,9 @@ class ProcessExecutor(Executor):
 
         def spawn() -> None:
             wid = max(procs, default=-1) + 1
-            p = ctx.Process(target=_pool_worker, args=(inbox, outbox, wid), daemon=True, name=f"bench-worker-{wid}")
+            # not daemonic: a cell's DataLoader starts worker processes of its own, which daemons may not
+            p = ctx.Process(target=_pool_worker, args=(inbox, outbox, wid, os.getpid()), daemon=False,
+                            name=f"bench-worker-{wid}")
             p.start()
             procs[wid] = p
             inbox.put(None)  # one stop sign per worker, queued behind the cells
@@ -239,13 +241,13 @@ class ProcessExecutor(Executor):
             outbox.close()
 
 
-def _pool_worker(inbox, outbox, wid: int) -> None:
+def _pool_worker(inbox, outbox, wid: int, driver: int) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's: it stops the workers
     while True:
         job = inbox.get()
-        if job is None:
+        if job is None or os.getppid() != driver:  # stop sign, or the driver died: take no new cell
             return
         outbox.put(("start", wid, job.unit.id))
         outbox.put(("done", wid, compute_cell(job)))

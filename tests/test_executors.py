@@ -213,3 +213,25 @@ def test_a_failing_cell_is_reported_and_the_others_finish(tmp_path, capsys):
     assert "failed: RuntimeError: boom on classification" in err and "first cls__res__baseline__s0" in err
     assert "ablation plugin 'exec_fragile'" in err and "Traceback" not in err  # named as the plugin's failure
     assert sorted(p.name for p in (out / "cells").glob("*.json")) == ["seg__res__baseline__s0.json"]
+
+
+def test_a_pool_worker_may_start_dataloader_workers(tmp_path):
+    """File-backed tasks decode in DataLoader worker processes; a pool worker must be allowed children."""
+    from tests.fixtures_data import write_image_folder
+
+    root = write_image_folder(tmp_path / "folder", per_class=4, size=20)
+    config = tmp_path / "files.yaml"
+    config.write_text(f"""
+name: files
+seeds: [0, 1]
+tasks:
+  files: {{name: image_folder, root: {str(root)!r}, image_size: 16, in_memory: false, workers: 1}}
+architectures:
+  res: {{name: cifar_resnet, depth: 8, width: 4}}
+train: {{epochs: 1, batch_size: 6, optimizer: adamw, lr: 0.01}}
+ablations: [{{name: block_lesion}}]
+bootstrap: 100
+""")
+    pool = run_with(config, tmp_path / "pool", "--executor", "processes", "--workers", "2")
+    assert [c["status"] for c in pool["cells"]] == ["ok", "ok"], [c.get("error") for c in pool["cells"]]
+    assert stable(pool) == stable(run_study(config, tmp_path / "local"))
