@@ -171,6 +171,7 @@ class DatasetSplit:
             torch.utils.data.Subset(ds, indices),
             batch_size=batch_size,
             num_workers=self.workers,
+            pin_memory=torch.cuda.is_available(),  # page-locked batches: the trainer's non_blocking copy overlaps compute
             persistent_workers=False,
             worker_init_fn=_seed_worker,
             generator=torch.Generator().manual_seed(loader_seed),
