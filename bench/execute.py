@@ -49,6 +49,8 @@ def _run(study: Study, executor: Executor) -> Path:
         for u in units:
             state = rd.cell_state(u.id)
             if state == "done":
+                state = study.stale(u.id) or "done"
+            if state == "done":
                 continue
             if state != "missing" and study.writer:
                 print(f"warning: {state}; recomputing that cell", file=sys.stderr)

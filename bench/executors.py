@@ -107,6 +107,11 @@ def _worker_study(job: CellJob) -> Study:
             os.chdir(job.cwd)
         if job.threads:
             torch.set_num_threads(job.threads)
+        import multiprocessing
+
+        # a spawned worker inherits "spawn" as its default start method: every DataLoader pass would then
+        # start fresh interpreters that import torch again (seconds each). Start them as `local` does.
+        multiprocessing.set_start_method(None, force=True)
         for plugin in job.study.worker_plugins():
             if plugin not in _PLUGINS:
                 load_plugin(plugin)

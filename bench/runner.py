@@ -126,6 +126,16 @@ class Study:
     def flow(self, arch: str) -> IdentityFlow:
         return flow_of(self.resolved, arch)
 
+    def stale(self, cid: str) -> str | None:
+        """Why a finished cell must be recomputed, or None: an ablation in it ran at another version than
+        the one declared now (e.g. a bench 0.1 cell, on the old dependence scale, in a resumed folder)."""
+        for name, out in self.run_dir.load_cell(cid).ablations.items():
+            now = self.ablations[name].version if name in self.ablations else None
+            if now is not None and out.version != now:
+                return (f"{self.run_dir.cell_json(cid)}: {name} ran at version {out.version}, this bench "
+                        f"declares version {now}")
+        return None
+
     # -- running -----------------------------------------------------------------------------
     def run(self, executor: Executor | None = None) -> Path:
         from bench.execute import run_study

@@ -43,6 +43,7 @@ architectures:
 train: {epochs: 1, batch_size: 8}
 ablations:
   - {name: skip_removal}
+  - {name: block_lesion}
 bootstrap: 100
 """
 BASE, VARIANT = "seg__net__baseline__s0", "seg__net__no_identity__s0"
@@ -163,6 +164,25 @@ def test_a_damaged_file_is_recomputed_to_the_same_results(kind, config, finished
     assert "Traceback" not in err
     assert results(out) == results(finished)
     assert not (out / "cells" / "PWNED").exists()
+
+
+def test_a_cell_from_another_ablation_version_is_recomputed(config, finished, tmp_path, capsys):
+    """A finished cell whose ablation ran at another version (an older bench's, on another scale) is not
+    mixed into the results: one warning line names the file and both versions, and the cell is redone."""
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    path = out / "cells" / f"{BASE}.json"
+    cell = json.loads(path.read_text())
+    now = cell["ablations"]["block_lesion"]["version"]
+    cell["ablations"]["block_lesion"]["version"] = now - 1
+    path.write_text(json.dumps(cell))
+    capsys.readouterr()
+    assert run(config, out) == 0
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("warning:"))
+    assert f"cells/{BASE}.json" in line and f"version {now - 1}" in line and f"version {now}" in line, line
+    assert "recomputing that cell" in line
+    assert json.loads(path.read_text())["ablations"]["block_lesion"]["version"] == now
+    assert results(out) == results(finished)
 
 
 CHECKPOINT = {
