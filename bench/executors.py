@@ -242,6 +242,8 @@ class ProcessExecutor(Executor):
                 if p.is_alive() and remaining:
                     p.kill()  # interrupted: no worker may write after the lock is released
                 p.join(timeout=10)
+            if remaining:  # interrupted: jobs nobody will read stay queued; do not wait at exit to flush them
+                inbox.cancel_join_thread()
             inbox.close()
             outbox.close()
 

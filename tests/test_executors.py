@@ -235,3 +235,27 @@ bootstrap: 100
     pool = run_with(config, tmp_path / "pool", "--executor", "processes", "--workers", "2")
     assert [c["status"] for c in pool["cells"]] == ["ok", "ok"], [c.get("error") for c in pool["cells"]]
     assert stable(pool) == stable(run_study(config, tmp_path / "local"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds worker processes through /proc (Linux)")
+def test_ctrl_c_on_a_pool_with_many_queued_cells_exits(tmp_path):
+    """Interrupted with most cells still queued (more pickled jobs than a pipe holds), the driver exits:
+    the queue's feeder thread must not wait at exit for readers that are gone."""
+    cfg = tmp_path / "study.yaml"
+    cfg.write_text(KILLED.replace("seeds: [0]", f"seeds: {list(range(30))}"))
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", str(cfg), "--out", str(out), "--quiet",
+                             "--executor", "processes", "--workers", "2"], cwd=ROOT, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while time.time() < deadline and not _workers(proc.pid):
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("the driver did not exit within 60 s of Ctrl-C")
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
