@@ -195,10 +195,11 @@ class Study:
                                       self.cfg.train.eval_batch_size, self.cfg.train.amp, abl.params)
                 t1 = time.perf_counter()
                 out = abl.run(ctx)
-                summary = type(abl).Summary.model_validate(out.summary).model_dump()  # the declared type
+                summary = type(abl).Summary.model_validate(out.summary).model_dump()  # the declared types
+                records = typed_records(name, type(abl), out.records)
                 ci = _interval(summary.get(abl.measure), out.summary_boot)
                 cell["ablations"][name] = {"version": abl.version, "settings": abl.params.model_dump(),
-                                           "records": out.records, "summary": summary, "summary_ci": ci,
+                                           "records": records, "summary": summary, "summary_ci": ci,
                                            "wall_s": round(time.perf_counter() - t1, 3)}
                 if out.summary_boot is not None:
                     arrays[f"boot__{name}"] = np.asarray(out.summary_boot)
@@ -259,6 +260,22 @@ class Study:
 
 
 BOOTSTRAP_SEED = 1000
+
+
+def typed_records(name: str, cls: type, records: list) -> list[dict]:
+    """An ablation's records as its declared ``Record`` type dumps them; one line naming the ablation if not."""
+    from pydantic import ValidationError
+
+    out = []
+    for i, rec in enumerate(records):
+        try:
+            out.append(cls.Record.model_validate(rec).model_dump())
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(x) for x in err["loc"]) or "record"
+            raise BenchError(f"ablation {name}: record {i} does not match its declared {cls.Record.__name__} "
+                             f"({where}: {err['msg']}); return records of that type from run()") from None
+    return out
 
 
 def shared_weights(n: int, replicates: int) -> np.ndarray:

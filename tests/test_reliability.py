@@ -49,6 +49,14 @@ def test_a_plugin_ablation_that_raises_mid_run_is_named_and_finished_cells_are_k
     assert [p.name for p in (out / "cells").glob("*.json")] == ["seg__net__baseline__s0.json"]
 
 
+def test_a_plugin_record_that_is_not_its_declared_type_fails_the_cell_in_one_line(tmp_path, capsys):
+    code, err, out = run(tmp_path, "ablations: [{name: corpus_untyped_records}]\n", capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert ("ablation corpus_untyped_records: record 0 does not match its declared DependenceRecord (key: Field "
+            "required); return records of that type from run()") in err, err
+    assert not list((out / "cells").glob("*.json"))  # nothing untyped reaches a cell file
+
+
 def test_debug_shows_the_plugins_traceback(tmp_path, capsys):
     code, err, _ = run(tmp_path, "ablations: [{name: corpus_flaky}]\n", capsys, "--debug")
     assert code == 2 and "Traceback" in err and "misbehaving.py" in err and "raise ValueError" in err

@@ -70,6 +70,36 @@ class DependenceSummary(Summary):
     dependence: float | None = Field(description="The ablation's D: share of the above-chance balanced accuracy lost.")
 
 
+class Record(BaseModel):
+    """One setting's result in results.json (which block, level, fill, k ... and what it measured);
+    subclasses type ``key`` and their own fields. Validated when the cell is written."""
+
+    model_config = ConfigDict(extra="forbid")
+    key: Any = Field(description="The setting this record measured.")
+
+    def __getitem__(self, key: str) -> Any:
+        """``record["key"]`` reads as it does in results.json, where a record is a mapping."""
+        return getattr(self, key)
+
+
+class DependenceRecord(Record):
+    """What ``AblationContext.record`` writes: the task metrics under the setting, the raw change of the
+    task's primary metric, the balanced-accuracy score and D. A plugin's extra fields are kept (the
+    built-ins subclass it with a typed key and forbid unknown fields)."""
+
+    model_config = ConfigDict(extra="allow")
+    key: dict[str, Any]
+    metrics: dict[str, Any] = Field(description="The task's metrics under this setting (mIoU, accuracy, ...).")
+    primary: float = Field(description="The task's primary metric under this setting.")
+    delta_primary: float = Field(description="primary minus the intact model's: the raw change, beside D.")
+    score: float = Field(description="Balanced accuracy under this setting: the dependence scale.")
+    dependence: float | None = Field(description="D for this setting (None: the intact model is at chance).")
+
+
+class Key(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
 class AblationParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -222,6 +252,7 @@ class Ablation:
     reads: ClassVar[Literal["model", "input"]] = "model"
     version: ClassVar[int] = 1  # bump when the numbers an ablation reports change meaning
     Summary: ClassVar[type[Summary]] = DependenceSummary
+    Record: ClassVar[type[Record]] = DependenceRecord
 
     def __init__(self, **params: Any):
         self.params = self.Params(**params)
@@ -247,6 +278,9 @@ class Ablation:
         if not (isinstance(cls.Summary, type) and issubclass(cls.Summary, Summary)):
             raise BenchError(f"ablation {cls.__module__}.{cls.__name__}: Summary must subclass "
                              "bench.ablations.base.Summary")
+        if not (isinstance(cls.Record, type) and issubclass(cls.Record, Record)):
+            raise BenchError(f"ablation {cls.__module__}.{cls.__name__}: Record must subclass "
+                             "bench.ablations.base.Record")
         if cls.phase == "test" and cls.measure in ("dependence", "sufficiency") and cls.measure not in cls.Summary.model_fields:
             raise BenchError(f"ablation {cls.__module__}.{cls.__name__}: measure is {cls.measure!r} but its Summary has "
                              f"no {cls.measure!r} field (the verdict reads it); declare a Summary with one")

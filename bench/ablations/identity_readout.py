@@ -17,10 +17,18 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from torch import nn
 
-from bench.ablations.base import Ablation, AblationContext, AblationParams, AblationResult, Summary
+from bench.ablations.base import (
+    Ablation,
+    AblationContext,
+    AblationParams,
+    AblationResult,
+    DependenceRecord,
+    Key,
+    Summary,
+)
 from bench.data import TaskInfo
 from bench.flow import IdentityFlow
 
@@ -60,6 +68,15 @@ def linear_readout(info: TaskInfo, input_shape: torch.Size) -> nn.Module:
     return nn.Sequential(nn.AdaptiveAvgPool2d((h, w)), nn.Flatten(), nn.Linear(c * h * w, info.num_classes))
 
 
+class IdentityReadoutKey(Key):
+    readout: str = Field(description="The readout trained on the input alone.")
+
+
+class IdentityReadoutRecord(DependenceRecord):
+    model_config = ConfigDict(extra="forbid")
+    key: IdentityReadoutKey
+
+
 class IdentityReadout(Ablation):
     """Linear readout from the input alone (per pixel / flattened image): identity sufficiency per task."""
 
@@ -70,6 +87,7 @@ class IdentityReadout(Ablation):
     reads: ClassVar = "input"
     Params: ClassVar = IdentityReadoutParams
     Summary: ClassVar = IdentityReadoutSummary
+    Record: ClassVar = IdentityReadoutRecord
 
     def applicable(self, flow: IdentityFlow) -> str | None:
         return None

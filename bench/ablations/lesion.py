@@ -14,7 +14,9 @@ from bench.ablations.base import (
     Ablation,
     AblationContext,
     AblationResult,
+    DependenceRecord,
     DependenceSummary,
+    Key,
     TestTimeParams,
     grid_section,
     mean_boot,
@@ -35,6 +37,18 @@ class BlockLesionSummary(DependenceSummary):
     blocks: int = Field(description="Blocks lesioned.")
 
 
+class BlockLesionKey(Key):
+    block: str = Field(description="The residual block whose branch is removed.")
+    stage: int = Field(description="Its stage (resolution level).")
+    downsampling: bool = Field(description="The block changes shape (its shortcut is a projection).")
+    shortcut: str = Field(description="What the block's shortcut is (identity, projection, ...).")
+
+
+class BlockLesionRecord(DependenceRecord):
+    model_config = ConfigDict(extra="forbid")
+    key: BlockLesionKey
+
+
 class BlockLesion(Ablation):
     """Veit single-block lesion: remove each residual branch (or plain layer) at test time, keep the shortcut."""
 
@@ -43,6 +57,7 @@ class BlockLesion(Ablation):
     removes: ClassVar = "branch"
     Params: ClassVar = BlockLesionParams
     Summary: ClassVar = BlockLesionSummary
+    Record: ClassVar = BlockLesionRecord
 
     def targets(self, flow: IdentityFlow) -> list[str]:
         if self.params.blocks == "all":

@@ -18,7 +18,9 @@ from bench.ablations.base import (
     Ablation,
     AblationContext,
     AblationResult,
+    DependenceRecord,
     DependenceSummary,
+    Key,
     TestTimeParams,
     grid_section,
     mean_boot,
@@ -54,6 +56,17 @@ def distinct_subsets(n: int, k: int, count: int, rng: np.random.Generator) -> li
     return [list(c) for c in seen]
 
 
+class MultiLesionKey(Key):
+    k: int = Field(description="How many blocks are removed at once.")
+    sample: int = Field(description="Which random k-subset (distinct within k).")
+    blocks: list[str] = Field(description="The blocks removed.")
+
+
+class MultiLesionRecord(DependenceRecord):
+    model_config = ConfigDict(extra="forbid")
+    key: MultiLesionKey
+
+
 class MultiLesion(Ablation):
     """Veit multi-block lesion: delete k random blocks at test time, k = 1..K, S distinct samples per k."""
 
@@ -62,6 +75,7 @@ class MultiLesion(Ablation):
     removes: ClassVar = "branch"
     Params: ClassVar = MultiLesionParams
     Summary: ClassVar = MultiLesionSummary
+    Record: ClassVar = MultiLesionRecord
 
     @staticmethod
     def _blocks(flow: IdentityFlow) -> list[str]:

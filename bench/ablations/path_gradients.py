@@ -40,6 +40,8 @@ from bench.ablations.base import (
     AblationContext,
     AblationParams,
     AblationResult,
+    Key,
+    Record,
     Summary,
     grid_section,
     pair_groups,
@@ -157,6 +159,19 @@ def same_examples(ctx: AblationContext, count: int, batch_size: int):
                 return
 
 
+class PathGradientKey(Key):
+    k: int = Field(description="Path length: how many residual branches the sampled path goes through.")
+
+
+class PathGradientRecord(Record):
+    key: PathGradientKey
+    samples: int = Field(description="Sampled paths (one random k-subset per example).")
+    grad_norm_mean: float = Field(description="Mean input-gradient norm through one path of length k.")
+    grad_norm_sd: float
+    path_share: float = Field(description="Share of all paths that have length k: C(n, k) / 2^n.")
+    total_gradient: float = Field(description="grad_norm_mean x the number of paths of length k.")
+
+
 class PathGradients(Ablation):
     """Veit path-length gradients: per-example sampled paths, gradient norm vs path length, effective window."""
 
@@ -166,6 +181,7 @@ class PathGradients(Ablation):
     measure: ClassVar = "profile"
     Params: ClassVar = PathGradientParams
     Summary: ClassVar = PathGradientSummary
+    Record: ClassVar = PathGradientRecord
 
     def applicable(self, flow: IdentityFlow) -> str | None:
         if parallel_skips(flow):

@@ -19,7 +19,9 @@ from bench.ablations.base import (
     Ablation,
     AblationContext,
     AblationResult,
+    DependenceRecord,
     DependenceSummary,
+    Key,
     TestTimeParams,
     grid_section,
     mean_boot,
@@ -66,6 +68,18 @@ class ReorderParams(TestTimeParams):
     seed: int = 0
 
 
+class ReorderKey(Key):
+    swaps: int = Field(description="Random transpositions applied within stages.")
+    sample: int = Field(description="Which permutation (distinct, never the original order).")
+    kendall_tau: float = Field(description="Rank correlation of the new order with the original.")
+    moved: list[str] = Field(description="The blocks that changed place.")
+
+
+class ReorderRecord(DependenceRecord):
+    model_config = ConfigDict(extra="forbid")
+    key: ReorderKey
+
+
 class Reorder(Ablation):
     """Veit reordering: swap random pairs of shape-compatible blocks within a stage; error vs Kendall tau."""
 
@@ -74,6 +88,7 @@ class Reorder(Ablation):
     removes: ClassVar = "branch"  # it takes away each residual branch's place in the order; identities stay
     Params: ClassVar = ReorderParams
     Summary: ClassVar = ReorderSummary
+    Record: ClassVar = ReorderRecord
 
     @staticmethod
     def groups(flow: IdentityFlow) -> list[list[int]]:

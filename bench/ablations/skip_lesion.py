@@ -27,7 +27,9 @@ from bench.ablations.base import (
     Ablation,
     AblationContext,
     AblationResult,
+    DependenceRecord,
     DependenceSummary,
+    Key,
     TestTimeParams,
     grid_section,
 )
@@ -51,6 +53,17 @@ class SkipLesionParams(TestTimeParams):
     calibration_batches: int = Field(10, ge=1, le=10_000, description="Training batches averaged for fill=mean.")
 
 
+class SkipLesionKey(Key):
+    fill: str = Field(description="What replaces the skip: mean, zero or shuffle.")
+    level: str = Field(description="The skip's level, or 'all' for every skip at once.")
+    points: list[str] = Field(description="The merge points filled.")
+
+
+class SkipLesionRecord(DependenceRecord):
+    model_config = ConfigDict(extra="forbid")
+    key: SkipLesionKey
+
+
 class SkipLesion(Ablation):
     """Replace trained skip tensors by zero / dataset-mean / batch-shuffled fills, per level and all levels."""
 
@@ -59,6 +72,7 @@ class SkipLesion(Ablation):
     removes: ClassVar = "identity"
     Params: ClassVar = SkipLesionParams
     Summary: ClassVar = SkipLesionSummary
+    Record: ClassVar = SkipLesionRecord
 
     def validate(self, flow: IdentityFlow) -> None:
         if self.params.headline_fill not in self.params.fills:

@@ -45,6 +45,17 @@ class Flaky(Ablation):
         return AblationResult(records=[], summary={"dependence": None})
 
 
+@ABLATIONS.register("corpus_untyped_records")
+class UntypedRecords(Ablation):
+    """Returns a record that is not its declared Record type (no key, no metrics)."""
+
+    phase: ClassVar = "test"
+    removes: ClassVar = "branch"
+
+    def run(self, ctx):
+        return AblationResult(records=[{"block": "trunk.1", "dependence": 0.5}], summary={"dependence": 0.5})
+
+
 @ABLATIONS.register("corpus_quitter")
 class Quitter(Ablation):
     """Calls sys.exit(0) in run()."""
