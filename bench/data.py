@@ -8,7 +8,9 @@ decoded by DataLoader workers, e.g. albumentations pipelines for segmentation).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -17,6 +19,19 @@ from torch.utils.data import DataLoader, Dataset
 
 Kind = Literal["classification", "segmentation"]
 Batch = tuple[torch.Tensor, torch.Tensor]
+# page-locked host batches, so the trainer's non_blocking copies overlap compute: on while a cell runs on CUDA
+PIN_MEMORY: ContextVar[bool] = ContextVar("bench_pin_memory", default=False)
+
+
+@contextlib.contextmanager
+def pinned_for(device: torch.device) -> Iterator[None]:
+    """File-backed batches are page-locked while a cell computes on ``device`` if it is a CUDA device
+    (never on a CPU run, even where CUDA is present: pinning would start a CUDA context)."""
+    token = PIN_MEMORY.set(device.type == "cuda")
+    try:
+        yield
+    finally:
+        PIN_MEMORY.reset(token)
 
 
 @dataclass(frozen=True)
@@ -171,7 +186,7 @@ class DatasetSplit:
             torch.utils.data.Subset(ds, indices),
             batch_size=batch_size,
             num_workers=self.workers,
-            pin_memory=torch.cuda.is_available(),  # page-locked batches: the trainer's non_blocking copy overlaps compute
+            pin_memory=PIN_MEMORY.get(),
             persistent_workers=False,
             worker_init_fn=_seed_worker,
             generator=torch.Generator().manual_seed(loader_seed),

@@ -49,7 +49,9 @@ def _run(study: Study, executor: Executor) -> Path:
         for u in units:
             state = rd.cell_state(u.id)
             if state == "done":
-                state = study.stale(u.id) or "done"
+                state = study.stale(u) or "done"
+                if state != "done" and study.writer:
+                    rd.discard_checkpoint(u.id)  # it trained under the old rules too: retrain from scratch
             if state == "done":
                 continue
             if state != "missing" and study.writer:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as dist
 
+from bench.data import pinned_for
 from bench.errors import BenchError
 from bench.io import write_json
 from bench.plan import ResolvedStudy, Unit
@@ -65,7 +66,8 @@ class NullProgress:
 def run_cell(study: Study, unit: Unit, progress: Any) -> CellOutcome:
     """Compute one cell and write it (npz by ``run_unit``, then json: the json marks it finished)."""
     try:
-        cell = study.run_unit(unit, progress)
+        with pinned_for(study.device):
+            cell = study.run_unit(unit, progress)
         if study.writer:
             write_json(study.run_dir.cell_json(unit.id), cell)
         metric = cell.get("primary_metric")
@@ -107,11 +109,6 @@ def _worker_study(job: CellJob) -> Study:
             os.chdir(job.cwd)
         if job.threads:
             torch.set_num_threads(job.threads)
-        import multiprocessing
-
-        # a spawned worker inherits "spawn" as its default start method: every DataLoader pass would then
-        # start fresh interpreters that import torch again (seconds each). Start them as `local` does.
-        multiprocessing.set_start_method(None, force=True)
         for plugin in job.study.worker_plugins():
             if plugin not in _PLUGINS:
                 load_plugin(plugin)
@@ -238,20 +235,31 @@ class ProcessExecutor(Executor):
                                                     error="lost with a worker that died"))
                     remaining.clear()
         finally:
+            if remaining:  # interrupted: every worker stops now, none may write after the lock is released
+                for p in procs.values():
+                    if p.is_alive():
+                        p.kill()
             for p in procs.values():
-                if p.is_alive() and remaining:
-                    p.kill()  # interrupted: no worker may write after the lock is released
                 p.join(timeout=10)
-            if remaining:  # interrupted: jobs nobody will read stay queued; do not wait at exit to flush them
-                inbox.cancel_join_thread()
+            if not any(p.is_alive() for p in procs.values()):  # nobody reads what is still queued: do not
+                inbox.cancel_join_thread()  # wait at exit to flush it (interrupted, or every worker died)
             inbox.close()
             outbox.close()
 
 
 def _pool_worker(inbox, outbox, wid: int, driver: int) -> None:
+    import multiprocessing
     import signal
+    import sys
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's: it stops the workers
+    if sys.platform == "linux":  # the driver killed outright (SIGKILL, OOM): this worker goes with it
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    # a spawned process inherits "spawn" as its default start method: every DataLoader pass would then
+    # start fresh interpreters that import torch again (seconds each). Start them as `local` does.
+    multiprocessing.set_start_method(None, force=True)
     while True:
         job = inbox.get()
         if job is None or os.getppid() != driver:  # stop sign, or the driver died: take no new cell

@@ -77,6 +77,7 @@ class Cell(_Model):
     timings: dict[str, float] = {}
     # the code and machine that computed this cell (a resumed run may mix invocations); None in old runs
     computed_with: dict[str, Any] | None = None
+    ablation_versions: dict[str, int] = {}  # the declared versions of the ablations that shaped this cell
 
 
 class Comparison(_Model):

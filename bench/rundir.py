@@ -304,6 +304,10 @@ class RunDir:
             path.unlink(missing_ok=True)
             return None
 
+    def discard_checkpoint(self, cid: str) -> None:
+        """Remove the cell's epoch checkpoint (bench's own file): the cell is recomputed from scratch."""
+        self.checkpoint(cid).unlink(missing_ok=True)
+
     # -- writing (atomic) -----------------------------------------------------------------------
     def write_config(self, text: str) -> None:
         write_text(self.config, text)

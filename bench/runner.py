@@ -126,14 +126,32 @@ class Study:
     def flow(self, arch: str) -> IdentityFlow:
         return flow_of(self.resolved, arch)
 
-    def stale(self, cid: str) -> str | None:
-        """Why a finished cell must be recomputed, or None: an ablation in it ran at another version than
-        the one declared now (e.g. a bench 0.1 cell, on the old dependence scale, in a resumed folder)."""
-        for name, out in self.run_dir.load_cell(cid).ablations.items():
-            now = self.ablations[name].version if name in self.ablations else None
-            if now is not None and out.version != now:
-                return (f"{self.run_dir.cell_json(cid)}: {name} ran at version {out.version}, this bench "
-                        f"declares version {now}")
+    def versions(self, unit: Unit) -> dict[str, int]:
+        """The declared versions of the ablations that shape a cell: a variant's train-time ablation, or
+        every test-time ablation a baseline cell runs (or finds not applicable)."""
+        if unit.ablation is not None:
+            return {unit.ablation: self.ablations[unit.ablation].version}
+        if unit.variant != "baseline":
+            return {}
+        return {n: a.version for n, a in self.ablations.items() if a.phase == "test"}
+
+    def stale(self, unit: Unit) -> str | None:
+        """Why a finished cell must be recomputed, or None: an ablation that shaped it ran at another
+        version than the one declared now (e.g. a bench 0.1 cell, on the old dependence scale, in a
+        resumed folder), or would now be applicable where it was not (or the reverse)."""
+        cell, where = self.run_dir.load_cell(unit.id), self.run_dir.cell_json(unit.id)
+        want = self.versions(unit)
+        if cell.ablation_versions != want:
+            return (f"{where}: computed with ablation versions {cell.ablation_versions or '(unrecorded)'}, "
+                    f"this bench declares {want}")
+        if unit.variant == "baseline":
+            flow = self.flow(unit.arch)
+            for name, abl in self.ablations.items():
+                if abl.phase != "test":
+                    continue
+                now_na = abl.applicable(flow) is not None
+                if now_na != (name in cell.not_applicable) or (not now_na and name not in cell.ablations):
+                    return f"{where}: {name} is {'not ' if now_na else ''}applicable now, unlike when the cell was computed"
         return None
 
     # -- running -----------------------------------------------------------------------------
@@ -158,7 +176,8 @@ class Study:
                       "pretraining": getattr(model, "pretraining", None),
                       "identity_flow": {"blocks": len(flow.blocks), "residual_blocks": len(flow.residual_blocks),
                                         "skips": len(flow.skips)}, "timings": {},
-                      "computed_with": {k: self.provenance.get(k) for k in CELL_PROVENANCE}}
+                      "computed_with": {k: self.provenance.get(k) for k in CELL_PROVENANCE},
+                      "ablation_versions": self.versions(unit)}
         ckpt = self.run_dir.checkpoint(unit.id)
         t0 = time.perf_counter()
         try:

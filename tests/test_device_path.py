@@ -1,9 +1,13 @@
 """The CUDA path, checked on a CPU: what a GPU run does differently is decided by the same code a CPU
-run goes through. File-backed batches are page-locked when CUDA is present (so the trainer's
-``non_blocking`` copy overlaps compute); the published GPU configs' settings (bf16 autocast,
-channels_last) run on a CPU as given (tests/test_tasks_formats.py::test_published_configs_run_on_fixtures)."""
+run goes through. File-backed batches are page-locked exactly while a cell computes on a CUDA device
+(so the trainer's ``non_blocking`` copy overlaps compute; never for a CPU study on a GPU host, where
+pinning would start a CUDA context); autocast is bf16/fp16 on CUDA only. The published GPU configs
+otherwise run on a CPU as given (``channels_last`` included; their ``amp: bf16`` is a no-op there):
+tests/test_tasks_formats.py::test_published_configs_run_on_fixtures."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +15,9 @@ import torch
 from PIL import Image
 
 import bench.data
+from bench.evaluate import autocast
+from bench.executors import NullProgress, run_cell
+from bench.plan import Unit
 from bench.tasks.folders import segmentation_folder
 
 
@@ -27,8 +34,8 @@ def _folder(root):
                                workers=0)
 
 
-@pytest.mark.parametrize("cuda", [True, False])
-def test_file_batches_are_pinned_exactly_when_cuda_is_present(tmp_path, monkeypatch, cuda):
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_file_batches_are_pinned_exactly_on_a_cuda_device(tmp_path, monkeypatch, device):
     task = _folder(tmp_path)
     seen = []
 
@@ -38,8 +45,38 @@ def test_file_batches_are_pinned_exactly_when_cuda_is_present(tmp_path, monkeypa
             super().__init__(*args, pin_memory=False, **kwargs)  # no GPU here to pin for
 
     monkeypatch.setattr(bench.data, "DataLoader", Recorder)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-    for split, train in ((task.train, True), (task.test, False)):
-        x, y = next(iter(split.batches(2, train=train)))
-        assert x.shape[:2] == (2, 3) and y.shape[0] == 2
-    assert seen == [cuda, cuda]
+    with bench.data.pinned_for(torch.device(device)):
+        for split, train in ((task.train, True), (task.test, False)):
+            x, y = next(iter(split.batches(2, train=train)))
+            assert x.shape[:2] == (2, 3) and y.shape[0] == 2
+    next(iter(task.test.batches(2, train=False)))  # outside a cell: never pinned
+    assert seen == [device == "cuda"] * 2 + [False]
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_every_executor_computes_a_cell_pinned_for_its_study_device(device):
+    seen = []
+
+    class Study:  # what run_cell reads of a study
+        writer = False
+
+        def __init__(self):
+            self.device = torch.device(device)
+
+        def run_unit(self, unit, progress):
+            seen.append(bench.data.PIN_MEMORY.get())
+            return {}
+
+    out = run_cell(Study(), Unit("t", "a", "baseline", 0), NullProgress())
+    assert out.error is None and seen == [device == "cuda"]
+    assert bench.data.PIN_MEMORY.get() is False  # reset after the cell
+
+
+def test_autocast_is_reduced_precision_on_cuda_only():
+    with warnings.catch_warnings():  # constructing a CUDA autocast here warns that CUDA is absent
+        warnings.simplefilter("ignore")
+        bf16, fp16 = autocast(torch.device("cuda"), "bf16"), autocast(torch.device("cuda"), "fp16")
+    assert isinstance(bf16, torch.autocast) and bf16.fast_dtype == torch.bfloat16
+    assert isinstance(fp16, torch.autocast) and fp16.fast_dtype == torch.float16
+    assert not isinstance(autocast(torch.device("cpu"), "bf16"), torch.autocast)
+    assert not isinstance(autocast(torch.device("cuda"), "off"), torch.autocast)

@@ -166,22 +166,45 @@ def test_a_damaged_file_is_recomputed_to_the_same_results(kind, config, finished
     assert not (out / "cells" / "PWNED").exists()
 
 
-def test_a_cell_from_another_ablation_version_is_recomputed(config, finished, tmp_path, capsys):
-    """A finished cell whose ablation ran at another version (an older bench's, on another scale) is not
-    mixed into the results: one warning line names the file and both versions, and the cell is redone."""
+def _older(cell: dict, ablation: str) -> None:
+    cell["ablation_versions"][ablation] -= 1
+
+
+def _unrecorded(cell: dict) -> None:
+    del cell["ablation_versions"]
+
+
+def _was_not_applicable(cell: dict) -> None:
+    del cell["ablations"]["block_lesion"]
+    cell["not_applicable"]["block_lesion"] = "an older rule said so"
+
+
+STALE = {  # cell -> (what an older bench left there, what the warning says)
+    "test-ablation-older-version": (BASE, lambda c: _older(c, "block_lesion"), "computed with ablation versions"),
+    "train-ablation-older-version": (VARIANT, lambda c: _older(c, "skip_removal"), "computed with ablation versions"),
+    "versions-unrecorded": (BASE, _unrecorded, "computed with ablation versions (unrecorded)"),
+    "applicability-changed": (BASE, _was_not_applicable, "block_lesion is applicable now, unlike when"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(STALE))
+def test_a_cell_an_older_bench_computed_is_retrained_from_scratch(kind, config, finished, tmp_path, capsys):
+    """A finished cell shaped by another version of an ablation (an older bench's, on another scale), or
+    by another applicability rule, is not mixed into the results: one warning line names the file, and
+    the cell is retrained from scratch (its old checkpoint is not resumed) to the current results."""
+    cid, damage, says = STALE[kind]
     out = tmp_path / "run"
     shutil.copytree(finished, out)
-    path = out / "cells" / f"{BASE}.json"
+    path = out / "cells" / f"{cid}.json"
     cell = json.loads(path.read_text())
-    now = cell["ablations"]["block_lesion"]["version"]
-    cell["ablations"]["block_lesion"]["version"] = now - 1
+    damage(cell)
     path.write_text(json.dumps(cell))
     capsys.readouterr()
     assert run(config, out) == 0
     line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("warning:"))
-    assert f"cells/{BASE}.json" in line and f"version {now - 1}" in line and f"version {now}" in line, line
-    assert "recomputing that cell" in line
-    assert json.loads(path.read_text())["ablations"]["block_lesion"]["version"] == now
+    assert f"cells/{cid}.json" in line and says in line and "recomputing that cell" in line, line
+    redone = json.loads(path.read_text())
+    assert redone["train"]["resumed_from_step"] == 0
     assert results(out) == results(finished)
 
 
