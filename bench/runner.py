@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -144,7 +144,7 @@ class Study:
         if cell.ablation_versions != want:
             return (f"{where}: computed with ablation versions {cell.ablation_versions or '(unrecorded)'}, "
                     f"this bench declares {want}")
-        if unit.variant == "baseline":
+        if unit.variant == "baseline" and cell.status == "ok":  # a diverged cell ran no ablation
             flow = self.flow(unit.arch)
             for name, abl in self.ablations.items():
                 if abl.phase != "test":
@@ -214,8 +214,8 @@ class Study:
                                       self.cfg.train.eval_batch_size, self.cfg.train.amp, abl.params)
                 t1 = time.perf_counter()
                 out = abl.run(ctx)
-                summary = type(abl).Summary.model_validate(out.summary).model_dump()  # the declared types
-                records = typed_records(name, type(abl), out.records)
+                summary = declared(name, type(abl).Summary, out.summary, "its summary")  # the declared types
+                records = [declared(name, type(abl).Record, r, f"record {i}") for i, r in enumerate(out.records)]
                 ci = _interval(summary.get(abl.measure), out.summary_boot)
                 cell["ablations"][name] = {"version": abl.version, "settings": abl.params.model_dump(),
                                            "records": records, "summary": summary, "summary_ci": ci,
@@ -281,20 +281,17 @@ class Study:
 BOOTSTRAP_SEED = 1000
 
 
-def typed_records(name: str, cls: type, records: list) -> list[dict]:
-    """An ablation's records as its declared ``Record`` type dumps them; one line naming the ablation if not."""
+def declared(name: str, model: type, value: Any, what: str) -> dict:
+    """``value`` as the ablation's declared pydantic type dumps it; one line naming the ablation if not."""
     from pydantic import ValidationError
 
-    out = []
-    for i, rec in enumerate(records):
-        try:
-            out.append(cls.Record.model_validate(rec).model_dump())
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(x) for x in err["loc"]) or "record"
-            raise BenchError(f"ablation {name}: record {i} does not match its declared {cls.Record.__name__} "
-                             f"({where}: {err['msg']}); return records of that type from run()") from None
-    return out
+    try:
+        return model.model_validate(value).model_dump()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "value"
+        raise BenchError(f"ablation {name}: {what} does not match its declared {model.__name__} ({where}: "
+                         f"{err['msg']}); return that type from run()") from None
 
 
 def shared_weights(n: int, replicates: int) -> np.ndarray:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
+from bench.cli import main
 from bench.config import config_hash, load_config
 from bench.errors import BenchError
 
@@ -85,3 +87,19 @@ def test_yaml_and_file_errors(tmp_path):
         load_config(write(tmp_path, "- 1\n- 2\n"))
     with pytest.raises(BenchError, match=r"tasks: required key is missing"):
         load_config(write(tmp_path, "architectures: {net: {name: vgg}}\n"))
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_every_published_config_validates(path, monkeypatch, capsys):
+    """Each study in configs/ loads, resolves its plugins and checks its ablations against the identity
+    flow (`bench validate`), from the repository root as the README says to run them."""
+    root = path.parents[1]
+    shared = (root / "../shared/data").resolve()
+    if "../shared/data" in path.read_text() and not shared.is_dir():
+        pytest.skip(f"{path.name} reads ../shared/data, which is absent here")
+    monkeypatch.chdir(root)
+    assert main(["validate", str(path.relative_to(root))]) == 0, capsys.readouterr().err
+    assert f"{path.relative_to(root)}: ok" in capsys.readouterr().out

@@ -53,8 +53,15 @@ def test_a_plugin_record_that_is_not_its_declared_type_fails_the_cell_in_one_lin
     code, err, out = run(tmp_path, "ablations: [{name: corpus_untyped_records}]\n", capsys)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert ("ablation corpus_untyped_records: record 0 does not match its declared DependenceRecord (key: Field "
-            "required); return records of that type from run()") in err, err
+            "required); return that type from run()") in err, err
     assert not list((out / "cells").glob("*.json"))  # nothing untyped reaches a cell file
+
+
+def test_a_plugin_summary_that_is_not_its_declared_type_fails_the_cell_in_one_line(tmp_path, capsys):
+    code, err, out = run(tmp_path, "ablations: [{name: corpus_untyped_summary}]\n", capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert ("ablation corpus_untyped_summary: its summary does not match its declared DependenceSummary "
+            "(dependence: Input should be a valid number") in err, err
 
 
 def test_debug_shows_the_plugins_traceback(tmp_path, capsys):

@@ -56,6 +56,17 @@ class UntypedRecords(Ablation):
         return AblationResult(records=[{"block": "trunk.1", "dependence": 0.5}], summary={"dependence": 0.5})
 
 
+@ABLATIONS.register("corpus_untyped_summary")
+class UntypedSummary(Ablation):
+    """Returns a summary whose dependence is not a number."""
+
+    phase: ClassVar = "test"
+    removes: ClassVar = "branch"
+
+    def run(self, ctx):
+        return AblationResult(records=[], summary={"dependence": "high"})
+
+
 @ABLATIONS.register("corpus_quitter")
 class Quitter(Ablation):
     """Calls sys.exit(0) in run()."""
