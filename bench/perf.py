@@ -49,6 +49,6 @@ def render(data: dict) -> str:
                      "; ".join(n for n in notes if n)])
     machine = data.get("machine_info", {})
     head = (f"Measured {data.get('datetime', '?')[:19]} on {machine.get('cpu', {}).get('brand_raw', platform.processor())}"
-            f" (CPU time of 1 thread; {'CUDA present, unused' if torch.cuda.is_available() else 'no GPU'}), "
+            f" (CPU time of 1 thread unless a row says wall clock; {'CUDA present, unused' if torch.cuda.is_available() else 'no GPU'}), "
             f"Python {platform.python_version()}, torch {torch.__version__}.")
     return head + "\n\n" + table(["what", "ratio", "target", "", "note"], rows) + "\n"

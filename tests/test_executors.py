@@ -246,11 +246,13 @@ def test_ctrl_c_on_a_pool_with_many_queued_cells_exits(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "bench", "run", str(cfg), "--out", str(out), "--quiet",
                              "--executor", "processes", "--workers", "2"], cwd=ROOT, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            # Ctrl-C as a terminal delivers it, whatever this test process does with SIGINT
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
-    while time.time() < deadline and not _workers(proc.pid):
-        time.sleep(0.05)
-    time.sleep(1.0)
+    while time.time() < deadline and proc.poll() is None and not (out / "checkpoints").is_dir():
+        time.sleep(0.05)  # a worker is training its first cell: the driver hands out cells
+    assert proc.poll() is None and not (out / "results.json").exists(), "the run ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     try:
         _, err = proc.communicate(timeout=60)
