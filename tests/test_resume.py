@@ -93,9 +93,10 @@ def run_until(config: Path, out: Path, watch: Watch, condition, timeout: float =
             hit = True
             break
         time.sleep(0.002)
-    code = proc.wait()
+    _, err = proc.communicate()  # waits, and closes the stderr pipe
+    code = proc.returncode
     watch.poll()
-    assert hit or condition is None, f"exit {code} before the kill point: {proc.stderr.read().decode()[-2000:]}"
+    assert hit or condition is None, f"exit {code} before the kill point: {err.decode()[-2000:]}"
     return hit, code
 
 
