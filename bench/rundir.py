@@ -229,6 +229,12 @@ class RunDir:
 
     def load_cell(self, cid: str) -> Any:
         """The cell's record (``bench.results.Cell``) after checking its npz opens; DamagedFile if not."""
+        cell = self.read_cell(cid)
+        self.load_arrays(cid)
+        return cell
+
+    def read_cell(self, cid: str) -> Any:
+        """The cell's record (``bench.results.Cell``) from its json alone; DamagedFile if it does not validate."""
         from bench.results import Cell
 
         path = self.cell_json(cid)
@@ -240,7 +246,6 @@ class RunDir:
         except Exception as exc:
             raise DamagedFile(f"{path}: is damaged ({_line(exc)}); delete it to recompute the cell, "
                               "or use --restart") from None
-        self.load_arrays(cid)
         return cell
 
     def load_arrays(self, cid: str) -> dict[str, np.ndarray]:

@@ -59,6 +59,7 @@ class Study:
         self.restart = restart
         self.device = resolve_device(study.device)
         self.ablations = build_ablations(self.resolved)
+        self._flows: dict[str, IdentityFlow] = {}
         self.show_progress = show_progress
         self._tasks: dict[str, Task] = {}
         self.timings: dict[str, float] = {}
@@ -124,7 +125,10 @@ class Study:
                                  f"({reason}); name an architecture with identity paths")
 
     def flow(self, arch: str) -> IdentityFlow:
-        return flow_of(self.resolved, arch)
+        """The architecture's identity flow, built once (it is read, never changed)."""
+        if arch not in self._flows:
+            self._flows[arch] = flow_of(self.resolved, arch)
+        return self._flows[arch]
 
     def versions(self, unit: Unit) -> dict[str, int]:
         """The declared versions of the ablations that shape a cell: a variant's train-time ablation, or
@@ -139,7 +143,7 @@ class Study:
         """Why a finished cell must be recomputed, or None: an ablation that shaped it ran at another
         version than the one declared now (e.g. a bench 0.1 cell, on the old dependence scale, in a
         resumed folder), or would now be applicable where it was not (or the reverse)."""
-        cell, where = self.run_dir.load_cell(unit.id), self.run_dir.cell_json(unit.id)
+        cell, where = self.run_dir.read_cell(unit.id), self.run_dir.cell_json(unit.id)  # checked whole by cell_state
         want = self.versions(unit)
         if cell.ablation_versions != want:
             return (f"{where}: computed with ablation versions {cell.ablation_versions or '(unrecorded)'}, "
