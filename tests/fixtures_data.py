@@ -118,3 +118,18 @@ def write_image_folder(root: Path, classes=("b_cls", "a_cls", "c_cls"), per_clas
                                                                                           dtype=np.uint8)
                 Image.fromarray(arr).save(d / f"{i:04d}.png")
     return root
+
+
+def write_seg_folder(root: Path, splits=("train", "test"), size=(32, 32), n: int = 3,
+                     big: tuple[int, int] | None = None) -> Path:
+    """A segmentation folder (<split>/images, <split>/masks; 3 classes, random pixels); ``big``: the last
+    test image at that size instead."""
+    rng = np.random.default_rng(0)
+    for split in splits:
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "masks").mkdir(parents=True)
+        for i in range(n):
+            h, w = big if (big and split == splits[-1] and i == n - 1) else size
+            Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(root / split / "images" / f"{i}.png")
+            Image.fromarray(rng.integers(0, 3, (h, w), dtype=np.uint8), mode="L").save(root / split / "masks" / f"{i}.png")
+    return root

@@ -9,29 +9,20 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import bench.data
 from bench.evaluate import autocast
 from bench.executors import NullProgress, run_cell
 from bench.plan import Unit
 from bench.tasks.folders import segmentation_folder
+from tests.fixtures_data import write_seg_folder
 
 
 def _folder(root):
-    rng = np.random.default_rng(0)
-    for split in ("train", "test"):
-        (root / split / "images").mkdir(parents=True)
-        (root / split / "masks").mkdir(parents=True)
-        for i in range(2):
-            mask = rng.integers(0, 3, (16, 16), dtype=np.uint8)
-            Image.fromarray(np.repeat(mask[..., None] * 40, 3, 2)).save(root / split / "images" / f"{i}.png")
-            Image.fromarray(mask, mode="L").save(root / split / "masks" / f"{i}.png")
-    return segmentation_folder(root=str(root), num_classes=3, test_split="test", crop_size=16, eval_size=(16, 16),
-                               workers=0)
+    return segmentation_folder(root=str(write_seg_folder(root, size=(16, 16), n=2)), num_classes=3,
+                               test_split="test", crop_size=16, eval_size=(16, 16), workers=0)
 
 
 @pytest.mark.parametrize("device", ["cuda", "cpu"])

@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from bench.cli import main
 from bench.errors import BenchError
 from bench.tasks.folders import image_folder, segmentation_folder
-from tests.fixtures_data import write_image_folder
-
-
-def write_seg_folder(root: Path, splits=("train", "test"), size=(32, 32), n: int = 3,
-                     big: tuple[int, int] | None = None) -> Path:
-    rng = np.random.default_rng(0)
-    for split in splits:
-        (root / split / "images").mkdir(parents=True)
-        (root / split / "masks").mkdir(parents=True)
-        for i in range(n):
-            h, w = big if (big and split == splits[-1] and i == n - 1) else size
-            Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(root / split / "images" / f"{i}.png")
-            Image.fromarray(rng.integers(0, 3, (h, w), dtype=np.uint8), mode="L").save(root / split / "masks" / f"{i}.png")
-    return root
+from tests.fixtures_data import write_image_folder, write_seg_folder
 
 
 def test_sizes_default_from_the_data(tmp_path):
