@@ -21,15 +21,14 @@ def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManage
 
 @torch.no_grad()
 def predict_stats(model: nn.Module, split: Split, info: TaskInfo, *, batch_size: int, device: torch.device,
-                  amp: str = "off", channels_last: bool = False, order: torch.Tensor | None = None) -> Outcome:
+                  amp: str = "off", order: torch.Tensor | None = None) -> Outcome:
     """Per-example statistics of ``model`` on ``split``, in the split's order even when ``order`` (the
-    order the examples are visited in) is given."""
+    order the examples are visited in) is given. Batches stay NCHW: a model trained ``channels_last``
+    keeps NHWC weights and runs its convolutions in that layout either way."""
     model.eval()
     chunks = []
     for x, y in eval_batches(split, batch_size, order):
         x = x.to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp):
             logits = model(x)
         chunks.append(example_stats(logits.argmax(1).cpu(), y, info))

@@ -71,3 +71,32 @@ def test_autocast_is_reduced_precision_on_cuda_only():
     assert isinstance(fp16, torch.autocast) and fp16.fast_dtype == torch.float16
     assert not isinstance(autocast(torch.device("cpu"), "bf16"), torch.autocast)
     assert not isinstance(autocast(torch.device("cuda"), "off"), torch.autocast)
+
+
+@pytest.mark.parametrize("arch", ["cifar_resnet", "unet"])
+def test_channels_last_trains_the_same_network_in_nhwc(arch):
+    """``train.channels_last`` (the quickstart's and the GPU configs') changes the memory layout only:
+    from one seed, NHWC and NCHW training reach the same weights up to float reordering, and the NHWC
+    model evaluates NCHW batches (every ablation feeds those) to the same predictions."""
+    from bench.config import TrainConfig
+    from bench.evaluate import predict_stats
+    from bench.models.resnet_cifar import cifar_resnet
+    from bench.models.unet import unet
+    from bench.tasks.synthetic import synthetic_shapes
+    from bench.train import train
+
+    factory, target = {"cifar_resnet": (cifar_resnet, "image"), "unet": (unet, "pixel")}[arch]
+    task = synthetic_shapes(target=target, n_train=64, n_test=32, image_size=16, num_classes=3, seed=1)
+    cpu, runs = torch.device("cpu"), {}
+    for nhwc in (False, True):
+        torch.manual_seed(0)
+        model = factory(task.info, depth=2 if arch == "unet" else 8, width=4)
+        train(model, task, TrainConfig(epochs=1, batch_size=16, optimizer="adamw", lr=1e-2, warmup_epochs=0,
+                                       channels_last=nhwc), seed=0, device=cpu)
+        runs[nhwc] = model.eval()
+    convs = [m.weight for m in runs[True].modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    for (_, a), (_, b) in zip(runs[False].state_dict().items(), runs[True].state_dict().items(), strict=True):
+        assert torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4)
+    stats = [predict_stats(runs[k], task.test, task.info, batch_size=32, device=cpu).stats for k in (False, True)]
+    assert (stats[0] == stats[1]).mean() > 0.99
