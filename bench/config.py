@@ -122,6 +122,10 @@ class TrainConfig(Strict):
     warmup_epochs: float = Field(0.0, ge=0, le=limits.MAX_EPOCHS,
                                  description="Linear warm-up from lr/10 (He et al. ResNet-110 used ~1).")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_weights: Literal["none", "balanced"] = Field(
+        "none", description="balanced: weight each class's loss by N / (C * n_c) over the training labels, so an "
+        "imbalanced label cannot be fitted by predicting its majority class (which scores chance on balanced "
+        "accuracy, the scale D is measured on).")
     amp: Literal["off", "bf16", "fp16"] = Field("off", description="Autocast on CUDA; ignored on CPU.")
     channels_last: bool = False
     compile: bool = Field(False, description="torch.compile the model (GPU).")

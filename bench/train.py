@@ -105,6 +105,22 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
 
 
+def class_weights(task: Task, how: str, device: torch.device) -> torch.Tensor | None:
+    """Loss weights per class. ``balanced``: N / (C · n_c) over the C classes present in the training
+    labels (per image for classification, per pixel for segmentation; ignore index excluded), 0 for absent
+    classes — every class then weighs the same in the loss, as every class weighs the same in balanced
+    accuracy (scikit-learn's ``class_weight="balanced"``)."""
+    if how == "none":
+        return None
+    t = task.train.targets().flatten().long()
+    if task.info.ignore_index is not None:
+        t = t[t != task.info.ignore_index]
+    counts = torch.bincount(t, minlength=task.info.num_classes)[: task.info.num_classes].double()
+    present = counts > 0
+    w = torch.where(present, counts.sum() / (present.sum() * counts.clamp(min=1)), torch.zeros_like(counts))
+    return w.float().to(device)
+
+
 def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: torch.device,
           checkpoint: Path | None = None, on_step: Callable[[int, int, float], None] | None = None,
           resume: dict | None = None) -> dict:
@@ -131,6 +147,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total, per_epoch))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp == "fp16")
     ignore = task.info.ignore_index if task.info.ignore_index is not None else -100
+    weight = class_weights(task, cfg.class_weights, device)
     step, images, loss_value, t0 = 0, 0, float("nan"), time.perf_counter()
     if resume is not None:
         state = resume
@@ -155,7 +172,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: 
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, cfg.amp):
-                loss = F.cross_entropy(net(x), y, ignore_index=ignore, label_smoothing=cfg.label_smoothing)
+                loss = F.cross_entropy(net(x), y, weight=weight, ignore_index=ignore, label_smoothing=cfg.label_smoothing)
             if not torch.isfinite(loss):
                 raise DivergedError(f"loss is {loss.item()} at step {step} (lr {sched.get_last_lr()[0]:.3g})")
             opt.zero_grad(set_to_none=True)

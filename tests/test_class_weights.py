@@ -1,0 +1,64 @@
+"""``train.class_weights: balanced``: every class weighs the same in the loss, as in balanced accuracy.
+
+Why it exists: CamVid's classification twin has 367 training labels, 62% of them one class (road) while
+the test split's majority is another (building); plain cross-entropy fits the training majority and the
+head scores chance on balanced accuracy (reports/camvid_cpu/twin_from_segmenter.txt)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import bench.train
+from bench.config import TrainConfig
+from bench.data import Task, TaskInfo, TensorSplit
+from bench.models.resnet_cifar import cifar_resnet
+from bench.train import class_weights, train
+
+CPU = torch.device("cpu")
+
+
+def _task(labels: torch.Tensor, info: TaskInfo) -> Task:
+    n = len(labels)
+    images = torch.randint(0, 255, (n, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    split = TensorSplit(images, labels, (0.5,) * 3, (0.25,) * 3, pad=0)
+    return Task(info, split, split)
+
+
+def test_balanced_weights_are_n_over_c_times_class_count_and_zero_for_absent_classes():
+    task = _task(torch.tensor([0, 0, 0, 1]), TaskInfo("classification", 3))
+    assert torch.allclose(class_weights(task, "balanced", CPU), torch.tensor([4 / (2 * 3), 4 / (2 * 1), 0.0]))
+    assert class_weights(task, "none", CPU) is None
+
+
+def test_balanced_weights_count_pixels_and_leave_out_the_ignore_index():
+    masks = torch.zeros(2, 8, 8, dtype=torch.int64)
+    masks[0, :2] = 1   # 16 pixels of class 1
+    masks[1, :4] = 9   # 32 ignored pixels: not counted
+    task = _task(masks, TaskInfo("segmentation", 2, ignore_index=9))
+    n0, n1 = 128 - 16 - 32, 16
+    expected = torch.tensor([(n0 + n1) / (2 * n0), (n0 + n1) / (2 * n1)])
+    assert torch.allclose(class_weights(task, "balanced", CPU), expected)
+    # weighted by these, each class's pixels carry the same total weight
+    assert torch.isclose(expected[0] * n0, expected[1] * n1)
+
+
+@pytest.mark.parametrize("how", ["none", "balanced"])
+def test_training_passes_the_weights_to_the_loss(monkeypatch, how):
+    task = _task(torch.tensor([0] * 12 + [1] * 4), TaskInfo("classification", 2, image_size=(8, 8)))
+    seen = []
+    real = bench.train.F.cross_entropy
+
+    def recording(*args, weight=None, **kwargs):
+        seen.append(weight)
+        return real(*args, weight=weight, **kwargs)
+
+    monkeypatch.setattr(bench.train.F, "cross_entropy", recording)
+    model = cifar_resnet(task.info, depth=8, width=4)
+    train(model, task, TrainConfig(epochs=1, batch_size=8, optimizer="adamw", lr=1e-3, class_weights=how),
+          seed=0, device=CPU)
+    assert len(seen) == 2
+    if how == "none":
+        assert all(w is None for w in seen)
+    else:
+        assert all(torch.allclose(w, torch.tensor([16 / (2 * 12), 16 / (2 * 4)])) for w in seen)
