@@ -112,8 +112,10 @@ class BlockLesion(Ablation):
             ax.set_ylabel(f"error (1 − {group[0].primary_metric})", fontsize=8)
             plots.legend_outside(ax)
             deps = [c.ablations["block_lesion"].summary for c in group]
-            return [[task, arch, len(group), len(recs), fmt(base), fmt(float(err.mean())), fmt(float(err.max())),
-                     fmt(mean_of([d["dependence"] for d in deps])),
+            down = np.array([bool(r["key"]["downsampling"]) for r in recs])
+            by_kind = [fmt(float(err[:, sel].mean())) if sel.any() else "—" for sel in (down, ~down)]
+            return [[task, arch, len(group), len(recs), fmt(base), fmt(float(err.mean())), *by_kind,
+                     fmt(float(err.max())), fmt(mean_of([d["dependence"] for d in deps])),
                      fmt(mean_of([d["dependence_non_downsampling"] for d in deps]))]]
 
         return grid_section(
@@ -122,4 +124,5 @@ class BlockLesion(Ablation):
                   "Bars: mean error over seeds, error bars: sd over seeds. BatchNorm: running statistics kept, as "
                   "in the paper. D on balanced accuracy (mean over seeds).",
             header=["task", "architecture", "seeds", "blocks", "error, intact", "mean error, one block lesioned",
-                    "worst", "mean D", "mean D, non-downsampling"], panel=panel, sharey=False)
+                    "mean error, downsampling blocks", "mean error, other blocks", "worst", "mean D", "mean D, non-downsampling"],
+            panel=panel, sharey=False)
