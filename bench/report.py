@@ -89,11 +89,22 @@ def verdict_section(res: Results) -> str:
         out.append("\nWhat would change it: " + WHAT_WOULD_CHANGE.get(h.verdict, ""))
     out.append(pairs_section(res))
     out.append(f"\nMethod: {v.method}")
+    pairs = res.verdicts if len(res.verdicts) > 1 else [v]
+    for pair in pairs:  # every pair's rows: the second pair's exploratory rows can point another way
+        out.extend(family_tables(pair, (pair.label or pair.dense_task) if len(pairs) > 1 else None))
+    return "\n".join(out) + "\n"
+
+
+def family_tables(v, pair: str | None) -> list[str]:
+    """One table per ablation family of a verdict's rows, then the per-seed values behind them; ``pair``
+    names the verdict pair in the headings when a study has several."""
+    out = []
     for family, (title, intro) in FAMILY_TITLES.items():
         rows = [r for r in v.rows if r.family == family]
         if not rows:
             continue
-        out.append(f"\n### {title}\n\n{intro}\n")
+        heading = f"{title} — pair `{pair}` ({v.dense_task} vs {v.global_task})" if pair else title
+        out.append(f"\n### {heading}\n\n{intro}\n")
         out.append(table(
             ["architecture", "ablation", "role", "seeds", f"dense {r_measure(rows)} [CI]", f"global {r_measure(rows)} [CI]",
              "difference [CI]", "p", "p (Holm)", "conditioning (margin over chance: dense / global)", "call",
@@ -103,7 +114,7 @@ def verdict_section(res: Results) -> str:
              for r in rows]))
         out.append("\nPer seed (the values behind each interval; margin = baseline balanced accuracy − chance):\n")
         out.append(per_seed_table(rows))
-    return "\n".join(out) + "\n"
+    return out
 
 
 def per_seed_table(rows) -> str:

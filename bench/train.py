@@ -109,7 +109,10 @@ def class_weights(task: Task, how: str, device: torch.device) -> torch.Tensor | 
     """Loss weights per class. ``balanced``: N / (C · n_c) over the C classes present in the training
     labels (per image for classification, per pixel for segmentation; ignore index excluded), 0 for absent
     classes — every class then weighs the same in the loss, as every class weighs the same in balanced
-    accuracy (scikit-learn's ``class_weight="balanced"``)."""
+    accuracy (scikit-learn's ``class_weight="balanced"``). A class absent from the stored training labels
+    (one that augmentation can still produce, e.g. a twin's label recomputed from a cropped mask) gets the
+    largest weight: it is rarer than any class counted, and a weight of 0 would drop its examples from the
+    loss (a batch of only such examples would have no loss at all)."""
     if how == "none":
         return None
     t = task.train.targets().flatten().long()
@@ -117,7 +120,8 @@ def class_weights(task: Task, how: str, device: torch.device) -> torch.Tensor | 
         t = t[t != task.info.ignore_index]
     counts = torch.bincount(t, minlength=task.info.num_classes)[: task.info.num_classes].double()
     present = counts > 0
-    w = torch.where(present, counts.sum() / (present.sum() * counts.clamp(min=1)), torch.zeros_like(counts))
+    w = counts.sum() / (present.sum() * counts.clamp(min=1))
+    w = torch.where(present, w, w[present].max())
     return w.float().to(device)
 
 

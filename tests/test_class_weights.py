@@ -18,16 +18,19 @@ from bench.train import class_weights, train
 CPU = torch.device("cpu")
 
 
+def _split(labels: torch.Tensor) -> TensorSplit:
+    images = torch.randint(0, 255, (len(labels), 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    return TensorSplit(images, labels, (0.5,) * 3, (0.25,) * 3, pad=0)
+
+
 def _task(labels: torch.Tensor, info: TaskInfo) -> Task:
-    n = len(labels)
-    images = torch.randint(0, 255, (n, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    split = TensorSplit(images, labels, (0.5,) * 3, (0.25,) * 3, pad=0)
-    return Task(info, split, split)
+    """Training labels as given; the test split holds other labels, so weights read from it would differ."""
+    return Task(info, _split(labels), _split(torch.full_like(labels, info.num_classes - 1)))
 
 
-def test_balanced_weights_are_n_over_c_times_class_count_and_zero_for_absent_classes():
+def test_balanced_weights_are_n_over_c_times_class_count_and_the_largest_for_absent_classes():
     task = _task(torch.tensor([0, 0, 0, 1]), TaskInfo("classification", 3))
-    assert torch.allclose(class_weights(task, "balanced", CPU), torch.tensor([4 / (2 * 3), 4 / (2 * 1), 0.0]))
+    assert torch.allclose(class_weights(task, "balanced", CPU), torch.tensor([4 / (2 * 3), 4 / (2 * 1), 4 / (2 * 1)]))
     assert class_weights(task, "none", CPU) is None
 
 

@@ -115,3 +115,16 @@ def test_report_says_which_explanation_the_data_favour(coarse_call, shift, favou
 
 def test_single_pair_results_render_no_pairs_section():
     assert pairs_section(Results.model_construct(verdicts=[], interaction=None)) == ""
+
+
+def test_the_report_shows_every_pairs_rows_not_only_the_first():
+    from bench.report import verdict_section
+
+    a, b = _verdict("coarse"), _verdict("fine", call="supported")
+    b.rows = [b.rows[0].model_copy(update={"role": "exploratory", "ablation": "skip_lesion", "verdict": "supported"})]
+    text = verdict_section(Results.model_construct(verdict=a, verdicts=[a, b], interaction=None))
+    assert "Identity family — decides the claim — pair `coarse` (coarse_seg vs coarse_cls)" in text
+    assert "pair `fine` (fine_seg vs fine_cls)" in text
+    assert "| unet | skip_lesion | exploratory |" in text  # the second pair's row, not only its headline
+    single = verdict_section(Results.model_construct(verdict=a, verdicts=[], interaction=None))
+    assert "pair `" not in single and "### Identity family — decides the claim\n" in single
