@@ -107,9 +107,8 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def class_weights(task: Task, how: str, device: torch.device) -> torch.Tensor | None:
     """Loss weights per class. ``balanced``: N / (C · n_c) over the C classes present in the training
-    labels (per image for classification, per pixel for segmentation; ignore index excluded), 0 for absent
-    classes — every class then weighs the same in the loss, as every class weighs the same in balanced
-    accuracy (scikit-learn's ``class_weight="balanced"``). A class absent from the stored training labels
+    labels (per image for classification, per pixel for segmentation; ignore index excluded) — every class
+    then weighs the same in the loss, as every class weighs the same in balanced accuracy (scikit-learn's ``class_weight="balanced"``). A class absent from the stored training labels
     (one that augmentation can still produce, e.g. a twin's label recomputed from a cropped mask) gets the
     largest weight: it is rarer than any class counted, and a weight of 0 would drop its examples from the
     loss (a batch of only such examples would have no loss at all)."""

@@ -10,6 +10,9 @@ present). If a segmenter read this way beats the trained classification head, th
 network and the head's image-level supervision (367 labels) is what fails to learn it.
 
     python reports/camvid_cpu/twin_from_segmenter.py reports/runs/camvid_cpu-<hash> unet resnet
+
+twin_from_segmenter.txt beside it was computed on the run before ``class_weights: balanced`` (plain
+cross-entropy; its U-Net heads stayed at chance), not on the run whose results.json is in this folder.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 import torch
 import yaml
 
-from bench.metrics import balanced_accuracy, balanced_chance
+from bench.metrics import Outcome, balanced_chance, example_stats
 from bench.plan import build_model
 from bench.registry import TASKS
 from bench.tasks.derived import dominant_labels
@@ -41,9 +44,8 @@ def main(run: Path, archs: list[str]) -> None:
             with torch.no_grad():
                 masks = torch.cat([model.eval()(x).argmax(1) for x, _ in seg.test.batches(32, train=False)])
             pred = dominant_labels(masks, info.num_classes, None, info.background_index)
-            pred = torch.where(pred < 0, info.background_index or 0, pred).numpy()
-            hits = np.array([((pred == c) & (y == c)).sum() for c in range(info.num_classes)], float)
-            score = float(balanced_accuracy(hits, support))
+            pred = torch.where(pred < 0, info.background_index or 0, pred)
+            score = Outcome(example_stats(pred, twin.test.targets(), twin.info).numpy(), twin.info).score
             print(f"{arch} {ckpt.stem.rsplit('__', 1)[1]}: balanced accuracy {score:.3f}, "
                   f"margin over chance {score - float(balanced_chance(support)):.3f}")
 
