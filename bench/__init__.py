@@ -1,3 +1,3 @@
 """bench: the reference benchmark for identity-flow ablations in deep networks."""
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"

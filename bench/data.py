@@ -42,7 +42,8 @@ class TaskInfo:
     image_size: tuple[int, int] = (32, 32)  # training input size (H, W)
     ignore_index: int | None = None  # segmentation: label excluded from loss and metrics
     class_names: tuple[str, ...] = ()
-    background_index: int | None = None  # segmentation: class that `classify_from_masks` may skip
+    # the class that is no object: `classify_from_masks` may skip it; conditioning also checks the others alone
+    background_index: int | None = None
 
 
 class Split(Protocol):

@@ -18,6 +18,12 @@ any input-independent predictor over the present classes scores 1/C on it for ei
 one exactly), and replacing a fraction q of predictions by uninformed labels over those classes moves it
 q of the way to 1/C, so D means the same for dense and global tasks (docs/protocols.md). A predictor
 that outputs classes absent from the labels scores below chance. mIoU and top-1 stay the task metrics.
+
+A task that declares a background class (``TaskInfo.background_index``) also gets
+``object_balanced_accuracy`` and ``object_chance``: the same scale over the other classes alone. On a dense
+task background is a class, so a model that finds the objects without telling their classes apart
+already clears chance on ``balanced_accuracy``; over the object classes it scores 1/C_obj, chance. The
+verdict's conditioning check requires a margin on both (``CONDITIONING_SCALES``).
 """
 
 from __future__ import annotations
@@ -32,6 +38,11 @@ from bench.data import TaskInfo
 
 BOUNDARY_BAND = 3  # pixels on each side of a label edge
 SCALE = "balanced_accuracy"  # the metric identity dependence D is computed on, for every task kind
+# what the conditioning check requires a margin over chance on: (name, metric, its chance), the second
+# only for tasks that declare a background class (module docstring)
+CONDITIONING_SCALES = (("all classes", SCALE, "balanced_chance"),
+                       ("object classes", "object_balanced_accuracy", "object_chance"))
+BOOTSTRAP_SEED = 1000
 
 
 def boundary_band(target: torch.Tensor, band: int = BOUNDARY_BAND) -> torch.Tensor:
@@ -75,8 +86,7 @@ def metrics_from_sums(sums: np.ndarray, info: TaskInfo) -> dict[str, np.ndarray]
     c = info.num_classes
     if info.kind == "classification":
         hits, support = sums[..., 2 : 2 + c], sums[..., 2 + c : 2 + 2 * c]
-        return {"accuracy": sums[..., 0] / np.maximum(sums[..., 1], 1),
-                "balanced_accuracy": balanced_accuracy(hits, support), "balanced_chance": balanced_chance(support)}
+        return {"accuracy": sums[..., 0] / np.maximum(sums[..., 1], 1), **balanced(hits, support, info)}
     inter, union = sums[..., :c], sums[..., c : 2 * c]
     correct, valid, b_correct, b_valid = (sums[..., 2 * c + i] for i in range(4))
     support = sums[..., 2 * c + 4 : 3 * c + 4]
@@ -85,13 +95,22 @@ def metrics_from_sums(sums: np.ndarray, info: TaskInfo) -> dict[str, np.ndarray]
         miou = np.nanmean(np.where(np.isnan(iou).all(-1, keepdims=True), 0.0, iou), -1)
         return {
             "miou": miou,
-            "balanced_accuracy": balanced_accuracy(inter, support),
-            "balanced_chance": balanced_chance(support),
+            **balanced(inter, support, info),
             "pixel_accuracy": correct / np.maximum(valid, 1),
             "boundary_accuracy": b_correct / np.maximum(b_valid, 1),
             "interior_accuracy": (correct - b_correct) / np.maximum(valid - b_valid, 1),
             "per_class_iou": iou,
         }
+
+
+def balanced(hits: np.ndarray, support: np.ndarray, info: TaskInfo) -> dict[str, np.ndarray]:
+    """Balanced accuracy and its chance over every class; with a declared background, also over the others."""
+    out = {"balanced_accuracy": balanced_accuracy(hits, support), "balanced_chance": balanced_chance(support)}
+    if info.background_index is not None:
+        objects = [k for k in range(info.num_classes) if k != info.background_index]
+        out["object_balanced_accuracy"] = balanced_accuracy(hits[..., objects], support[..., objects])
+        out["object_chance"] = balanced_chance(support[..., objects])
+    return out
 
 
 def balanced_accuracy(hits: np.ndarray, support: np.ndarray) -> np.ndarray:
@@ -160,6 +179,24 @@ def bootstrap_weights(n: int, replicates: int, seed: int) -> np.ndarray:
     """Multinomial resampling counts (B, N): row b says how often each example is drawn in replicate b."""
     rng = np.random.default_rng(seed)
     return rng.multinomial(n, np.full(n, 1.0 / n), size=replicates).astype(np.float64)
+
+
+def shared_weights(n: int, replicates: int) -> np.ndarray:
+    """Bootstrap resampling counts for a test set of n examples, the SAME for every seed and for tasks
+    that share test images: the verdict averages seeds replicate by replicate, so a replicate must
+    resample the same examples in every seed (the test set is shared; its sampling error is too)."""
+    return bootstrap_weights(n, replicates, seed=BOOTSTRAP_SEED)
+
+
+def margins(outcome: Outcome, weights: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
+    """The conditioning scales that apply to the outcome's task: name -> (margin over chance, replicates)."""
+    out = {}
+    point, boot = metrics_from_sums(outcome.stats.sum(0), outcome.info), metrics_from_sums(weights @ outcome.stats,
+                                                                                           outcome.info)
+    for name, metric, chance in CONDITIONING_SCALES:
+        if metric in point:
+            out[name] = (float(point[metric] - point[chance]), boot[metric] - boot[chance])
+    return out
 
 
 def chance_outcome(train_targets: torch.Tensor, test_targets: torch.Tensor, info: TaskInfo) -> Outcome:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import stats
 from bench.io import write_text
 from bench.metrics import mean_of  # noqa: F401  (re-exported for ablation report sections)
 from bench.registry import ABLATIONS
@@ -112,25 +113,27 @@ def family_tables(v, pair: str | None) -> list[str]:
             [[r.architecture, r.ablation, r.role, r.seeds, fmt_ci(r.dense), fmt_ci(r.global_), fmt_ci(r.difference),
               fmt_p(r.difference.p), fmt_p(r.p_holm), conditioning_cell(r), f"**{r.verdict}**", per_seed(r.difference)]
              for r in rows]))
-        out.append("\nPer seed (the values behind each interval; margin = baseline balanced accuracy − chance):\n")
+        out.append("\nPer seed (the values behind each interval; margin = baseline balanced accuracy − chance, over all "
+                   "classes and, where the task has a background, over the object classes):\n")
         out.append(per_seed_table(rows))
     return out
 
 
 def per_seed_table(rows) -> str:
+    objects = any(r.conditioning.dense_object_margin or r.conditioning.global_object_margin for r in rows)
     body = []
     for r in rows:
         c = r.conditioning
+        scales = [c.dense_margin, c.global_margin] + ([c.dense_object_margin, c.global_object_margin] if objects else [])
         for seed in r.difference.per_seed:
-            margins = ([fmt(m.per_seed.get(seed)) for m in (c.dense_margin, c.global_margin)]
-                       if c.dense_margin is not None else ["—", "—"])
+            margins = [fmt(m.per_seed.get(seed)) if m is not None else "—" for m in scales]
             body.append([r.architecture, r.ablation, seed, fmt(r.dense.per_seed.get(seed)),
                          fmt(r.global_.per_seed.get(seed)), fmt(r.difference.per_seed.get(seed)), *margins])
         if r.missing_seeds:
             body.append([r.architecture, r.ablation, ", ".join(map(str, r.missing_seeds)), "no value (failed cell or "
-                         "undefined D)", "", "", "", ""])
+                         "undefined D)", *[""] * (2 + len(scales))])
     return table(["architecture", "ablation", "seed", "dense", "global", "difference", "margin dense",
-                  "margin global"], body)
+                  "margin global"] + (["object margin dense", "object margin global"] if objects else []), body)
 
 
 def pairs_section(res: Results) -> str:
@@ -155,7 +158,21 @@ def pairs_section(res: Results) -> str:
                    f"{fmt_p(i.difference.p)}; bootstrap replicate by replicate): **{i.call}** — {i.note}. "
                    f"Per seed: {per_seed(i.difference)}.")
         out.append("\n" + explanation(res))
+    out.append("\n" + multiplicity(res))
     return "\n".join(out)
+
+
+def multiplicity(res: Results) -> str:
+    """The pre-specified tests of a several-pair study (each pair's headline, the interaction) are each called
+    at alpha; the family-wise reading (Holm over them) is stated beside, never silently swapped in."""
+    tests = [(f"{v.label or v.dense_task} headline", v.headline.difference.p) for v in res.verdicts if v.headline]
+    if res.interaction is not None:
+        tests.append(("interaction", res.interaction.difference.p))
+    adjusted = stats.holm([p for _, p in tests])
+    listed = ", ".join(f"{name} {fmt_p(p)}" for (name, _), p in zip(tests, adjusted))
+    return (f"Multiplicity: {len(tests)} pre-specified tests, each called above at its pair's alpha; Holm over them "
+            f"(family-wise) gives p = {listed}. Exploratory rows are Holm-adjusted within their family across every "
+            "pair.")
 
 
 def explanation(res: Results) -> str:
@@ -194,7 +211,10 @@ def conditioning_cell(r) -> str:
     if c.dense_margin is None:
         return "n/a (input)"
     state = "ok" if c.ok else "ILL-CONDITIONED"
-    return f"{state}: {fmt_ci(c.dense_margin)} / {fmt_ci(c.global_margin)} (> {c.threshold:g})"
+    objects = [f"{kind} {fmt_ci(m)}" for kind, m in (("dense", c.dense_object_margin), ("global", c.global_object_margin))
+               if m is not None]
+    tail = f"; object classes: {', '.join(objects)}" if objects else ""
+    return f"{state}: {fmt_ci(c.dense_margin)} / {fmt_ci(c.global_margin)}{tail} (> {c.threshold:g})"
 
 
 def models_section(res: Results) -> str:

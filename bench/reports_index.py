@@ -3,7 +3,7 @@
 ``python -m bench reports`` (or ``python -m bench.reports_index``) rewrites the table between the
 markers; tests/test_reports_table.py fails when the committed table differs from the regenerated
 one, so a stale table cannot land. Columns: the verdict per study (headline row, 95% CI), device with
-its CPU model and wall time; then per task × architecture × variant the metric and the D of every ablation any
+its CPU model, the wall time of the invocation that wrote results.json and the cells' compute; then per task × architecture × variant the metric and the D of every ablation any
 committed study measured (S for sufficiency), as in ``bench leaderboard``.
 """
 
@@ -28,6 +28,14 @@ def device_of(provenance: dict) -> str:
     return f"{provenance.get('device_name', '?')}; {cpu}"
 
 
+def wall(seconds: float | None) -> str:
+    """``timings.study``: the wall time of the invocation that wrote results.json (a resumed run's last one)."""
+    if seconds is None:
+        return "—"
+    h, rest = divmod(round(seconds), 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
+
+
 def render_table(reports: Path) -> str:
     runs = sorted(p.parent for p in Path(reports).glob("*/results.json"))
     if not runs:
@@ -42,12 +50,13 @@ def render_table(reports: Path) -> str:
         v = res.verdict.headline if res.verdict else None
         verdict = (f"**{v.verdict}** ({v.architecture}, {v.ablation}: dense − global = {fmt_ci(v.difference)})"
                    if v else "no verdict requested" if res.verdict is None else f"no verdict ({res.verdict.headline_missing})")
-        verdicts.append([link, verdict, device_of(res.provenance),
+        verdicts.append([link, verdict, device_of(res.provenance), wall(res.timings.get("study")),
                          f"{res.timings.get('cells', res.timings.get('study', 0)):.0f} s"])
     body = [[f"[{run.name}]({run.name}/report.md)", r["task"], r["architecture"], r["variant"], r["metric"],
              _cell(r["value"]), _cell(r["chance"]), *(_cell(r.get(c, EMPTY)) for c in columns)]
             for run, rows in studies for r in rows]
-    return (table(["study", "verdict (95% CI)", "device; CPU", "compute (all cells)"], verdicts) + "\n\n"
+    return (table(["study", "verdict (95% CI)", "device; CPU", "wall time (last invocation)", "compute (all cells)"],
+                  verdicts) + "\n\n"
             + table(["study", "task", "architecture", "variant", "metric", "value (mean ± sd, n seeds)", "chance",
                      *(measure_label(c) for c in columns)], body))
 

@@ -110,11 +110,14 @@ class Decision(_Model):
 
 
 class Conditioning(_Model):
-    """D divides by the baseline's margin over chance: both baselines must clear ``threshold``."""
+    """D divides by the baseline's margin over chance: both baselines must clear ``threshold``, over all
+    classes and, for a task with a background class, over its object classes alone (bench.metrics)."""
 
     threshold: float
     dense_margin: Decision | None
     global_margin: Decision | None
+    dense_object_margin: Decision | None = None
+    global_object_margin: Decision | None = None
     ok: bool
     note: str
 
@@ -157,7 +160,7 @@ class Interaction(_Model):
 
     Per seed, the difference of the two pairs' differences, and replicate b of one minus replicate b of
     the other. Test sets of different sizes are resampled independently, so the variances add; test sets
-    of the same size get the same resampled indices (``bench.runner.shared_weights``), a paired bootstrap
+    of the same size get the same resampled indices (``bench.metrics.shared_weights``), a paired bootstrap
     (right for ``synthetic_detail``, whose coarse and fine test image i share layout, colour and noise)."""
 
     first: str

@@ -23,7 +23,7 @@ from bench.errors import BenchError, worker_error
 from bench.evaluate import predict_stats
 from bench.flow import IdentityFlow, identity_flow, set_edits
 from bench.io import atomic_write, save_npz
-from bench.metrics import SCALE, Outcome, bootstrap_weights, chance_outcome, primary_metric
+from bench.metrics import SCALE, Outcome, chance_outcome, primary_metric, shared_weights
 from bench.plan import ResolvedStudy, Unit, build_ablations, build_model, flow_of, plan
 from bench.progress import StudyProgress
 from bench.provenance import CELL_PROVENANCE
@@ -201,9 +201,8 @@ class Study:
         cell["metrics"], cell["chance"] = baseline.metrics(), chance.metrics()
         cell["timings"]["eval_s"] = round(time.perf_counter() - t0, 3)
         weights = shared_weights(baseline.n, self.cfg.bootstrap)
-        # the margin over chance on the dependence scale: the verdict's conditioning check reads it
-        arrays = {"stats": baseline.stats, "chance_stats": chance.stats,
-                  "boot__margin": baseline.bootstrap(weights) - baseline.bootstrap(weights, "balanced_chance")}
+        # the verdict's conditioning check reads the baseline's margins over chance from its stats
+        arrays = {"stats": baseline.stats, "chance_stats": chance.stats}
         cell["ablations"], cell["not_applicable"] = {}, {}
         if unit.variant == "baseline":
             for name, abl in self.ablations.items():
@@ -237,7 +236,9 @@ class Study:
         from bench.verdict import compute_verdicts
 
         declarations = {n: type(a).declaration() for n, a in self.ablations.items()}
-        verdict, verdicts, interaction = compute_verdicts(self.resolved, cells, comparisons, self.dir, declarations)
+        infos = {alias: self.task_info(alias) for alias in {c.task for c in cells}}
+        verdict, verdicts, interaction = compute_verdicts(self.resolved, cells, comparisons, self.dir, declarations,
+                                                          infos)
         # `study` is this invocation's wall time; a resumed run reuses cells computed earlier, so the
         # compute behind the results is the cells' own time (training, evaluation, ablations)
         self.timings["cells"] = round(sum(sum(c.timings.values()) + sum(a.wall_s for a in c.ablations.values())
@@ -282,9 +283,6 @@ class Study:
         return self.task(alias).info
 
 
-BOOTSTRAP_SEED = 1000
-
-
 def declared(name: str, model: type, value: Any, what: str) -> dict:
     """``value`` as the ablation's declared pydantic type dumps it; one line naming the ablation if not."""
     from pydantic import ValidationError
@@ -296,13 +294,6 @@ def declared(name: str, model: type, value: Any, what: str) -> dict:
         where = ".".join(str(x) for x in err["loc"]) or "value"
         raise BenchError(f"ablation {name}: {what} does not match its declared {model.__name__} ({where}: "
                          f"{err['msg']}); return that type from run()") from None
-
-
-def shared_weights(n: int, replicates: int) -> np.ndarray:
-    """Bootstrap resampling counts for a test set of n examples, the SAME for every seed and for tasks
-    that share test images: the verdict averages seeds replicate by replicate, so a replicate must
-    resample the same examples in every seed (the test set is shared; its sampling error is too)."""
-    return bootstrap_weights(n, replicates, seed=BOOTSTRAP_SEED)
 
 
 def _line(exc: BaseException) -> str:

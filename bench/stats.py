@@ -2,7 +2,7 @@
 
 Input for one quantity (e.g. D_dense − D_global of one architecture and ablation): per-seed point
 estimates ``x`` (S,) and per-seed bootstrap replicates ``boots`` (S, B), where replicate b resamples
-the SAME test examples in every seed (``bench.runner.shared_weights``). The standard error combines
+the SAME test examples in every seed (``bench.metrics.shared_weights``). The standard error combines
 
 * the spread between seeds, s²/S (the unit of replication: weight init, data order, augmentation), and
 * the test-set sampling error of the seed mean, Var_b(mean_s boots[s, b]) — the test set is shared by

@@ -13,7 +13,10 @@ Per seed s, Δ_s = D_dense,s − D_global,s on the balanced-accuracy scale, with
 replicates (the same resampled examples in every seed and, for paired tasks, in both tasks).
 ``bench.stats.interval`` gives the mean's interval over seeds and test examples; a row with fewer
 seeds than ``min_seeds`` is "underpowered", one whose baselines do not clear the conditioning margin is
-"ill-conditioned" — neither is ever supported or contradicted.
+"ill-conditioned" — neither is ever supported or contradicted. The margin is checked on every scale of
+``bench.metrics.CONDITIONING_SCALES`` that the task declares: all classes (D's denominator) and, for a
+task with a background class, the object classes alone (a model that finds objects without telling
+them apart clears the first by labelling background right).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from bench import stats
+from bench.data import TaskInfo
+from bench.metrics import CONDITIONING_SCALES, Outcome, margins, shared_weights
 from bench.registry import ARCHITECTURES
 from bench.results import Cell, Comparison, Conditioning, Decision, Interaction, Verdict, VerdictRow
 from bench.rundir import RunDir, cell_id
@@ -31,9 +36,10 @@ METHOD = ("Per seed, D_dense − D_global on balanced accuracy (D = 1 − (m_abl
           "chance = 1/C over the C classes present in the test labels). Interval: mean over seeds ± t(0.975, S−1)·SE with "
           "SE² = (between-seed variance)/S + (test-set bootstrap variance of the seed mean, the same resampled "
           "examples in every seed); calibrated by simulation (≤ 5% false calls; docs/protocols.md). Headline: "
-          "supported if the interval is above 0, contradicted if below; exploratory rows: Holm-adjusted p < alpha. "
+          "supported if the interval is above 0, contradicted if below; exploratory rows: Holm-adjusted p < alpha (Holm over "
+          "the family's exploratory rows of every verdict pair of the study). "
           "Fewer than min_seeds seeds: underpowered; a baseline margin over chance whose interval does not clear "
-          "the threshold: ill-conditioned.")
+          "the threshold (over all classes, and over the object classes of a task with a background): ill-conditioned.")
 
 Series = dict[int, tuple[float, np.ndarray]]  # seed -> (point value, bootstrap replicates)
 
@@ -71,13 +77,17 @@ def _series(task: str, arch: str, ablation: str, phase: str, measure: str, cells
     return out
 
 
-def _margins(task: str, arch: str, cells: list[Cell], run_dir: Path) -> Series:
-    """Per seed: the baseline's balanced accuracy above chance, with its replicates (conditioning)."""
-    out: Series = {}
+def _margins(task: str, arch: str, cells: list[Cell], run_dir: Path, info: TaskInfo,
+             replicates: int) -> dict[str, Series]:
+    """Per conditioning scale, per seed: the baseline's margin over chance with its replicates, computed
+    from the baseline's stored per-example statistics (``bench.metrics.margins``)."""
+    out: dict[str, Series] = {}
     for c in _baselines(cells, task, arch):
-        boot = _load(run_dir, c.id, "boot__margin")
-        if boot is not None:
-            out[c.seed] = (c.metrics["balanced_accuracy"] - c.metrics["balanced_chance"], boot)
+        stats_ = _load(run_dir, c.id, "stats")
+        if stats_ is None:
+            continue
+        for scale, value in margins(Outcome(stats_, info), shared_weights(len(stats_), replicates)).items():
+            out.setdefault(scale, {})[c.seed] = value
     return out
 
 
@@ -99,29 +109,35 @@ def _difference(d: Series, g: Series, seeds: list[int]) -> Series:
 
 
 def _conditioning(dense: str, glob: str, arch: str, seeds: list[int], cells: list[Cell], run_dir: Path,
-                  threshold: float, alpha: float) -> Conditioning:
-    margins = {}
+                  threshold: float, alpha: float, infos: dict[str, TaskInfo], replicates: int) -> Conditioning:
+    checked: dict[tuple[str, str], Decision] = {}  # (task, scale) -> its margin over the seeds
     for task in (dense, glob):
-        m = _margins(task, arch, cells, run_dir)
-        margins[task] = _decision(m, [s for s in seeds if s in m], alpha)
+        for scale, m in _margins(task, arch, cells, run_dir, infos[task], replicates).items():
+            checked[task, scale] = _decision(m, [s for s in seeds if s in m], alpha)
     # every seed's D divides by ITS margin: each seed must clear the threshold, and the mean's interval too
-    weak_seeds = [f"{t} s{seed} ({fmt3(v)})" for t in (dense, glob) for seed, v in margins[t].per_seed.items()
-                  if v is None or v <= threshold]
-    low = [margins[t].low for t in (dense, glob)]
-    ok = not weak_seeds and all(v is not None and v > threshold for v in low)
+    weak_seeds = [f"{t} s{seed} {scale} ({fmt3(v)})" for (t, scale), m in checked.items()
+                  for seed, v in m.per_seed.items() if v is None or v <= threshold]
+    lows = {key: m.low for key, m in checked.items()}
+    ok = bool(checked) and not weak_seeds and all(v is not None and v > threshold for v in lows.values())
+    objects = "; a margin over the object classes says the model tells the classes apart, not only where objects are"
     if ok:
-        note = f"every seed's baseline margin over chance, and both intervals' lower bounds, clear {threshold:g}"
+        note = (f"every seed's baseline margin over chance, and both intervals' lower bounds, clear {threshold:g} "
+                f"on every scale checked ({', '.join(sorted({scale for _, scale in checked}))})")
     elif weak_seeds:
         note = (f"baseline margin over chance at or below {threshold:g} in {', '.join(weak_seeds)}: that seed's D "
-                "divides by a margin near 0; train longer")
-    elif any(v is None for v in low):
+                f"divides by a margin near 0, or its model does not tell the classes apart; train longer{objects}")
+    elif any(v is None for v in lows.values()):
         note = "a margin has no interval (fewer than 2 seeds): D's denominator is unchecked"
     else:
-        weak = [t for t, v in zip((dense, glob), low) if v <= threshold]
+        weak = [f"{t} ({scale})" for (t, scale), v in lows.items() if v <= threshold]
         note = (f"{', '.join(weak)}: the baseline's margin over chance may be below {threshold:g} "
                 "(interval lower bound), so D divides by a margin that may be near 0; train longer")
-    return Conditioning(threshold=threshold, dense_margin=margins[dense], global_margin=margins[glob], ok=ok,
-                        note=note)
+    return Conditioning(threshold=threshold, dense_margin=checked.get((dense, ALL)),
+                        global_margin=checked.get((glob, ALL)), dense_object_margin=checked.get((dense, OBJECTS)),
+                        global_object_margin=checked.get((glob, OBJECTS)), ok=ok, note=note)
+
+
+ALL, OBJECTS = (name for name, _, _ in CONDITIONING_SCALES)
 
 
 def fmt3(v: float | None) -> str:
@@ -139,22 +155,18 @@ def verdict_specs(resolved: dict) -> list[dict]:
     return [] if not spec else list(spec) if isinstance(spec, list) else [spec]
 
 
-def compute_verdict(resolved: dict, cells: list[Cell], comparisons: list[Comparison], run_dir: Path,
-                    declarations: dict[str, dict]) -> Verdict | None:
-    """The verdict of the config's (first) dense/global pair; None without a ``verdict:`` block."""
-    specs = verdict_specs(resolved)
-    return _pair_verdict(specs[0], resolved, cells, comparisons, run_dir, declarations)[0] if specs else None
-
-
 def compute_verdicts(resolved: dict, cells: list[Cell], comparisons: list[Comparison], run_dir: Path,
-                     declarations: dict[str, dict]) -> tuple[Verdict | None, list[Verdict], Interaction | None]:
+                     declarations: dict[str, dict], infos: dict[str, TaskInfo],
+                     ) -> tuple[Verdict | None, list[Verdict], Interaction | None]:
     """(first pair's verdict, every pair's verdict when the config lists several, their interaction when
     it lists exactly two on the same headline)."""
     specs = verdict_specs(resolved)
-    done = [_pair_verdict(s, resolved, cells, comparisons, run_dir, declarations) for s in specs]
+    done = [_pair_verdict(s, resolved, cells, comparisons, run_dir, declarations, infos) for s in specs]
     first = done[0][0] if done else None
     if not isinstance(resolved.get("verdict"), list):
         return first, [], None
+    done = _across_pairs(done)
+    first = done[0][0] if done else None
     verdicts = [v for v, _ in done]
     interaction = None
     if len(done) == 2 and (specs[0]["ablation"], _head_arch(specs[0], resolved)) == (
@@ -194,7 +206,7 @@ def _interaction(a: tuple[Verdict, Series], b: tuple[Verdict, Series], ablation:
 
 
 def _pair_verdict(spec: dict, resolved: dict, cells: list[Cell], comparisons: list[Comparison], run_dir: Path,
-                  declarations: dict[str, dict]) -> tuple[Verdict, Series]:
+                  declarations: dict[str, dict], infos: dict[str, TaskInfo]) -> tuple[Verdict, Series]:
     """One dense/global pair's verdict, and its headline row's per-seed difference series (replicates kept)."""
     dense, glob = spec["dense"], spec["global"]
     alpha, min_seeds, threshold = spec.get("alpha", 0.05), spec.get("min_seeds", 5), spec.get("min_margin", 0.1)
@@ -220,7 +232,8 @@ def _pair_verdict(spec: dict, resolved: dict, cells: list[Cell], comparisons: li
                 conditioning = Conditioning(threshold=threshold, dense_margin=None, global_margin=None, ok=True,
                                             note="sufficiency divides by 1 − chance, not by a model's margin")
             else:
-                conditioning = _conditioning(dense, glob, arch, seeds, cells, run_dir, threshold, alpha)
+                conditioning = _conditioning(dense, glob, arch, seeds, cells, run_dir, threshold, alpha, infos,
+                                             resolved["bootstrap"])
             headline = family == "identity" and (arch, abl) == (head_arch, spec["ablation"])
             diff = _difference(d, g, seeds)
             if headline:
@@ -242,13 +255,31 @@ def _pair_verdict(spec: dict, resolved: dict, cells: list[Cell], comparisons: li
 
 def _decide(rows: list[VerdictRow], alpha: float, min_seeds: int) -> list[VerdictRow]:
     """Holm within each family's exploratory rows; then each row's call (module docstring)."""
+    return [r.model_copy(update={"verdict": _call(r, alpha, min_seeds)}) for r in _holm(rows)]
+
+
+def _holm(rows: list[VerdictRow]) -> list[VerdictRow]:
     out = list(rows)
     for family in ("identity", "ensemble", "sufficiency"):
         idx = [i for i, r in enumerate(out) if r.family == family and r.role == "exploratory"]
         adjusted = stats.holm([out[i].difference.p for i in idx])
         for i, p in zip(idx, adjusted):
             out[i] = out[i].model_copy(update={"p_holm": None if p is None else float(f"{p:.6g}")})
-    return [r.model_copy(update={"verdict": _call(r, alpha, min_seeds)}) for r in out]
+    return out
+
+
+def _across_pairs(done: list[tuple[Verdict, Series]]) -> list[tuple[Verdict, Series]]:
+    """Several pairs: each family's exploratory rows of EVERY pair are one Holm family, so a study that
+    asks the same question on two evidence scales pays for both; each row is then called at its pair's alpha."""
+    pooled = _holm([r for v, _ in done for r in v.rows])
+    out, start = [], 0
+    for v, series in done:
+        rows = [r.model_copy(update={"verdict": _call(r, v.alpha, v.min_seeds)})
+                for r in pooled[start:start + len(v.rows)]]
+        start += len(v.rows)
+        out.append((v.model_copy(update={"rows": rows, "headline": next((r for r in rows if r.role == "headline"),
+                                                                         None)}), series))
+    return out
 
 
 def _call(row: VerdictRow, alpha: float, min_seeds: int) -> str:

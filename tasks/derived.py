@@ -102,6 +102,7 @@ def classify_from_masks(source: dict, rule: Literal["dominant", "present_any"] =
                          "segmentation task")
     names = si.class_names or tuple(str(i) for i in range(si.num_classes))
     skip = si.background_index if skip_background else None
+    fallback, rule_name = None, rule  # `rule` becomes the labelling function below
     if rule == "present_any":
         if not classes or any(not 0 <= c < si.num_classes for c in classes):
             raise BenchError(f"classify_from_masks.classes: rule present_any needs class indices in "
@@ -126,10 +127,12 @@ def classify_from_masks(source: dict, rule: Literal["dominant", "present_any"] =
         raise BenchError(f"classify_from_masks.source: no {'training' if not len(train) else 'test'} image has a "
                          "countable non-background pixel; check the source task's masks")
     size = tuple(test.images.shape[-2:]) if isinstance(test, TensorSplit) else tuple(test.eval_dataset[0][0].shape[-2:])
-    info = TaskInfo("classification", num_classes, si.in_channels, size, class_names=tuple(names))
+    # an image without objects is labelled background: a class, but not an object one (bench.metrics)
+    info = TaskInfo("classification", num_classes, si.in_channels, size, class_names=tuple(names),
+                    background_index=fallback)
     dropped = len(seg.test) - len(test)
     return Task(info, train, test, provenance={
-        "source": source, "rule": rule, "skip": skip, "unlabelled": unlabelled, "test_images": len(test),
+        "source": source, "rule": rule_name, "skip": skip, "unlabelled": unlabelled, "test_images": len(test),
         "source_test_images": len(seg.test), "dropped_train_images": len(seg.train) - len(train),
         "dropped_test_images": dropped, "paired_with_source": dropped == 0, "source_provenance": seg.provenance})
 

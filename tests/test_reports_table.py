@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import BenchError
-from bench.reports_index import EMPTY_STATE, END, START, committed_table, device_of, render_table, update
+from bench.reports_index import EMPTY_STATE, END, START, committed_table, device_of, render_table, update, wall
 from tests.test_leaderboard import build_runs
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
@@ -41,7 +41,9 @@ def test_generator_on_a_run(tmp_path_factory, tmp_path):
     else:
         assert f"| [lb](lb/report.md) | **{verdict['verdict']}** ({verdict['architecture']}, skip_removal:" in text
     prov = res["provenance"]  # the CPU model too: CPU results agree across CPUs only within a tolerance
-    assert f"| {prov['device_name']}; {prov['cpu']} | {res['timings']['cells']:.0f} s |" in text
+    assert (f"| {prov['device_name']}; {prov['cpu']} | {wall(res['timings']['study'])} | "
+            f"{res['timings']['cells']:.0f} s |") in text
+    assert (wall(None), wall(59.6), wall(4071.5)) == ("—", "0:01:00", "1:07:52")
     assert device_of({"device_name": "cpu (x86_64)"}) == "cpu (x86_64); CPU model not recorded"  # older results
     assert "| [lb](lb/report.md) | seg | res | baseline | miou |" in text
     assert "| D block_lesion | D skip_removal |" in text and "D reorder" not in text  # only measured ablations

@@ -1,6 +1,6 @@
 """The verdict's decision rule is calibrated: under the null it calls supported/contradicted at most 5%.
 
-Drives the project's own code — ``bench.runner.shared_weights`` (the bootstrap resamples every seed
+Drives the project's own code — ``bench.metrics.shared_weights`` (the bootstrap resamples every seed
 shares) and ``bench.stats.interval``/``call`` (the headline's rule) — on simulated per-example values
 v[s, i] = effect + a_s + b_i + e[s, i]: a seed effect a_s (weight init, data order), an example effect
 b_i shared by every seed (the test set is shared), and seed-specific noise e. The seed-to-test
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from bench import stats
-from bench.runner import shared_weights
+from bench.metrics import shared_weights
 
 N, B, REPS = 200, 400, 1000
 RATIOS = (0.3, 1.0, 3.0, 10.0)

@@ -11,7 +11,7 @@ from bench.config import load_config
 from bench.errors import BenchError
 from bench.report import explanation, pairs_section
 from bench.results import Conditioning, Decision, Results, Verdict, VerdictRow
-from bench.verdict import _interaction, verdict_specs
+from bench.verdict import _across_pairs, _decide, _interaction, verdict_specs
 
 BASE = """
 tasks:
@@ -128,3 +128,21 @@ def test_the_report_shows_every_pairs_rows_not_only_the_first():
     assert "| unet | skip_lesion | exploratory |" in text  # the second pair's row, not only its headline
     single = verdict_section(Results.model_construct(verdict=a, verdicts=[], interaction=None))
     assert "pair `" not in single and "### Identity family — decides the claim\n" in single
+
+
+def _with_exploratory(label: str, p: float) -> Verdict:
+    v = _verdict(label)
+    d = Decision(estimate=0.3, low=0.01, high=0.6, p=p, per_seed={str(i): 0.3 for i in range(5)})
+    row = v.headline.model_copy(update={"role": "exploratory", "ablation": "skip_lesion", "difference": d})
+    return v.model_copy(update={"rows": [v.headline, row]})
+
+
+def test_exploratory_rows_pay_for_every_pair_not_only_their_own():
+    # one exploratory row per pair at p = 0.03: alone each is supported (Holm of one p is the p), but the
+    # study asked the question twice, so Holm over both gives 0.06 and neither is called
+    alone = _decide(_with_exploratory("coarse", 0.03).rows, 0.05, 5)
+    assert alone[1].verdict == "supported" and alone[1].p_holm == pytest.approx(0.03)
+    both = _across_pairs([(_with_exploratory("coarse", 0.03), {}), (_with_exploratory("fine", 0.03), {})])
+    for v, _ in both:
+        assert v.rows[1].p_holm == pytest.approx(0.06) and v.rows[1].verdict == "inconclusive"
+        assert v.headline is v.rows[0] or v.headline == v.rows[0]

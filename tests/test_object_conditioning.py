@@ -1,0 +1,94 @@
+"""Conditioning over the object classes: a dense model that finds objects without telling them apart.
+
+On a dense task background is a class, so a texture-blind localiser (background right, every object pixel
+one object class) clears the all-class margin over chance; over the object classes alone it scores 1/C_obj,
+chance exactly. The verdict's conditioning check must call such a row ill-conditioned.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bench.data import TaskInfo
+from bench.io import save_npz
+from bench.metrics import Outcome, example_stats, margins, shared_weights
+from bench.results import Cell
+from bench.rundir import RunDir, cell_id
+from bench.verdict import _conditioning
+
+SEG = TaskInfo("segmentation", 4, background_index=0)  # background + 3 object classes
+CLS = TaskInfo("classification", 3)
+N, SIZE = 120, 8
+
+
+def _masks(seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    masks = torch.zeros(N, SIZE, SIZE, dtype=torch.int64)
+    for i in range(N):
+        y, x = torch.randint(0, SIZE - 3, (2,), generator=g).tolist()
+        masks[i, y:y + 3, x:x + 3] = 1 + i % 3
+    return masks
+
+
+def _localiser(masks: torch.Tensor) -> torch.Tensor:
+    return torch.where(masks > 0, 1, 0)  # where the object is, never which
+
+
+def _reader(masks: torch.Tensor, seed: int, flip: float = 0.2) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    wrong = (torch.rand(masks.shape, generator=g) < flip) & (masks > 0)
+    return torch.where(wrong, 1 + (masks % 3), masks)  # mostly the right object class
+
+
+def _outcome(pred: torch.Tensor, target: torch.Tensor, info: TaskInfo) -> Outcome:
+    return Outcome(example_stats(pred, target, info).numpy(), info)
+
+
+def test_a_localiser_clears_the_all_class_margin_but_sits_at_chance_over_the_objects():
+    masks = _masks(0)
+    m = _outcome(_localiser(masks), masks, SEG).metrics()
+    assert m["balanced_accuracy"] - m["balanced_chance"] > 0.1  # what the old check alone let through
+    assert m["object_balanced_accuracy"] == pytest.approx(m["object_chance"]) == pytest.approx(1 / 3)
+    read = _outcome(_reader(masks, 0), masks, SEG).metrics()
+    assert read["object_balanced_accuracy"] - read["object_chance"] > 0.4  # 0.8 recall - 1/3
+
+
+def test_margins_list_the_object_scale_only_for_tasks_with_a_background():
+    masks = _masks(0)
+    w = shared_weights(N, 200)
+    seg = margins(_outcome(_reader(masks, 0), masks, SEG), w)
+    labels = torch.arange(N) % 3
+    cls = margins(_outcome(labels, labels, CLS), w)
+    assert set(seg) == {"all classes", "object classes"} and set(cls) == {"all classes"}
+    value, boot = seg["object classes"]
+    assert boot.shape == (200,) and np.min(boot) <= value <= np.max(boot)
+
+
+def _run(tmp_path, dense_pred) -> tuple[list[Cell], RunDir]:
+    rd = RunDir(tmp_path)
+    rd.cells.mkdir(parents=True, exist_ok=True)
+    cells = []
+    for seed in range(5):
+        masks = _masks(seed)
+        labels = torch.arange(N) % 3
+        for task, stats in (("seg", example_stats(dense_pred(masks, seed), masks, SEG)),
+                            ("cls", example_stats(labels, labels, CLS))):
+            cid = cell_id(task, "unet", "baseline", seed)
+            save_npz(rd.cell_npz(cid), stats=stats.numpy())
+            cells.append(Cell.model_construct(id=cid, task=task, architecture="unet", variant="baseline", seed=seed,
+                                              status="ok"))
+    return cells, rd
+
+
+@pytest.mark.parametrize("pred, ok", [(lambda m, s: _localiser(m), False), (_reader, True)])
+def test_the_verdict_calls_a_localiser_ill_conditioned(tmp_path, pred, ok):
+    cells, rd = _run(tmp_path, pred)
+    c = _conditioning("seg", "cls", "unet", list(range(5)), cells, rd.root, 0.1, 0.05,
+                      {"seg": SEG, "cls": CLS}, 200)
+    assert c.ok is ok
+    assert min(c.dense_margin.per_seed.values()) > 0.1  # the all-class margin passes either way
+    assert c.global_object_margin is None and c.dense_object_margin is not None
+    if not ok:
+        assert "object classes" in c.note and max(c.dense_object_margin.per_seed.values()) < 1e-9
