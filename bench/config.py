@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, get_args
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bench import limits
 from bench.errors import BenchError, did_you_mean
@@ -126,6 +126,10 @@ class TrainConfig(Strict):
         "none", description="balanced: weight each class's loss by N / (C * n_c) over the training labels, so an "
         "imbalanced label cannot be fitted by predicting its majority class (which scores chance on balanced "
         "accuracy, the scale D is measured on).")
+    class_weight_cap: float | None = Field(
+        None, gt=1, description="With balanced weights: no class weighs more than this many times the lightest "
+        "one. Why: a class with a handful of training examples (CamVid's twin: 1 car image of 367) would get a "
+        "weight in the tens and dominate every batch it appears in.")
     amp: Literal["off", "bf16", "fp16"] = Field("off", description="Autocast on CUDA; ignored on CPU.")
     channels_last: bool = False
     compile: bool = Field(False, description="torch.compile the model (GPU).")
@@ -135,6 +139,13 @@ class TrainConfig(Strict):
     @classmethod
     def _yaml_off(cls, v: object) -> object:
         return "off" if v is False else v  # YAML 1.1 reads a bare `off` as false
+
+    @model_validator(mode="after")
+    def _cap_needs_weights(self) -> TrainConfig:
+        if self.class_weight_cap is not None and self.class_weights == "none":
+            raise ValueError("class_weight_cap caps balanced class weights, but class_weights is none; set "
+                             "class_weights: balanced or remove the cap")
+        return self
 
 
 class VerdictConfig(Strict):

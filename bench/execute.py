@@ -98,12 +98,23 @@ def prepare(study: Study) -> None:
 
 def same_study(rd: RunDir, study: Study) -> None:
     old = rd.read_config() if rd.is_ours() or rd.config.exists() else None
-    if old is not None and old != study.study.yaml:
+    if old is not None and old != study.study.yaml and not same_under_current_schema(rd, study):
         from bench.config import safe_load
 
         diff = _dict_diff(safe_load(old), study.resolved)
         raise BenchError(f"{rd.root}: holds a run of a different config ({diff}); "
                          "use --restart to start over or --out for a new folder")
+
+
+def same_under_current_schema(rd: RunDir, study: Study) -> bool:
+    """The folder's config, resolved by this version of bench, is this study's: it differs only by fields added
+    to the schema since it was written, which read as their defaults (and a default keeps the old behaviour)."""
+    from bench.config import load_config
+
+    try:
+        return load_config(rd.config)[1] == study.resolved
+    except BenchError:
+        return False
 
 
 def cells_failed(failed: dict[str, CellOutcome], total: int) -> BenchError:

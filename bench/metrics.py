@@ -104,8 +104,13 @@ def metrics_from_sums(sums: np.ndarray, info: TaskInfo) -> dict[str, np.ndarray]
 
 
 def balanced(hits: np.ndarray, support: np.ndarray, info: TaskInfo) -> dict[str, np.ndarray]:
-    """Balanced accuracy and its chance over every class; with a declared background, also over the others."""
-    out = {"balanced_accuracy": balanced_accuracy(hits, support), "balanced_chance": balanced_chance(support)}
+    """Balanced accuracy and its chance over every class, and the per-class recalls behind it (NaN for a class
+    absent from the labels: what a D above 1 or a collapse to one class is read from); with a declared
+    background, also over the other classes."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(support > 0, hits / np.maximum(support, 1), np.nan)
+    out = {"balanced_accuracy": balanced_accuracy(hits, support), "balanced_chance": balanced_chance(support),
+           "per_class_recall": recall}
     if info.background_index is not None:
         objects = [k for k in range(info.num_classes) if k != info.background_index]
         out["object_balanced_accuracy"] = balanced_accuracy(hits[..., objects], support[..., objects])
@@ -152,7 +157,7 @@ class Outcome:
     def metrics(self) -> dict[str, float | list[float | None]]:
         out: dict = {}
         for k, v in metrics_from_sums(self._sums(), self.info).items():
-            out[k] = [None if np.isnan(x) else round(float(x), 6) for x in v] if k == "per_class_iou" else round(float(v), 6)
+            out[k] = [None if np.isnan(x) else round(float(x), 6) for x in v] if np.ndim(v) else round(float(v), 6)
         return out
 
     @property

@@ -105,13 +105,14 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
 
 
-def class_weights(task: Task, how: str, device: torch.device) -> torch.Tensor | None:
+def class_weights(task: Task, how: str, device: torch.device, cap: float | None = None) -> torch.Tensor | None:
     """Loss weights per class. ``balanced``: N / (C · n_c) over the C classes present in the training
     labels (per image for classification, per pixel for segmentation; ignore index excluded) — every class
     then weighs the same in the loss, as every class weighs the same in balanced accuracy (scikit-learn's ``class_weight="balanced"``). A class absent from the stored training labels
     (one that augmentation can still produce, e.g. a twin's label recomputed from a cropped mask) gets the
     largest weight: it is rarer than any class counted, and a weight of 0 would drop its examples from the
-    loss (a batch of only such examples would have no loss at all)."""
+    loss (a batch of only such examples would have no loss at all). ``cap``: no weight above ``cap`` times
+    the smallest (a class seen once would otherwise outweigh a whole batch)."""
     if how == "none":
         return None
     t = task.train.targets().flatten().long()
@@ -121,6 +122,8 @@ def class_weights(task: Task, how: str, device: torch.device) -> torch.Tensor | 
     present = counts > 0
     w = counts.sum() / (present.sum() * counts.clamp(min=1))
     w = torch.where(present, w, w[present].max())
+    if cap is not None:
+        w = w.clamp(max=cap * float(w.min()))
     return w.float().to(device)
 
 
@@ -150,7 +153,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total, per_epoch))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp == "fp16")
     ignore = task.info.ignore_index if task.info.ignore_index is not None else -100
-    weight = class_weights(task, cfg.class_weights, device)
+    weight = class_weights(task, cfg.class_weights, device, cfg.class_weight_cap)
     step, images, loss_value, t0 = 0, 0, float("nan"), time.perf_counter()
     if resume is not None:
         state = resume

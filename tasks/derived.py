@@ -1,7 +1,9 @@
 """classify_from_masks: the classification twin of a segmentation task, on the SAME images.
 
 The source task is built from ``source`` ({name: <segmentation task>, **its params}) and each image's
-label comes from its unaugmented mask (evaluation geometry). Rules:
+stored label comes from its unaugmented mask (evaluation geometry; training may recompute it from the
+augmented mask, below). When unlabelled images are labelled background, the twin declares that class its
+background too (not an object class: bench.metrics). Rules:
 
 - ``dominant``: the class with the most pixels, not counting the ignore index nor, with
   ``skip_background``, the source's background class; ties go to the lowest index. An image with no

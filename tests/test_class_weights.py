@@ -1,8 +1,10 @@
 """``train.class_weights: balanced``: every class weighs the same in the loss, as in balanced accuracy.
 
 Why it exists: CamVid's classification twin has 367 training labels, 62% of them one class (road) while
-the test split's majority is another (building); plain cross-entropy fits the training majority and the
-head scores chance on balanced accuracy (reports/camvid_cpu/twin_from_segmenter.txt)."""
+the test split's majority is another (building); with plain cross-entropy the first reference's U-Net heads
+fitted the training majority and scored about chance on balanced accuracy (docs/protocols.md, "CamVid's
+classification twin"). ``class_weight_cap`` bounds the rule's weights: a class seen once would get a weight
+in the tens."""
 
 from __future__ import annotations
 
@@ -65,3 +67,23 @@ def test_training_passes_the_weights_to_the_loss(monkeypatch, how):
         assert all(w is None for w in seen)
     else:
         assert all(torch.allclose(w, torch.tensor([16 / (2 * 12), 16 / (2 * 4)])) for w in seen)
+
+
+def test_a_cap_keeps_a_class_seen_once_from_outweighing_the_rest():
+    task = _task(torch.tensor([0] * 99 + [1]), TaskInfo("classification", 3))  # class 1 once, class 2 never
+    uncapped = class_weights(task, "balanced", CPU)
+    assert float(uncapped[1] / uncapped[0]) == pytest.approx(99)
+    capped = class_weights(task, "balanced", CPU, cap=10.0)
+    assert torch.allclose(capped, torch.tensor([uncapped[0], 10 * uncapped[0], 10 * uncapped[0]]))
+
+
+def test_a_cap_without_balanced_weights_is_refused_in_one_line(tmp_path):
+    from bench.config import load_config
+    from bench.errors import BenchError
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("tasks:\n  c: {name: synthetic_shapes, target: image, n_train: 32, n_test: 16}\narchitectures:\n"
+                   "  r: {name: cifar_resnet, depth: 8, width: 4}\ntrain: {epochs: 1, class_weight_cap: 5}\nablations: []\n")
+    with pytest.raises(BenchError, match=r"c\.yaml: train: class_weight_cap caps balanced class weights.*set "
+                                         r"class_weights: balanced or remove the cap"):
+        load_config(cfg)

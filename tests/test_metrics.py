@@ -74,3 +74,12 @@ def test_chance_is_the_majority_class():
     seg_test[0, 0] = 1
     c = chance_outcome(seg_train, seg_test, SEG).metrics()
     assert c["miou"] == pytest.approx((12 / 16) / 2)  # IoU(bg) = 12/16, IoU(1) = 0
+
+
+def test_per_class_recall_is_what_balanced_accuracy_averages_and_null_for_absent_classes():
+    info = TaskInfo("classification", 4)
+    target = torch.tensor([0, 0, 1, 1, 1, 2])       # class 3 absent
+    pred = torch.tensor([0, 1, 1, 1, 0, 3])
+    m = Outcome(example_stats(pred, target, info).numpy(), info).metrics()
+    assert m["per_class_recall"] == [0.5, pytest.approx(2 / 3, abs=1e-6), 0.0, None]
+    assert m["balanced_accuracy"] == pytest.approx((0.5 + 2 / 3 + 0.0) / 3, abs=1e-6)

@@ -195,6 +195,18 @@ def test_changed_config_is_refused_and_restart_starts_over(tmp_path, capsys):
     assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()} == \
         {n: t for n, t in stamps.items() if (out / "cells" / n).exists()}
 
+    # a folder written before a field existed (here class_weight_cap, read as its default None) is the same
+    # study: resumed, nothing retrained; the same edit with a non-default value would be a real difference
+    resolved = out / "config.resolved.yaml"
+    text = resolved.read_text()
+    assert "class_weight_cap: null\n" in text
+    resolved.write_text(text.replace("  class_weight_cap: null\n", ""))
+    assert main(run) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()} == \
+        {n: t for n, t in stamps.items() if (out / "cells" / n).exists()}
+    resolved.write_text(text.replace("class_weight_cap: null", "class_weight_cap: 3.0"))
+    assert main(run) == 2 and "train.class_weight_cap: 3.0 -> None" in capsys.readouterr().err
+
     assert main([*run, "--restart"]) == 0  # starts over: every cell recomputed, the same numbers
     again = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
     assert again and all(again[n] != stamps[n] for n in again)
