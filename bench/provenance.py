@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+import bench
+
 
 def _version(pkg: str) -> str | None:
     try:
@@ -61,7 +63,7 @@ def provenance(device: torch.device) -> dict:
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {
-        "bench_version": _version("identity-bench"),
+        "bench_version": bench.__version__,  # the code that ran (an editable install's metadata can be stale)
         "git_commit": commit,
         "git_dirty": bool(status) if status is not None else None,
         "python": platform.python_version(),
