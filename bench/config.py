@@ -392,6 +392,9 @@ def resolve(cfg: StudyConfig, path: Path) -> dict:
     labels = [v.label or v.dense for v in pairs]
     if len(set(labels)) != len(labels):
         raise BenchError(f"{path}: verdict: two pairs share the label {labels!r}; give each a distinct `label`")
+    if len({v.alpha for v in pairs}) > 1:  # exploratory rows are one Holm family across the pairs
+        raise BenchError(f"{path}: verdict: the pairs' alpha differ ({sorted({v.alpha for v in pairs})}); give every "
+                         "pair the same alpha (their exploratory rows share one Holm adjustment)")
     return out
 
 

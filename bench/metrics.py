@@ -193,15 +193,17 @@ def shared_weights(n: int, replicates: int) -> np.ndarray:
     return bootstrap_weights(n, replicates, seed=BOOTSTRAP_SEED)
 
 
+def scales_of(info: TaskInfo) -> list[tuple[str, str, str]]:
+    """The conditioning scales that apply to a task: all classes, and the object classes if it has a background."""
+    return list(CONDITIONING_SCALES) if info.background_index is not None else list(CONDITIONING_SCALES[:1])
+
+
 def margins(outcome: Outcome, weights: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
-    """The conditioning scales that apply to the outcome's task: name -> (margin over chance, replicates)."""
-    out = {}
+    """Per conditioning scale of the outcome's task: name -> (margin over chance, its bootstrap replicates)."""
     point, boot = metrics_from_sums(outcome.stats.sum(0), outcome.info), metrics_from_sums(weights @ outcome.stats,
                                                                                            outcome.info)
-    for name, metric, chance in CONDITIONING_SCALES:
-        if metric in point:
-            out[name] = (float(point[metric] - point[chance]), boot[metric] - boot[chance])
-    return out
+    return {name: (float(point[metric] - point[chance]), boot[metric] - boot[chance])
+            for name, metric, chance in scales_of(outcome.info)}
 
 
 def chance_outcome(train_targets: torch.Tensor, test_targets: torch.Tensor, info: TaskInfo) -> Outcome:

@@ -87,6 +87,8 @@ def verdict_section(res: Results) -> str:
             f"p = {fmt_p(h.difference.p)}).")
         out.append(f"\nPer seed, D_dense − D_global: {per_seed(h.difference)}.")
         out.append(f"\nConditioning: {h.conditioning.note}.")
+        if v.sensitivity is not None and not res.verdicts:
+            out.append("\n" + sensitivity_line(v))
         out.append("\nWhat would change it: " + WHAT_WOULD_CHANGE.get(h.verdict, ""))
     out.append(pairs_section(res))
     out.append(f"\nMethod: {v.method}")
@@ -151,6 +153,7 @@ def pairs_section(res: Results) -> str:
     out = ["\n### One verdict per pair\n", table(
         ["pair", "dense task", "global task", "headline", "seeds", "D dense [CI]", "D global [CI]",
          "D_dense − D_global [CI]", "conditioning", "call", "per seed (difference)"], rows)]
+    out += ["\n" + sensitivity_line(v) for v in res.verdicts if v.sensitivity is not None]
     i = res.interaction
     if i is not None:
         out.append(f"\nInteraction ({i.ablation} on {i.architecture}): (D_dense − D_global)[{i.second}] − "
@@ -160,6 +163,16 @@ def pairs_section(res: Results) -> str:
         out.append("\n" + explanation(res))
     out.append("\n" + multiplicity(res))
     return "\n".join(out)
+
+
+def sensitivity_line(v) -> str:
+    """The headline re-measured on the object-class scale (results.Sensitivity): beside the call, never for it."""
+    sens, name = v.sensitivity, f" (`{v.label}`)" if v.label else ""
+    return (f"Sensitivity{name}, not the call: with D over the object classes of {', '.join(sens.tasks)}, "
+            f"D_dense {fmt_ci(sens.dense)} vs D_global {fmt_ci(sens.global_)}; difference {fmt_ci(sens.difference)} "
+            f"(p = {fmt_p(sens.difference.p)}; per seed {per_seed(sens.difference)}). On the all-class scale an ablated "
+            "dense model that still finds the objects keeps its background recall, so its D stays below 1 even when it "
+            "no longer tells the objects apart.")
 
 
 def multiplicity(res: Results) -> str:
@@ -208,7 +221,7 @@ def r_measure(rows) -> str:
 
 def conditioning_cell(r) -> str:
     c = r.conditioning
-    if c.dense_margin is None:
+    if r.architecture == "(input)":
         return "n/a (input)"
     state = "ok" if c.ok else "ILL-CONDITIONED"
     objects = [f"{kind} {fmt_ci(m)}" for kind, m in (("dense", c.dense_object_margin), ("global", c.global_object_margin))

@@ -143,6 +143,19 @@ class VerdictRow(_Model):
                      "dense higher", "global higher"]
 
 
+class Sensitivity(_Model):
+    """The headline re-measured with D over the object classes of each task that has a background (the other
+    task's D unchanged): not the call, which stays on the pre-specified all-class scale, but what that scale
+    can hide. An ablated dense model that still finds the objects but no longer tells them apart keeps its
+    background recall, so its all-class D stays well below 1 while a global model's can reach 1."""
+
+    scale: str
+    tasks: list[str]  # the tasks whose D is re-measured (those with a background class)
+    dense: Decision
+    global_: Decision
+    difference: Decision
+
+
 class Verdict(_Model):
     label: str | None = None  # the pair's name when the config lists several (e.g. coarse / fine)
     dense_task: str
@@ -153,6 +166,7 @@ class Verdict(_Model):
     headline_missing: str | None = None  # why there is no headline row
     rows: list[VerdictRow]
     method: str
+    sensitivity: Sensitivity | None = None  # the headline on the object-class scale (train-time headlines)
 
 
 class Interaction(_Model):

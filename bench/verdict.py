@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from bench import stats
+from bench.ablations.base import dependence
 from bench.data import TaskInfo
-from bench.metrics import CONDITIONING_SCALES, Outcome, margins, shared_weights
+from bench.metrics import CONDITIONING_SCALES, Outcome, margins, metrics_from_sums, scales_of, shared_weights
 from bench.registry import ARCHITECTURES
-from bench.results import Cell, Comparison, Conditioning, Decision, Interaction, Verdict, VerdictRow
+from bench.results import Cell, Comparison, Conditioning, Decision, Interaction, Sensitivity, Verdict, VerdictRow
 from bench.rundir import RunDir, cell_id
 
 METHOD = ("Per seed, D_dense − D_global on balanced accuracy (D = 1 − (m_ablated − m_chance)/(m_full − m_chance), "
@@ -111,16 +112,23 @@ def _difference(d: Series, g: Series, seeds: list[int]) -> Series:
 def _conditioning(dense: str, glob: str, arch: str, seeds: list[int], cells: list[Cell], run_dir: Path,
                   threshold: float, alpha: float, infos: dict[str, TaskInfo], replicates: int) -> Conditioning:
     checked: dict[tuple[str, str], Decision] = {}  # (task, scale) -> its margin over the seeds
+    unchecked: list[str] = []  # a seed whose baseline statistics are missing: its margin cannot be checked
     for task in (dense, glob):
-        for scale, m in _margins(task, arch, cells, run_dir, infos[task], replicates).items():
+        found = _margins(task, arch, cells, run_dir, infos[task], replicates)
+        for scale, _, _ in scales_of(infos[task]):
+            m = found.get(scale, {})
+            unchecked += [f"{task} s{seed} {scale}" for seed in seeds if seed not in m]
             checked[task, scale] = _decision(m, [s for s in seeds if s in m], alpha)
     # every seed's D divides by ITS margin: each seed must clear the threshold, and the mean's interval too
     weak_seeds = [f"{t} s{seed} {scale} ({fmt3(v)})" for (t, scale), m in checked.items()
                   for seed, v in m.per_seed.items() if v is None or v <= threshold]
     lows = {key: m.low for key, m in checked.items()}
-    ok = bool(checked) and not weak_seeds and all(v is not None and v > threshold for v in lows.values())
+    ok = not unchecked and not weak_seeds and all(v is not None and v > threshold for v in lows.values())
     objects = "; a margin over the object classes says the model tells the classes apart, not only where objects are"
-    if ok:
+    if unchecked:
+        note = (f"no baseline statistics (cells/<id>.npz `stats`) for {', '.join(unchecked)}: the margin over chance "
+                "is unchecked; re-run those cells")
+    elif ok:
         note = (f"every seed's baseline margin over chance, and both intervals' lower bounds, clear {threshold:g} "
                 f"on every scale checked ({', '.join(sorted({scale for _, scale in checked}))})")
     elif weak_seeds:
@@ -213,6 +221,7 @@ def _pair_verdict(spec: dict, resolved: dict, cells: list[Cell], comparisons: li
     head_arch = _head_arch(spec, resolved)
     rows: list[VerdictRow] = []
     head_series: Series = {}
+    head_sides: tuple[Series, Series] = ({}, {})
     for abl in (a["name"] for a in resolved["ablations"]):
         decl = declarations[abl]
         family = decl["family"]
@@ -237,7 +246,7 @@ def _pair_verdict(spec: dict, resolved: dict, cells: list[Cell], comparisons: li
             headline = family == "identity" and (arch, abl) == (head_arch, spec["ablation"])
             diff = _difference(d, g, seeds)
             if headline:
-                head_series = diff
+                head_series, head_sides = diff, (d, g)
             rows.append(VerdictRow(
                 family=family, role="headline" if headline else "exploratory",
                 architecture="(input)" if decl["reads"] == "input" else arch, ablation=abl, measure=decl["measure"],
@@ -249,8 +258,50 @@ def _pair_verdict(spec: dict, resolved: dict, cells: list[Cell], comparisons: li
     missing = None if headline_row else (
         f"no result for {spec['ablation']} on {head_arch}: every seed of a pair failed, the ablation was not "
         "applicable, or a task is missing from the matrix for it")
+    sensitivity = None
+    if headline_row is not None:
+        sensitivity = _sensitivity(dense, glob, head_arch, spec["ablation"], declarations[spec["ablation"]],
+                                   head_sides, comparisons, run_dir, infos, resolved["bootstrap"], alpha)
     return Verdict(label=spec.get("label"), dense_task=dense, global_task=glob, alpha=alpha, min_seeds=min_seeds,
-                   headline=headline_row, headline_missing=missing, rows=rows, method=METHOD), head_series
+                   headline=headline_row, headline_missing=missing, rows=rows, method=METHOD,
+                   sensitivity=sensitivity), head_series
+
+
+def _sensitivity(dense: str, glob: str, arch: str, ablation: str, decl: dict, sides: tuple[Series, Series],
+                 comparisons: list[Comparison], run_dir: Path, infos: dict[str, TaskInfo], replicates: int,
+                 alpha: float) -> Sensitivity | None:
+    """The headline with D over the object classes of each task that has a background (results.Sensitivity).
+    Needs the ablated model's per-example statistics, which only train-time ablations store (a cell each)."""
+    objects = [t for t in (dense, glob) if infos[t].background_index is not None]
+    if not objects or decl["phase"] != "train":
+        return None
+    series = dict(zip((dense, glob), sides))
+    for task in objects:
+        series[task] = _object_dependence(task, arch, ablation, comparisons, run_dir, infos[task], replicates)
+    seeds = sorted(set(series[dense]) & set(series[glob]))
+    return Sensitivity(scale=OBJECTS, tasks=objects, dense=_decision(series[dense], seeds, alpha),
+                       global_=_decision(series[glob], seeds, alpha),
+                       difference=_decision(_difference(series[dense], series[glob], seeds), seeds, alpha))
+
+
+def _object_dependence(task: str, arch: str, ablation: str, comparisons: list[Comparison], run_dir: Path,
+                       info: TaskInfo, replicates: int) -> Series:
+    """Per seed: D of the headline variant vs its baseline on the object-class scale, with replicates."""
+    _, metric, chance = CONDITIONING_SCALES[1]
+    out: Series = {}
+    for c in comparisons:
+        if (c.task, c.architecture, c.ablation, c.headline) != (task, arch, ablation, True):
+            continue
+        full, abl = (_load(run_dir, cell_id(task, arch, v, c.seed), "stats") for v in ("baseline", c.variant))
+        if full is None or abl is None:
+            continue
+        w = shared_weights(len(full), replicates)
+        point = [metrics_from_sums(x.sum(0), info) for x in (abl, full)]
+        boot = [metrics_from_sums(w @ x, info) for x in (abl, full)]
+        value = float(dependence(point[0][metric], point[1][metric], point[1][chance]))
+        if np.isfinite(value):
+            out[c.seed] = (value, dependence(boot[0][metric], boot[1][metric], boot[1][chance]))
+    return out
 
 
 def _decide(rows: list[VerdictRow], alpha: float, min_seeds: int) -> list[VerdictRow]:

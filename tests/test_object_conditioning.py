@@ -92,3 +92,52 @@ def test_the_verdict_calls_a_localiser_ill_conditioned(tmp_path, pred, ok):
     assert c.global_object_margin is None and c.dense_object_margin is not None
     if not ok:
         assert "object classes" in c.note and max(c.dense_object_margin.per_seed.values()) < 1e-9
+
+
+def test_missing_baseline_statistics_fail_the_check_instead_of_dropping_the_margin(tmp_path):
+    cells, rd = _run(tmp_path, _reader)
+    rd.cell_npz(cell_id("cls", "unet", "baseline", 3)).unlink()  # one seed of the global task lost its stats
+    c = _conditioning("seg", "cls", "unet", list(range(5)), cells, rd.root, 0.1, 0.05,
+                      {"seg": SEG, "cls": CLS}, 200)
+    assert not c.ok and "cls s3 all classes" in c.note and "unchecked" in c.note
+
+
+def test_a_twin_that_labels_object_free_images_background_declares_it():
+    from bench.registry import TASKS
+
+    src = {"name": "synthetic_shapes", "target": "pixel", "n_train": 16, "n_test": 8, "image_size": 16}
+    twin = TASKS.build({"name": "classify_from_masks", "source": src})
+    dropped = TASKS.build({"name": "classify_from_masks", "source": src, "unlabelled": "drop"})
+    assert twin.info.background_index == 0 and dropped.info.background_index is None
+    labels = twin.test.targets()
+    assert set(margins(_outcome(labels, labels, twin.info), shared_weights(len(labels), 50))) == \
+        {"all classes", "object classes"}
+
+
+def _dependence_run(tmp_path, ablated) -> tuple[list[Cell], list, RunDir]:
+    """Baselines that read the classes; a skip_removal variant per seed given by ``ablated``."""
+    from bench.results import Comparison, Interval
+
+    cells, rd = _run(tmp_path, _reader)
+    comparisons = []
+    for seed in range(5):
+        masks, labels = _masks(seed), torch.arange(N) % 3
+        for task, pred, info, target in (("seg", ablated(masks), SEG, masks), ("cls", labels, CLS, labels)):
+            cid = cell_id(task, "unet", "no_identity", seed)
+            save_npz(rd.cell_npz(cid), stats=example_stats(pred, target, info).numpy())
+            comparisons.append(Comparison.model_construct(ablation="skip_removal", task=task, architecture="unet",
+                                                          variant="no_identity", seed=seed, headline=True,
+                                                          dependence=Interval(estimate=0.0, low=None, high=None)))
+    return cells, comparisons, rd
+
+
+def test_the_sensitivity_measures_d_over_the_object_classes(tmp_path):
+    # the ablated dense model still finds every object but calls them all one class: on all classes it keeps
+    # the background, so D is well below 1; over the object classes it is at chance, D = 1
+    from bench.verdict import _object_dependence
+
+    cells, comparisons, rd = _dependence_run(tmp_path, _localiser)
+    d = _object_dependence("seg", "unet", "skip_removal", comparisons, rd.root, SEG, 200)
+    assert sorted(d) == list(range(5))
+    assert all(v == pytest.approx(1.0) for v, _ in d.values())
+    assert all(boot.shape == (200,) for _, boot in d.values())

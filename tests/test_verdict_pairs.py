@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,3 +147,21 @@ def test_exploratory_rows_pay_for_every_pair_not_only_their_own():
     for v, _ in both:
         assert v.rows[1].p_holm == pytest.approx(0.06) and v.rows[1].verdict == "inconclusive"
         assert v.headline is v.rows[0] or v.headline == v.rows[0]
+
+
+def test_compute_verdicts_pools_holm_across_the_pairs(monkeypatch):
+    import bench.verdict as verdict
+
+    seen = []
+    monkeypatch.setattr(verdict, "_across_pairs", lambda done: seen.append(len(done)) or done)
+    resolved = {"verdict": [{"label": "a", "dense": "x", "global": "y", "ablation": "skip_removal"},
+                            {"label": "b", "dense": "x", "global": "y", "ablation": "skip_removal"}],
+                "ablations": [], "architectures": {"u": {"name": "unet"}}, "seeds": [0], "bootstrap": 100}
+    verdict.compute_verdicts(resolved, [], [], Path("."), {}, {})
+    assert seen == [2]
+
+
+def test_pairs_must_share_alpha(tmp_path):
+    text = PAIRS.replace("LABEL2", "fine").replace("architecture: unet}\n", "architecture: unet, alpha: 0.1}\n", 1)
+    with pytest.raises(BenchError, match=r"verdict: the pairs' alpha differ \(\[0\.05, 0\.1\]\); give every pair"):
+        load_config(write(tmp_path, BASE + text))
