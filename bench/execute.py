@@ -19,6 +19,7 @@ from bench.executors import CellOutcome, Events, Executor
 from bench.io import write_json
 from bench.progress import StudyProgress
 from bench.provenance import provenance
+from bench.results import Invocation, invocations_so_far
 from bench.train import deterministic
 
 if TYPE_CHECKING:
@@ -70,6 +71,10 @@ def _run(study: Study, executor: Executor) -> Path:
         if events.failed:
             raise cells_failed(events.failed, len(units))
         results = study.assemble(units)
+        now = Invocation(git_commit=study.provenance.get("git_commit"), git_dirty=study.provenance.get("git_dirty"),
+                         study_s=study.timings["study"], cells_computed=len(todo))
+        before = [] if study.restart else invocations_so_far(rd.results)
+        results = results.model_copy(update={"invocations": [*before, now]})
         write_json(rd.results, results.model_dump(mode="json", by_alias=True))
         from bench.report import write_report
 

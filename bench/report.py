@@ -283,7 +283,11 @@ def provenance_section(res: Results) -> str:
     keys = ["bench_version", "git_commit", "git_dirty", "torch", "timm", "segmentation_models_pytorch",
             "device_name", *(["cpu"] if "cpu" in p else []), "python", "platform"]  # cpu: recorded since issue 16
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in res.timings.items())
-    return "## Provenance\n\n" + "\n".join(f"- {k}: {p.get(k)}" for k in keys) + f"\n- wall time: {timing}\n"
+    runs = "".join(f"\n  - {(i.git_commit or '?')[:10]}{' (dirty)' if i.git_dirty else ''}: {i.study_s:.1f}s, "
+                   f"{'cells computed: ' + str(i.cells_computed) if i.cells_computed is not None else 'cells not recorded'}"
+                   for i in res.invocations)
+    return ("## Provenance\n\n" + "\n".join(f"- {k}: {p.get(k)}" for k in keys) + f"\n- wall time (this invocation): "
+            f"{timing}\n" + (f"- invocations (every `bench run` on this folder, oldest first):{runs}\n" if runs else ""))
 
 
 def verdict_figure(res: Results, run_dir: Path) -> str:

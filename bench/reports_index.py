@@ -3,7 +3,7 @@
 ``python -m bench reports`` (or ``python -m bench.reports_index``) rewrites the table between the
 markers; tests/test_reports_table.py fails when the committed table differs from the regenerated
 one, so a stale table cannot land. Columns: the verdict per study (headline row, 95% CI), device with
-its CPU model, the wall time of the invocation that wrote results.json and the cells' compute; then per task × architecture × variant the metric and the D of every ablation any
+its CPU model, the wall time of every invocation on the folder and the cells' compute; then per task × architecture × variant the metric and the D of every ablation any
 committed study measured (S for sufficiency), as in ``bench leaderboard``.
 """
 
@@ -29,7 +29,7 @@ def device_of(provenance: dict) -> str:
 
 
 def wall(seconds: float | None) -> str:
-    """``timings.study``: the wall time of the invocation that wrote results.json (a resumed run's last one)."""
+    """h:mm:ss of the invocations' summed wall time (``invocations``; ``timings.study`` for older results)."""
     if seconds is None:
         return "—"
     h, rest = divmod(round(seconds), 3600)
@@ -50,12 +50,13 @@ def render_table(reports: Path) -> str:
         v = res.verdict.headline if res.verdict else None
         verdict = (f"**{v.verdict}** ({v.architecture}, {v.ablation}: dense − global = {fmt_ci(v.difference)})"
                    if v else "no verdict requested" if res.verdict is None else f"no verdict ({res.verdict.headline_missing})")
-        verdicts.append([link, verdict, device_of(res.provenance), wall(res.timings.get("study")),
+        total = sum(i.study_s for i in res.invocations) if res.invocations else res.timings.get("study")
+        verdicts.append([link, verdict, device_of(res.provenance), wall(total),
                          f"{res.timings.get('cells', res.timings.get('study', 0)):.0f} s"])
     body = [[f"[{run.name}]({run.name}/report.md)", r["task"], r["architecture"], r["variant"], r["metric"],
              _cell(r["value"]), _cell(r["chance"]), *(_cell(r.get(c, EMPTY)) for c in columns)]
             for run, rows in studies for r in rows]
-    return (table(["study", "verdict (95% CI)", "device; CPU", "wall time (last invocation)", "compute (all cells)"],
+    return (table(["study", "verdict (95% CI)", "device; CPU", "wall time (all invocations)", "compute (all cells)"],
                   verdicts) + "\n\n"
             + table(["study", "task", "architecture", "variant", "metric", "value (mean ± sd, n seeds)", "chance",
                      *(measure_label(c) for c in columns)], body))

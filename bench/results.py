@@ -188,6 +188,15 @@ class Interaction(_Model):
     note: str
 
 
+class Invocation(_Model):
+    """One `bench run` on the folder: a resumed or re-assembled study keeps every earlier one."""
+
+    git_commit: str | None
+    git_dirty: bool | None
+    study_s: float  # its wall time
+    cells_computed: int | None  # cells it trained; 0 = a re-assembly; None = recorded before bench 0.2.1
+
+
 class Results(_Model):
     schema_version: int = SCHEMA_VERSION
     study: str
@@ -201,6 +210,22 @@ class Results(_Model):
     verdict: Verdict | None = None  # the (first) pair's verdict: what every single-verdict reader uses
     verdicts: list[Verdict] = []  # every pair's verdict when the config lists several, in config order
     interaction: Interaction | None = None  # exactly two listed pairs on the same headline
+    invocations: list[Invocation] = []  # every `bench run` on the folder, oldest first; wall time = their sum
+
+
+def invocations_so_far(results_file: Path) -> list[Invocation]:
+    """The invocations recorded in a folder's previous results.json (one reconstructed from ``timings.study``
+    and ``provenance`` if it predates the list); none if there is no readable one."""
+    try:
+        old = load_results(results_file)
+    except BenchError:
+        return []
+    if old.invocations:
+        return list(old.invocations)
+    if "study" not in old.timings:
+        return []
+    return [Invocation(git_commit=old.provenance.get("git_commit"), git_dirty=old.provenance.get("git_dirty"),
+                       study_s=old.timings["study"], cells_computed=None)]
 
 
 def load_results(path: str | Path) -> Results:

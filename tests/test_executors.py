@@ -36,7 +36,7 @@ ablations:
 verdict: {dense: seg, global: cls}
 bootstrap: 100
 """
-VOLATILE = {"wall_s", "images_per_s", "timings", "resumed_from_step", "provenance", "computed_with"}
+VOLATILE = {"wall_s", "images_per_s", "timings", "resumed_from_step", "provenance", "computed_with", "invocations"}
 
 
 def stable(obj):

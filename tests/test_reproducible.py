@@ -30,7 +30,7 @@ ablations:
   - {name: skip_removal}
 bootstrap: 100
 """
-VOLATILE = {"wall_s", "images_per_s", "timings", "provenance"}
+VOLATILE = {"wall_s", "images_per_s", "timings", "provenance", "invocations"}
 
 
 def stable(obj):

@@ -46,7 +46,7 @@ bootstrap: 100
 """
 # cells run in this order: seg baseline, seg no_identity, cls baseline, cls no_identity
 SEG, CLS = "seg__res__baseline__s0", "cls__res__baseline__s0"
-VOLATILE = {"wall_s", "images_per_s", "timings", "resumed_from_step", "provenance"}
+VOLATILE = {"wall_s", "images_per_s", "timings", "resumed_from_step", "provenance", "invocations"}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # the reference below runs on one thread too
 
 
@@ -194,6 +194,11 @@ def test_changed_config_is_refused_and_restart_starts_over(tmp_path, capsys):
     assert main(run) == 0  # same config: everything is already done, nothing is retrained
     assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()} == \
         {n: t for n, t in stamps.items() if (out / "cells" / n).exists()}
+    # every invocation is kept, so the wall time of a resumed study is their sum, not the last one's
+    n_cells = len(first["cells"])
+    assert [i["cells_computed"] for i in first["invocations"]] == [n_cells]
+    again = json.loads((out / "results.json").read_text())["invocations"]
+    assert [i["cells_computed"] for i in again] == [n_cells, 0] and again[0] == first["invocations"][0]
 
     # a folder written before a field existed (here class_weight_cap, read as its default None) is the same
     # study: resumed, nothing retrained; the same edit with a non-default value would be a real difference
@@ -208,6 +213,7 @@ def test_changed_config_is_refused_and_restart_starts_over(tmp_path, capsys):
     assert main(run) == 2 and "train.class_weight_cap: 3.0 -> None" in capsys.readouterr().err
 
     assert main([*run, "--restart"]) == 0  # starts over: every cell recomputed, the same numbers
+    assert [i["cells_computed"] for i in json.loads((out / "results.json").read_text())["invocations"]] == [n_cells]
     again = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
     assert again and all(again[n] != stamps[n] for n in again)
     assert stable(json.loads((out / "results.json").read_text())) == stable(first)

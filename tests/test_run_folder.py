@@ -47,7 +47,7 @@ ablations:
 bootstrap: 100
 """
 BASE, VARIANT = "seg__net__baseline__s0", "seg__net__no_identity__s0"
-VOLATILE = {"wall_s", "images_per_s", "timings", "resumed_from_step", "provenance", "computed_with"}
+VOLATILE = {"wall_s", "images_per_s", "timings", "resumed_from_step", "provenance", "computed_with", "invocations"}
 
 
 def stable(obj):
