@@ -330,9 +330,10 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[StudyConfi
 def schema_error(exc: pydantic.ValidationError, raw: dict) -> str:
     tags = {c.__name__ for c in Strict.__subclasses__()}  # `verdict: X | list[X]` tags its branch "X"
 
-    def clean(loc) -> list[str]:  # drop pydantic's union-branch tags such as "literal['all']"
-        return [str(p) for p in loc
-                if not (isinstance(p, str) and ("[" in p or p.startswith("function-") or p in tags))]
+    def clean(loc) -> list[str]:  # drop pydantic's union-branch tags such as "literal['all']", not user keys
+        kept = [str(p) for p in loc if not (isinstance(p, str) and (re.fullmatch(r"[a-z-]+\[.*\]", p)
+                                                                   or p.startswith("function-") or p in tags))]
+        return kept or [str(p) for p in loc]  # a user's key that looks like a tag ("[") is still named
 
     # the deepest error is the most specific; an unknown key (a typo) explains a missing one beside it
     err = max(exc.errors(), key=lambda e: (len(clean(e["loc"])), e["type"] == "extra_forbidden"))
