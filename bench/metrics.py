@@ -160,20 +160,24 @@ class Outcome:
             out[k] = [None if np.isnan(x) else round(float(x), 6) for x in v] if np.ndim(v) else round(float(v), 6)
         return out
 
+    def value(self, metric: str) -> float:
+        """One scalar metric of the whole split (the point estimate ``bootstrap`` resamples)."""
+        return float(metrics_from_sums(self._sums(), self.info)[metric])
+
     @property
     def primary(self) -> float:
         """The task's reported metric (top-1 accuracy, mIoU)."""
-        return float(metrics_from_sums(self._sums(), self.info)[primary_metric(self.info)])
+        return self.value(primary_metric(self.info))
 
     @property
     def score(self) -> float:
         """The dependence scale (``SCALE``, balanced accuracy) on which D is computed."""
-        return float(metrics_from_sums(self._sums(), self.info)[SCALE])
+        return self.value(SCALE)
 
     @property
     def chance_score(self) -> float:
         """Chance on the dependence scale for these labels: 1/C over the classes present."""
-        return float(metrics_from_sums(self._sums(), self.info)["balanced_chance"])
+        return self.value("balanced_chance")
 
     def bootstrap(self, weights: np.ndarray, metric: str = SCALE) -> np.ndarray:
         """``metric`` (default: the dependence scale) under each row of resampling weights (B, N)."""
@@ -200,9 +204,8 @@ def scales_of(info: TaskInfo) -> list[tuple[str, str, str]]:
 
 def margins(outcome: Outcome, weights: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
     """Per conditioning scale of the outcome's task: name -> (margin over chance, its bootstrap replicates)."""
-    point, boot = metrics_from_sums(outcome.stats.sum(0), outcome.info), metrics_from_sums(weights @ outcome.stats,
-                                                                                           outcome.info)
-    return {name: (float(point[metric] - point[chance]), boot[metric] - boot[chance])
+    return {name: (outcome.value(metric) - outcome.value(chance),
+                   outcome.bootstrap(weights, metric) - outcome.bootstrap(weights, chance))
             for name, metric, chance in scales_of(outcome.info)}
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from bench import stats
 from bench.ablations.base import dependence
 from bench.data import TaskInfo
-from bench.metrics import CONDITIONING_SCALES, Outcome, margins, metrics_from_sums, scales_of, shared_weights
+from bench.metrics import CONDITIONING_SCALES, Outcome, margins, scales_of, shared_weights
 from bench.registry import ARCHITECTURES
 from bench.results import Cell, Comparison, Conditioning, Decision, Interaction, Sensitivity, Verdict, VerdictRow
 from bench.rundir import RunDir, cell_id
@@ -43,6 +43,7 @@ METHOD = ("Per seed, D_dense − D_global on balanced accuracy (D = 1 − (m_abl
           "the threshold (over all classes, and over the object classes of a task with a background): ill-conditioned.")
 
 Series = dict[int, tuple[float, np.ndarray]]  # seed -> (point value, bootstrap replicates)
+(ALL, _, _), (OBJECTS, OBJECT_METRIC, OBJECT_CHANCE) = CONDITIONING_SCALES
 
 
 def _load(run_dir: Path, cid: str, key: str | None = None) -> np.ndarray | None:
@@ -145,9 +146,6 @@ def _conditioning(dense: str, glob: str, arch: str, seeds: list[int], cells: lis
                         global_object_margin=checked.get((glob, OBJECTS)), ok=ok, note=note)
 
 
-ALL, OBJECTS = (name for name, _, _ in CONDITIONING_SCALES)
-
-
 def fmt3(v: float | None) -> str:
     return "—" if v is None else f"{v:.3f}"
 
@@ -170,9 +168,8 @@ def compute_verdicts(resolved: dict, cells: list[Cell], comparisons: list[Compar
     it lists exactly two on the same headline)."""
     specs = verdict_specs(resolved)
     done = [_pair_verdict(s, resolved, cells, comparisons, run_dir, declarations, infos) for s in specs]
-    first = done[0][0] if done else None
     if not isinstance(resolved.get("verdict"), list):
-        return first, [], None
+        return (done[0][0] if done else None), [], None
     done = _across_pairs(done)
     first = done[0][0] if done else None
     verdicts = [v for v, _ in done]
@@ -287,7 +284,6 @@ def _sensitivity(dense: str, glob: str, arch: str, ablation: str, decl: dict, si
 def _object_dependence(task: str, arch: str, ablation: str, comparisons: list[Comparison], run_dir: Path,
                        info: TaskInfo, replicates: int) -> Series:
     """Per seed: D of the headline variant vs its baseline on the object-class scale, with replicates."""
-    _, metric, chance = CONDITIONING_SCALES[1]
     out: Series = {}
     for c in comparisons:
         if (c.task, c.architecture, c.ablation, c.headline) != (task, arch, ablation, True):
@@ -295,12 +291,12 @@ def _object_dependence(task: str, arch: str, ablation: str, comparisons: list[Co
         full, abl = (_load(run_dir, cell_id(task, arch, v, c.seed), "stats") for v in ("baseline", c.variant))
         if full is None or abl is None:
             continue
-        w = shared_weights(len(full), replicates)
-        point = [metrics_from_sums(x.sum(0), info) for x in (abl, full)]
-        boot = [metrics_from_sums(w @ x, info) for x in (abl, full)]
-        value = float(dependence(point[0][metric], point[1][metric], point[1][chance]))
+        full, abl = Outcome(full, info), Outcome(abl, info)
+        w = shared_weights(full.n, replicates)
+        value = float(dependence(abl.value(OBJECT_METRIC), full.value(OBJECT_METRIC), full.value(OBJECT_CHANCE)))
         if np.isfinite(value):
-            out[c.seed] = (value, dependence(boot[0][metric], boot[1][metric], boot[1][chance]))
+            out[c.seed] = (value, dependence(abl.bootstrap(w, OBJECT_METRIC), full.bootstrap(w, OBJECT_METRIC),
+                                             full.bootstrap(w, OBJECT_CHANCE)))
     return out
 
 
