@@ -13,33 +13,12 @@ import csv
 import io
 import math
 
+from bench.diff import config_diff
 from bench.leaderboard import measure_label, rows_of
 from bench.results import load_results
 
 ENVIRONMENT = ["bench_version", "git_commit", "git_dirty", "torch", "timm", "segmentation_models_pytorch",
                "device_name", "cpu", "deterministic"]  # cpu: results differ across CPUs within the seed spread
-
-
-def config_diff(a, b, prefix: str = "") -> list[str]:
-    """``key.path: A -> B`` for every leaf that differs; lists of named entries are matched by name."""
-    out: list[str] = []
-    if _named_list(a) and _named_list(b):  # e.g. ablations: match entries by name, not position
-        a, b = {x["name"]: x for x in a}, {x["name"]: x for x in b}
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b), key=str):
-            if k not in a:
-                out.append(f"{prefix}{k}: only in B = {b[k]!r}")
-            elif k not in b:
-                out.append(f"{prefix}{k}: only in A = {a[k]!r}")
-            else:
-                out += config_diff(a[k], b[k], f"{prefix}{k}.")
-    elif a != b:
-        out.append(f"{prefix.rstrip('.')}: {a!r} -> {b!r}")
-    return out
-
-
-def _named_list(x) -> bool:
-    return isinstance(x, list) and bool(x) and all(isinstance(i, dict) and "name" in i for i in x)
 
 
 def welch_p(ma: float, sa: float, na: int, mb: float, sb: float, nb: int) -> float | None:

@@ -11,6 +11,15 @@ class BenchError(Exception):
     """A user error (bad config, unknown name, missing data): one line that names the culprit and the fix."""
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """'ExceptionType: first line of its message', cut to `limit` characters: an exception inside a one-line error.
+
+    The message is stripped first, so a leading blank line does not hide it; an empty message leaves 'Type: '.
+    """
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:limit]
+
+
 def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str:
     """' (did you mean: a, b?)' or ''."""
     close = difflib.get_close_matches(word, list(choices), n=n, cutoff=0.5)

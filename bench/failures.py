@@ -19,7 +19,7 @@ import sys
 import traceback
 from types import TracebackType
 
-from bench.errors import BenchError, worker_error
+from bench.errors import BenchError, first_line, worker_error
 from bench.registry import REGISTRIES
 
 
@@ -61,11 +61,6 @@ def culprit(tb: TracebackType | None) -> str | None:
 def innermost(tb: TracebackType | None) -> str:
     frames = traceback.extract_tb(tb)
     return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
-
-
-def first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def translate(exc: BaseException) -> BenchError | None:

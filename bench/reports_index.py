@@ -1,6 +1,6 @@
 """The committed-results index: the table in reports/README.md, re-derived from reports/*/results.json.
 
-``python -m bench reports`` (or ``python -m bench.reports_index``) rewrites the table between the
+``python -m bench reports`` (``refresh`` here) rewrites the table between the
 markers; tests/test_reports_table.py fails when the committed table differs from the regenerated
 one, so a stale table cannot land. Columns: the verdict per study (headline row, 95% CI), device with
 its CPU model, the wall time of every invocation on the folder and the cells' compute; then per task × architecture × variant the metric and the D of every ablation any
@@ -9,7 +9,6 @@ committed study measured (S for sufficiency), as in ``bench leaderboard``.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from bench.errors import BenchError
@@ -77,23 +76,16 @@ def update(readme: Path) -> bool:
     return new != text
 
 
+def refresh(reports: Path) -> str:
+    """``bench reports``: rewrite the table in ``reports``/README.md; the line to print (updated or not).
+
+    A missing README is a BenchError; an OSError while writing it propagates (the CLI names the file).
+    """
+    readme = Path(reports) / "README.md"
+    if not readme.is_file():
+        raise BenchError(f"{readme}: not found; run from the repository root or pass --dir")
+    return f"{readme}: {'updated' if update(readme) else 'already up to date'}"
+
+
 def committed_table(readme: Path) -> str:
     return Path(readme).read_text().partition(START)[2].partition(END)[0].strip()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.reports_index [REPORTS_DIR]``: the same as ``python -m bench reports``."""
-    argv = sys.argv[1:] if argv is None else argv
-    readme = Path(argv[0] if argv else "reports") / "README.md"
-    try:
-        if not readme.is_file():
-            raise BenchError(f"{readme}: not found; run from the repository root or pass the reports folder")
-        print(f"{readme}: {'updated' if update(readme) else 'already up to date'}")
-    except BenchError as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import BenchError
-from bench.reports_index import EMPTY_STATE, END, START, committed_table, device_of, render_table, update, wall
+from bench.reports_index import EMPTY_STATE, END, START, committed_table, device_of, refresh, render_table, update, wall
 from tests.test_leaderboard import build_runs
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
@@ -57,3 +57,13 @@ def test_empty_state_and_missing_markers(tmp_path):
     with pytest.raises(BenchError, match="results-table:start"):
         update(readme)
     assert readme.read_text() == "no markers here\n"
+
+
+def test_refresh_is_what_bench_reports_prints(tmp_path):
+    with pytest.raises(BenchError, match="README.md: not found; .*--dir"):
+        refresh(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{START}\nold\n{END}\n")
+    assert refresh(tmp_path) == f"{readme}: updated"
+    assert refresh(tmp_path) == f"{readme}: already up to date"
+    assert committed_table(readme) == EMPTY_STATE
