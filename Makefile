@@ -17,7 +17,9 @@ install: $(STAMP)
 quickstart: $(STAMP)
 	$(BIN)/python -m bench run configs/quickstart.yaml
 
+# the import contracts first (pyproject.toml [tool.importlinter]: layers, no cycles), then the suite
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # kill-and-resume, torchrun, pip-installed plugin: minutes; CI runs them after `make test`

@@ -1,3 +1,24 @@
-"""bench: the reference benchmark for identity-flow ablations in deep networks."""
+"""bench: the reference benchmark for identity-flow ablations in deep networks.
 
-__version__ = "0.2.1"
+``bench.run(config, **overrides)`` runs a study and returns its results; ``bench.load(run_dir)`` reads
+one back (``bench.api``). They load on first use, so ``import bench`` stays light.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bench.version import __version__
+
+__all__ = ["load", "run", "__version__"]
+
+if TYPE_CHECKING:
+    from bench.api import load, run
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("run", "load"):
+        from bench import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'bench' has no attribute {name!r}")

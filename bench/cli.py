@@ -14,9 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.driver import Options, run_study
 from bench.errors import BenchError
+from bench.executors import make_executor
 from bench.failures import translate
+from bench.plan import Plan
 from bench.registry import REGISTRIES, load_plugin
+from bench.report import run_summary
+from bench.rundir import RunDir
 
 
 class Command:
@@ -58,50 +63,32 @@ are kept and the line says so. The same command resumes an interrupted run, --re
         p.add_argument("--address", help="ray: the cluster to join (e.g. auto); none starts a local instance")
 
     def __call__(self, args):
-        from bench.executors import make_executor
-        from bench.plan import load_study
-        from bench.runner import Study
-
-        loaded = load_study(args.config, args.overrides, tuple(args.plugin))
-        check_ablations(loaded.cfg, loaded.resolved, args.config)
         if args.workers is not None and args.workers < 1:
             raise BenchError(f"--workers {args.workers}: give 1 or more")
-        executor = make_executor(loaded.cfg.executor, args.executor, args.workers, args.address)
-        study = Study(loaded, out=args.out, restart=args.restart, show_progress=not args.quiet)
-        before = study.run_dir.state()
+        plan = Plan.build(args.config, args.overrides, tuple(args.plugin))
+        executor = make_executor(plan.cfg.executor, args.executor, args.workers, args.address)
+        rd = RunDir(args.out if args.out is not None else plan.default_dir())
+        before = rd.state()
         try:
-            run_dir = study.run(executor)
+            run_study(plan, executor, Options(out=rd.root, restart=args.restart, show_progress=not args.quiet))
         except (Exception, SystemExit) as exc:
             err = translate(exc)
             if err is None:
                 raise
-            if study.run_dir.state() != before:  # this run wrote the folder: say what it keeps
-                cells = study.run_dir.finished_cells()
-                raise BenchError(f"{err}; the run folder {study.dir} keeps its {cells} finished cell(s): fix this "
-                                 "and run the same command to resume") from exc
+            if rd.state() != before:  # this run wrote the folder: say what it keeps
+                raise BenchError(f"{err}; the run folder {rd.root} keeps its {rd.finished_cells()} finished cell(s): "
+                                 "fix this and run the same command to resume") from exc
             if err is exc:
                 raise
             raise err from exc
-        from bench.report import run_summary
-        from bench.rundir import RunDir
-
-        rd = RunDir(run_dir)
         if rd.results.is_file():  # under torchrun, ranks but 0 write nothing
-            print(run_summary(rd.load_results(), run_dir))
-        failed = count_failed(run_dir)
-        if failed:  # the other cells' results are kept and reported; the failure is recorded, not fatal
-            print(f"warning: {failed} cell(s) failed (see report.md, 'Trained models'); the others finished",
-                  file=sys.stderr)
+            results = rd.load_results()
+            print(run_summary(results, rd.root))
+            failed = sum(c.status != "ok" for c in results.cells)
+            if failed:  # the other cells' results are kept and reported; the failure is recorded, not fatal
+                print(f"warning: {failed} cell(s) failed (see report.md, 'Trained models'); the others finished",
+                      file=sys.stderr)
         return 0
-
-
-def count_failed(run_dir: Path) -> int:
-    from bench.rundir import RunDir
-
-    rd = RunDir(run_dir)
-    if not rd.results.is_file():  # under torchrun, ranks but 0 write nothing
-        return 0
-    return sum(c.status != "ok" for c in rd.load_results().cells)
 
 
 class Validate(Command):
@@ -119,117 +106,13 @@ ceilings); a study whose cell count, model size or bootstrap memory is absurd is
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
 
     def __call__(self, args):
-        from bench.plan import load_study
-        from bench.runner import resolve_device
-
-        study = load_study(args.config, args.overrides, tuple(args.plugin))
-        cfg, resolved = study.cfg, study.resolved
-        notes = check_ablations(cfg, resolved, args.config)
-        resolve_device(cfg.device)  # `device: cuda` where there is none: found here, as `run` would
-        pairs = study.pairs()
-        print(f"{args.config}: ok — {len(resolved['tasks'])} task(s), {len(resolved['architectures'])} "
-              f"architecture(s), {len(pairs)} pair(s), {len(resolved['ablations'])} ablation(s), "
-              f"{len(cfg.seeds)} seed(s)")
-        for note in notes:
+        plan = Plan.build(args.config, args.overrides, tuple(args.plugin))
+        print(f"{args.config}: ok — {len(plan.cfg.tasks)} task(s), {len(plan.cfg.architectures)} "
+              f"architecture(s), {len(plan.cfg.pairs())} pair(s), {len(plan.cfg.ablations)} ablation(s), "
+              f"{len(plan.cfg.seeds)} seed(s), {len(plan.units)} cell(s)")
+        for note in plan.notes:
             print(f"  note: {note}")
         return 0
-
-
-def check_ablations(cfg, resolved: dict, path: Path) -> list[str]:
-    """Every ablation must apply to at least one architecture and name only what exists; the verdict's
-    ablation must apply to its headline architecture; and the study must be of a sane size (bench.limits)."""
-    from bench import limits
-    from bench.config import headline_architecture, verdict_pairs
-    from bench.data import TaskInfo
-    from bench.flow import identity_flow
-    from bench.plan import build_ablations
-
-    notes = []
-    ablations = build_ablations(resolved)
-    used = list(dict.fromkeys(a for _, a in cfg.pairs()))  # config order: the same error every time
-    flows = {arch: identity_flow(sized_model(resolved, arch, TaskInfo("classification", 10), path)) for arch in used}
-    for name, abl in ablations.items():
-        ok = []
-        for arch in used:
-            reason = abl.applicable(flows[arch])
-            if reason:
-                notes.append(f"{name} skips {arch}: {reason}")
-                continue
-            try:
-                abl.validate(flows[arch])
-            except ValueError as exc:
-                raise BenchError(f"{path}: ablations.{name} on {arch}: {exc}") from None
-            ok.append(arch)
-        if not ok:
-            raise BenchError(f"{path}: ablations.{name}: applies to none of the architectures "
-                             f"({'; '.join(n for n in notes if n.startswith(name))}); remove it or add one it fits")
-    for v in verdict_pairs(cfg):
-        head = headline_architecture(cfg, v)
-        reason = ablations[v.ablation].applicable(flows[head]) if head in flows else None
-        if reason:
-            raise BenchError(f"{path}: verdict.ablation: {v.ablation} does not apply to the headline "
-                             f"architecture {head} ({reason}); choose another ablation or verdict.architecture")
-    variants = {arch: train_variants(ablations, flows[arch], path) for arch in used}
-    cells = sum(1 + variants[a] for _, a in cfg.pairs()) * len(cfg.seeds)
-    tests = [_declared_test_size(spec) for t, spec in resolved["tasks"].items() if t in {t for t, _ in cfg.pairs()}]
-    try:
-        limits.study_size(cells, max(tests), cfg.bootstrap)
-    except BenchError as exc:
-        raise BenchError(f"{path}: {exc}") from None
-    return notes
-
-
-def train_variants(ablations: dict, flow, path: Path) -> int:
-    """How many variants the train-time ablations add for one architecture; their names become file names."""
-    from bench import limits
-    from bench.config import SAFE_ALIAS
-
-    count = 0
-    for name, abl in ablations.items():
-        if abl.phase != "train" or abl.applicable(flow) is not None:
-            continue
-        for v in abl.variants(flow):
-            if not SAFE_ALIAS.match(v) or "__" in v or len(v) > limits.MAX_NAME:
-                raise BenchError(f"{path}: ablation {name}: variant name {v!r} is not a safe file name (letters, "
-                                 f"digits, '_', '-', '.'; no '__'; at most {limits.MAX_NAME} characters); rename it")
-            count += 1
-    return count
-
-
-def _declared_test_size(spec: dict) -> int:
-    """The test split size a task's parameters declare (n_test, test_subset), else the documented assumption."""
-    from bench import limits
-
-    for key in ("n_test", "test_subset"):
-        if isinstance(spec.get(key), int):
-            return spec[key]
-    return limits.ASSUMED_TEST_EXAMPLES
-
-
-def sized_model(resolved: dict, arch: str, info, path: Path):
-    """``arch`` built on the meta device: its structure (all an identity flow needs) without allocating its
-    weights, so `width: 60000` is refused in a line, by its parameter count, instead of exhausting memory.
-    A factory that cannot build there (it needs real tensors) is built for real."""
-    import torch
-
-    from bench import limits
-    from bench.runner import build_model
-
-    try:
-        try:
-            with torch.device("meta"):
-                model = build_model(resolved, arch, info)
-        except (BenchError, ValueError, TypeError):
-            raise
-        except Exception:
-            model = build_model(resolved, arch, info)
-    except (ValueError, TypeError) as exc:
-        raise BenchError(f"{path}: architectures.{arch}: {exc}") from None
-    n = sum(p.numel() for p in model.parameters())
-    if n > limits.MAX_PARAMETERS:
-        raise BenchError(f"{path}: architectures.{arch}: {n:,} parameters, over the limit of "
-                         f"{limits.MAX_PARAMETERS:,}; lower its width or depth")
-    return model
 
 
 class List(Command):

@@ -239,6 +239,15 @@ class StudyConfig(Strict):
                 raise ValueError(f"{list(dup) if isinstance(dup, tuple) else dup!r} is listed twice; remove the repeat")
         return v
 
+    def resolved(self) -> dict[str, Any]:
+        """The config as ``config.resolved.yaml`` and results.json hold it: a view of this object, whose
+        plugin defaults ``load_config`` filled in (how cells run, ``executor``, is not part of it)."""
+        return self.model_dump(by_alias=True, exclude={"executor"})
+
+    def verdict_pairs(self) -> list[VerdictConfig]:
+        """The verdict pairs: none, one, or the list, in config order."""
+        return self.verdict if isinstance(self.verdict, list) else [] if self.verdict is None else [self.verdict]
+
     def pairs(self) -> list[tuple[str, str]]:
         if self.matrix == "all":
             return [(t, a) for t in self.tasks for a in self.architectures]
@@ -295,8 +304,9 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     return f"is not valid YAML ({problem}); fix it"
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[StudyConfig, dict]:
-    """Parse, apply --set overrides, validate schema and plugin params. Returns (config, resolved dict)."""
+def load_config(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
+    """Parse, apply --set overrides, validate schema and plugin params: the config with its name and every
+    plugin's defaults filled in (``StudyConfig.resolved()`` is what the run folder records)."""
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"{path}: no such config file; see configs/ for examples")
@@ -323,8 +333,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[StudyConfi
         raise BenchError(f"{path}: {schema_error(exc, raw)}".replace("\n", "\\n")) from None
     for plugin in cfg.plugins:
         load_plugin(str(path.parent / plugin) if plugin.endswith(".py") else plugin)
-    resolved = resolve(cfg, path)
-    return cfg, resolved
+    return resolve(cfg, path)
 
 
 def schema_error(exc: pydantic.ValidationError, raw: dict) -> str:
@@ -355,28 +364,27 @@ def schema_error(exc: pydantic.ValidationError, raw: dict) -> str:
     return f"{key}: {msg} (got {got if len(got) <= 80 else got[:77] + '...'})"
 
 
-def resolve(cfg: StudyConfig, path: Path) -> dict:
-    """Check names against the registries and fill in every plugin's defaults."""
-    out = cfg.model_dump(by_alias=True, exclude={"executor"})  # how cells run never changes what they are
-    out["name"] = cfg.name or path.stem
+def resolve(cfg: StudyConfig, path: Path) -> StudyConfig:
+    """Check names against the registries; the same config with its name and every plugin's defaults filled in."""
     kinds: dict[str, str | None] = {}
+    filled: dict[str, dict[str, PluginSpec]] = {"tasks": {}, "architectures": {}}
     for section, registry in (("tasks", TASKS), ("architectures", ARCHITECTURES)):
         for alias, spec in getattr(cfg, section).items():
             obj = _get(registry, spec.name, f"{path}: {section}.{alias}.name")
             params = validate_params(obj, spec.params, f"{path}: {section}.{alias}")
-            out[section][alias] = {"name": spec.name, **params}
+            filled[section][alias] = PluginSpec(name=spec.name, **params)
             if section == "tasks":
                 check_task(obj, params, f"{path}: tasks.{alias}")
                 kinds[alias] = task_kind(obj, params)
-    out["ablations"] = []
+    ablations = []
     for i, spec in enumerate(cfg.ablations):
         obj = _get(ABLATIONS, spec.name, f"{path}: ablations.{i}.name")
         try:
             obj.declaration()  # a plugin that does not say what it removes and measures is refused here
         except BenchError as exc:
             raise BenchError(f"{path}: ablations.{i}: {exc}") from None
-        out["ablations"].append({"name": spec.name, **validate_params(obj, spec.params, f"{path}: ablations.{i}")})
-    names = [a["name"] for a in out["ablations"]]
+        ablations.append(PluginSpec(name=spec.name, **validate_params(obj, spec.params, f"{path}: ablations.{i}")))
+    names = [a.name for a in ablations]
     if len(set(names)) != len(names):
         raise BenchError(f"{path}: ablations: each ablation may appear once; merge the duplicates")
     for i, (t, a) in enumerate(cfg.pairs()):
@@ -384,7 +392,7 @@ def resolve(cfg: StudyConfig, path: Path) -> dict:
             raise BenchError(f"{path}: matrix.{i}: unknown task alias {t!r}{did_you_mean(t, cfg.tasks)}")
         if a not in cfg.architectures:
             raise BenchError(f"{path}: matrix.{i}: unknown architecture alias {a!r}{did_you_mean(a, cfg.architectures)}")
-    pairs = verdict_pairs(cfg)
+    pairs = cfg.verdict_pairs()
     for i, v in enumerate(pairs):
         where = "verdict" if not isinstance(cfg.verdict, list) else f"verdict.{i}"
         _check_verdict(v, cfg, names, path, where)
@@ -396,7 +404,7 @@ def resolve(cfg: StudyConfig, path: Path) -> dict:
     if len({v.alpha for v in pairs}) > 1:  # exploratory rows are one Holm family across the pairs
         raise BenchError(f"{path}: verdict: the pairs' alpha differ ({sorted({v.alpha for v in pairs})}); give every "
                          "pair the same alpha (their exploratory rows share one Holm adjustment)")
-    return out
+    return cfg.model_copy(update={"name": cfg.name or path.stem, **filled, "ablations": ablations})
 
 
 def _check_verdict(v: VerdictConfig, cfg: StudyConfig, names: list[str], path: Path, where: str) -> None:
@@ -421,13 +429,8 @@ def _check_verdict_family(v: VerdictConfig, names: list[str], path: Path, where:
                          f"({', '.join(identity) or 'skip_removal, skip_lesion'})")
 
 
-def verdict_pairs(cfg: StudyConfig) -> list[VerdictConfig]:
-    """The config's verdict pairs: none, one, or the list, in config order."""
-    return cfg.verdict if isinstance(cfg.verdict, list) else [] if cfg.verdict is None else [cfg.verdict]
-
-
 def headline_architecture(cfg: StudyConfig, v: VerdictConfig) -> str:
-    """v.architecture, else the first architecture natural for segmentation (bench.verdict's rule)."""
+    """v.architecture, else the first architecture natural for segmentation, else the first."""
     if v.architecture is not None:
         return v.architecture
     for alias, spec in cfg.architectures.items():
@@ -478,6 +481,6 @@ def _get(registry, name: str, where: str):
         raise BenchError(f"{where}: {exc}") from None
 
 
-def config_hash(resolved: dict) -> str:
+def config_hash(resolved: dict[str, Any]) -> str:
     blob = json.dumps(resolved, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:8]

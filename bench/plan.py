@@ -1,13 +1,16 @@
-"""Planning: a validated config -> the typed resolved study -> the list of cells, without training.
+"""The plan of a study: every check, once, then the list of cells — nothing trained, nothing written.
 
-``ResolvedStudy`` is the one object a run carries (the schema-checked config, the plugin defaults
-filled in, where it came from); ``plan`` lists every cell (task x architecture x variant x seed)
-with what it needs (the edits of a train-time variant, the ablation that defines it). Executors
-ship cells to workers; a worker needs nothing but a ``ResolvedStudy`` and a ``Unit``.
+``Plan.build(path)`` is what ``bench validate`` prints and what ``bench run`` executes. It loads the
+config (schema, registered names, plugin parameters: ``bench.config``), resolves the device, builds
+each architecture once (on the meta device: its size is checked without allocating it), runs one
+forward pass that must exercise every merge point the architecture declares, checks each ablation
+against the identity flows, and lists the cells: task x architecture x variant x seed. A ``Plan`` is
+picklable: executors ship it to workers inside each ``bench.cell.CellJob``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -16,46 +19,76 @@ from typing import Any
 import torch
 import yaml
 
+from bench import limits
 from bench.ablations.base import Ablation
-from bench.config import SAFE_ALIAS, StudyConfig, TrainConfig, config_hash, load_config
+from bench.config import SAFE_ALIAS, StudyConfig, config_hash, headline_architecture, load_config
 from bench.data import TaskInfo
 from bench.errors import BenchError
-from bench.flow import Edit, IdentityFlow, identity_flow
+from bench.flow import Edit, IdentityFlow, Merge, identity_flow
 from bench.registry import ABLATIONS, ARCHITECTURES
-from bench.rundir import cell_id
+from bench.results import cell_id
+
+# an identity flow does not depend on the task's classes: every flow is read off this one
+FLOW_INFO = TaskInfo("classification", 10)
+# input sizes tried for the forward pass that must run every merge point (the first the model accepts)
+PROBE_SIZES = (32, 64, 128, 224)
 
 
 @dataclass
-class ResolvedStudy:
-    """A study ready to run: typed fields for the runner, ``resolved`` (plain dict) for the files."""
+class Unit:
+    """One cell: what it trains (task, architecture, variant edits) and with which seed."""
 
-    cfg: StudyConfig  # the schema-checked config (typed: train, seeds, bootstrap, ...)
-    resolved: dict[str, Any]  # the same with plugin defaults filled in: what config.resolved.yaml holds
+    task: str
+    arch: str
+    variant: str
+    seed: int
+    edits: dict[str, Edit] = field(default_factory=dict)
+    ablation: str | None = None  # the train-time ablation that defines this variant
+
+    @property
+    def id(self) -> str:
+        return cell_id(self.task, self.arch, self.variant, self.seed)
+
+
+@dataclass
+class Plan:
+    """A checked study: its config (resolved: plugin defaults filled in), built ablations and identity
+    flows, and its cells in the order ``local`` runs them."""
+
+    cfg: StudyConfig
     path: Path  # the config file, named in error messages
-    plugins: tuple[str, ...] = ()  # --plugin modules/files a worker must import too
+    plugins: tuple[str, ...]  # --plugin modules/files a worker must import too
+    ablations: dict[str, Ablation]
+    flows: dict[str, IdentityFlow]  # architecture alias -> its identity flow (read, never changed)
+    units: list[Unit]
+    notes: list[str]  # what `validate` says beside "ok": ablations that skip an architecture
+
+    @classmethod
+    def build(cls, path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+              plugins: tuple[str, ...] = ()) -> Plan:
+        return cls.from_config(load_config(path, list(overrides)), Path(path), plugins)
+
+    @classmethod
+    def from_config(cls, cfg: StudyConfig, path: Path, plugins: tuple[str, ...] = ()) -> Plan:
+        resolve_device(cfg.device)  # `device: cuda` where there is none: found here
+        ablations = {spec.name: ABLATIONS.build(spec_dict(spec)) for spec in cfg.ablations}
+        used = list(dict.fromkeys(a for _, a in cfg.pairs()))  # config order: the same error every time
+        flows = {arch: checked_flow(cfg, arch, path) for arch in used}
+        notes = check_ablations(cfg, ablations, flows, path)
+        variants = {arch: train_variants(ablations, flows[arch], path) for arch in used}
+        units = [Unit(t, a, v, seed, edits, name) for t, a in cfg.pairs() for seed in cfg.seeds
+                 for v, (name, edits) in variants[a].items()]
+        check_size(cfg, len(units), path)
+        return cls(cfg, path, tuple(plugins), ablations, flows, units, notes)
 
     @property
     def name(self) -> str:
-        return self.resolved["name"]
+        return self.cfg.name or self.path.stem
 
-    @property
-    def seeds(self) -> list[int]:
-        return list(self.cfg.seeds)
-
-    @property
-    def train(self) -> TrainConfig:
-        return self.cfg.train
-
-    @property
-    def bootstrap(self) -> int:
-        return self.cfg.bootstrap
-
-    @property
-    def device(self) -> str:
-        return self.cfg.device
-
-    def pairs(self) -> list[tuple[str, str]]:
-        return self.cfg.pairs()
+    @cached_property
+    def resolved(self) -> dict[str, Any]:
+        """What config.resolved.yaml and results.json record (``StudyConfig.resolved``)."""
+        return self.cfg.resolved()
 
     @cached_property
     def hash(self) -> str:
@@ -75,54 +108,162 @@ class ResolvedStudy:
         own = [str(Path(p).resolve()) if p.endswith(".py") else p for p in self.plugins]
         return tuple(dict.fromkeys([*own, *files]))
 
+    def versions(self, unit: Unit) -> dict[str, int]:
+        """The declared versions of the ablations that shape a cell: a variant's train-time ablation, or
+        every test-time ablation a baseline cell runs (or finds not applicable)."""
+        if unit.ablation is not None:
+            return {unit.ablation: self.ablations[unit.ablation].version}
+        if unit.variant != "baseline":
+            return {}
+        return {n: a.version for n, a in self.ablations.items() if a.phase == "test"}
 
-def load_study(path: str | Path, overrides: list[str] = (), plugins: tuple[str, ...] = ()) -> ResolvedStudy:
-    cfg, resolved = load_config(path, overrides)
-    return ResolvedStudy(cfg, resolved, Path(path), tuple(plugins))
-
-
-@dataclass
-class Unit:
-    """One cell: what it trains (task, architecture, variant edits) and with which seed."""
-
-    task: str
-    arch: str
-    variant: str
-    seed: int
-    edits: dict[str, Edit] = field(default_factory=dict)
-    ablation: str | None = None  # the train-time ablation that defines this variant
-
-    @property
-    def id(self) -> str:
-        return cell_id(self.task, self.arch, self.variant, self.seed)
-
-
-def build_model(resolved: dict, alias: str, info: TaskInfo) -> torch.nn.Module:
-    return ARCHITECTURES.build(resolved["architectures"][alias], info)
+    def test_ablations(self, arch: str) -> tuple[dict[str, Ablation], dict[str, str]]:
+        """The test-time ablations a baseline cell of ``arch`` runs, and why the others do not apply."""
+        run, skipped = {}, {}
+        for name, abl in self.ablations.items():
+            if abl.phase != "test":
+                continue
+            reason = abl.applicable(self.flows[arch])
+            if reason:
+                skipped[name] = reason
+            else:
+                run[name] = abl
+        return run, skipped
 
 
-def build_ablations(resolved: dict) -> dict[str, Ablation]:
-    return {spec["name"]: ABLATIONS.build(spec) for spec in resolved["ablations"]}
+def spec_dict(spec: Any) -> dict[str, Any]:
+    """``{name: ..., **params}``: how ``Registry.build`` takes a plugin's config entry."""
+    return {"name": spec.name, **spec.params}
 
 
-def flow_of(resolved: dict, arch: str) -> IdentityFlow:
-    """The architecture's identity flow (it does not depend on the task's classes)."""
-    return identity_flow(build_model(resolved, arch, TaskInfo("classification", 10)))
+def build_model(cfg: StudyConfig, alias: str, info: TaskInfo) -> torch.nn.Module:
+    return ARCHITECTURES.build(spec_dict(cfg.architectures[alias]), info)
 
 
-def plan(study: ResolvedStudy, ablations: dict[str, Ablation] | None = None) -> list[Unit]:
-    """Every cell of the study, in the order ``local`` runs them; nothing is trained or written."""
-    ablations = build_ablations(study.resolved) if ablations is None else ablations
-    units = []
-    for t, a in study.pairs():
-        flow = flow_of(study.resolved, a)
-        variants: dict[str, tuple[str | None, dict[str, Edit]]] = {"baseline": (None, {})}
-        for name, abl in ablations.items():
-            if abl.phase == "train" and abl.applicable(flow) is None:
-                variants.update({v: (name, e) for v, e in abl.variants(flow).items()})
-        for v, (name, _) in variants.items():  # variant names become file names
-            if not SAFE_ALIAS.match(v) or "__" in v:
-                raise BenchError(f"ablation {name}: variant name {v!r} is not a safe file name; rename it")
-        for seed in study.seeds:
-            units += [Unit(t, a, v, seed, e, n) for v, (n, e) in variants.items()]
-    return units
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError(f"device: {name!r} requested but CUDA is not available here; use device: cpu or auto")
+    return torch.device(name)
+
+
+def checked_flow(cfg: StudyConfig, arch: str, path: Path) -> IdentityFlow:
+    """The architecture built once, on the meta device where its factory allows (its structure without
+    its weights, so `width: 60000` is refused by its parameter count instead of exhausting memory), its
+    identity flow, and one forward pass that runs every merge point it declares."""
+    where = f"{path}: architectures.{arch}"
+    try:
+        try:
+            with torch.device("meta"):
+                model = build_model(cfg, arch, FLOW_INFO)
+        except (BenchError, ValueError, TypeError):
+            raise
+        except Exception:  # a factory that needs real tensors (pretrained weights, ...)
+            model = build_model(cfg, arch, FLOW_INFO)
+    except (ValueError, TypeError) as exc:
+        raise BenchError(f"{where}: {exc}") from None
+    n = sum(p.numel() for p in model.parameters())
+    if n > limits.MAX_PARAMETERS:
+        raise BenchError(f"{where}: {n:,} parameters, over the limit of {limits.MAX_PARAMETERS:,}; lower its "
+                         "width or depth")
+    flow = identity_flow(model)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    unused = unexercised_merges(model, flow, (torch.zeros(2, FLOW_INFO.in_channels, s, s, device=device)
+                                              for s in PROBE_SIZES))
+    if unused:
+        raise BenchError(unused_merge_error(where, unused))
+    return flow
+
+
+def unexercised_merges(model: torch.nn.Module, flow: IdentityFlow, inputs: Iterable[torch.Tensor]) -> list[str]:
+    """Declared merge points that a forward pass on the first of ``inputs`` the model accepts does not run
+    (an ablation of one would measure nothing: the 'skip-free' model would be the baseline). [] when no
+    input is accepted: then the data probe of ``bench.driver`` checks it on real images."""
+    if not flow.points:
+        return []
+    called: set[str] = set()
+    hooks = [model.get_submodule(p.merge).register_forward_hook(lambda *_, n=p.name: called.add(n))
+             for p in flow.points if isinstance(model.get_submodule(p.merge), Merge)]
+    try:
+        for x in inputs:
+            try:
+                with torch.no_grad():
+                    model.eval()(x)
+                break
+            except Exception:  # too small for its depth, or an op the meta device lacks: the next size
+                called.clear()
+        else:
+            return []
+    finally:
+        for h in hooks:
+            h.remove()
+    return [p.name for p in flow.points if p.name not in called]
+
+
+def unused_merge_error(where: str, unused: list[str]) -> str:
+    return (f"{where}: declares merge point {unused[0]!r} but its forward pass never runs it ({len(unused)} unused: "
+            f"{', '.join(unused[:5])}); call it in forward() or remove it from the declared identity flow")
+
+
+def check_ablations(cfg: StudyConfig, ablations: dict[str, Ablation], flows: dict[str, IdentityFlow],
+                    path: Path) -> list[str]:
+    """Every ablation applies to at least one architecture and names only what exists; the verdict's
+    ablation applies to its headline architecture. Returns the notes of ablations that skip one."""
+    notes = []
+    for name, abl in ablations.items():
+        ok = []
+        for arch, flow in flows.items():
+            reason = abl.applicable(flow)
+            if reason:
+                notes.append(f"{name} skips {arch}: {reason}")
+                continue
+            try:
+                abl.validate(flow)
+            except ValueError as exc:
+                raise BenchError(f"{path}: ablations.{name} on {arch}: {exc}") from None
+            ok.append(arch)
+        if not ok:
+            raise BenchError(f"{path}: ablations.{name}: applies to none of the architectures "
+                             f"({'; '.join(n for n in notes if n.startswith(name))}); remove it or add one it fits")
+    for v in cfg.verdict_pairs():
+        head = headline_architecture(cfg, v)
+        reason = ablations[v.ablation].applicable(flows[head]) if head in flows else None
+        if reason:
+            raise BenchError(f"{path}: verdict.ablation: {v.ablation} does not apply to the headline "
+                             f"architecture {head} ({reason}); choose another ablation or verdict.architecture")
+    return notes
+
+
+def train_variants(ablations: dict[str, Ablation], flow: IdentityFlow,
+                   path: Path) -> dict[str, tuple[str | None, dict[str, Edit]]]:
+    """The baseline and the variants the train-time ablations add for one architecture (variant ->
+    (its ablation, its edits)); variant names become file names, so they are checked here."""
+    out: dict[str, tuple[str | None, dict[str, Edit]]] = {"baseline": (None, {})}
+    for name, abl in ablations.items():
+        if abl.phase != "train" or abl.applicable(flow) is not None:
+            continue
+        for v, edits in abl.variants(flow).items():
+            if not SAFE_ALIAS.match(v) or "__" in v or len(v) > limits.MAX_NAME:
+                raise BenchError(f"{path}: ablation {name}: variant name {v!r} is not a safe file name (letters, "
+                                 f"digits, '_', '-', '.'; no '__'; at most {limits.MAX_NAME} characters); rename it")
+            out[v] = (name, edits)
+    return out
+
+
+def check_size(cfg: StudyConfig, cells: int, path: Path) -> None:
+    """A study whose cell count or bootstrap memory is absurd is refused (bench.limits)."""
+    used = {t for t, _ in cfg.pairs()}
+    tests = [declared_test_size(spec.params) for t, spec in cfg.tasks.items() if t in used]
+    try:
+        limits.study_size(cells, max(tests), cfg.bootstrap)
+    except BenchError as exc:
+        raise BenchError(f"{path}: {exc}") from None
+
+
+def declared_test_size(params: dict[str, Any]) -> int:
+    """The test split size a task's parameters declare (n_test, test_subset), else the documented assumption."""
+    for key in ("n_test", "test_subset"):
+        if isinstance(params.get(key), int):
+            return params[key]
+    return limits.ASSUMED_TEST_EXAMPLES

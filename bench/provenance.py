@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-import bench
+from bench.version import __version__
 
 
 def _version(pkg: str) -> str | None:
@@ -63,7 +63,7 @@ def provenance(device: torch.device) -> dict:
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {
-        "bench_version": bench.__version__,  # the code that ran (an editable install's metadata can be stale)
+        "bench_version": __version__,  # the code that ran (an editable install's metadata can be stale)
         "git_commit": commit,
         "git_dirty": bool(status) if status is not None else None,
         "python": platform.python_version(),

@@ -23,6 +23,7 @@ Every field, its meaning, and how D and the verdict are computed: docs/results.m
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +32,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from bench.errors import BenchError
 
 SCHEMA_VERSION = 2
+# a cell id is <task>__<arch>__<variant>__s<seed>; aliases and variants are SAFE_NAME without '__'
+_PART = r"[A-Za-z0-9][A-Za-z0-9_.-]*?"
+CELL_ID = re.compile(rf"^{_PART}__{_PART}__{_PART}__s\d+$")
+
+
+def cell_id(task: str, arch: str, variant: str, seed: int) -> str:
+    """The id of a cell: its name in results.json and its files' stem in the run folder."""
+    return f"{task}__{arch}__{variant}__s{seed}"
+
 # what changed in each version, for the one-line message that refuses an older file
 SCHEMA_CHANGES = {2: "D on balanced accuracy, verdict families, per-seed decisions (bench 0.2.0)"}
 

@@ -33,23 +33,17 @@ import numpy as np
 
 from bench.errors import BenchError
 from bench.io import write_json, write_text
+from bench.results import CELL_ID, Cell, load_results
 
 MARKER = ".bench-run"
 LOCK = ".bench.lock"
 CONFIG = "config.resolved.yaml"
-# a cell id is <task>__<arch>__<variant>__s<seed>; aliases and variants are SAFE_NAME without '__'
-_PART = r"[A-Za-z0-9][A-Za-z0-9_.-]*?"
-CELL_ID = re.compile(rf"^{_PART}__{_PART}__{_PART}__s\d+$")
-CELL_SUFFIXES = (".json", ".npz", ".dependence_boot.npy")
+CELL_SUFFIXES = (".json", ".npz", ".dependence_boot.npy")  # the .npy: replicates written by bench < 0.3, now recomputed
 TOP_FILES = ("results.json", "report.md", CONFIG)
 
 
 class DamagedFile(BenchError):
     """A run-folder file bench wrote cannot be read back; the message names it and the fix."""
-
-
-def cell_id(task: str, arch: str, variant: str, seed: int) -> str:
-    return f"{task}__{arch}__{variant}__s{seed}"
 
 
 class RunDir:
@@ -98,9 +92,6 @@ class RunDir:
 
     def cell_npz(self, cid: str) -> Path:
         return self.cells / f"{cid}.npz"
-
-    def dependence_boot(self, cid: str) -> Path:
-        return self.cells / f"{cid}.dependence_boot.npy"
 
     def checkpoint(self, cid: str) -> Path:
         return self.checkpoints / f"{cid}.pt"
@@ -235,8 +226,6 @@ class RunDir:
 
     def read_cell(self, cid: str) -> Any:
         """The cell's record (``bench.results.Cell``) from its json alone; DamagedFile if it does not validate."""
-        from bench.results import Cell
-
         path = self.cell_json(cid)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -258,19 +247,8 @@ class RunDir:
             raise DamagedFile(f"{path}: is damaged ({_line(exc)}); delete it to recompute the cell, "
                               "or use --restart") from None
 
-    def load_dependence_boot(self, cid: str) -> np.ndarray:
-        path = self.dependence_boot(cid)
-        try:
-            with open(path, "rb") as f:
-                return np.load(f, allow_pickle=False)
-        except Exception as exc:
-            raise DamagedFile(f"{path}: is damaged ({_line(exc)}); run the same command again "
-                              "(it is rewritten when results are assembled), or use --restart") from None
-
     def load_results(self) -> Any:
         """``results.json`` checked against its schema (``bench.results.load_results``: one line if not)."""
-        from bench.results import load_results
-
         return load_results(self.results)
 
     def cell_state(self, cid: str) -> str:

@@ -78,3 +78,16 @@ def holm(pvalues: list[float | None]) -> list[float | None]:
         running = max(running, min(1.0, (m - rank) * pvalues[i]))
         out[i] = running
     return out
+
+
+def percentile_interval(estimate: float | None, boot: np.ndarray | None) -> dict[str, float | None]:
+    """``{estimate, low, high}``: a point value with the 2.5/97.5 percentiles of its finite bootstrap
+    replicates (one cell's interval over test examples; rounded as results.json stores numbers)."""
+    if estimate is None or not np.isfinite(estimate):
+        return {"estimate": None, "low": None, "high": None}
+    b = np.asarray(boot, dtype=float) if boot is not None else np.empty(0)
+    b = b[np.isfinite(b)]
+    if boot is None or not len(b):
+        return {"estimate": round(float(estimate), 6), "low": None, "high": None}
+    lo, hi = np.percentile(b, [2.5, 97.5])
+    return {"estimate": round(float(estimate), 6), "low": round(float(lo), 6), "high": round(float(hi), 6)}

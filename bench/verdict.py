@@ -21,17 +21,27 @@ them apart clears the first by labelling background right).
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from bench import stats
 from bench.ablations.base import dependence
+from bench.config import StudyConfig, VerdictConfig, headline_architecture
 from bench.data import TaskInfo
 from bench.metrics import CONDITIONING_SCALES, Outcome, margins, scales_of, shared_weights
-from bench.registry import ARCHITECTURES
-from bench.results import Cell, Comparison, Conditioning, Decision, Interaction, Sensitivity, Verdict, VerdictRow
-from bench.rundir import RunDir, cell_id
+from bench.results import (
+    Cell,
+    Comparison,
+    Conditioning,
+    Decision,
+    Interaction,
+    Sensitivity,
+    Verdict,
+    VerdictRow,
+    cell_id,
+)
 
 METHOD = ("Per seed, D_dense − D_global on balanced accuracy (D = 1 − (m_ablated − m_chance)/(m_full − m_chance), "
           "chance = 1/C over the C classes present in the test labels). Interval: mean over seeds ± t(0.975, S−1)·SE with "
@@ -46,46 +56,52 @@ Series = dict[int, tuple[float, np.ndarray]]  # seed -> (point value, bootstrap 
 (ALL, _, _), (OBJECTS, OBJECT_METRIC, OBJECT_CHANCE) = CONDITIONING_SCALES
 
 
-def _load(run_dir: Path, cid: str, key: str | None = None) -> np.ndarray | None:
-    """A cell's npz array ``key``, or (no key) its dependence replicates; None when absent."""
-    rd = RunDir(run_dir)
-    if key is None:
-        return rd.load_dependence_boot(cid) if rd.dependence_boot(cid).exists() else None
-    return rd.load_arrays(cid).get(key) if rd.cell_npz(cid).exists() else None
+@dataclass(frozen=True)
+class Evidence:
+    """What the verdict reads, all in memory: the cells, their comparisons, each cell's arrays (per-example
+    statistics, test-time ablations' replicates) and each variant's dependence replicates."""
+
+    cells: list[Cell]
+    comparisons: list[Comparison]
+    arrays: Mapping[str, Mapping[str, np.ndarray]]  # cell id -> its npz arrays
+    dependence_boots: Mapping[str, np.ndarray]  # variant cell id -> D's bootstrap replicates
+    infos: Mapping[str, TaskInfo]  # task alias -> its TaskInfo
+
+    def array(self, cid: str, key: str) -> np.ndarray | None:
+        return self.arrays.get(cid, {}).get(key)
 
 
 def _baselines(cells: list[Cell], task: str, arch: str) -> list[Cell]:
     return [c for c in cells if (c.task, c.architecture, c.variant, c.status) == (task, arch, "baseline", "ok")]
 
 
-def _series(task: str, arch: str, ablation: str, phase: str, measure: str, cells: list[Cell],
-            comparisons: list[Comparison], run_dir: Path) -> Series:
+def _series(task: str, arch: str, ablation: str, phase: str, measure: str, ev: Evidence) -> Series:
     """Per seed: the ablation's measure and its bootstrap replicates, for one task and architecture."""
     out: Series = {}
     if phase == "test":
-        for c in _baselines(cells, task, arch):
+        for c in _baselines(ev.cells, task, arch):
             if ablation in c.ablations:
                 value = c.ablations[ablation].summary.get(measure)
-                boot = _load(run_dir, c.id, f"boot__{ablation}")
+                boot = ev.array(c.id, f"boot__{ablation}")
                 if value is not None and boot is not None:
                     out[c.seed] = (float(value), boot)
         return out
-    mine = [c for c in comparisons if (c.task, c.architecture, c.ablation) == (task, arch, ablation)]
+    mine = [c for c in ev.comparisons if (c.task, c.architecture, c.ablation) == (task, arch, ablation)]
     for c in mine:  # the ablation's declared headline variant (its first), never chosen from the data
         if c.headline and c.dependence.estimate is not None:
-            boot = _load(run_dir, cell_id(task, arch, c.variant, c.seed))
+            boot = ev.dependence_boots.get(cell_id(task, arch, c.variant, c.seed))
             if boot is not None:
                 out[c.seed] = (c.dependence.estimate, boot)
     return out
 
 
-def _margins(task: str, arch: str, cells: list[Cell], run_dir: Path, info: TaskInfo,
-             replicates: int) -> dict[str, Series]:
+def _margins(task: str, arch: str, ev: Evidence, replicates: int) -> dict[str, Series]:
     """Per conditioning scale, per seed: the baseline's margin over chance with its replicates, computed
     from the baseline's stored per-example statistics (``bench.metrics.margins``)."""
     out: dict[str, Series] = {}
-    for c in _baselines(cells, task, arch):
-        stats_ = _load(run_dir, c.id, "stats")
+    info = ev.infos[task]
+    for c in _baselines(ev.cells, task, arch):
+        stats_ = ev.array(c.id, "stats")
         if stats_ is None:
             continue
         for scale, value in margins(Outcome(stats_, info), shared_weights(len(stats_), replicates)).items():
@@ -110,13 +126,13 @@ def _difference(d: Series, g: Series, seeds: list[int]) -> Series:
     return {s: (d[s][0] - g[s][0], d[s][1] - g[s][1]) for s in seeds}
 
 
-def _conditioning(dense: str, glob: str, arch: str, seeds: list[int], cells: list[Cell], run_dir: Path,
-                  threshold: float, alpha: float, infos: dict[str, TaskInfo], replicates: int) -> Conditioning:
+def _conditioning(dense: str, glob: str, arch: str, seeds: list[int], ev: Evidence, threshold: float, alpha: float,
+                  replicates: int) -> Conditioning:
     checked: dict[tuple[str, str], Decision] = {}  # (task, scale) -> its margin over the seeds
     unchecked: list[str] = []  # a seed whose baseline statistics are missing: its margin cannot be checked
     for task in (dense, glob):
-        found = _margins(task, arch, cells, run_dir, infos[task], replicates)
-        for scale, _, _ in scales_of(infos[task]):
+        found = _margins(task, arch, ev, replicates)
+        for scale, _, _ in scales_of(ev.infos[task]):
             m = found.get(scale, {})
             unchecked += [f"{task} s{seed} {scale}" for seed in seeds if seed not in m]
             checked[task, scale] = _decision(m, [s for s in seeds if s in m], alpha)
@@ -155,33 +171,22 @@ def _has_identity(cells: list[Cell], arch: str) -> bool:
     return any(f.get("residual_blocks", 0) + f.get("skips", 0) > 0 for f in flows)
 
 
-def verdict_specs(resolved: dict) -> list[dict]:
-    """The config's verdict pairs: one (a mapping) or several (a list), in config order."""
-    spec = resolved.get("verdict")
-    return [] if not spec else list(spec) if isinstance(spec, list) else [spec]
-
-
-def compute_verdicts(resolved: dict, cells: list[Cell], comparisons: list[Comparison], run_dir: Path,
-                     declarations: dict[str, dict], infos: dict[str, TaskInfo],
+def compute_verdicts(cfg: StudyConfig, ev: Evidence, declarations: dict[str, dict],
                      ) -> tuple[Verdict | None, list[Verdict], Interaction | None]:
     """(first pair's verdict, every pair's verdict when the config lists several, their interaction when
-    it lists exactly two on the same headline)."""
-    specs = verdict_specs(resolved)
-    done = [_pair_verdict(s, resolved, cells, comparisons, run_dir, declarations, infos) for s in specs]
-    if not isinstance(resolved.get("verdict"), list):
+    it lists exactly two on the same headline). A pure function of the config and the evidence."""
+    specs = cfg.verdict_pairs()
+    done = [_pair_verdict(s, cfg, ev, declarations) for s in specs]
+    if not isinstance(cfg.verdict, list):
         return (done[0][0] if done else None), [], None
     done = _across_pairs(done)
     first = done[0][0] if done else None
     verdicts = [v for v, _ in done]
     interaction = None
-    if len(done) == 2 and (specs[0]["ablation"], _head_arch(specs[0], resolved)) == (
-            specs[1]["ablation"], _head_arch(specs[1], resolved)):
-        interaction = _interaction(done[0], done[1], specs[0]["ablation"], _head_arch(specs[0], resolved))
+    heads = [(s.ablation, headline_architecture(cfg, s)) for s in specs]
+    if len(done) == 2 and heads[0] == heads[1]:
+        interaction = _interaction(done[0], done[1], *heads[0])
     return first, verdicts, interaction
-
-
-def _head_arch(spec: dict, resolved: dict) -> str:
-    return spec.get("architecture") or natural_dense(resolved)
 
 
 def _interaction(a: tuple[Verdict, Series], b: tuple[Verdict, Series], ablation: str, arch: str) -> Interaction:
@@ -210,37 +215,36 @@ def _interaction(a: tuple[Verdict, Series], b: tuple[Verdict, Series], ablation:
                        difference=decision, call=call, note=note)
 
 
-def _pair_verdict(spec: dict, resolved: dict, cells: list[Cell], comparisons: list[Comparison], run_dir: Path,
-                  declarations: dict[str, dict], infos: dict[str, TaskInfo]) -> tuple[Verdict, Series]:
+def _pair_verdict(spec: VerdictConfig, cfg: StudyConfig, ev: Evidence,
+                  declarations: dict[str, dict]) -> tuple[Verdict, Series]:
     """One dense/global pair's verdict, and its headline row's per-seed difference series (replicates kept)."""
-    dense, glob = spec["dense"], spec["global"]
-    alpha, min_seeds, threshold = spec.get("alpha", 0.05), spec.get("min_seeds", 5), spec.get("min_margin", 0.1)
-    head_arch = _head_arch(spec, resolved)
+    dense, glob = spec.dense, spec.global_
+    alpha, min_seeds, threshold = spec.alpha, spec.min_seeds, spec.min_margin
+    head_arch = headline_architecture(cfg, spec)
     rows: list[VerdictRow] = []
     head_series: Series = {}
     head_sides: tuple[Series, Series] = ({}, {})
-    for abl in (a["name"] for a in resolved["ablations"]):
+    for abl in (a.name for a in cfg.ablations):
         decl = declarations[abl]
         family = decl["family"]
         if family not in ("identity", "ensemble", "sufficiency"):
             continue
-        archs = list(resolved["architectures"])[:1] if decl["reads"] == "input" else list(resolved["architectures"])
+        archs = list(cfg.architectures)[:1] if decl["reads"] == "input" else list(cfg.architectures)
         for arch in archs:
-            if family == "identity" and not _has_identity(cells, arch):
+            if family == "identity" and not _has_identity(ev.cells, arch):
                 continue  # a plain net has no identity path to remove: no row, not a zero
-            d = _series(dense, arch, abl, decl["phase"], decl["measure"], cells, comparisons, run_dir)
-            g = _series(glob, arch, abl, decl["phase"], decl["measure"], cells, comparisons, run_dir)
+            d = _series(dense, arch, abl, decl["phase"], decl["measure"], ev)
+            g = _series(glob, arch, abl, decl["phase"], decl["measure"], ev)
             seeds = sorted(set(d) & set(g))
             if not seeds:
                 continue
-            missing = [s for s in resolved["seeds"] if s not in seeds]
+            missing = [s for s in cfg.seeds if s not in seeds]
             if decl["reads"] == "input":
                 conditioning = Conditioning(threshold=threshold, dense_margin=None, global_margin=None, ok=True,
                                             note="sufficiency divides by 1 − chance, not by a model's margin")
             else:
-                conditioning = _conditioning(dense, glob, arch, seeds, cells, run_dir, threshold, alpha, infos,
-                                             resolved["bootstrap"])
-            headline = family == "identity" and (arch, abl) == (head_arch, spec["ablation"])
+                conditioning = _conditioning(dense, glob, arch, seeds, ev, threshold, alpha, cfg.bootstrap)
+            headline = family == "identity" and (arch, abl) == (head_arch, spec.ablation)
             diff = _difference(d, g, seeds)
             if headline:
                 head_series, head_sides = diff, (d, g)
@@ -253,42 +257,41 @@ def _pair_verdict(spec: dict, resolved: dict, cells: list[Cell], comparisons: li
     rows = _decide(rows, alpha, min_seeds)
     headline_row = next((r for r in rows if r.role == "headline"), None)
     missing = None if headline_row else (
-        f"no result for {spec['ablation']} on {head_arch}: every seed of a pair failed, the ablation was not "
+        f"no result for {spec.ablation} on {head_arch}: every seed of a pair failed, the ablation was not "
         "applicable, or a task is missing from the matrix for it")
     sensitivity = None
     if headline_row is not None:
-        sensitivity = _sensitivity(dense, glob, head_arch, spec["ablation"], declarations[spec["ablation"]],
-                                   head_sides, comparisons, run_dir, infos, resolved["bootstrap"], alpha)
-    return Verdict(label=spec.get("label"), dense_task=dense, global_task=glob, alpha=alpha, min_seeds=min_seeds,
+        sensitivity = _sensitivity(dense, glob, head_arch, spec.ablation, declarations[spec.ablation], head_sides,
+                                   ev, cfg.bootstrap, alpha)
+    return Verdict(label=spec.label, dense_task=dense, global_task=glob, alpha=alpha, min_seeds=min_seeds,
                    headline=headline_row, headline_missing=missing, rows=rows, method=METHOD,
                    sensitivity=sensitivity), head_series
 
 
 def _sensitivity(dense: str, glob: str, arch: str, ablation: str, decl: dict, sides: tuple[Series, Series],
-                 comparisons: list[Comparison], run_dir: Path, infos: dict[str, TaskInfo], replicates: int,
-                 alpha: float) -> Sensitivity | None:
+                 ev: Evidence, replicates: int, alpha: float) -> Sensitivity | None:
     """The headline with D over the object classes of each task that has a background (results.Sensitivity).
     Needs the ablated model's per-example statistics, which only train-time ablations store (a cell each)."""
-    objects = [t for t in (dense, glob) if infos[t].background_index is not None]
+    objects = [t for t in (dense, glob) if ev.infos[t].background_index is not None]
     if not objects or decl["phase"] != "train":
         return None
     series = dict(zip((dense, glob), sides))
     for task in objects:
-        series[task] = _object_dependence(task, arch, ablation, comparisons, run_dir, infos[task], replicates)
+        series[task] = _object_dependence(task, arch, ablation, ev, replicates)
     seeds = sorted(set(series[dense]) & set(series[glob]))
     return Sensitivity(scale=OBJECTS, tasks=objects, dense=_decision(series[dense], seeds, alpha),
                        global_=_decision(series[glob], seeds, alpha),
                        difference=_decision(_difference(series[dense], series[glob], seeds), seeds, alpha))
 
 
-def _object_dependence(task: str, arch: str, ablation: str, comparisons: list[Comparison], run_dir: Path,
-                       info: TaskInfo, replicates: int) -> Series:
+def _object_dependence(task: str, arch: str, ablation: str, ev: Evidence, replicates: int) -> Series:
     """Per seed: D of the headline variant vs its baseline on the object-class scale, with replicates."""
     out: Series = {}
-    for c in comparisons:
+    info = ev.infos[task]
+    for c in ev.comparisons:
         if (c.task, c.architecture, c.ablation, c.headline) != (task, arch, ablation, True):
             continue
-        full, abl = (_load(run_dir, cell_id(task, arch, v, c.seed), "stats") for v in ("baseline", c.variant))
+        full, abl = (ev.array(cell_id(task, arch, v, c.seed), "stats") for v in ("baseline", c.variant))
         if full is None or abl is None:
             continue
         full, abl = Outcome(full, info), Outcome(abl, info)
@@ -345,10 +348,3 @@ def _call(row: VerdictRow, alpha: float, min_seeds: int) -> str:
         return "dense higher" if direction == "supported" else "global higher"
     return direction
 
-
-def natural_dense(resolved: dict) -> str:
-    archs = resolved["architectures"]
-    for alias, spec in archs.items():
-        if "segmentation" in getattr(ARCHITECTURES.get(spec["name"]), "natural", ()):
-            return alias
-    return next(iter(archs))

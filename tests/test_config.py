@@ -28,7 +28,8 @@ def write(tmp_path, text: str, name: str = "c.yaml"):
 
 
 def test_defaults_are_filled_and_documented(tmp_path):
-    cfg, resolved = load_config(write(tmp_path, BASE))
+    cfg = load_config(write(tmp_path, BASE))
+    resolved = cfg.resolved()
     assert cfg.train.batch_size == 128 and cfg.seeds == [0]
     assert resolved["name"] == "c"
     assert resolved["architectures"]["net"] == {"name": "cifar_resnet", "depth": 8, "width": 4, "shortcut": "A",
@@ -40,14 +41,15 @@ def test_defaults_are_filled_and_documented(tmp_path):
 
 
 def test_overrides_apply_before_validation(tmp_path):
-    cfg, resolved = load_config(write(tmp_path, BASE), ["train.lr=0.01", "seeds=[1,2]", "architectures.net.depth=20"])
+    cfg = load_config(write(tmp_path, BASE), ["train.lr=0.01", "seeds=[1,2]", "architectures.net.depth=20"])
+    resolved = cfg.resolved()
     assert cfg.train.lr == 0.01 and cfg.seeds == [1, 2] and resolved["architectures"]["net"]["depth"] == 20
 
 
 def test_hash_changes_with_config(tmp_path):
-    _, a = load_config(write(tmp_path, BASE))
-    _, b = load_config(write(tmp_path, BASE), ["train.lr=0.01"])
-    assert config_hash(a) != config_hash(b) and config_hash(a) == config_hash(load_config(write(tmp_path, BASE))[1])
+    a = load_config(write(tmp_path, BASE)).resolved()
+    b = load_config(write(tmp_path, BASE), ["train.lr=0.01"]).resolved()
+    assert config_hash(a) != config_hash(b) and config_hash(a) == config_hash(load_config(write(tmp_path, BASE)).resolved())
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,7 @@ junk = st.recursive(
 def only_bench_errors(path, overrides=()) -> dict | None:
     """Load; a failure must be a BenchError of one line. Returns the resolved dict on success."""
     try:
-        return load_config(path, list(overrides))[1]
+        return load_config(path, list(overrides)).resolved()
     except BenchError as exc:
         assert "\n" not in str(exc) and str(exc), repr(exc)
         return None
@@ -152,17 +152,18 @@ def shuffled(obj, rng: random.Random):
 def test_valid_studies_resolve_stably(doc, order, tmp_path):
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(doc))
-    cfg, a = load_config(path)
-    _, b = load_config(path)
+    cfg = load_config(path)
+    a = cfg.resolved()
+    b = load_config(path).resolved()
     assert a == b and config_hash(a) == config_hash(b)
     assert cfg.seeds == doc["seeds"] and set(a["tasks"]) == set(doc["tasks"])
     for alias, spec in doc["architectures"].items():  # every given value survives, defaults are filled in
         assert a["architectures"][alias].items() >= spec.items()
         assert "width" in a["architectures"][alias]
     path.write_text(yaml.safe_dump(a))  # the resolved dict is a config that resolves to itself
-    assert load_config(path)[1] == a
+    assert load_config(path).resolved() == a
     path.write_text(yaml.safe_dump(shuffled(doc, order), sort_keys=False))  # key order is not meaning
-    assert config_hash(load_config(path)[1]) == config_hash(a)
+    assert config_hash(load_config(path).resolved()) == config_hash(a)
 
 
 @SETTINGS
@@ -171,8 +172,8 @@ def test_the_hash_changes_with_a_value(doc, lr, tmp_path):
     assume(lr != doc["train"].get("lr", 0.1))
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(doc))
-    before = config_hash(load_config(path)[1])
-    assert config_hash(load_config(path, [f"train.lr={lr!r}"])[1]) != before
+    before = config_hash(load_config(path).resolved())
+    assert config_hash(load_config(path, [f"train.lr={lr!r}"]).resolved()) != before
 
 
 # -- every number in the schema: bounded, or refused in one line (issue 14) --------------------------

@@ -12,10 +12,11 @@ import warnings
 import pytest
 import torch
 
+import bench.cell
 import bench.data
+from bench.cell import CellJob, compute_cell
 from bench.evaluate import autocast
-from bench.executors import NullProgress, run_cell
-from bench.plan import Unit
+from bench.plan import Plan
 from bench.tasks.folders import segmentation_folder
 from tests.fixtures_data import write_seg_folder
 
@@ -45,21 +46,23 @@ def test_file_batches_are_pinned_exactly_on_a_cuda_device(tmp_path, monkeypatch,
 
 
 @pytest.mark.parametrize("device", ["cuda", "cpu"])
-def test_every_executor_computes_a_cell_pinned_for_its_study_device(device):
+def test_every_executor_computes_a_cell_pinned_for_its_study_device(tmp_path, monkeypatch, device):
     seen = []
+    config = tmp_path / "c.yaml"
+    config.write_text("tasks: {t: {name: synthetic_shapes, n_train: 8, n_test: 4, image_size: 16}}\n"
+                      "architectures: {a: {name: vgg, width: 4}}\n")
+    plan = Plan.build(config)
 
-    class Study:  # what run_cell reads of a study
-        writer = False
+    def cell(job, task, dev, progress):  # what compute_cell runs inside the device's context
+        seen.append((bench.data.PIN_MEMORY.get(), dev.type))
+        return {}, {}
 
-        def __init__(self):
-            self.device = torch.device(device)
-
-        def run_unit(self, unit, progress):
-            seen.append(bench.data.PIN_MEMORY.get())
-            return {}
-
-    out = run_cell(Study(), Unit("t", "a", "baseline", 0), NullProgress())
-    assert out.error is None and seen == [device == "cuda"]
+    monkeypatch.setattr(bench.cell, "resolve_device", lambda name: torch.device(device))
+    monkeypatch.setattr(bench.cell, "train_and_ablate", cell)
+    job = CellJob(plan, str(tmp_path / "run"), plan.units[0], None, {}, str(tmp_path), 0)
+    (tmp_path / "run" / "cells").mkdir(parents=True)
+    out = compute_cell(job)  # as a worker computes it (another process id than the job's driver)
+    assert out.error is None and seen == [(device == "cuda", device)]
     assert bench.data.PIN_MEMORY.get() is False  # reset after the cell
 
 

@@ -12,11 +12,9 @@ import pytest
 import torch
 
 from bench.data import TaskInfo
-from bench.io import save_npz
 from bench.metrics import Outcome, example_stats, margins, shared_weights
-from bench.results import Cell
-from bench.rundir import RunDir, cell_id
-from bench.verdict import _conditioning
+from bench.results import Cell, cell_id
+from bench.verdict import Evidence, _conditioning
 
 SEG = TaskInfo("segmentation", 4, background_index=0)  # background + 3 object classes
 CLS = TaskInfo("classification", 3)
@@ -66,27 +64,24 @@ def test_margins_list_the_object_scale_only_for_tasks_with_a_background():
     assert boot.shape == (200,) and np.min(boot) <= value <= np.max(boot)
 
 
-def _run(tmp_path, dense_pred) -> tuple[list[Cell], RunDir]:
-    rd = RunDir(tmp_path)
-    rd.cells.mkdir(parents=True, exist_ok=True)
-    cells = []
+def _run(dense_pred) -> Evidence:
+    """Five seeds' baselines of a dense and a global task, in memory (what the driver loads from a run)."""
+    cells, arrays = [], {}
     for seed in range(5):
         masks = _masks(seed)
         labels = torch.arange(N) % 3
         for task, stats in (("seg", example_stats(dense_pred(masks, seed), masks, SEG)),
                             ("cls", example_stats(labels, labels, CLS))):
             cid = cell_id(task, "unet", "baseline", seed)
-            save_npz(rd.cell_npz(cid), stats=stats.numpy())
+            arrays[cid] = {"stats": stats.numpy()}
             cells.append(Cell.model_construct(id=cid, task=task, architecture="unet", variant="baseline", seed=seed,
                                               status="ok"))
-    return cells, rd
+    return Evidence(cells=cells, comparisons=[], arrays=arrays, dependence_boots={}, infos={"seg": SEG, "cls": CLS})
 
 
 @pytest.mark.parametrize("pred, ok", [(lambda m, s: _localiser(m), False), (_reader, True)])
-def test_the_verdict_calls_a_localiser_ill_conditioned(tmp_path, pred, ok):
-    cells, rd = _run(tmp_path, pred)
-    c = _conditioning("seg", "cls", "unet", list(range(5)), cells, rd.root, 0.1, 0.05,
-                      {"seg": SEG, "cls": CLS}, 200)
+def test_the_verdict_calls_a_localiser_ill_conditioned(pred, ok):
+    c = _conditioning("seg", "cls", "unet", list(range(5)), _run(pred), 0.1, 0.05, 200)
     assert c.ok is ok
     assert min(c.dense_margin.per_seed.values()) > 0.1  # the all-class margin passes either way
     assert c.global_object_margin is None and c.dense_object_margin is not None
@@ -94,11 +89,10 @@ def test_the_verdict_calls_a_localiser_ill_conditioned(tmp_path, pred, ok):
         assert "object classes" in c.note and max(c.dense_object_margin.per_seed.values()) < 1e-9
 
 
-def test_missing_baseline_statistics_fail_the_check_instead_of_dropping_the_margin(tmp_path):
-    cells, rd = _run(tmp_path, _reader)
-    rd.cell_npz(cell_id("cls", "unet", "baseline", 3)).unlink()  # one seed of the global task lost its stats
-    c = _conditioning("seg", "cls", "unet", list(range(5)), cells, rd.root, 0.1, 0.05,
-                      {"seg": SEG, "cls": CLS}, 200)
+def test_missing_baseline_statistics_fail_the_check_instead_of_dropping_the_margin():
+    ev = _run(_reader)
+    del ev.arrays[cell_id("cls", "unet", "baseline", 3)]  # one seed of the global task lost its stats
+    c = _conditioning("seg", "cls", "unet", list(range(5)), ev, 0.1, 0.05, 200)
     assert not c.ok and "cls s3 all classes" in c.note and "unchecked" in c.note
 
 
@@ -114,30 +108,29 @@ def test_a_twin_that_labels_object_free_images_background_declares_it():
         {"all classes", "object classes"}
 
 
-def _dependence_run(tmp_path, ablated) -> tuple[list[Cell], list, RunDir]:
+def _dependence_run(ablated) -> Evidence:
     """Baselines that read the classes; a skip_removal variant per seed given by ``ablated``."""
     from bench.results import Comparison, Interval
 
-    cells, rd = _run(tmp_path, _reader)
+    ev = _run(_reader)
     comparisons = []
     for seed in range(5):
         masks, labels = _masks(seed), torch.arange(N) % 3
         for task, pred, info, target in (("seg", ablated(masks), SEG, masks), ("cls", labels, CLS, labels)):
             cid = cell_id(task, "unet", "no_identity", seed)
-            save_npz(rd.cell_npz(cid), stats=example_stats(pred, target, info).numpy())
+            ev.arrays[cid] = {"stats": example_stats(pred, target, info).numpy()}
             comparisons.append(Comparison.model_construct(ablation="skip_removal", task=task, architecture="unet",
                                                           variant="no_identity", seed=seed, headline=True,
                                                           dependence=Interval(estimate=0.0, low=None, high=None)))
-    return cells, comparisons, rd
+    return Evidence(cells=ev.cells, comparisons=comparisons, arrays=ev.arrays, dependence_boots={}, infos=ev.infos)
 
 
-def test_the_sensitivity_measures_d_over_the_object_classes(tmp_path):
+def test_the_sensitivity_measures_d_over_the_object_classes():
     # the ablated dense model still finds every object but calls them all one class: on all classes it keeps
     # the background, so D is well below 1; over the object classes it is at chance, D = 1
     from bench.verdict import _object_dependence
 
-    cells, comparisons, rd = _dependence_run(tmp_path, _localiser)
-    d = _object_dependence("seg", "unet", "skip_removal", comparisons, rd.root, SEG, 200)
+    d = _object_dependence("seg", "unet", "skip_removal", _dependence_run(_localiser), 200)
     assert sorted(d) == list(range(5))
     assert all(v == pytest.approx(1.0) for v, _ in d.values())
     assert all(boot.shape == (200,) for _, boot in d.values())

@@ -1,5 +1,6 @@
 """The plain run path: planning trains nothing, objects are built in one place and checked when
-registered, RunDir alone formats run-folder paths, and cli / reports_index do not import each other."""
+registered, RunDir alone formats run-folder paths, and a declared merge point must run. (The import
+layers are import-linter's contracts in pyproject.toml: tests/test_layers.py.)"""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from bench.ablations.base import Ablation
 from bench.errors import BenchError
-from bench.plan import ResolvedStudy, load_study, plan
+from bench.plan import Plan
 from bench.registry import Registry
 from bench.rundir import RunDir
 
@@ -22,17 +23,17 @@ def test_plan_lists_every_cell_without_training(monkeypatch):
     import bench.train
 
     monkeypatch.setattr(bench.train, "train", lambda *a, **k: pytest.fail("planning trained a model"))
-    study = load_study(ROOT / "configs" / "quickstart.yaml")
-    assert isinstance(study, ResolvedStudy) and study.name == "quickstart" and study.seeds == study.cfg.seeds
-    units = plan(study)
+    plan = Plan.build(ROOT / "configs" / "quickstart.yaml")
+    assert plan.name == "quickstart"
+    units, pairs, seeds = plan.units, plan.cfg.pairs(), plan.cfg.seeds
     ids = [u.id for u in units]
     assert len(ids) == len(set(ids))
     # one baseline per task x architecture x seed, + the train-time variants where they apply
-    assert sum(u.variant == "baseline" for u in units) == len(study.pairs()) * len(study.seeds)
+    assert sum(u.variant == "baseline" for u in units) == len(pairs) * len(seeds)
     assert all(u.ablation for u in units if u.variant != "baseline")
-    t, a = study.pairs()[0]
-    assert ids[0] == f"{t}__{a}__baseline__s{study.seeds[0]}"
-    assert study.default_dir().name.startswith("quickstart-")
+    t, a = pairs[0]
+    assert ids[0] == f"{t}__{a}__baseline__s{seeds[0]}"
+    assert plan.default_dir().name.startswith("quickstart-")
 
 
 def test_registry_build_is_the_one_place_objects_are_built():
@@ -85,16 +86,52 @@ def test_only_rundir_formats_run_folder_paths():
     assert str(rd.cell_npz("a__b__c__s0")) == "/x/cells/a__b__c__s0.npz"
 
 
-def _imports(module: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(module.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-        elif isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-    return names
+UNUSED_SKIP = '''
+import torch
+from torch import nn
+
+from bench.flow import Merge
+from bench.models.heads import make_head
+from bench.registry import ARCHITECTURES
 
 
-def test_cli_and_reports_index_do_not_import_each_other():
-    """`bench reports` uses reports_index; reports_index's own main no longer goes back through the cli."""
-    assert "bench.cli" not in _imports(ROOT / "bench" / "reports_index.py")
+class LazyUNet(nn.Module):
+    """Declares a long skip at level 0 but never calls it: the decoder ignores the encoder feature."""
+
+    def __init__(self, task):
+        super().__init__()
+        self.enc, self.pool = nn.Conv2d(task.in_channels, 4, 3, padding=1), nn.MaxPool2d(2)
+        self.up = nn.ConvTranspose2d(4, 4, 2, stride=2)
+        self.skip = Merge("concat", level=0, channels=4)
+        self.dec = nn.Conv2d(4, 4, 3, padding=1)
+        self.head = make_head(task, 4)
+
+    def forward(self, x):
+        h = self.up(self.pool(self.enc(x)))
+        return self.head(self.dec(h), x.shape[-2:])
+
+
+@ARCHITECTURES.register("lazy_unet")
+def lazy_unet(task):
+    return LazyUNet(task)
+'''
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_declared_skip_that_forward_never_runs_is_refused_naming_it(tmp_path, capsys, command):
+    """Tried as a new user would: `skip_removal` on such a model would compare the baseline with itself
+    (D = 0.000 [0.000, 0.000], exit 0). validate and run refuse it in one line naming the merge point,
+    and run writes nothing."""
+    from bench.cli import main
+
+    name = f"lazy_unet_{command}"  # each registers its own plugin name in this process
+    (tmp_path / f"{name}.py").write_text(UNUSED_SKIP.replace("lazy_unet", name))
+    config = tmp_path / "study.yaml"
+    config.write_text(f"plugins: [{name}.py]\n"
+                      "tasks: {seg: {name: synthetic_shapes, target: pixel, n_train: 8, n_test: 4, image_size: 16}}\n"
+                      f"architectures: {{net: {{name: {name}}}}}\nablations: [{{name: skip_removal}}]\n")
+    out = tmp_path / "run"
+    assert main([command, str(config), *(["--out", str(out)] if command == "run" else [])]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "architectures.net: declares merge point 'skip'" in err, err
+    assert "never runs it" in err and not out.exists()

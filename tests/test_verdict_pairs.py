@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from bench.config import load_config
 from bench.errors import BenchError
 from bench.report import explanation, pairs_section
 from bench.results import Conditioning, Decision, Results, Verdict, VerdictRow
-from bench.verdict import _across_pairs, _decide, _interaction, verdict_specs
+from bench.verdict import Evidence, _across_pairs, _decide, _interaction
 
 BASE = """
 tasks:
@@ -37,10 +36,10 @@ def write(tmp_path, text: str):
 
 
 def test_a_list_of_pairs_resolves_and_the_single_form_still_does(tmp_path):
-    _, resolved = load_config(write(tmp_path, BASE + PAIRS.replace("LABEL2", "fine")))
-    assert [s["label"] for s in verdict_specs(resolved)] == ["coarse", "fine"]
-    _, single = load_config(write(tmp_path, BASE + "verdict: {dense: cs, global: cc}\n"))
-    assert [s["dense"] for s in verdict_specs(single)] == ["cs"]
+    pairs = load_config(write(tmp_path, BASE + PAIRS.replace("LABEL2", "fine")))
+    assert [s.label for s in pairs.verdict_pairs()] == ["coarse", "fine"]
+    single = load_config(write(tmp_path, BASE + "verdict: {dense: cs, global: cc}\n"))
+    assert [s.dense for s in single.verdict_pairs()] == ["cs"]
 
 
 @pytest.mark.parametrize("text, message", [
@@ -151,13 +150,16 @@ def test_exploratory_rows_pay_for_every_pair_not_only_their_own():
 
 def test_compute_verdicts_pools_holm_across_the_pairs(monkeypatch):
     import bench.verdict as verdict
+    from bench.config import StudyConfig
 
     seen = []
     monkeypatch.setattr(verdict, "_across_pairs", lambda done: seen.append(len(done)) or done)
-    resolved = {"verdict": [{"label": "a", "dense": "x", "global": "y", "ablation": "skip_removal"},
-                            {"label": "b", "dense": "x", "global": "y", "ablation": "skip_removal"}],
-                "ablations": [], "architectures": {"u": {"name": "unet"}}, "seeds": [0], "bootstrap": 100}
-    verdict.compute_verdicts(resolved, [], [], Path("."), {}, {})
+    cfg = StudyConfig.model_validate({
+        "verdict": [{"label": "a", "dense": "x", "global": "y", "ablation": "skip_removal", "architecture": "u"},
+                    {"label": "b", "dense": "x", "global": "y", "ablation": "skip_removal", "architecture": "u"}],
+        "tasks": {"x": {"name": "t"}, "y": {"name": "t"}}, "architectures": {"u": {"name": "unet"}}, "seeds": [0],
+        "bootstrap": 100})
+    verdict.compute_verdicts(cfg, Evidence(cells=[], comparisons=[], arrays={}, dependence_boots={}, infos={}), {})
     assert seen == [2]
 
 

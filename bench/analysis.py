@@ -1,0 +1,77 @@
+"""From cells to results: comparisons, dependence intervals and the verdict, as pure functions.
+
+Everything here is a function of the plan, the loaded cell records and their arrays (per-example
+statistics, bootstrap replicates) — no run folder, no files: the driver loads the cells, a test can
+build them in memory. Bootstrap replicates are recomputed from the stored statistics each time
+(milliseconds per cell), never written and read back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from bench.ablations.base import dependence
+from bench.data import TaskInfo
+from bench.metrics import SCALE, Outcome, shared_weights
+from bench.plan import Plan
+from bench.results import SCHEMA_VERSION, Cell, Comparison, Interval, Results, cell_id
+from bench.stats import percentile_interval
+from bench.verdict import Evidence, compute_verdicts
+
+Arrays = Mapping[str, Mapping[str, np.ndarray]]  # cell id -> its npz arrays
+
+
+def comparisons(plan: Plan, cells: list[Cell], arrays: Arrays,
+                infos: Mapping[str, TaskInfo]) -> tuple[list[Comparison], dict[str, np.ndarray]]:
+    """Each train-time variant against its baseline (same task, architecture, seed): D with its interval
+    over test examples, and D's bootstrap replicates per variant cell (what the verdict resamples)."""
+    by_id = {c.id: c for c in cells}
+    out, boots = [], {}
+    for u in plan.units:
+        if u.variant == "baseline":
+            continue
+        base_id = cell_id(u.task, u.arch, "baseline", u.seed)
+        cell, base = by_id[u.id], by_id[base_id]
+        if cell.status != "ok" or base.status != "ok":
+            continue
+        info = infos[u.task]
+        full, abl = Outcome(arrays[base_id]["stats"], info), Outcome(arrays[u.id]["stats"], info)
+        chance = Outcome(arrays[base_id]["chance_stats"], info)
+        w = shared_weights(full.n, plan.cfg.bootstrap)
+        d = float(dependence(abl.score, full.score, full.chance_score))
+        boot = dependence(abl.bootstrap(w), full.bootstrap(w), full.bootstrap(w, "balanced_chance"))
+        first = headline_variant(plan, u.arch, u.ablation)
+        out.append(Comparison(ablation=u.ablation or "?", task=u.task, architecture=u.arch, headline=u.variant == first,
+                              variant=u.variant, seed=u.seed, primary_full=round(full.primary, 6),
+                              primary_ablated=round(abl.primary, 6), primary_chance=round(chance.primary, 6),
+                              score_full=round(full.score, 6), score_ablated=round(abl.score, 6),
+                              score_chance=round(full.chance_score, 6),
+                              dependence=Interval(**percentile_interval(d, boot))))
+        boots[u.id] = boot
+    return out, boots
+
+
+def headline_variant(plan: Plan, arch: str, ablation: str | None) -> str | None:
+    """A train-time ablation's declared headline variant on ``arch``: its first, never chosen from the data."""
+    if ablation is None:
+        return None
+    return next(iter(plan.ablations[ablation].variants(plan.flows[arch])))
+
+
+def assemble(plan: Plan, cells: list[Cell], arrays: Arrays, infos: Mapping[str, TaskInfo],
+             provenance: dict[str, Any], timings: dict[str, float]) -> Results:
+    """results.json's content (but its invocations, which the driver knows) from the study's cells."""
+    comps, boots = comparisons(plan, cells, arrays, infos)
+    evidence = Evidence(cells=cells, comparisons=comps, arrays=arrays, dependence_boots=boots, infos=infos)
+    declarations = {n: type(a).declaration() for n, a in plan.ablations.items()}
+    verdict, verdicts, interaction = compute_verdicts(plan.cfg, evidence, declarations)
+    # the compute behind the results: the cells' own time (training, evaluation, ablations), whichever
+    # invocation computed them
+    timings = {**timings, "cells": round(sum(sum(c.timings.values()) + sum(a.wall_s for a in c.ablations.values())
+                                             for c in cells), 3)}
+    return Results(schema_version=SCHEMA_VERSION, study=plan.name, config=plan.resolved, provenance=provenance,
+                   timings=timings, scale=SCALE, ablations=declarations, cells=cells, comparisons=comps,
+                   verdict=verdict, verdicts=verdicts, interaction=interaction)

@@ -1,0 +1,226 @@
+"""One cell: train one (task, architecture, variant, seed), evaluate it, run its ablations, write it.
+
+``compute_cell(job)`` depends only on its job (a picklable ``CellJob``), so every executor ships the
+same function: ``local`` calls it in the driver's process, the others in workers. It writes the
+cell atomically (npz first, then the json that marks it finished: ``RunDir``), so a worker that dies
+loses only its cell and the same command resumes; an interrupted training resumes from its last
+epoch checkpoint. A cell that raises returns its error; it never stops the other cells.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from pydantic import ValidationError
+
+from bench.ablations.base import AblationContext
+from bench.data import Task, pinned_for
+from bench.errors import BenchError, first_line, worker_error
+from bench.evaluate import predict_stats
+from bench.failures import translate
+from bench.flow import identity_flow, set_edits
+from bench.io import save_npz, write_json
+from bench.metrics import chance_outcome, primary_metric, shared_weights
+from bench.plan import Plan, Unit, build_model, resolve_device, spec_dict
+from bench.provenance import CELL_PROVENANCE
+from bench.registry import TASKS, load_plugin
+from bench.rundir import RunDir
+from bench.stats import percentile_interval
+from bench.train import DivergedError, deterministic, train
+
+
+class Progress(Protocol):
+    """Where a cell reports what it does (the driver's progress bar in ``local``; nothing in a worker)."""
+
+    def start(self, what: str) -> None: ...
+
+    def step(self, step: int, total: int, loss: float) -> None: ...
+
+
+class NullProgress:
+    """Progress sink in a worker: the driver shows cells done/running/failed, not training steps."""
+
+    def start(self, what: str) -> None: ...
+
+    def step(self, step: int, total: int, loss: float) -> None: ...
+
+
+@dataclass
+class CellJob:
+    """Everything a fresh process needs to compute one cell (picklable)."""
+
+    plan: Plan
+    root: str  # the run folder, absolute: on a cluster, a shared filesystem
+    unit: Unit
+    threads: int | None  # torch intra-op threads for this cell (its share of the machine); None: leave
+    provenance: dict[str, Any]  # the driver's: every cell names the code that computed it
+    cwd: str  # data roots in the config are relative to where `bench run` was started
+    driver_pid: int  # the driver's process: `local` computes cells in it, already set up
+
+
+@dataclass
+class CellResult:
+    id: str
+    summary: dict[str, Any] = field(default_factory=dict)  # what the progress line shows
+    error: str | None = None  # the cell raised (or its worker died): nothing was written for it
+    trace: str | None = None
+
+
+def failed(cid: str, error: str, trace: str | None = None) -> CellResult:
+    return CellResult(cid, {"error": error}, error=error, trace=trace)
+
+
+# -- the cell function -------------------------------------------------------------------------
+def compute_cell(job: CellJob, progress: Progress | None = None) -> CellResult:
+    """Compute one cell and write it; the entry point of every executor."""
+    try:
+        setup_process(job)
+        tasks = tasks_of(job.plan)
+    except Exception as exc:  # a plugin that fails to import here, data missing on this node, ...
+        return failed(job.unit.id, f"cannot set up the worker: {first_line(exc)}", traceback.format_exc())
+    try:
+        device = resolve_device(job.plan.cfg.device)
+        with deterministic(compile=job.plan.cfg.train.compile), pinned_for(device):
+            cell, arrays = train_and_ablate(job, tasks[job.unit.task], device, progress or NullProgress())
+        if writer():
+            rd = RunDir(job.root)
+            save_npz(rd.cell_npz(job.unit.id), **arrays)
+            write_json(rd.cell_json(job.unit.id), cell)  # written last: it marks the cell finished
+        return CellResult(job.unit.id, {"primary_metric": cell.get("primary_metric"),
+                                        "metrics": cell.get("metrics", {}), "error": cell.get("error")})
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a failing cell (a plugin's bug, sys.exit) must not stop the rest
+        said = translate(exc)  # names the plugin, or the DataLoader worker's original error, in one line
+        return failed(job.unit.id, str(said) if said is not None else error_line(exc), traceback.format_exc())
+
+
+def train_and_ablate(job: CellJob, task: Task, device: torch.device,
+                     progress: Progress) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The cell's record (``bench.results.Cell``) and arrays: the baseline's per-example statistics, chance's,
+    and each test-time ablation's bootstrap replicates (what the verdict reads)."""
+    plan, unit, train_cfg = job.plan, job.unit, job.plan.cfg.train
+    info, rd = task.info, RunDir(job.root)
+    torch.manual_seed(unit.seed)
+    model = build_model(plan.cfg, unit.arch, info)
+    flow = identity_flow(model)
+    # a training variant keeps its edits for life
+    set_edits([(model.get_submodule(flow[name].merge), edit) for name, edit in unit.edits.items()])
+    cell: dict[str, Any] = {
+        "id": unit.id, "task": unit.task, "architecture": unit.arch, "variant": unit.variant, "seed": unit.seed,
+        "status": "ok", "task_kind": info.kind, "primary_metric": primary_metric(info), "n_test": len(task.test),
+        "n_params": sum(p.numel() for p in model.parameters()), "pretraining": getattr(model, "pretraining", None),
+        "identity_flow": {"blocks": len(flow.blocks), "residual_blocks": len(flow.residual_blocks),
+                          "skips": len(flow.skips)}, "timings": {},
+        "computed_with": {k: job.provenance.get(k) for k in CELL_PROVENANCE},
+        "ablation_versions": plan.versions(unit)}
+    t0 = time.perf_counter()
+    try:
+        cell["train"] = train(model, task, train_cfg, seed=unit.seed, device=device,
+                              checkpoint=rd.checkpoint(unit.id) if writer() else None, on_step=progress.step,
+                              resume=rd.load_checkpoint(unit.id, device))
+    except DivergedError as exc:
+        cell.update(status="failed", error=f"diverged: {exc}")
+        return cell, {}
+    cell["timings"]["train_s"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    baseline = predict_stats(model, task.test, info, batch_size=train_cfg.eval_batch_size, device=device,
+                             amp=train_cfg.amp)
+    chance = chance_outcome(task.train.targets(), task.test.targets(), info)
+    cell["metrics"], cell["chance"] = baseline.metrics(), chance.metrics()
+    cell["timings"]["eval_s"] = round(time.perf_counter() - t0, 3)
+    # the verdict's conditioning check reads the baseline's margins over chance from its stats
+    arrays = {"stats": baseline.stats, "chance_stats": chance.stats}
+    cell["ablations"], cell["not_applicable"] = {}, {}
+    if unit.variant != "baseline":
+        return cell, arrays
+    weights = shared_weights(baseline.n, plan.cfg.bootstrap)
+    run, cell["not_applicable"] = plan.test_ablations(unit.arch)
+    for name, abl in run.items():
+        progress.start(f"{unit.id} · {name}")
+        ctx = AblationContext(model, flow, task, device, unit.seed, baseline, chance, weights,
+                              train_cfg.eval_batch_size, train_cfg.amp, abl.params)
+        t1 = time.perf_counter()
+        out = abl.run(ctx)
+        summary = declared(name, type(abl).Summary, out.summary, "its summary")  # the declared types
+        records = [declared(name, type(abl).Record, r, f"record {i}") for i, r in enumerate(out.records)]
+        cell["ablations"][name] = {"version": abl.version, "settings": abl.params.model_dump(), "records": records,
+                                   "summary": summary,
+                                   "summary_ci": percentile_interval(summary.get(abl.measure), out.summary_boot),
+                                   "wall_s": round(time.perf_counter() - t1, 3)}
+        if out.summary_boot is not None:
+            arrays[f"boot__{name}"] = np.asarray(out.summary_boot)
+    return cell, arrays
+
+
+def declared(name: str, model: type, value: Any, what: str) -> dict:
+    """``value`` as the ablation's declared pydantic type dumps it; one line naming the ablation if not."""
+    try:
+        return model.model_validate(value).model_dump()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "value"
+        raise BenchError(f"ablation {name}: {what} does not match its declared {model.__name__} ({where}: "
+                         f"{err['msg']}); return that type from run()") from None
+
+
+def error_line(exc: BaseException) -> str:
+    """A cell's error in one line: the DataLoader worker's original exception where there is one."""
+    return (worker_error(str(exc)) or first_line(exc))[:300]
+
+
+def writer() -> bool:
+    """Under torchrun every rank trains (DDP) and evaluates the full test set; rank 0 alone writes."""
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+# -- the process a cell runs in ----------------------------------------------------------------
+_TASKS: dict[str, dict[str, Task]] = {}  # plan hash -> its tasks, loaded once per process (not per cell)
+_PLUGINS: set[str] = set()
+
+
+def tasks_of(plan: Plan, timings: dict[str, float] | None = None) -> dict[str, Task]:
+    """The plan's tasks, built once per process: the driver builds them to check the data before it writes
+    anything (``timings`` gets each one's load time), and ``local`` cells then reuse them."""
+    if plan.hash not in _TASKS:
+        _TASKS.clear()  # one study per process at a time: a worker moving on frees the last one's data
+        tasks = {}
+        for alias in dict.fromkeys(t for t, _ in plan.cfg.pairs()):
+            t0 = time.perf_counter()
+            tasks[alias] = build_task(plan, alias)
+            if timings is not None:
+                timings[f"load_task.{alias}"] = round(time.perf_counter() - t0, 3)
+        _TASKS[plan.hash] = tasks
+    return _TASKS[plan.hash]
+
+
+def build_task(plan: Plan, alias: str) -> Task:
+    try:
+        return TASKS.build(spec_dict(plan.cfg.tasks[alias]))
+    except BenchError:
+        raise
+    except Exception as exc:  # e.g. n_train: 0, num_classes: 0: parameters the factory cannot build
+        raise BenchError(f"{plan.path}: tasks.{alias}: cannot build the task ({error_line(exc)}); "
+                         "check its parameters (--debug shows the traceback)") from exc
+
+
+def setup_process(job: CellJob) -> None:
+    """In a worker: the driver's working directory, this cell's thread share, the study's plugins. In the
+    driver's own process (``local``) each is already so."""
+    if os.getpid() == job.driver_pid:
+        return
+    if job.cwd and os.path.isdir(job.cwd) and os.getcwd() != job.cwd:
+        os.chdir(job.cwd)
+    if job.threads and torch.get_num_threads() != job.threads:
+        torch.set_num_threads(job.threads)
+    for plugin in job.plan.worker_plugins():
+        if plugin not in _PLUGINS:
+            load_plugin(plugin)
+            _PLUGINS.add(plugin)

@@ -1,0 +1,205 @@
+"""The driver of `bench run`: check the data, claim the run folder, dispatch the unfinished cells,
+assemble the results.
+
+``run_study`` reads as its checklist: the plan is already checked (``Plan.build``); the data is
+loaded and one forward pass per pair probes it before anything is written; then the folder is
+claimed and locked (``RunDir``), finished cells are kept (a cell computed under other ablation
+versions is recomputed), the rest go to an executor as ``CellJob``s for ``bench.cell.compute_cell``,
+and ``results.json`` and ``report.md`` are assembled from the cell files (``bench.analysis``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from bench.analysis import assemble
+from bench.cell import CellJob, CellResult, compute_cell, error_line, tasks_of, writer
+from bench.config import load_config, safe_load
+from bench.data import Task
+from bench.diff import config_diff
+from bench.errors import BenchError, first_line
+from bench.executors import Events, Executor, LocalExecutor
+from bench.io import write_json
+from bench.plan import Plan, Unit, build_model, resolve_device, unexercised_merges, unused_merge_error
+from bench.progress import StudyProgress
+from bench.provenance import provenance
+from bench.report import write_report
+from bench.results import Invocation, Results, invocations_so_far
+from bench.rundir import RunDir
+from bench.train import deterministic
+
+
+@dataclass
+class Options:
+    """How one invocation runs a plan (none of it changes the results)."""
+
+    out: Path | None = None  # the run folder; default: Plan.default_dir()
+    restart: bool = False  # discard the folder's finished cells
+    show_progress: bool = True
+
+
+def run_study(plan: Plan, executor: Executor | None = None, options: Options | None = None) -> Path:
+    """Run (or resume) a study; returns its run folder, which holds results.json and report.md."""
+    options = options or Options()
+    rd = RunDir(options.out if options.out is not None else plan.default_dir())
+    with deterministic(compile=plan.cfg.train.compile):
+        t0 = time.perf_counter()
+        prov = provenance(resolve_device(plan.cfg.device))  # the code that computes the cells
+        timings: dict[str, float] = {}
+        tasks = tasks_of(plan, timings)  # missing or malformed data fails here, before anything is written
+        probe(plan, tasks)
+        try:
+            if writer():
+                prepare(plan, rd, options.restart)
+            _barrier()
+            todo = unfinished(plan, rd)
+            _barrier()
+            jobs = [CellJob(plan, str(rd.root.resolve()), u, None, prov, os.getcwd(), os.getpid()) for u in todo]
+            with StudyProgress(len(plan.units), len(plan.units) - len(todo),
+                               enabled=options.show_progress and writer()) as progress:
+                events = Events(progress)
+                if jobs:
+                    (executor or LocalExecutor()).map(compute_cell, jobs, events)
+            timings["study"] = round(time.perf_counter() - t0, 3)
+            _barrier()
+            if not writer():
+                return rd.root
+            if events.failed:
+                raise cells_failed(events.failed, len(plan.units))
+            results = load_and_assemble(plan, rd, tasks, prov, timings)
+            now = Invocation(git_commit=prov.get("git_commit"), git_dirty=prov.get("git_dirty"),
+                             study_s=timings["study"], cells_computed=len(todo))
+            before = [] if options.restart else invocations_so_far(rd.results)
+            results = results.model_copy(update={"invocations": [*before, now]})
+            write_json(rd.results, results.model_dump(mode="json", by_alias=True))
+            write_report(rd.root, results)
+            return rd.root
+        finally:
+            rd.unlock()
+
+
+def load_and_assemble(plan: Plan, rd: RunDir, tasks: dict[str, Task], prov: dict, timings: dict) -> Results:
+    """The study's cells read back from the folder, then ``bench.analysis.assemble`` (in memory)."""
+    cells = [rd.load_cell(u.id) for u in plan.units]
+    arrays = {u.id: rd.load_arrays(u.id) for u in plan.units}
+    infos = {alias: task.info for alias, task in tasks.items()}
+    return assemble(plan, cells, arrays, infos, prov, timings)
+
+
+def probe(plan: Plan, tasks: dict[str, Task]) -> None:
+    """One forward pass and loss on two training examples per pair, on the CPU: an architecture that cannot
+    read the task's images (too small for its depth, zero width, wrong output shape) or does not run a merge
+    point it declares is a config error found before anything is written, not a traceback mid-sweep."""
+    for task_alias, arch in plan.cfg.pairs():
+        task, where = tasks[task_alias], f"{plan.path}: architectures.{arch} on tasks.{task_alias}"
+        for split in ("train", "test"):
+            if len(getattr(task, split)) == 0:
+                raise BenchError(f"{plan.path}: tasks.{task_alias}: the {split} split is empty; give it examples")
+        try:
+            x, y = next(iter(task.train.batches(2, train=True, epoch=0, seed=0)))
+            model = build_model(plan.cfg, arch, task.info).eval()
+            ignore = task.info.ignore_index if task.info.ignore_index is not None else -100
+            with torch.no_grad():
+                torch.nn.functional.cross_entropy(model(x), y, ignore_index=ignore)
+        except BenchError:
+            raise
+        except Exception as exc:
+            raise BenchError(f"{where}: one forward pass on 2 training images fails ({error_line(exc)}); "
+                             "check image_size, depth and width (--debug shows the traceback)") from exc
+        unused = unexercised_merges(model, plan.flows[arch], [x])
+        if unused:
+            raise BenchError(unused_merge_error(where, unused))
+
+
+def unfinished(plan: Plan, rd: RunDir) -> list[Unit]:
+    """The cells to compute: missing, damaged, or computed under rules that changed since (a warning each)."""
+    todo = []
+    for u in plan.units:
+        state = rd.cell_state(u.id)
+        if state == "done":
+            state = stale(plan, rd, u) or "done"
+            if state != "done" and writer():
+                rd.discard_checkpoint(u.id)  # it trained under the old rules too: retrain from scratch
+        if state == "done":
+            continue
+        if state != "missing" and writer():
+            print(f"warning: {state}; recomputing that cell", file=sys.stderr)
+        todo.append(u)
+    return todo
+
+
+def stale(plan: Plan, rd: RunDir, unit: Unit) -> str | None:
+    """Why a finished cell must be recomputed, or None: an ablation that shaped it ran at another version
+    than the one declared now (e.g. a bench 0.1 cell, on the old dependence scale, in a resumed folder), or
+    would now be applicable where it was not (or the reverse)."""
+    cell, where = rd.read_cell(unit.id), rd.cell_json(unit.id)  # checked whole by cell_state
+    want = plan.versions(unit)
+    if cell.ablation_versions != want:
+        return (f"{where}: computed with ablation versions {cell.ablation_versions or '(unrecorded)'}, "
+                f"this bench declares {want}")
+    if unit.variant == "baseline" and cell.status == "ok":  # a diverged cell ran no ablation
+        run, skipped = plan.test_ablations(unit.arch)
+        for name in (n for n in plan.ablations if n in run or n in skipped):
+            if (name in skipped) != (name in cell.not_applicable) or (name in run and name not in cell.ablations):
+                return (f"{where}: {name} is {'not ' if name in skipped else ''}applicable now, unlike when the "
+                        "cell was computed")
+    return None
+
+
+def prepare(plan: Plan, rd: RunDir, restart: bool) -> None:
+    """Claim the folder (marker first), lock it, check it holds this study, clean bench's own leftovers."""
+    try:
+        if not restart:
+            same_study(plan, rd)  # before the lock: a refused run leaves the folder as it was
+        rd.claim(plan.yaml)
+        rd.lock()
+        if not restart:
+            same_study(plan, rd)  # again under the lock: what is cleaned and written is this study's
+        rd.clean(restart)
+        rd.write_config(plan.yaml)
+    except OSError as exc:
+        raise BenchError(f"{rd.root}: cannot write the run folder ({exc.strerror or first_line(exc)}); "
+                         "choose another with --out") from None
+
+
+def same_study(plan: Plan, rd: RunDir) -> None:
+    old = rd.read_config() if rd.is_ours() or rd.config.exists() else None
+    if old is not None and old != plan.yaml and not same_under_current_schema(plan, rd):
+        diff = "; ".join(config_diff(safe_load(old), plan.resolved, limit=5, sides=None, by_name=False))
+        raise BenchError(f"{rd.root}: holds a run of a different config ({diff}); "
+                         "use --restart to start over or --out for a new folder")
+
+
+def same_under_current_schema(plan: Plan, rd: RunDir) -> bool:
+    """The folder's config, resolved by this version of bench, is this study's: it differs only by fields added
+    to the schema since it was written, which read as their defaults (and a default keeps the old behaviour)."""
+    try:
+        return load_config(rd.config).resolved() == plan.resolved
+    except BenchError:
+        return False
+
+
+def cells_failed(failed: dict[str, CellResult], total: int) -> BenchError:
+    first = failed[sorted(failed)[0]]
+    exc = BenchError(f"{first.error} ({len(failed)} of {total} cell(s) failed and were not written, first "
+                     f"{first.id}; the others finished)")
+    if first.trace:  # --debug shows the cell's own traceback
+        exc.__cause__ = _Trace(first.trace)
+    return exc
+
+
+class _Trace(Exception):
+    def __init__(self, text: str):
+        super().__init__(f"in the cell:\n{text}")
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
