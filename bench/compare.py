@@ -14,7 +14,7 @@ import io
 import math
 
 from bench.diff import config_diff
-from bench.leaderboard import measure_label, rows_of
+from bench.leaderboard_table import measure_label, measures_of, rows_of
 from bench.results import load_results
 
 ENVIRONMENT = ["bench_version", "git_commit", "git_dirty", "torch", "timm", "segmentation_models_pytorch",
@@ -53,11 +53,12 @@ def compare(run_a: str, run_b: str) -> dict:
     key = lambda r: (r["task"], r["architecture"], r["variant"])  # noqa: E731
     ia, ib = {key(r): r for r in rows_a}, {key(r): r for r in rows_b}
     columns = ["value", *(a for a in abl_a if a in abl_b)]
+    labels = {a: measure_label(a, m) for a, m in {**measures_of(rb), **measures_of(ra)}.items()}  # as declared
     deltas, missing = [], []
     for k in [k for k in ia if k in ib]:
         for col in columns:
             (ma, sa, na), (mb, sb, nb) = ia[k][col], ib[k][col]
-            quantity = ia[k]["metric"] if col == "value" else measure_label(col)
+            quantity = ia[k]["metric"] if col == "value" else labels.get(col, measure_label(col))
             if ma is None and mb is None:
                 continue  # not measured for this cell in either run (e.g. a test-time ablation on a variant)
             if ma is None or mb is None:
@@ -73,10 +74,13 @@ def compare(run_a: str, run_b: str) -> dict:
             "only_a": sorted(k for k in ia if k not in ib), "only_b": sorted(k for k in ib if k not in ia),
             "ablations_only_a": [a for a in abl_a if a not in abl_b],
             "ablations_only_b": [a for a in abl_b if a not in abl_a],
-            "missing": missing, "deltas": deltas, "a": ra.study, "b": rb.study}
+            "missing": missing, "deltas": deltas, "a": ra.study, "b": rb.study, "labels": labels}
 
 
 def render(result: dict, fmt: str = "md") -> str:
+    def label(ablation: str) -> str:  # S for an ablation results.json declares a sufficiency, else D
+        return result.get("labels", {}).get(ablation, measure_label(ablation))
+
     if fmt == "csv":  # one row type per line, in the markdown's order: config first, then gaps, then deltas
         buf = io.StringIO()
         w = csv.writer(buf)
@@ -88,7 +92,7 @@ def render(result: dict, fmt: str = "md") -> str:
             for k in result[f"only_{side}"]:
                 w.writerow([f"only_{side}", *k, "", "", "", "", "", "", ""])
             for abl in result[f"ablations_only_{side}"]:
-                w.writerow([f"only_{side}", "", "", "", measure_label(abl), "", "", "", "", "", ""])
+                w.writerow([f"only_{side}", "", "", "", label(abl), "", "", "", "", "", ""])
         for k, quantity, side in result["missing"]:
             w.writerow([f"no_result_{side.lower()}", *k, quantity, "", "", "", "", "", ""])
         for d in result["deltas"]:
@@ -102,7 +106,7 @@ def render(result: dict, fmt: str = "md") -> str:
         lines += ["", "Environment (provenance) differences:", ""] + [f"- {e}" for e in result["environment"]]
     lines += ["", "## Not compared (named, not dropped)", ""]
     gaps = [f"- only in {s.upper()}: {'/'.join(k)}" for s in ("a", "b") for k in result[f"only_{s}"]]
-    gaps += [f"- measured only in {s.upper()}: {measure_label(a)}" for s in ("a", "b")
+    gaps += [f"- measured only in {s.upper()}: {label(a)}" for s in ("a", "b")
              for a in result[f"ablations_only_{s}"]]
     gaps += [f"- no result in {side}: {'/'.join(k)} {q} (failed cells, or D undefined: model at chance)"
              for k, q, side in result["missing"]]

@@ -1,7 +1,8 @@
 """Leaderboard renderings for a paper: one self-contained HTML page and a LaTeX (booktabs) table.
 
 The HTML has no network dependency (inline CSS and a few lines of JS that sort a table when its header
-is clicked; a baseline's variants move with it), so it can be mailed or archived as one file.
+is clicked; a baseline's variants move with it), so it can be mailed or archived as one file. Both read
+the rows of ``bench.leaderboard_table`` and nothing else of bench; ``bench.leaderboard`` picks one.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-from bench.leaderboard import EMPTY, MERGE, RANKING, differs_text, measure_label
+from bench.leaderboard_table import EMPTY, MERGE, RANKING, differs_text, labels
 
 VERDICT_WORD = {"supported": "supported", "contradicted": "contradicted", "inconclusive": "inconclusive"}
 
@@ -181,7 +182,7 @@ def render_html(rows: list[dict], ablations: list[str], out: Path | None = None)
         head = ['<th class="num">#</th>', '<th title="links to the run\'s report">run</th>']
         head += ["<th>differs</th>"] if show_differs else []
         head += ["<th>architecture</th>", '<th class="num">params</th>', "<th>variant</th>",
-                 f'<th class="num">{e(metric)}</th>', *(f'<th class="num">{e(measure_label(a))}</th>' for a in ablations),
+                 f'<th class="num">{e(metric)}</th>', *(f'<th class="num">{e(label)}</th>' for label in labels(rows, ablations)),
                  "<th>verdict</th>"]
         parts.append(f'<table class="lb"><thead><tr>{"".join(head)}</tr></thead>')
         for unit in units(task_rows):
@@ -227,7 +228,7 @@ def tex(text: object) -> str:
 def render_latex(rows: list[dict], ablations: list[str]) -> str:
     """A booktabs table: one block per task (heading row with its metric and chance), a row per model."""
     show_differs = any(r["differs"] for r in rows)
-    cols = ["Run", "Architecture", "Params", "Variant", "Score", *(measure_label(a) for a in ablations)]
+    cols = ["Run", "Architecture", "Params", "Variant", "Score", *labels(rows, ablations)]
     cols += ["Differs"] if show_differs else []
     spec = "llrlr" + "r" * len(ablations) + ("l" if show_differs else "")
     lines = ["% bench leaderboard; needs \\usepackage{booktabs}", r"\begin{table}[t]", r"\centering", r"\small",

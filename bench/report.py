@@ -10,33 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import stats
+from bench import sections, stats
 from bench.io import write_text
-from bench.metrics import mean_of  # noqa: F401  (re-exported for ablation report sections)
+from bench.markdown import fmt, fmt_ci, table  # also imported from here by the other text outputs
 from bench.registry import ABLATIONS
-from bench.results import Interval, Results
+from bench.results import Results
 from bench.rundir import RunDir
-
-
-def fmt(x: float | None, digits: int = 3) -> str:
-    return "—" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
-
-
-
-def fmt_ci(iv: Interval | dict | None) -> str:
-    if iv is None:
-        return "—"
-    iv = Interval(**iv) if isinstance(iv, dict) else iv  # an Interval or a Decision: estimate, low, high
-    if iv.low is None:
-        return fmt(iv.estimate)
-    return f"{fmt(iv.estimate)} [{fmt(iv.low)}, {fmt(iv.high)}]"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
 
 WHAT_WOULD_CHANGE = {
     "supported": "it becomes *inconclusive* if the interval of the difference comes to include 0 and "
@@ -243,7 +222,7 @@ def models_section(res: Results) -> str:
 
 def removal_section(res: Results) -> str:
     own = {a for a in {c.ablation for c in res.comparisons}  # train-time ablations that draw their own section
-           if a in ABLATIONS.names() and "section" in vars(ABLATIONS.get(a))}
+           if a in ABLATIONS.names() and sections.has_own_section(ABLATIONS.get(a))}
     comparisons = [c for c in res.comparisons if c.ablation not in own]
     if not comparisons:
         return ""
@@ -267,14 +246,13 @@ def removal_section(res: Results) -> str:
 
 
 def ablation_sections(res: Results, run_dir: Path) -> str:
+    """One section per ablation of the config, in its order, each drawn by the renderer the reporting layer
+    keeps for the ablation's class (``bench.sections``; a table of each cell's summary by default)."""
     out = []
     for spec in res.config.get("ablations", []):
-        cls = ABLATIONS.get(spec["name"])
-        section = getattr(cls, "section", None)
-        if section is not None:
-            text = section(res, run_dir)
-            if text:
-                out.append(text)
+        text = sections.renderer_for(ABLATIONS.get(spec["name"]))(res, run_dir, spec["name"])
+        if text:
+            out.append(text)
     return "\n".join(out)
 
 

@@ -4,7 +4,7 @@
 markers; tests/test_reports_table.py fails when the committed table differs from the regenerated
 one, so a stale table cannot land. Columns: the verdict per study (headline row, 95% CI), device with
 its CPU model, the wall time of every invocation on the folder and the cells' compute; then per task × architecture × variant the metric and the D of every ablation any
-committed study measured (S for sufficiency), as in ``bench leaderboard``.
+committed study measured (S where it declares a sufficiency), as in ``bench leaderboard``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.io import write_text
-from bench.leaderboard import EMPTY, _cell, measure_label, rows_of
+from bench.leaderboard_table import EMPTY, _cell, labels, rows_of
 from bench.report import fmt_ci, table
 from bench.results import load_results
 
@@ -58,7 +58,7 @@ def render_table(reports: Path) -> str:
     return (table(["study", "verdict (95% CI)", "device; CPU", "wall time (all invocations)", "compute (all cells)"],
                   verdicts) + "\n\n"
             + table(["study", "task", "architecture", "variant", "metric", "value (mean ± sd, n seeds)", "chance",
-                     *(measure_label(c) for c in columns)], body))
+                     *labels([r for _, rows in studies for r in rows], columns)], body))
 
 
 def update(readme: Path) -> bool:

@@ -168,3 +168,19 @@ def test_bad_run_folders_exit_2(tmp_path, capsys):
     (tmp_path / "results.json").write_text("{not json")
     assert main(["leaderboard", str(tmp_path)]) == 2
     assert "not a valid results.json" in capsys.readouterr().err
+
+
+def test_sufficiency_columns_follow_the_declared_measure_not_the_name(tmp_path):
+    """A plugin's readout under another name is an S column; a name alone makes nothing a sufficiency."""
+    from bench.leaderboard import render
+
+    data = json.loads((Path(__file__).resolve().parents[1] / "reports" / "quickstart" / "results.json").read_text())
+    text = json.dumps(data).replace('"identity_readout"', '"my_readout"')  # every key and config entry
+    data = json.loads(text)
+    data["ablations"]["block_lesion"]["measure"] = "sufficiency"  # as if it declared one
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    rows, ablations = build([str(tmp_path)])
+    md, html, latex = (render(rows, ablations, fmt, tmp_path / "lb") for fmt in ("md", "html", "latex"))
+    for label in ("S my_readout", "S block_lesion", "D skip_lesion"):
+        assert label in md and f">{label}</th>" in html and label.replace("_", r"\_") in latex
+    assert "identity_readout" not in md and "D my_readout" not in md

@@ -1,11 +1,14 @@
-"""The README's plugin examples are real files that run: a residual U-Net and a two-kind task plugin.
+"""The README's plugin examples are real files that run: a residual U-Net, a two-kind task plugin and a
+test-time ablation.
 
-docs/examples/residual_unet.py and docs/examples/stripes_task.py are shown verbatim in the README (checked
-here), run in a small study, and checked with the shipped conformance suite from outside the repository.
+docs/examples/residual_unet.py, docs/examples/stripes_task.py and docs/examples/my_ablation.py are shown
+verbatim in the README (checked here) and run in small studies; the U-Net is also checked with the shipped
+conformance suite from outside the repository.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -15,24 +18,26 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.cli import main
+from bench.conformance import one_torch_thread
 from bench.data import TaskInfo
 from bench.flow import identity_flow
-from bench.registry import ARCHITECTURES, TASKS, load_plugin
+from bench.registry import ABLATIONS, ARCHITECTURES, TASKS, load_plugin
 from tests.helpers import run_study
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "docs" / "examples"
-UNET, TASK = EXAMPLES / "residual_unet.py", EXAMPLES / "stripes_task.py"
+UNET, TASK, ABLATION = EXAMPLES / "residual_unet.py", EXAMPLES / "stripes_task.py", EXAMPLES / "my_ablation.py"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def plugins():
-    for path in (UNET, TASK):
+    for path in (UNET, TASK, ABLATION):
         load_plugin(str(path))
         load_plugin(str(path))  # a second import of the same file (--plugin and plugins:) is a no-op
 
 
-@pytest.mark.parametrize("path", [UNET, TASK], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [UNET, TASK, ABLATION], ids=lambda p: p.name)
 def test_readme_shows_the_tested_file_verbatim(path):
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
@@ -101,3 +106,42 @@ def test_conformance_runs_from_outside_the_repository_with_parameters(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "bench", "check", "residual_unet", "--set", "dept=1",
                           "--plugin", str(UNET)], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "did you mean: depth" in bad.stderr
+
+
+ABLATION_STUDY = """
+seeds: [0]
+tasks:
+  cls: {name: synthetic_shapes, target: image, n_train: 96, n_test: 48, image_size: 16, num_classes: 3}
+architectures:
+  res: {name: cifar_resnet, depth: 8, width: 4}
+  plain: {name: cifar_plain, depth: 8, width: 4}
+train: {epochs: 1, batch_size: 32}
+ablations:
+  - {name: branch_scale, factors: [0.0, 1.0]}
+bootstrap: 100
+"""
+
+
+def test_ablation_example_runs_from_the_command_line(tmp_path):
+    """``bench run --plugin docs/examples/my_ablation.py``: typed records, the declaration in results.json,
+    a plain net (no identity beside its branches) not applicable, a section in report.md."""
+    (tmp_path / "study.yaml").write_text(ABLATION_STUDY)
+    with one_torch_thread():
+        assert main(["run", str(tmp_path / "study.yaml"), "--out", str(tmp_path / "run"), "--quiet",
+                     "--plugin", str(ABLATION)]) == 0
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["ablations"]["branch_scale"] == {"version": 1, "phase": "test", "removes": "branch",
+                                                "measure": "dependence", "reads": "model", "family": "ensemble",
+                                                "higher_is_better": False}
+    cells = {c["architecture"]: c for c in res["cells"]}
+    out = cells["res"]["ablations"]["branch_scale"]
+    assert [r["key"] for r in out["records"]] == [{"factor": 0.0}, {"factor": 1.0}]
+    intact = out["records"][1]
+    assert intact["dependence"] == 0.0 and intact["delta_primary"] == 0.0  # factor 1: the model as trained
+    assert out["summary"]["blocks"] == 3 and out["summary"]["dependence"] == pytest.approx(
+        out["records"][0]["dependence"] / 2, abs=1e-6)
+    assert "branch_scale" not in cells["plain"]["ablations"]
+    assert "no residual block" in cells["plain"]["not_applicable"]["branch_scale"]
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## branch_scale\n\nScale every residual branch by each factor at test time" in report
+    assert ABLATIONS.get("branch_scale").Record.__name__ == "BranchScaleRecord"

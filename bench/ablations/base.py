@@ -12,7 +12,7 @@ An ablation is a class with a pydantic ``Params`` model (its YAML settings) and 
 names blocks or levels the architecture lacks is a validation error.
 
 Every ablation DECLARES what it measures, as class attributes that are part of its type (checked when
-a config names it, written into results.json, read by the verdict, report and leaderboard — nothing
+the class is defined, written into results.json, read by the verdict, report and leaderboard — nothing
 looks at an ablation's name): ``removes`` (the path it takes away: ``identity``, ``branch`` or
 ``none``), ``measure`` (``dependence``: the share of the above-chance score lost; ``sufficiency``: the
 share of the way from chance to perfect that the kept path alone reaches; ``profile``: a curve with no
@@ -21,11 +21,19 @@ not depend on the architecture), ``version`` and the typed ``Summary`` of its ``
 which question it answers — follows from these (``family()``): identity-removing dependence decides
 the verdict; branch removal answers Veit et al.'s "how ensemble-like is the network"; sufficiency is
 its own row; profiles are descriptive.
+
+Test-time ablations derive from ``TestTimeAblation`` (``run`` is abstract), train-time ones from
+``TrainTimeAblation`` (``variants``). Records are typed: most built-ins declare only the ``Key`` of a
+record and take ``record_of(Key)``, the fields ``ctx.record`` writes. How an ablation is shown in
+report.md is the reporting layer's business (``bench.sections``): nothing here imports it.
 """
 
 from __future__ import annotations
 
+import inspect
+import types
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -97,7 +105,23 @@ class DependenceRecord(Record):
 
 
 class Key(BaseModel):
+    """The setting one record measured (which block, level, fill, k ...); subclasses type its fields."""
+
     model_config = ConfigDict(extra="forbid")
+
+
+def record_of(key: type[Key]) -> type[DependenceRecord]:
+    """The Record of an ablation whose records are what ``AblationContext.record`` writes, with ``key``
+    typed as ``key`` and no other fields allowed: an ablation then declares only its Key. Named after the
+    key (``BlockLesionKey`` -> ``BlockLesionRecord``) and placed in its module; bind it to that name there
+    (``BlockLesionRecord = record_of(BlockLesionKey)``) so that it can be imported and pickled."""
+    name = key.__name__.removesuffix("Key") + "Record"
+
+    def body(ns: dict[str, Any]) -> None:
+        ns.update({"__module__": key.__module__, "__qualname__": name, "__annotations__": {"key": key},
+                   "model_config": ConfigDict(extra="forbid")})
+
+    return types.new_class(name, (DependenceRecord,), exec_body=body)
 
 
 class AblationParams(BaseModel):
@@ -239,9 +263,14 @@ class AblationResult:
     summary_boot: np.ndarray | None = None  # bootstrap replicates of the summary's measure
 
 
-class Ablation:
-    """Base class: subclasses declare ``removes``/``measure`` (+ ``phase``, ``Params``, ``Summary``) and
-    implement ``run`` (test time) or ``variants`` (train time)."""
+class Ablation(ABC):
+    """Base class: subclasses declare ``removes``/``measure`` (+ ``phase``, ``Params``, ``Summary``,
+    ``Record``) and implement ``run`` (test time) or ``variants`` (train time); ``TestTimeAblation`` and
+    ``TrainTimeAblation`` make the method abstract and set the phase.
+
+    The declarations are checked when a subclass is defined (``__init_subclass__``): a class that declares
+    ``removes``, or a concrete one that inherits it, is refused then with a BenchError naming it. A base
+    class in the middle that declares nothing (or stays abstract) is left alone until a config names it."""
 
     phase: ClassVar[Literal["test", "train"]] = "test"
     Params: ClassVar[type[AblationParams]] = TestTimeParams
@@ -253,6 +282,11 @@ class Ablation:
     version: ClassVar[int] = 1  # bump when the numbers an ablation reports change meaning
     Summary: ClassVar[type[Summary]] = DependenceSummary
     Record: ClassVar[type[Record]] = DependenceRecord
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        if "removes" in vars(cls) or (hasattr(cls, "removes") and not inspect.isabstract(cls)):
+            cls._check_declarations()
 
     def __init__(self, **params: Any):
         self.params = self.Params(**params)
@@ -267,24 +301,46 @@ class Ablation:
         return "identity" if cls.removes == "identity" else "ensemble"
 
     @classmethod
-    def declaration(cls) -> dict[str, Any]:
-        """What results.json records about the ablation (as lm-evaluation-harness records each task's
-        version and higher_is_better); a plugin that declares nothing valid is refused by name."""
+    def _check_declarations(cls) -> None:
+        """BenchError naming the class for a declaration that is missing or not one of the allowed values,
+        and for a concrete class without the method its phase calls (``run`` / ``variants``)."""
+        where = f"ablation {cls.__module__}.{cls.__name__}"
         removes = getattr(cls, "removes", None)
         if removes not in ("identity", "branch", "none") or cls.measure not in ("dependence", "sufficiency", "profile"):
-            raise BenchError(f"ablation {cls.__module__}.{cls.__name__}: declare removes = 'identity' | 'branch' | "
-                             f"'none' and measure = 'dependence' | 'sufficiency' | 'profile' (got removes={removes!r}, "
-                             f"measure={cls.measure!r}); see bench/ablations/base.py")
-        if not (isinstance(cls.Summary, type) and issubclass(cls.Summary, Summary)):
-            raise BenchError(f"ablation {cls.__module__}.{cls.__name__}: Summary must subclass "
-                             "bench.ablations.base.Summary")
-        if not (isinstance(cls.Record, type) and issubclass(cls.Record, Record)):
-            raise BenchError(f"ablation {cls.__module__}.{cls.__name__}: Record must subclass "
-                             "bench.ablations.base.Record")
+            raise BenchError(f"{where}: declare removes = 'identity' | 'branch' | 'none' and measure = 'dependence' | "
+                             f"'sufficiency' | 'profile' (got removes={removes!r}, measure={cls.measure!r}); see "
+                             "bench/ablations/base.py")
+        if cls.phase not in ("test", "train") or cls.reads not in ("model", "input"):
+            raise BenchError(f"{where}: declare phase = 'test' | 'train' and reads = 'model' | 'input' (got "
+                             f"phase={cls.phase!r}, reads={cls.reads!r})")
+        for kind, base in ((TestTimeAblation, "test"), (TrainTimeAblation, "train")):
+            if issubclass(cls, kind) and cls.phase != base:
+                raise BenchError(f"{where}: derives from {kind.__name__} but declares phase = {cls.phase!r}")
+        if not isinstance(cls.version, int) or isinstance(cls.version, bool) or cls.version < 1:
+            raise BenchError(f"{where}: version must be a whole number from 1 (got {cls.version!r})")
+        for attr, base in (("Params", BaseModel), ("Summary", Summary), ("Record", Record)):
+            value = getattr(cls, attr)
+            if not (isinstance(value, type) and issubclass(value, base)):
+                raise BenchError(f"{where}: {attr} must subclass {base.__module__}.{base.__qualname__}")
         if cls.phase == "test" and cls.measure in ("dependence", "sufficiency") and cls.measure not in cls.Summary.model_fields:
-            raise BenchError(f"ablation {cls.__module__}.{cls.__name__}: measure is {cls.measure!r} but its Summary has "
-                             f"no {cls.measure!r} field (the verdict reads it); declare a Summary with one")
-        return {"version": cls.version, "phase": cls.phase, "removes": removes, "measure": cls.measure,
+            raise BenchError(f"{where}: measure is {cls.measure!r} but its Summary has no {cls.measure!r} field (the "
+                             "verdict reads it); declare a Summary with one")
+        if not inspect.isabstract(cls):
+            method = "run" if cls.phase == "test" else "variants"
+            if getattr(cls, method) is getattr(Ablation, method):
+                raise BenchError(f"{where}: a {cls.phase}-time ablation implements {method}() (see "
+                                 f"{'TestTimeAblation' if cls.phase == 'test' else 'TrainTimeAblation'})")
+
+    @classmethod
+    def declaration(cls) -> dict[str, Any]:
+        """What results.json records about the ablation (as lm-evaluation-harness records each task's
+        version and higher_is_better); a plugin that declares nothing valid, or is still abstract, is
+        refused by name."""
+        cls._check_declarations()
+        if inspect.isabstract(cls):
+            missing = ", ".join(f"{m}()" for m in sorted(cls.__abstractmethods__))
+            raise BenchError(f"ablation {cls.__module__}.{cls.__name__}: abstract, implement {missing}")
+        return {"version": cls.version, "phase": cls.phase, "removes": cls.removes, "measure": cls.measure,
                 "reads": cls.reads, "family": cls.family(),
                 # lower D: the score survives the removal; higher sufficiency: the kept path alone does more
                 "higher_is_better": {"dependence": False, "sufficiency": True}.get(cls.measure)}
@@ -292,77 +348,36 @@ class Ablation:
     def applicable(self, flow: IdentityFlow) -> str | None:
         return None
 
-    def validate(self, flow: IdentityFlow) -> None:
+    def validate(self, flow: IdentityFlow) -> None:  # noqa: B027  (optional: most settings fit every architecture)
         """Raise ValueError when the settings name something this architecture lacks."""
 
     def run(self, ctx: AblationContext) -> AblationResult:
+        """Test time: evaluate the model under edits (``ctx.evaluate``) and return records and a summary."""
         raise NotImplementedError
 
     def variants(self, flow: IdentityFlow) -> dict[str, dict[str, Edit]]:
+        """Train time: {variant name: edits} trained beside the baseline under the same recipe and seeds."""
         raise NotImplementedError
 
-    @classmethod
-    def section(cls, res, run_dir) -> str:
-        """Markdown for report.md; the default is a table of each cell's summary dependence."""
-        from bench.report import fmt, fmt_ci, table
 
-        name = _registered_name(cls, res)
-        rows = []
-        for c in res.cells:
-            out = c.ablations.get(name)
-            if out is None:
-                continue
-            rows.append([c.task, c.architecture, c.seed, len(out.records), fmt_ci(out.summary_ci),
-                         *(fmt(v) if isinstance(v, float) else str(v) for k, v in out.summary.items()
-                           if k != "dependence")])
-        if not rows:
-            return ""
-        extra = [k for k in next(c.ablations[name].summary for c in res.cells if name in c.ablations) if k != "dependence"]
-        doc = (cls.__doc__ or "").strip().splitlines()[0]
-        return f"## {name}\n\n{doc}\n\n" + table(["task", "architecture", "seed", "settings", "D [95% CI]", *extra],
-                                                  rows) + "\n"
+class TestTimeAblation(Ablation):
+    """An ablation of a trained model: implements ``run(ctx)``."""
+
+    __test__ = False  # not a pytest test class, whatever its name says
+    phase: ClassVar[Literal["test", "train"]] = "test"
+    Params: ClassVar[type[AblationParams]] = TestTimeParams
+
+    @abstractmethod
+    def run(self, ctx: AblationContext) -> AblationResult:
+        """Evaluate the model under edits (``ctx.evaluate``) and return records and a summary."""
 
 
-def grid_section(res, run_dir, name: str, *, title: str, intro: str, header: list[str], panel,
-                 per: Literal["pair", "task"] = "pair", sharey: bool = True, height: float = 3.0) -> str:
-    """The one report-section builder of the figure ablations: a panel per (task, architecture) pair —
-    or per task, with every architecture in it — drawn by ``panel(ax, *group)``, which returns its
-    table rows; then the figure and the table under ``title``."""
-    from bench import plots
-    from bench.report import table
+class TrainTimeAblation(Ablation):
+    """An ablation that trains variants beside the baseline: implements ``variants(flow)``."""
 
-    groups = pair_groups(res, name)
-    if not groups:
-        return ""
-    panels = groups if per == "pair" else by_task(groups)
-    fig, axes = plots.grid(len(panels), sharey=sharey, height=height)
-    rows = [row for ax, group in zip(axes, panels) for row in panel(ax, *group)]
-    png = plots.save(fig, run_dir / f"{name}.png")
-    return f"## {title}\n\n{intro}\n\n![{name}]({png})\n\n" + table(header, rows) + "\n"
+    phase: ClassVar[Literal["test", "train"]] = "train"
+    Params: ClassVar[type[AblationParams]] = AblationParams
 
-
-def pair_groups(res, name: str) -> list[tuple[str, str, list]]:
-    """(task, architecture, its cells over seeds) for each pair whose cells ran ablation ``name``, sorted:
-    what every report section plots and tabulates."""
-    cells = [c for c in res.cells if name in c.ablations]
-    pairs = sorted({(c.task, c.architecture) for c in cells})
-    return [(t, a, [c for c in cells if (c.task, c.architecture) == (t, a)]) for t, a in pairs]
-
-
-def by_task(groups: list[tuple[str, str, list]]) -> list[tuple[str, list[tuple[str, list]]]]:
-    """``pair_groups`` regrouped for one panel per task: (task, [(architecture, cells), ...]), sorted."""
-    return [(task, [(a, g) for t, a, g in groups if t == task]) for task in sorted({t for t, _, _ in groups})]
-
-
-def mean_error(cells: list, of: str = "metrics") -> float:
-    """Mean error, 1 − primary metric, over cells: of the trained models, or of chance (``of="chance"``)."""
-    return float(np.mean([1 - getattr(c, of)[c.primary_metric] for c in cells]))
-
-
-def _registered_name(cls, res) -> str:
-    from bench.registry import ABLATIONS
-
-    for spec in res.config.get("ablations", []):
-        if ABLATIONS.get(spec["name"]) is cls:
-            return spec["name"]
-    return cls.__name__
+    @abstractmethod
+    def variants(self, flow: IdentityFlow) -> dict[str, dict[str, Edit]]:
+        """{variant name: edits on the merge points}, trained under the baseline's recipe and seeds."""

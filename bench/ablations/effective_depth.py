@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import numpy as np
 from pydantic import Field
 
-from bench.ablations.base import Ablation, AblationParams
+from bench.ablations.base import AblationParams, TrainTimeAblation
 from bench.flow import Edit, IdentityFlow, KeepExactly, KeepSubset, MergePoint
 
 
@@ -23,10 +22,9 @@ class EffectiveDepthParams(AblationParams):
     keep_fraction: float = Field(23 / 54, gt=0, le=1, description="m / n when keep is unset (Veit: 23 of 54).")
 
 
-class EffectiveDepthTraining(Ablation):
+class EffectiveDepthTraining(TrainTimeAblation):
     """Train with exactly m of n residual branches per batch (Veit Sec. 5); test the full network."""
 
-    phase: ClassVar = "train"
     version: ClassVar = 2  # 0.2.0: D on balanced accuracy (and this ablation's fixes in docs/protocols.md)
     removes: ClassVar = "branch"  # most branches are dropped in each training batch
     Params: ClassVar = EffectiveDepthParams
@@ -52,37 +50,3 @@ class EffectiveDepthTraining(Ablation):
         n, m = len(blocks), self.kept(len(blocks))
         sampler = KeepExactly(n, m)
         return {f"keep_{m}_of_{n}": {b.name: KeepSubset(sampler, i) for i, b in enumerate(blocks)}}
-
-    @classmethod
-    def section(cls, res, run_dir) -> str:
-        from bench import plots
-        from bench.report import fmt, table
-
-        comps = [c for c in res.comparisons if c.ablation == "effective_depth_training"]
-        if not comps:
-            return ""
-        groups = sorted({(c.task, c.architecture, c.variant) for c in comps})
-        rows, full_err, eff_err = [], [], []
-        for task, arch, variant in groups:
-            cs = [c for c in comps if (c.task, c.architecture, c.variant) == (task, arch, variant)]
-            full = np.array([1 - c.primary_full for c in cs])
-            eff = np.array([1 - c.primary_ablated for c in cs])
-            full_err.append(full.mean())
-            eff_err.append(eff.mean())
-            rows.append([task, arch, variant, len(cs), fmt(float(full.mean())), fmt(float(eff.mean())),
-                         fmt(float((eff - full).mean()))])
-        fig, (ax,) = plots.grid(1, width=max(4.2, 1.2 * len(groups)))
-        x = np.arange(len(groups))
-        ax.bar(x - 0.2, full_err, 0.4, label="normal training")
-        ax.bar(x + 0.2, eff_err, 0.4, label="m of n blocks per batch")
-        ax.set_xticks(x, [f"{a}\n{t}\n{v}" for t, a, v in groups], fontsize=7)
-        ax.set_ylabel("test error (full network)", fontsize=8)
-        ax.legend(fontsize=7)
-        png = plots.save(fig, run_dir / "effective_depth_training.png")
-        return ("## effective_depth_training — training on short paths only (Veit et al. 2016, Sec. 5)\n\n"
-                "Each training batch keeps exactly m of the n residual branches (variant keep_m_of_n), the rest "
-                "pass their shortcut alone; the full network is tested, unscaled. Veit et al.: 23 of 54 blocks, "
-                "5.96% vs 6.10% error on CIFAR-10.\n\n"
-                f"![effective depth]({png})\n\n" + table(
-                    ["task", "architecture", "variant", "seeds", "error, normal training", "error, m of n",
-                     "Δ error (mean over seeds)"], rows) + "\n")

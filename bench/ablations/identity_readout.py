@@ -17,17 +17,17 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from bench.ablations.base import (
-    Ablation,
     AblationContext,
     AblationParams,
     AblationResult,
-    DependenceRecord,
     Key,
     Summary,
+    TestTimeAblation,
+    record_of,
 )
 from bench.data import TaskInfo
 from bench.flow import IdentityFlow
@@ -72,15 +72,12 @@ class IdentityReadoutKey(Key):
     readout: str = Field(description="The readout trained on the input alone.")
 
 
-class IdentityReadoutRecord(DependenceRecord):
-    model_config = ConfigDict(extra="forbid")
-    key: IdentityReadoutKey
+IdentityReadoutRecord = record_of(IdentityReadoutKey)  # what ctx.record writes, with this key
 
 
-class IdentityReadout(Ablation):
+class IdentityReadout(TestTimeAblation):
     """Linear readout from the input alone (per pixel / flattened image): identity sufficiency per task."""
 
-    phase: ClassVar = "test"
     version: ClassVar = 2  # 0.2.0: D on balanced accuracy (and this ablation's fixes in docs/protocols.md)
     removes: ClassVar = "none"
     measure: ClassVar = "sufficiency"
@@ -126,40 +123,3 @@ class IdentityReadout(Ablation):
             readout_metric="miou" if ctx.info.kind == "segmentation" else "accuracy",
             readout_primary=round(outcome.primary, 6), readout_train_loss=train_loss)
         return AblationResult([record], summary, sufficiency_boot)
-
-    @classmethod
-    def section(cls, res, run_dir) -> str:
-        from bench import plots
-        from bench.report import fmt, fmt_ci, table
-
-        cells = [c for c in res.cells if "identity_readout" in c.ablations]
-        if not cells:
-            return ""
-        rows, labels, values, errors = [], [], [], []
-        for task, seed in dict.fromkeys((c.task, c.seed) for c in cells):
-            group = [c for c in cells if (c.task, c.seed) == (task, seed)]
-            out = group[0].ablations["identity_readout"]
-            relative = ", ".join(f"{c.architecture}: {fmt(c.ablations['identity_readout'].summary['sufficiency_relative_to_model'])}"
-                                 for c in group)
-            rows.append([task, group[0].task_kind, seed, f"{out.summary['readout_metric']} {fmt(out.summary['readout_primary'])}",
-                         fmt(group[0].metrics.get("balanced_chance")), fmt_ci(out.summary_ci), relative])
-            ci = out.summary_ci
-            suff = out.summary["sufficiency"]
-            labels.append(f"{task}\ns{seed}")
-            values.append(suff)
-            errors.append([suff - ci.low, ci.high - suff] if ci is not None and ci.low is not None else [0.0, 0.0])
-        fig, (ax,) = plots.grid(1, width=max(4.2, 0.9 * len(labels)))
-        ax.bar(range(len(values)), values, yerr=np.array(errors).T, color="tab:green", capsize=3)
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.set_xticks(range(len(labels)), labels, fontsize=7)
-        ax.set_ylabel("sufficiency (0 = chance, 1 = perfect)", fontsize=8)
-        ax.set_title("linear readout of the input alone", fontsize=9)
-        png = plots.save(fig, run_dir / "identity_readout.png")
-        return ("## identity_readout — how much of the answer the input alone carries\n\n"
-                "A linear readout of the input (per pixel for segmentation, of the flattened image for "
-                "classification), trained on the training split. Headline: sufficiency = "
-                "(m_readout − m_chance)/(1 − m_chance), 95% bootstrap CI over test examples; beside it, relative "
-                "to each trained model: (m_readout − m_chance)/(m_full − m_chance).\n\n"
-                f"![identity readout]({png})\n\n"
-                + table(["task", "kind", "seed", "readout task metric", "chance (balanced acc.)", "sufficiency [95% CI]",
-                         "relative to the trained model"], rows) + "\n")

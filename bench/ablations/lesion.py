@@ -11,16 +11,14 @@ import numpy as np
 from pydantic import ConfigDict, Field
 
 from bench.ablations.base import (
-    Ablation,
     AblationContext,
     AblationResult,
-    DependenceRecord,
     DependenceSummary,
     Key,
+    TestTimeAblation,
     TestTimeParams,
-    grid_section,
     mean_boot,
-    mean_error,
+    record_of,
 )
 from bench.flow import DropBranch, IdentityFlow
 from bench.metrics import mean_of
@@ -44,15 +42,12 @@ class BlockLesionKey(Key):
     shortcut: str = Field(description="What the block's shortcut is (identity, projection, ...).")
 
 
-class BlockLesionRecord(DependenceRecord):
-    model_config = ConfigDict(extra="forbid")
-    key: BlockLesionKey
+BlockLesionRecord = record_of(BlockLesionKey)  # what ctx.record writes, with this key
 
 
-class BlockLesion(Ablation):
+class BlockLesion(TestTimeAblation):
     """Veit single-block lesion: remove each residual branch (or plain layer) at test time, keep the shortcut."""
 
-    phase: ClassVar = "test"
     version: ClassVar = 2  # 0.2.0: D on balanced accuracy (and this ablation's fixes in docs/protocols.md)
     removes: ClassVar = "branch"
     Params: ClassVar = BlockLesionParams
@@ -90,39 +85,3 @@ class BlockLesion(Ablation):
         summary = BlockLesionSummary(dependence=mean_of(deps), dependence_non_downsampling=mean_of(plain),
                                      max_dependence=float(np.max(deps)) if deps else None, blocks=len(records))
         return AblationResult(records, summary, mean_boot(boots))
-
-    @classmethod
-    def section(cls, res, run_dir) -> str:
-        from bench import plots
-        from bench.report import fmt, mean_of
-
-        def panel(ax, task: str, arch: str, group: list) -> list[list]:
-            recs = group[0].ablations["block_lesion"].records
-            err = np.array([[1 - r["primary"] for r in c.ablations["block_lesion"].records] for c in group])
-            base, chance = mean_error(group), mean_error(group, "chance")
-            colours = ["tab:red" if r["key"]["downsampling"] else "tab:blue" for r in recs]
-            x = np.arange(1, len(recs) + 1)
-            ax.bar(x, err.mean(0), yerr=err.std(0, ddof=1) if len(group) > 1 else None, color=colours, capsize=2)
-            ax.axhline(base, color="k", ls="--", lw=1, label="intact")
-            ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
-            plots.fit_ylim(ax, [*(err.mean(0) + err.std(0)), *(err.mean(0) - err.std(0)), base, chance])
-            plots.integer_ticks(ax)
-            ax.set_title(f"{arch} on {task}", fontsize=9)
-            ax.set_xlabel("lesioned block (red: downsampling)", fontsize=8)
-            ax.set_ylabel(f"error (1 − {group[0].primary_metric})", fontsize=8)
-            plots.legend_outside(ax)
-            deps = [c.ablations["block_lesion"].summary for c in group]
-            down = np.array([bool(r["key"]["downsampling"]) for r in recs])
-            by_kind = [fmt(float(err[:, sel].mean())) if sel.any() else "—" for sel in (down, ~down)]
-            return [[task, arch, len(group), len(recs), fmt(base), fmt(float(err.mean())), *by_kind,
-                     fmt(float(err.max())), fmt(mean_of([d["dependence"] for d in deps])),
-                     fmt(mean_of([d["dependence_non_downsampling"] for d in deps]))]]
-
-        return grid_section(
-            res, run_dir, "block_lesion", title="block_lesion — single-block lesions (Veit et al. 2016, Fig. 3)",
-            intro="Each block's residual branch removed at test time, its shortcut kept (plain layers: y = x). "
-                  "Bars: mean error over seeds, error bars: sd over seeds. BatchNorm: running statistics kept, as "
-                  "in the paper. D on balanced accuracy (mean over seeds).",
-            header=["task", "architecture", "seeds", "blocks", "error, intact", "mean error, one block lesioned",
-                    "mean error, downsampling blocks", "mean error, other blocks", "worst", "mean D", "mean D, non-downsampling"],
-            panel=panel, sharey=False)

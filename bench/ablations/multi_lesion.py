@@ -15,16 +15,14 @@ import numpy as np
 from pydantic import ConfigDict, Field
 
 from bench.ablations.base import (
-    Ablation,
     AblationContext,
     AblationResult,
-    DependenceRecord,
     DependenceSummary,
     Key,
+    TestTimeAblation,
     TestTimeParams,
-    grid_section,
     mean_boot,
-    mean_error,
+    record_of,
 )
 from bench.flow import DropBranch, IdentityFlow
 from bench.metrics import mean_of
@@ -62,15 +60,12 @@ class MultiLesionKey(Key):
     blocks: list[str] = Field(description="The blocks removed.")
 
 
-class MultiLesionRecord(DependenceRecord):
-    model_config = ConfigDict(extra="forbid")
-    key: MultiLesionKey
+MultiLesionRecord = record_of(MultiLesionKey)  # what ctx.record writes, with this key
 
 
-class MultiLesion(Ablation):
+class MultiLesion(TestTimeAblation):
     """Veit multi-block lesion: delete k random blocks at test time, k = 1..K, S distinct samples per k."""
 
-    phase: ClassVar = "test"
     version: ClassVar = 2  # 0.2.0: D on balanced accuracy (and this ablation's fixes in docs/protocols.md)
     removes: ClassVar = "branch"
     Params: ClassVar = MultiLesionParams
@@ -111,43 +106,3 @@ class MultiLesion(Ablation):
             error_std_by_k={str(k): round(float(np.std(v)), 6) for k, v in by_k.items()},
             max_k=max(by_k))
         return AblationResult(records, summary, mean_boot(boots))
-
-    @classmethod
-    def section(cls, res, run_dir) -> str:
-        from bench import plots
-        from bench.report import fmt
-
-        def panel(ax, task: str, archs: list) -> list[list]:
-            rows, shown = [], []
-            for arch, group in archs:
-                summ = [c.ablations["multi_lesion"].summary for c in group]
-                ks = sorted(int(k) for k in summ[0]["error_by_k"] if k != "0")
-                err = np.array([[s["error_by_k"][str(k)] for k in ks] for s in summ])  # (seeds, k)
-                base = mean_error(group)
-                mean = err.mean(0)
-                spread = err.std(0, ddof=1) if len(group) > 1 else np.zeros_like(mean)
-                line = ax.errorbar([0, *ks], [base, *mean], yerr=[0, *spread], marker="o", ms=3, capsize=2,
-                                   label=arch)[0]
-                ax.axhline(base, color=line.get_color(), ls="--", lw=0.8)  # intact
-                shown += [base, *(mean + spread), *(mean - spread)]
-                rows.append([task, arch, len(group), fmt(base), *(fmt(float(mean[ks.index(k)])) if k in ks else "—"
-                                                              for k in (1, 2, ks[-1]))])
-            chance = mean_error([c for _, group in archs for c in group], "chance")
-            ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
-            plots.fit_ylim(ax, [*shown, chance])
-            plots.integer_ticks(ax)
-            ax.set_title(task, fontsize=9)
-            ax.set_xlabel("blocks deleted (k)", fontsize=8)
-            ax.set_ylabel("error (mean over seeds ± sd; dashed: intact)", fontsize=8)
-            plots.legend_outside(ax)
-            return rows
-
-        policy = next((a.get("bn_policy", "running") for a in res.config.get("ablations", [])
-                       if a["name"] == "multi_lesion"), "running")
-        return grid_section(
-            res, run_dir, "multi_lesion", title="multi_lesion — deleting k blocks (Veit et al. 2016, Fig. 5a)",
-            intro="k lesionable blocks chosen at random (distinct sets) and deleted together (residual branch "
-                  f"removed, shortcut kept); each seed's mean over its samples, then mean ± sd over seeds. BatchNorm "
-                  f"statistics: {policy}.",
-            header=["task", "architecture", "seeds", "error k=0", "k=1", "k=2", "k=max"], panel=panel, per="task",
-            sharey=False)

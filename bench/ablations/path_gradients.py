@@ -36,15 +36,13 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from bench.ablations.base import (
-    Ablation,
     AblationContext,
     AblationParams,
     AblationResult,
     Key,
     Record,
     Summary,
-    grid_section,
-    pair_groups,
+    TestTimeAblation,
 )
 from bench.flow import GateGradient, IdentityFlow, MergePoint, edited
 
@@ -172,10 +170,9 @@ class PathGradientRecord(Record):
     total_gradient: float = Field(description="grad_norm_mean x the number of paths of length k.")
 
 
-class PathGradients(Ablation):
+class PathGradients(TestTimeAblation):
     """Veit path-length gradients: per-example sampled paths, gradient norm vs path length, effective window."""
 
-    phase: ClassVar = "test"
     version: ClassVar = 2  # 0.2.0: D on balanced accuracy (and this ablation's fixes in docs/protocols.md)
     removes: ClassVar = "none"  # gates the backward pass only; the forward pass is the intact model
     measure: ClassVar = "profile"
@@ -225,42 +222,3 @@ class PathGradients(Ablation):
             window_mass=p.window, window_path_share=path_fraction(n, lengths[lo], lengths[hi]),
             mean_gradient_path_length=float((lengths * total).sum()), mean_path_length=n / 2)
         return AblationResult(records, summary, None)
-
-    @classmethod
-    def section(cls, res, run_dir) -> str:
-        from bench import plots
-        from bench.report import fmt
-
-        def panel(ax, task: str, arch: str, group: list) -> list[list]:
-            recs = group[0].ablations["path_gradients"].records
-            ks = [r["key"]["k"] for r in recs]
-            mag = np.array([[r["grad_norm_mean"] for r in c.ablations["path_gradients"].records] for c in group])
-            tot = np.mean([[r["total_gradient"] for r in c.ablations["path_gradients"].records] for c in group], 0)
-            ax.errorbar(ks, mag.mean(0), yerr=mag.std(0, ddof=1) if len(group) > 1 else None, fmt="o-", ms=3,
-                        capsize=2, label="gradient norm at k")
-            ax.set_yscale("log")
-            plots.integer_ticks(ax)
-            ax.set_xlabel("path length k", fontsize=8)
-            ax.set_ylabel("gradient norm (log; mean ± sd over seeds)", fontsize=8)
-            twin = ax.twinx()
-            twin.plot(ks, [r["path_share"] for r in recs], "--", color="grey", label="share of paths")
-            twin.plot(ks, tot, "-", color="tab:red", label="share of total gradient")
-            twin.set_ylabel("share", fontsize=8)
-            ax.set_title(f"{arch} on {task}", fontsize=9)
-            s = [c.ablations["path_gradients"].summary for c in group]
-            twin.axvspan(s[0]["window_low"], s[0]["window_high"], color="tab:red", alpha=0.08, label="effective window")
-            twin.legend(fontsize=7, loc="upper right")
-            return [[task, arch, len(group), s[0]["n_blocks"], "; ".join(f"{x['window_low']}–{x['window_high']}" for x in s),
-                     fmt(float(np.mean([x["window_path_share"] for x in s]))),
-                     fmt(float(np.mean([x["mean_gradient_path_length"] for x in s])), 2), fmt(s[0]["mean_path_length"], 1)]]
-
-        groups = pair_groups(res, "path_gradients")
-        mass = groups[0][2][0].ablations["path_gradients"].summary["window_mass"] if groups else 0.9
-        return grid_section(
-            res, run_dir, "path_gradients", title="path_gradients — gradient by path length (Veit et al. 2016, Fig. 6)",
-            intro=f"Total gradient at length k = share of paths C(n,k)/2^n x mean gradient norm at k. Effective window: "
-                  f"the central path lengths carrying {mass:.0%} of it ({(1 - mass) / 2:.0%} cut from each tail; Veit et "
-                  "al.: 5–17 of 54 blocks, 0.45% of the paths). U-Nets are not applicable (long skips are parallel "
-                  "paths).",
-            header=["task", "architecture", "seeds", "blocks n", "effective window (per seed)", "share of paths in window",
-                    "mean length of gradient", "mean path length"], panel=panel, sharey=False, height=3.2)

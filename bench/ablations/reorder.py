@@ -16,16 +16,14 @@ import numpy as np
 from pydantic import ConfigDict, Field
 
 from bench.ablations.base import (
-    Ablation,
     AblationContext,
     AblationResult,
-    DependenceRecord,
     DependenceSummary,
     Key,
+    TestTimeAblation,
     TestTimeParams,
-    grid_section,
     mean_boot,
-    mean_error,
+    record_of,
 )
 from bench.flow import IdentityFlow, reordered
 from bench.metrics import mean_of
@@ -38,14 +36,6 @@ def kendall_tau(order: list[int]) -> float:
         return 1.0
     d = sum(order[i] > order[j] for i in range(n) for j in range(i + 1, n))
     return 1.0 - 4.0 * d / (n * (n - 1))
-
-
-def binned_mean(x: np.ndarray, y: np.ndarray, bins: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of y in equal-width bins of x (empty bins left out): the trend line over a scatter."""
-    edges = np.linspace(x.min(), x.max(), bins + 1) if x.max() > x.min() else np.array([x.min(), x.min() + 1])
-    idx = np.clip(np.digitize(x, edges[1:-1]), 0, len(edges) - 2)
-    used = np.unique(idx)
-    return (np.array([x[idx == i].mean() for i in used]), np.array([y[idx == i].mean() for i in used]))
 
 
 MIN_TAUS = 3  # distinct tau values below which a correlation says nothing
@@ -75,15 +65,12 @@ class ReorderKey(Key):
     moved: list[str] = Field(description="The blocks that changed place.")
 
 
-class ReorderRecord(DependenceRecord):
-    model_config = ConfigDict(extra="forbid")
-    key: ReorderKey
+ReorderRecord = record_of(ReorderKey)  # what ctx.record writes, with this key
 
 
-class Reorder(Ablation):
+class Reorder(TestTimeAblation):
     """Veit reordering: swap random pairs of shape-compatible blocks within a stage; error vs Kendall tau."""
 
-    phase: ClassVar = "test"
     version: ClassVar = 2  # 0.2.0: D on balanced accuracy (and this ablation's fixes in docs/protocols.md)
     removes: ClassVar = "branch"  # it takes away each residual branch's place in the order; identities stay
     Params: ClassVar = ReorderParams
@@ -149,38 +136,3 @@ class Reorder(Ablation):
                                  corr_note=note, distinct_taus=distinct, reorderings=len(records),
                                  min_tau=float(taus.min()), max_error=float(errs.max()))
         return AblationResult(records, summary, mean_boot(boots))
-
-    @classmethod
-    def section(cls, res, run_dir) -> str:
-        from bench.report import fmt
-
-        def panel(ax, task: str, archs: list) -> list[list]:
-            rows = []
-            for arch, group in archs:
-                recs = [r for c in group for r in c.ablations["reorder"].records]
-                tau = np.array([r["key"]["kendall_tau"] for r in recs])
-                err = np.array([1 - r["primary"] for r in recs])
-                dots = ax.scatter(tau, err, s=10, alpha=0.4, label=arch)
-                centre, mean = binned_mean(tau, err)
-                ax.plot(centre, mean, color=dots.get_facecolor()[0][:3], lw=1.5)
-                summ = [c.ablations["reorder"].summary for c in group]
-                corr = [x["corr_tau_error"] for x in summ if x["corr_tau_error"] is not None]
-                why = next((x.get("corr_note") for x in summ if x.get("corr_note")), None)
-                rows.append([task, arch, len(group), len(recs), len(np.unique(tau)), fmt(float(tau.min())),
-                             fmt(mean_error(group)), fmt(float(err.mean())),
-                             fmt(float(np.mean(corr))) if corr else f"— ({why})" if why else "—"])
-            ax.set_title(task, fontsize=9)
-            ax.set_xlabel("Kendall tau (1 = original order)", fontsize=8)
-            ax.set_ylabel("error", fontsize=8)
-            ax.invert_xaxis()
-            ax.legend(fontsize=7)
-            return rows
-
-        return grid_section(
-            res, run_dir, "reorder", title="reorder — error vs Kendall tau (Veit et al. 2016, Fig. 5b)",
-            intro="Random pairs of exchangeable residual blocks (same stage, identity shortcut) swapped at test "
-                  "time, distinct orders only; dots: one reordering each (all seeds), line: mean error per tau bin. "
-                  "The correlation needs at least 3 distinct tau values.",
-            header=["task", "architecture", "seeds", "reorderings", "distinct tau", "lowest tau", "error, original",
-                    "mean error, reordered", "corr(tau, error), mean over seeds"], panel=panel, per="task",
-            sharey=False)

@@ -19,19 +19,17 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar, Literal
 
-import numpy as np
 import torch
 from pydantic import ConfigDict, Field
 
 from bench.ablations.base import (
-    Ablation,
     AblationContext,
     AblationResult,
-    DependenceRecord,
     DependenceSummary,
     Key,
+    TestTimeAblation,
     TestTimeParams,
-    grid_section,
+    record_of,
 )
 from bench.flow import FillIdentity, IdentityFlow, MergePoint
 
@@ -59,15 +57,12 @@ class SkipLesionKey(Key):
     points: list[str] = Field(description="The merge points filled.")
 
 
-class SkipLesionRecord(DependenceRecord):
-    model_config = ConfigDict(extra="forbid")
-    key: SkipLesionKey
+SkipLesionRecord = record_of(SkipLesionKey)  # what ctx.record writes, with this key
 
 
-class SkipLesion(Ablation):
+class SkipLesion(TestTimeAblation):
     """Replace trained skip tensors by zero / dataset-mean / batch-shuffled fills, per level and all levels."""
 
-    phase: ClassVar = "test"
     version: ClassVar = 2  # 0.2.0: D on balanced accuracy (and this ablation's fixes in docs/protocols.md)
     removes: ClassVar = "identity"
     Params: ClassVar = SkipLesionParams
@@ -134,49 +129,3 @@ class SkipLesion(Ablation):
         all_levels = {f"dependence_all_{r['key']['fill']}": r["dependence"] for r in records if r["key"]["level"] == "all"}
         summary = SkipLesionSummary(dependence=summary_dep, headline=f"fill={headline}, all levels", **all_levels)
         return AblationResult(records, summary, summary_boot)
-
-    @classmethod
-    def section(cls, res, run_dir) -> str:
-        from bench.report import fmt, mean_of
-
-        def panel(ax, task: str, arch: str, group: list) -> list[list]:
-            recs = group[0].ablations["skip_lesion"].records
-            keys = [(r["key"]["fill"], str(r["key"]["level"])) for r in recs]
-            dep = np.array([[r["dependence"] if r["dependence"] is not None else np.nan
-                             for r in c.ablations["skip_lesion"].records] for c in group])
-            means = {k: mean_of(dep[:, i]) for i, k in enumerate(keys)}  # None where every seed was undefined
-            sds = {k: float(np.nanstd(dep[:, i], ddof=1)) if np.isfinite(dep[:, i]).sum() > 1 else 0.0
-                   for i, k in enumerate(keys)}
-            fills = [f for f in ("mean", "zero", "shuffle") if any(k[0] == f for k in keys)]
-            levels = sorted({k[1] for k in keys if k[1] != "all"}, key=_level_order) + ["all"]  # finest first
-            width = 0.8 / len(fills)
-            for j, fill in enumerate(fills):
-                vals = [np.nan if means.get((fill, lv)) is None else means[fill, lv] for lv in levels]
-                ax.bar(np.arange(len(levels)) + j * width, vals, width, label=fill,
-                       yerr=[sds.get((fill, lv), 0.0) for lv in levels] if len(group) > 1 else None, capsize=2)
-            ax.axhline(0, color="grey", lw=0.6)
-            ax.axhline(1, color="grey", lw=0.6, ls=":")  # chance
-            ax.set_xticks(np.arange(len(levels)) + width * (len(fills) - 1) / 2, levels, fontsize=7)
-            ax.set_title(f"{arch} on {task}", fontsize=9)
-            ax.set_xlabel("skip level lesioned (0 = finest)", fontsize=8)
-            ax.set_ylabel("identity dependence D (1 = chance)", fontsize=8)
-            ax.legend(fontsize=7)
-            return [[task, arch, len(group), fill, ", ".join(f"{lv}: {fmt(means.get((fill, lv)))}" for lv in levels
-                                                              if lv != "all"), fmt(means.get((fill, "all")))]
-                    for fill in fills]
-
-        return grid_section(
-            res, run_dir, "skip_lesion", title="skip_lesion — trained skips replaced at test time",
-            intro="D per level (0 = finest) and for all levels at once, mean over seeds (error bars: sd); fills: the "
-                  "calibrated mean activation (the headline: no information about this image, first-order statistics "
-                  "kept), zeros, another test image's skip (a seeded derangement of the test set). D on balanced "
-                  "accuracy: 0 = nothing lost, 1 = chance.",
-            header=["task", "architecture", "seeds", "fill", "D per level", "D, all levels"], panel=panel)
-
-
-def _level_order(level: str) -> tuple[int, str]:
-    """Skip levels in one order for every architecture: input skip (-1), then 0 (finest), 1, ...; blocks last."""
-    try:
-        return (0, f"{int(level):+04d}")
-    except ValueError:
-        return (1, level)

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from bench.ablations.base import Ablation, AblationParams
+from bench.ablations.base import AblationParams, TrainTimeAblation
 from bench.flow import Edit, FillIdentity, IdentityFlow
 
 
@@ -19,10 +19,9 @@ class SkipRemovalParams(AblationParams):
     per_level: bool = Field(False, description="Also train one variant per skip level / stage.")
 
 
-class SkipRemoval(Ablation):
+class SkipRemoval(TrainTimeAblation):
     """Train without identity paths: ResNet -> plain twin, U-Net -> no long skips (all or per level)."""
 
-    phase: ClassVar = "train"
     version: ClassVar = 2  # 0.2.0: D on balanced accuracy (and this ablation's fixes in docs/protocols.md)
     removes: ClassVar = "identity"
     Params: ClassVar = SkipRemovalParams

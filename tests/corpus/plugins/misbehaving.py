@@ -29,6 +29,9 @@ class Fussy(Ablation):
     def applicable(self, flow):
         raise RuntimeError("fussy cannot decide")
 
+    def run(self, ctx):  # a test-time ablation must have one; never reached
+        raise AssertionError("run after applicable raised")
+
 
 @ABLATIONS.register("corpus_flaky")
 class Flaky(Ablation):
