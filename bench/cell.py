@@ -82,13 +82,13 @@ def compute_cell(job: CellJob, progress: Progress | None = None) -> CellResult:
     """Compute one cell and write it; the entry point of every executor."""
     try:
         setup_process(job)
-        tasks = tasks_of(job.plan)
+        task = task_of(job.plan, job.unit.task)
     except Exception as exc:  # a plugin that fails to import here, data missing on this node, ...
         return failed(job.unit.id, f"cannot set up the worker: {first_line(exc)}", traceback.format_exc())
     try:
         device = resolve_device(job.plan.cfg.device)
         with deterministic(compile=job.plan.cfg.train.compile), pinned_for(device):
-            cell, arrays = train_and_ablate(job, tasks[job.unit.task], device, progress or NullProgress())
+            cell, arrays = train_and_ablate(job, task, device, progress or NullProgress())
         if writer():
             rd = RunDir(job.root)
             save_npz(rd.cell_npz(job.unit.id), **arrays)
@@ -124,7 +124,7 @@ def train_and_ablate(job: CellJob, task: Task, device: torch.device,
     t0 = time.perf_counter()
     try:
         cell["train"] = train(model, task, train_cfg, seed=unit.seed, device=device,
-                              checkpoint=rd.checkpoint(unit.id) if writer() else None, on_step=progress.step,
+                              checkpoint=rd.checkpoint(unit.id), on_step=progress.step,
                               resume=rd.load_checkpoint(unit.id, device))
     except DivergedError as exc:
         cell.update(status="failed", error=f"diverged: {exc}")
@@ -186,19 +186,30 @@ _TASKS: dict[str, dict[str, Task]] = {}  # plan hash -> its tasks, loaded once p
 _PLUGINS: set[str] = set()
 
 
-def tasks_of(plan: Plan, timings: dict[str, float] | None = None) -> dict[str, Task]:
-    """The plan's tasks, built once per process: the driver builds them to check the data before it writes
-    anything (``timings`` gets each one's load time), and ``local`` cells then reuse them."""
+def task_of(plan: Plan, alias: str, timings: dict[str, float] | None = None) -> Task:
+    """A task of the plan, built once per process (a worker loads only the tasks of the cells it gets);
+    ``timings`` gets its load time."""
     if plan.hash not in _TASKS:
         _TASKS.clear()  # one study per process at a time: a worker moving on frees the last one's data
-        tasks = {}
-        for alias in dict.fromkeys(t for t, _ in plan.cfg.pairs()):
-            t0 = time.perf_counter()
-            tasks[alias] = build_task(plan, alias)
-            if timings is not None:
-                timings[f"load_task.{alias}"] = round(time.perf_counter() - t0, 3)
-        _TASKS[plan.hash] = tasks
-    return _TASKS[plan.hash]
+        _TASKS[plan.hash] = {}
+    loaded = _TASKS[plan.hash]
+    if alias not in loaded:
+        t0 = time.perf_counter()
+        loaded[alias] = build_task(plan, alias)
+        if timings is not None:
+            timings[f"load_task.{alias}"] = round(time.perf_counter() - t0, 3)
+    return loaded[alias]
+
+
+def tasks_of(plan: Plan, timings: dict[str, float] | None = None) -> dict[str, Task]:
+    """Every task of the plan: the driver builds them to check the data before it writes anything, and
+    ``local`` cells then reuse them."""
+    return {alias: task_of(plan, alias, timings) for alias in dict.fromkeys(t for t, _ in plan.cfg.pairs())}
+
+
+def release_tasks() -> None:
+    """Free the loaded tasks (the driver, when its study is done: a notebook running several keeps none)."""
+    _TASKS.clear()
 
 
 def build_task(plan: Plan, alias: str) -> Task:

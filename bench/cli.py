@@ -8,19 +8,32 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
+import torch.distributed as dist
+import yaml
+
+from bench.describe import describe as describe_entry
+from bench.describe import find, n_params, natural_role, signature_line
 from bench.driver import Options, run_study
 from bench.errors import BenchError
 from bench.executors import make_executor
 from bench.failures import translate
+from bench.params import validate_params
+from bench.perf import run_benchmarks
 from bench.plan import Plan
-from bench.registry import REGISTRIES, load_plugin
+from bench.registry import ARCHITECTURES, REGISTRIES, load_plugin
 from bench.report import run_summary
+from bench.reports_index import refresh
 from bench.rundir import RunDir
 
 
@@ -140,8 +153,6 @@ class List(Command):
 
 
 def describe(kind: str, entry) -> str:
-    from bench.describe import n_params, natural_role, signature_line
-
     text = entry.description
     if kind == "architectures":
         try:
@@ -166,10 +177,7 @@ class Describe(Command):
         p.add_argument("name", help="a registered name (see `python -m bench list`)")
 
     def __call__(self, args):
-        from bench.describe import describe as full
-        from bench.describe import find
-
-        print("\n\n".join(full(kind, entry) for kind, entry in find(args.name)))
+        print("\n\n".join(describe_entry(kind, entry) for kind, entry in find(args.name)))
         return 0
 
 
@@ -189,13 +197,7 @@ exit status: pytest's (0: every check passed)"""
                        help="a factory parameter (YAML syntax), repeatable; default: the factory's defaults")
 
     def __call__(self, args):
-        import json
-
-        import pytest
-        import yaml
-
-        from bench.params import validate_params
-        from bench.registry import ARCHITECTURES
+        import pytest  # a dev dependency: only `bench check` needs it
 
         params = {}
         for item in args.overrides:
@@ -270,14 +272,8 @@ class Reports(Command):
         p.add_argument("--dir", type=Path, default=Path("reports"))
 
     def __call__(self, args):
-        from bench.reports_index import update
-
-        readme = args.dir / "README.md"
-        if not readme.is_file():
-            raise BenchError(f"{readme}: not found; run from the repository root or pass --dir")
-        with writing(readme):
-            changed = update(readme)
-        print(f"{readme}: {'updated' if changed else 'already up to date'}")
+        with writing(args.dir / "README.md"):
+            print(refresh(args.dir))
         return 0
 
 
@@ -317,8 +313,6 @@ results: reports/perf/latest.md (the README table) and latest.json"""
         p.add_argument("--out", type=Path, default=Path("reports/perf"))
 
     def __call__(self, args):
-        from bench.perf import run_benchmarks
-
         path = run_benchmarks(args.out, args.select)
         print(path.read_text())
         return 0
@@ -348,14 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def init_distributed() -> None:
     """Under ``torchrun --nproc_per_node=N``: join the process group (NCCL on CUDA, gloo on CPU)."""
-    import os
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        import torch
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
 def hoist_plugins(argv: list[str]) -> list[str]:
@@ -376,9 +364,6 @@ def on_sigterm() -> Iterator[None]:
     """SIGTERM (Slurm at its time limit, Kubernetes, `kill`) ends a run like Ctrl-C: cells written so
     far are kept, the lock is released, and the exit is explained (status 143 = 128 + SIGTERM). The
     previous handler is restored, so calling ``main`` from Python leaves the process as it was."""
-    import signal
-    import threading
-
     def stop(signum, frame):
         raise Terminated()
 
@@ -420,8 +405,6 @@ def _main(args: argparse.Namespace) -> int:
         print(f"{what}: finished cells are kept; run the same command again to resume", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     except BrokenPipeError:  # `python -m bench list | head`: the reader left; stop quietly
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except (Exception, SystemExit) as exc:  # a plugin's sys.exit() must not pass for success

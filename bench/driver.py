@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 
 from bench.analysis import assemble
-from bench.cell import CellJob, CellResult, compute_cell, error_line, tasks_of, writer
+from bench.cell import CellJob, CellResult, compute_cell, error_line, release_tasks, tasks_of, writer
 from bench.config import load_config, safe_load
 from bench.data import Task
 from bench.diff import config_diff
@@ -49,40 +49,48 @@ def run_study(plan: Plan, executor: Executor | None = None, options: Options | N
     """Run (or resume) a study; returns its run folder, which holds results.json and report.md."""
     options = options or Options()
     rd = RunDir(options.out if options.out is not None else plan.default_dir())
-    with deterministic(compile=plan.cfg.train.compile):
-        t0 = time.perf_counter()
-        prov = provenance(resolve_device(plan.cfg.device))  # the code that computes the cells
-        timings: dict[str, float] = {}
-        tasks = tasks_of(plan, timings)  # missing or malformed data fails here, before anything is written
-        probe(plan, tasks)
-        try:
-            if writer():
-                prepare(plan, rd, options.restart)
-            _barrier()
-            todo = unfinished(plan, rd)
-            _barrier()
-            jobs = [CellJob(plan, str(rd.root.resolve()), u, None, prov, os.getcwd(), os.getpid()) for u in todo]
-            with StudyProgress(len(plan.units), len(plan.units) - len(todo),
-                               enabled=options.show_progress and writer()) as progress:
-                events = Events(progress)
-                if jobs:
-                    (executor or LocalExecutor()).map(compute_cell, jobs, events)
-            timings["study"] = round(time.perf_counter() - t0, 3)
-            _barrier()
-            if not writer():
-                return rd.root
-            if events.failed:
-                raise cells_failed(events.failed, len(plan.units))
-            results = load_and_assemble(plan, rd, tasks, prov, timings)
-            now = Invocation(git_commit=prov.get("git_commit"), git_dirty=prov.get("git_dirty"),
-                             study_s=timings["study"], cells_computed=len(todo))
-            before = [] if options.restart else invocations_so_far(rd.results)
-            results = results.model_copy(update={"invocations": [*before, now]})
-            write_json(rd.results, results.model_dump(mode="json", by_alias=True))
-            write_report(rd.root, results)
+    try:
+        with deterministic(compile=plan.cfg.train.compile):
+            return _run(plan, executor, options, rd)
+    finally:
+        release_tasks()
+
+
+def _run(plan: Plan, executor: Executor | None, options: Options, rd: RunDir) -> Path:
+    """The checklist: provenance, data, probe, claim, resume, dispatch, assemble, write."""
+    t0 = time.perf_counter()
+    prov = provenance(resolve_device(plan.cfg.device))  # the code that computes the cells
+    timings: dict[str, float] = {}
+    tasks = tasks_of(plan, timings)  # missing or malformed data fails here, before anything is written
+    probe(plan, tasks)
+    try:
+        if writer():
+            prepare(plan, rd, options.restart)
+        _barrier()
+        todo = unfinished(plan, rd)
+        _barrier()
+        jobs = [CellJob(plan, str(rd.root.resolve()), u, None, prov, os.getcwd(), os.getpid()) for u in todo]
+        with StudyProgress(len(plan.units), len(plan.units) - len(todo),
+                           enabled=options.show_progress and writer()) as progress:
+            events = Events(progress)
+            if jobs:
+                (executor or LocalExecutor()).map(compute_cell, jobs, events)
+        timings["study"] = round(time.perf_counter() - t0, 3)
+        _barrier()
+        if not writer():
             return rd.root
-        finally:
-            rd.unlock()
+        if events.failed:
+            raise cells_failed(events.failed, len(plan.units))
+        results = load_and_assemble(plan, rd, tasks, prov, timings)
+        now = Invocation(git_commit=prov.get("git_commit"), git_dirty=prov.get("git_dirty"),
+                         study_s=timings["study"], cells_computed=len(todo))
+        before = [] if options.restart else invocations_so_far(rd.results)
+        results = results.model_copy(update={"invocations": [*before, now]})
+        write_json(rd.results, results.model_dump(mode="json", by_alias=True))
+        write_report(rd.root, results)
+        return rd.root
+    finally:
+        rd.unlock()
 
 
 def load_and_assemble(plan: Plan, rd: RunDir, tasks: dict[str, Task], prov: dict, timings: dict) -> Results:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
 from bench.io import write_json, write_text
 from bench.results import CELL_ID, Cell, load_results
 
@@ -207,13 +207,13 @@ class RunDir:
         try:
             text = p.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise DamagedFile(f"{p}: is unreadable ({_line(exc)}); {fix}") from None
+            raise DamagedFile(f"{p}: is unreadable ({first_line(exc, 200)}); {fix}") from None
         from bench.config import safe_load
 
         try:
             data = safe_load(text)
         except Exception as exc:  # YAMLError, RecursionError
-            raise DamagedFile(f"{p}: is not valid YAML ({_line(exc)}); {fix}") from None
+            raise DamagedFile(f"{p}: is not valid YAML ({first_line(exc, 200)}); {fix}") from None
         if not isinstance(data, dict):
             raise DamagedFile(f"{p}: is a {type(data).__name__}, not a study's resolved config; {fix}")
         return text
@@ -233,7 +233,7 @@ class RunDir:
             if cell.id != cid:
                 raise ValueError(f"holds cell {cell.id!r}")
         except Exception as exc:
-            raise DamagedFile(f"{path}: is damaged ({_line(exc)}); delete it to recompute the cell, "
+            raise DamagedFile(f"{path}: is damaged ({first_line(exc, 200)}); delete it to recompute the cell, "
                               "or use --restart") from None
         return cell
 
@@ -244,7 +244,7 @@ class RunDir:
             with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
         except Exception as exc:
-            raise DamagedFile(f"{path}: is damaged ({_line(exc)}); delete it to recompute the cell, "
+            raise DamagedFile(f"{path}: is damaged ({first_line(exc, 200)}); delete it to recompute the cell, "
                               "or use --restart") from None
 
     def load_results(self) -> Any:
@@ -283,7 +283,7 @@ class RunDir:
             int(state["step"])
             return state
         except Exception as exc:
-            print(f"warning: {path}: is damaged ({_line(exc)}); retraining that cell from scratch", file=sys.stderr)
+            print(f"warning: {path}: is damaged ({first_line(exc, 200)}); retraining that cell from scratch", file=sys.stderr)
             path.unlink(missing_ok=True)
             return None
 
@@ -294,8 +294,3 @@ class RunDir:
     # -- writing (atomic) -----------------------------------------------------------------------
     def write_config(self, text: str) -> None:
         write_text(self.config, text)
-
-
-def _line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:200]

@@ -4,7 +4,6 @@ layers are import-linter's contracts in pyproject.toml: tests/test_layers.py.)""
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
