@@ -148,7 +148,7 @@ def test_path_gradient_samples_vs_one_path_per_batch(benchmark):
 
     The reference is a direct implementation of Veit's measurement: each backward pass over the
     batch follows ONE sampled path and yields one sample (the batch's mean gradient norm). Both
-    estimate the same mean (tests/test_path_gradients.py checks it statistically); the ratio is
+    estimate the same mean (tests/ablations/test_path_gradients.py checks it statistically); the ratio is
     about the batch size when a backward costs the same either way.
     """
     torch.manual_seed(0)

@@ -1,7 +1,7 @@
 """The committed-results index: the table in reports/README.md, re-derived from reports/*/results.json.
 
 ``python -m bench reports`` (``refresh`` here) rewrites the table between the
-markers; tests/test_reports_table.py fails when the committed table differs from the regenerated
+markers; tests/bench/test_reports_index.py fails when the committed table differs from the regenerated
 one, so a stale table cannot land. Columns: the verdict per study (headline row, 95% CI), device with
 its CPU model, the wall time of every invocation on the folder and the cells' compute; then per task × architecture × variant the metric and the D of every ablation any
 committed study measured (S where it declares a sufficiency), as in ``bench leaderboard``.

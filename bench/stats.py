@@ -12,7 +12,7 @@ SE² = s²/S + Var_b; the 95% interval is mean ± t(0.975, S − 1)·SE, and p t
 The seed-specific part of the test noise appears in both terms (conservative), and S − 1 degrees of
 freedom ignore the many test examples (conservative again): Welch–Satterthwaite degrees of freedom
 called 7–9% false "supported/contradicted" at 3 seeds when seeds dominate, this rule stays under 5% at
-every simulated point (tests/test_verdict_calibration.py drives this very function).
+every simulated point (tests/bench/test_verdict_calibration.py drives this very function).
 """
 
 from __future__ import annotations

@@ -41,9 +41,9 @@ def deterministic(compile: bool = False) -> Iterator[None]:
     """Deterministic kernels while a study runs; the previous settings are restored afterwards.
 
     CPU: a study is bit-reproducible. The same config and seeds on the same machine with the same
-    library versions give identical results.json metrics and records (tests/test_reproducible.py),
+    library versions give identical results.json metrics and records (tests/end_to_end/test_reproducible.py),
     and a study killed at any point and resumed gives the numbers of an uninterrupted run
-    (tests/test_resume.py). Every random draw comes from a generator seeded by (seed, epoch) or from
+    (tests/end_to_end/test_resume.py). Every random draw comes from a generator seeded by (seed, epoch) or from
     a torch RNG state stored in the epoch checkpoint.
 
     CUDA: the same switches are set (``torch.use_deterministic_algorithms(True, warn_only=True)``,

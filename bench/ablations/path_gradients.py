@@ -6,7 +6,7 @@ the other n − k only through the shortcut (per-example 0/1 gates on the merge 
 ``GateGradient(1 − m, m)``; the forward pass is unchanged). Every route from input to output crosses
 every block, so each gate setting is exactly one of the 2^n paths and, the gradient being multilinear
 in the gates, the gated gradients over all 2^n settings sum to the ungated gradient
-(tests/test_all_paths.py checks it for every built-in architecture). Long skips (U-Nets) run in
+(tests/ablations/test_path_gradients_all_paths.py checks it for every built-in architecture). Long skips (U-Nets) run in
 PARALLEL with the blocks they bypass: a route through a skip crosses none of them, so gate settings and
 paths no longer correspond, the binomial path count does not hold, and gradient through an ungated
 skip would leak into every sample. Such architectures are declared not applicable, with that reason.

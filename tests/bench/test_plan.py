@@ -1,6 +1,6 @@
 """The plain run path: planning trains nothing, objects are built in one place and checked when
 registered, RunDir alone formats run-folder paths, and a declared merge point must run. (The import
-layers are import-linter's contracts in pyproject.toml: tests/test_layers.py.)"""
+layers are import-linter's contracts in pyproject.toml: tests/bench/test_layers.py.)"""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from bench.plan import Plan
 from bench.registry import Registry
 from bench.rundir import RunDir
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_plan_lists_every_cell_without_training(monkeypatch):

@@ -3,10 +3,11 @@ run goes through. File-backed batches are page-locked exactly while a cell compu
 (so the trainer's ``non_blocking`` copy overlaps compute; never for a CPU study on a GPU host, where
 pinning would start a CUDA context); autocast is bf16/fp16 on CUDA only. The published GPU configs
 otherwise run on a CPU as given (``channels_last`` included; their ``amp: bf16`` is a no-op there):
-tests/test_tasks_formats.py::test_published_configs_run_on_fixtures."""
+tests/tasks/test_formats.py::test_published_configs_run_on_fixtures."""
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
@@ -59,6 +60,7 @@ def test_every_executor_computes_a_cell_pinned_for_its_study_device(tmp_path, mo
 
     monkeypatch.setattr(bench.cell, "resolve_device", lambda name: torch.device(device))
     monkeypatch.setattr(bench.cell, "train_and_ablate", cell)
+    monkeypatch.chdir(os.getcwd())  # a worker's compute_cell moves into job.cwd: come back after the test
     job = CellJob(plan, str(tmp_path / "run"), plan.units[0], None, {}, str(tmp_path), 0)
     (tmp_path / "run" / "cells").mkdir(parents=True)
     out = compute_cell(job)  # as a worker computes it (another process id than the job's driver)

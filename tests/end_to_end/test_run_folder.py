@@ -31,8 +31,8 @@ from bench.cli import main
 from bench.rundir import RunDir
 from tests.helpers import one_torch_thread, without
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = yaml.safe_load((Path(__file__).parent / "corpus" / "run_folders" / "cases.yaml").read_text())
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = yaml.safe_load((Path(__file__).parents[1] / "corpus" / "run_folders" / "cases.yaml").read_text())
 STUDY = """
 name: folder
 seeds: [0]

@@ -15,7 +15,7 @@ import torch
 from bench.train import deterministic
 from tests.helpers import run_study, without
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = """
 name: repro
 seeds: [0, 1]

@@ -13,7 +13,7 @@ import pytest
 
 from bench.cli import main
 from bench.errors import worker_error
-from tests.test_failure_corpus import CORPUS, assert_one_line, fresh_registries, hashes
+from tests.end_to_end.test_failure_corpus import CORPUS, assert_one_line, fresh_registries, hashes
 
 PLUGIN = CORPUS / "plugins" / "misbehaving.py"
 STUDY = """

@@ -32,7 +32,7 @@ bootstrap: 100
 
 
 def build_runs(tmp_path_factory) -> tuple[Path, Path]:
-    """Two tiny runs, built once per test session (shared with tests/test_compare.py via the base temp dir).
+    """Two tiny runs, built once per test session (shared with tests/bench/test_compare.py via the base temp dir).
 
     B differs from A by its learning rate and by one architecture fewer on the global task.
     """
@@ -174,7 +174,7 @@ def test_sufficiency_columns_follow_the_declared_measure_not_the_name(tmp_path):
     """A plugin's readout under another name is an S column; a name alone makes nothing a sufficiency."""
     from bench.leaderboard import render
 
-    data = json.loads((Path(__file__).resolve().parents[1] / "reports" / "quickstart" / "results.json").read_text())
+    data = json.loads((Path(__file__).resolve().parents[2] / "reports" / "quickstart" / "results.json").read_text())
     text = json.dumps(data).replace('"identity_readout"', '"my_readout"')  # every key and config entry
     data = json.loads(text)
     data["ablations"]["block_lesion"]["measure"] = "sufficiency"  # as if it declared one

@@ -91,7 +91,7 @@ def test_yaml_and_file_errors(tmp_path):
         load_config(write(tmp_path, "architectures: {net: {name: vgg}}\n"))
 
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)

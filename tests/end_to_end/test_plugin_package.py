@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parents[1]  # tests/
 ROOT = HERE.parent
 
 CONFIG = """
@@ -65,7 +65,7 @@ def test_pip_installed_plugin_is_listed_validated_and_run(tmp_path):
     unpublished = tmp_path / "my_net.py"
     unpublished.write_text(UNPUBLISHED)
     conformance = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider",
-                                  "tests/test_conformance.py", "--arch", "tiny_resnet", "--arch", "my_net",
+                                  "tests/bench/test_conformance.py", "--arch", "tiny_resnet", "--arch", "my_net",
                                   "--plugin", str(unpublished)], cwd=ROOT, env=env, capture_output=True, text=True)
     assert conformance.returncode == 0, conformance.stdout[-2000:]
     for test in ("test_every_edit_applies_and_is_undone_bit_exactly[tiny_resnet-segmentation]",

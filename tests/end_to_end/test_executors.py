@@ -20,7 +20,7 @@ import pytest
 from bench.cli import main
 from tests.helpers import run_study, without
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STUDY = """
 name: executors
 seeds: [0]
@@ -203,7 +203,7 @@ def test_a_failing_cell_is_reported_and_the_others_finish(tmp_path, capsys):
     cfg.write_text(STUDY.replace("  - {name: skip_removal}\n", "  - {name: exec_fragile}\n")
                    .replace("verdict: {dense: seg, global: cls}\n", "plugins: [fragile.py]\n"))
     out = tmp_path / "run"
-    from tests.test_failure_corpus import fresh_registries
+    from tests.end_to_end.test_failure_corpus import fresh_registries
 
     with fresh_registries():
         code = main(["run", str(cfg), "--out", str(out), "--quiet", "--executor", "processes", "--workers", "2"])

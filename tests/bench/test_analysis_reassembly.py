@@ -12,7 +12,7 @@ from pathlib import Path
 
 import bench
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RUN_FACTS = {"provenance", "timings", "invocations"}
 
 

@@ -26,7 +26,7 @@ from bench.cli import main
 from bench.results import Cell
 from tests.helpers import run_study, without
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = """
 name: resume
 seeds: [0]

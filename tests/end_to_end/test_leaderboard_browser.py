@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageStat
 
 from bench.cli import main
-from tests.test_leaderboard import build_runs
+from tests.bench.test_leaderboard import build_runs
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -32,7 +32,7 @@ def browser() -> str:
 
 @pytest.fixture(scope="module")
 def two_runs(browser, tmp_path_factory) -> tuple[Path, Path]:
-    """Run a of tests/test_leaderboard.py and the same study with one more epoch: they differ in one key."""
+    """Run a of tests/bench/test_leaderboard.py and the same study with one more epoch: they differ in one key."""
     a, _ = build_runs(tmp_path_factory)
     c = a.parent / "c"
     if not (c / "results.json").is_file():

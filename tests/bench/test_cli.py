@@ -167,7 +167,7 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
 def test_help_ends_with_examples():
     for args in (["--help"], ["run", "--help"], ["validate", "--help"], ["list", "--help"]):
         out = subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True,
-                             cwd=Path(__file__).parents[1])
+                             cwd=Path(__file__).parents[2])
         assert out.returncode == 0
         tail = out.stdout.strip().split("examples:")[-1]
         assert "python -m bench" in tail, args
@@ -175,7 +175,7 @@ def test_help_ends_with_examples():
 
 def test_debug_shows_traceback(tmp_path):
     out = subprocess.run([sys.executable, "-m", "bench", "--debug", "validate", str(tmp_path / "none.yaml")],
-                         capture_output=True, text=True, cwd=Path(__file__).parents[1])
+                         capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert out.returncode == 2 and "Traceback" in out.stderr and "no such config file" in out.stderr
 
 

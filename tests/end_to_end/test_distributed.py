@@ -11,7 +11,7 @@ import pytest
 
 from bench.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = """
 seeds: [0]
 tasks:

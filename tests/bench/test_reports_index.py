@@ -10,9 +10,9 @@ import pytest
 
 from bench.errors import BenchError
 from bench.reports_index import EMPTY_STATE, END, START, committed_table, device_of, refresh, render_table, update, wall
-from tests.test_leaderboard import build_runs
+from tests.bench.test_leaderboard import build_runs
 
-REPORTS = Path(__file__).resolve().parents[1] / "reports"
+REPORTS = Path(__file__).resolve().parents[2] / "reports"
 
 
 def test_committed_table_is_current():

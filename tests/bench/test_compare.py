@@ -11,12 +11,12 @@ import pytest
 
 from bench.cli import main
 from bench.compare import config_diff, render, welch_p
-from tests.test_leaderboard import build_runs
+from tests.bench.test_leaderboard import build_runs
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    return build_runs(tmp_path_factory)  # the same two runs as tests/test_leaderboard.py
+    return build_runs(tmp_path_factory)  # the same two runs as tests/bench/test_leaderboard.py
 
 
 def test_compare_lists_config_first_and_names_mismatched_cells(runs, capsys):

@@ -27,7 +27,7 @@ from bench.ablations.lesion import BlockLesion, BlockLesionKey
 from bench.ablations.skip_removal import SkipRemoval
 from bench.errors import BenchError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class NoSufficiency(Summary):
@@ -46,7 +46,7 @@ def define(name: str, base: type, **attrs):
 
 
 def test_a_bad_declaration_is_refused_when_the_class_is_defined_naming_it():
-    with pytest.raises(BenchError, match=r"ablation tests\.test_ablation_contract\.Foo: declare removes = .*removes='foo'"):
+    with pytest.raises(BenchError, match=r"ablation tests\.ablations\.test_base\.Foo: declare removes = .*removes='foo'"):
         class Foo(TestTimeAblation):
             removes: ClassVar = "foo"
 
@@ -67,7 +67,7 @@ def test_a_bad_declaration_is_refused_when_the_class_is_defined_naming_it():
 def test_each_declaration_and_method_is_checked(base, attrs, message):
     good = {"removes": "branch", "run": _run, "variants": _variants}
     define("Good", base, **good)
-    with pytest.raises(BenchError, match=rf"ablation tests\.test_ablation_contract\.Bad: {message}"):
+    with pytest.raises(BenchError, match=rf"ablation tests\.ablations\.test_base\.Bad: {message}"):
         define("Bad", base, **{k: v for k, v in {**good, **attrs}.items() if v is not None})
 
 

@@ -1,7 +1,7 @@
 """path_gradients: per-example gated backward passes are single paths of the unraveled network.
 
 The exact path counts (n = 54) and batched == one-backward-per-sample on a trained ResNet are in
-tests/test_ablations.py; here: the 2^n path gradients sum to the full gradient, segmentation with
+tests/ablations/test_trained_networks.py; here: the 2^n path gradients sum to the full gradient, segmentation with
 ignored pixels, the k-subset sampler, the interpolated total gradient and the window rule.
 No network here is trained (random weights, seeded BatchNorm statistics): another CPU or thread count
 changes their numbers by float32 rounding only, far inside the tolerances asserted (docs/reproducibility.md).

@@ -25,7 +25,7 @@ from bench.flow import identity_flow
 from bench.registry import ABLATIONS, ARCHITECTURES, TASKS, load_plugin
 from tests.helpers import run_study
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "docs" / "examples"
 UNET, TASK, ABLATION = EXAMPLES / "residual_unet.py", EXAMPLES / "stripes_task.py", EXAMPLES / "my_ablation.py"
 

@@ -9,7 +9,7 @@ and probe seeds 0..4, 300 steps of 128, 4×4 area downsample to 8×8):
 * coarse evidence, downsampled: 0.563, 0.623, 0.625, 0.662, 0.678  -> must stay above 0.45
 * fine evidence, full resolution, the same probe for only 40 steps of 32: 0.998 (seed 0) -> above 0.9
 
-How they were checked to fail (tests/test_synthetic_detail.py's probe, seed 0, patched generator):
+How they were checked to fail (tests/tasks/test_synthetic_detail.py's probe, seed 0, patched generator):
 * fine texture of period 8 (coarser than the downsample: ``(yy // 4) % 2`` etc.): downsampled fine probe
   1.000 -> the fine test fails;
 * object radius 0.12–0.2 instead of 0.3–0.42: downsampled coarse probe 0.272 -> the coarse test fails;

@@ -20,7 +20,7 @@ import yaml
 from bench.cli import main
 from bench.registry import ARCHITECTURES, REGISTRIES
 
-CORPUS = Path(__file__).parent / "corpus"
+CORPUS = Path(__file__).parents[1] / "corpus"
 CASES = yaml.safe_load((CORPUS / "cases.yaml").read_text())
 BASE = """
 name: corpus
