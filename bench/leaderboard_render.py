@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench.leaderboard_table import EMPTY, MERGE, RANKING, differs_text, labels
+from bench.markdown import fmt
 
 VERDICT_WORD = {"supported": "supported", "contradicted": "contradicted", "inconclusive": "inconclusive"}
 
@@ -35,10 +36,6 @@ def units(rows: list[dict]) -> list[list[dict]]:
         else:
             out.append([r])
     return out
-
-
-def fmt(x: float | None, digits: int = 3) -> str:
-    return "—" if x is None else f"{x:.{digits}f}"
 
 
 def chance_of(rows: list[dict]) -> float | None:

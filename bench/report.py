@@ -118,8 +118,8 @@ def per_seed_table(rows) -> str:
 
 
 def pairs_section(res: Results) -> str:
-    """Several verdict pairs (e.g. one per evidence scale): each pair's headline, and their interaction with
-    the explanation it favours. Empty for a single-pair config."""
+    """Several verdict pairs (e.g. one per evidence scale): each pair's headline, their interaction and what
+    the two say together. Empty for a single-pair config."""
     if not res.verdicts:
         return ""
     rows = []
@@ -168,30 +168,19 @@ def multiplicity(res: Results) -> str:
 
 
 def explanation(res: Results) -> str:
-    """Density vs detail, read from two pairs: the first needs no fine detail (coarse evidence), the second does.
-
-    Density predicts a dense − global gap already with coarse evidence and no change with fine evidence;
-    detail predicts no gap with coarse evidence and a larger one with fine evidence (interaction above 0)."""
+    """What the two pairs and their interaction say together, in terms of the pairs' own labels. What a study
+    makes of it (e.g. density vs detail: which hypothesis predicts which pattern) is written in that study's
+    config, beside its pairs (configs/density_vs_detail.yaml), not here: this report serves every study."""
     i, a = res.interaction, res.verdicts[0]
     if i.call in ("missing", "ill-conditioned", "underpowered"):
-        return f"Which explanation the data favour: cannot tell — the interaction is {i.call} ({i.note})."
-    coarse = a.headline is not None and a.headline.verdict == "supported"
-    if coarse and i.call == "no detectable difference":
-        return (f"Which explanation the data favour: **density** — dense prediction depends more on the identity path "
-                f"even when the class is told by coarse evidence (`{i.first}`), and the gap does not detectably change "
-                f"with fine evidence (`{i.second}`).")
-    if coarse and i.call == "second higher":
-        return (f"Which explanation the data favour: **both** — a dense − global gap with coarse evidence (`{i.first}`: "
-                f"density), and a larger one with fine evidence (`{i.second}`: detail adds to it).")
-    if i.call == "second higher":
-        return (f"Which explanation the data favour: **detail** — the dense − global gap is larger with fine evidence "
-                f"(`{i.second}`) than with coarse evidence (`{i.first}`), where it is not shown.")
-    if i.call == "first higher":
-        return (f"Which explanation the data favour: neither as stated — the dense − global gap is larger with coarse "
-                f"evidence (`{i.first}`) than with fine evidence (`{i.second}`).")
-    return (f"Which explanation the data favour: cannot tell — no dense − global gap is shown with coarse evidence "
-            f"(`{i.first}`: {a.headline.verdict if a.headline else 'no verdict'}) and the interaction's interval "
-            f"includes 0.")
+        return f"Reading of the two pairs: cannot tell — the interaction is {i.call} ({i.note})."
+    first = a.headline.verdict if a.headline else "no verdict"
+    if i.call == "no detectable difference":
+        return (f"Reading of the two pairs: `{i.first}` alone is **{first}**, and the dense − global gap does not "
+                f"detectably differ between `{i.first}` and `{i.second}` (the interaction's interval includes 0).")
+    larger, smaller = (i.second, i.first) if i.call == "second higher" else (i.first, i.second)
+    return (f"Reading of the two pairs: `{i.first}` alone is **{first}**, and the dense − global gap is larger with "
+            f"`{larger}` than with `{smaller}`.")
 
 
 def r_measure(rows) -> str:
@@ -297,7 +286,7 @@ def verdict_figure(res: Results, run_dir: Path) -> str:
         ax.set_ylabel("D (1 = chance)" if family != "sufficiency" else "sufficiency", fontsize=8)
         ax.set_title(f"{family} family", fontsize=9)
         plots.legend_outside(ax)
-    png = plots.save(fig, run_dir / "verdict.png")
+    png = plots.save(fig, RunDir(run_dir).figure("verdict"))
     return (f"![verdict: D of the dense and the global task per row, {1 - v.alpha:.0%} intervals; ★ = the "
             f"pre-specified headline]({png})\n")
 

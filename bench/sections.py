@@ -29,6 +29,7 @@ from bench.ablations.skip_lesion import SkipLesion
 from bench.markdown import fmt, fmt_ci, table
 from bench.metrics import mean_of
 from bench.results import Results
+from bench.rundir import RunDir
 
 Renderer = Callable[[Results, Path, str], str]
 RENDERERS: dict[type, Renderer] = {}
@@ -89,7 +90,7 @@ def grid_section(res: Results, run_dir: Path, name: str, *, title: str, intro: s
     panels = groups if per == "pair" else by_task(groups)
     fig, axes = plots.grid(len(panels), sharey=sharey, height=height)
     rows = [row for ax, group in zip(axes, panels) for row in panel(ax, *group)]
-    png = plots.save(fig, run_dir / f"{name}.png")
+    png = plots.save(fig, RunDir(run_dir).figure(name))
     return f"## {title}\n\n{intro}\n\n![{name}]({png})\n\n" + table(header, rows) + "\n"
 
 
@@ -332,7 +333,7 @@ def identity_readout(res: Results, run_dir: Path, name: str) -> str:
     ax.set_xticks(range(len(labels)), labels, fontsize=7)
     ax.set_ylabel("sufficiency (0 = chance, 1 = perfect)", fontsize=8)
     ax.set_title("linear readout of the input alone", fontsize=9)
-    png = plots.save(fig, run_dir / f"{name}.png")
+    png = plots.save(fig, RunDir(run_dir).figure(name))
     return (f"## {name} — how much of the answer the input alone carries\n\n"
             "A linear readout of the input (per pixel for segmentation, of the flattened image for "
             "classification), trained on the training split. Headline: sufficiency = "
@@ -365,7 +366,7 @@ def effective_depth_training(res: Results, run_dir: Path, name: str) -> str:
     ax.set_xticks(x, [f"{a}\n{t}\n{v}" for t, a, v in groups], fontsize=7)
     ax.set_ylabel("test error (full network)", fontsize=8)
     ax.legend(fontsize=7)
-    png = plots.save(fig, run_dir / f"{name}.png")
+    png = plots.save(fig, RunDir(run_dir).figure(name))
     return (f"## {name} — training on short paths only (Veit et al. 2016, Sec. 5)\n\n"
             "Each training batch keeps exactly m of the n residual branches (variant keep_m_of_n), the rest "
             "pass their shortcut alone; the full network is tested, unscaled. Veit et al.: 23 of 54 blocks, "

@@ -30,6 +30,7 @@ from bench import stats
 from bench.ablations.base import dependence
 from bench.config import StudyConfig, VerdictConfig, headline_architecture
 from bench.data import TaskInfo
+from bench.markdown import fmt
 from bench.metrics import CONDITIONING_SCALES, Outcome, margins, scales_of, shared_weights
 from bench.results import (
     Cell,
@@ -137,7 +138,7 @@ def _conditioning(dense: str, glob: str, arch: str, seeds: list[int], ev: Eviden
             unchecked += [f"{task} s{seed} {scale}" for seed in seeds if seed not in m]
             checked[task, scale] = _decision(m, [s for s in seeds if s in m], alpha)
     # every seed's D divides by ITS margin: each seed must clear the threshold, and the mean's interval too
-    weak_seeds = [f"{t} s{seed} {scale} ({fmt3(v)})" for (t, scale), m in checked.items()
+    weak_seeds = [f"{t} s{seed} {scale} ({fmt(v)})" for (t, scale), m in checked.items()
                   for seed, v in m.per_seed.items() if v is None or v <= threshold]
     lows = {key: m.low for key, m in checked.items()}
     ok = not unchecked and not weak_seeds and all(v is not None and v > threshold for v in lows.values())
@@ -160,10 +161,6 @@ def _conditioning(dense: str, glob: str, arch: str, seeds: list[int], ev: Eviden
     return Conditioning(threshold=threshold, dense_margin=checked.get((dense, ALL)),
                         global_margin=checked.get((glob, ALL)), dense_object_margin=checked.get((dense, OBJECTS)),
                         global_object_margin=checked.get((glob, OBJECTS)), ok=ok, note=note)
-
-
-def fmt3(v: float | None) -> str:
-    return "—" if v is None else f"{v:.3f}"
 
 
 def _has_identity(cells: list[Cell], arch: str) -> bool:

@@ -97,18 +97,22 @@ def test_interaction_calls(coarse_kw, fine_kw, seeds, call):
 
 
 @pytest.mark.parametrize("coarse_call, shift, favoured", [
-    ("supported", 0.0, "**density**"),          # gap with coarse evidence, no interaction
-    ("inconclusive", 0.3, "**detail**"),        # no gap with coarse evidence, larger with fine
-    ("supported", 0.3, "**both**"),
-    ("inconclusive", 0.0, "cannot tell"),
+    # the generic report reads the two pairs by their labels; a study's hypotheses (density: a gap with coarse
+    # evidence and no interaction; detail: the gap grows with fine) are read off this line in its config
+    ("supported", 0.0, "`coarse` alone is **supported**, and the dense − global gap does not detectably differ"),
+    ("inconclusive", 0.3, "`coarse` alone is **inconclusive**, and the dense − global gap is larger with `fine` "
+                          "than with `coarse`"),
+    ("supported", 0.3, "`coarse` alone is **supported**, and the dense − global gap is larger with `fine`"),
+    ("inconclusive", -0.3, "the dense − global gap is larger with `coarse` than with `fine`"),
 ])
-def test_report_says_which_explanation_the_data_favour(coarse_call, shift, favoured):
+def test_report_reads_the_two_pairs_by_their_labels(coarse_call, shift, favoured):
     vals = [0.1, 0.3, 0.2, 0.25, 0.15]
     a, b = _verdict("coarse", call=coarse_call), _verdict("fine")
     inter = _interaction((a, _series(vals, 0.02, 1)), (b, _series([v + shift for v in vals], 0.02, 2)),
                          "skip_removal", "unet")
     res = Results.model_construct(verdicts=[a, b], interaction=inter)
     assert favoured in explanation(res)
+    assert "density" not in explanation(res) and "detail" not in explanation(res)  # no study's words
     text = pairs_section(res)
     assert "| coarse | coarse_seg | coarse_cls |" in text and "Interaction (skip_removal on unet)" in text
 
