@@ -58,10 +58,22 @@ class Plan:
     cfg: StudyConfig
     path: Path  # the config file, named in error messages
     plugins: tuple[str, ...]  # --plugin modules/files a worker must import too
-    ablations: dict[str, Ablation]
     flows: dict[str, IdentityFlow]  # architecture alias -> its identity flow (read, never changed)
     units: list[Unit]
     notes: list[str]  # what `validate` says beside "ok": ablations that skip an architecture
+    _ablations: dict[str, Ablation] | None = field(default=None, repr=False)
+
+    @property
+    def ablations(self) -> dict[str, Ablation]:
+        """The configured ablations, built (again, in a worker, once its plugins are imported)."""
+        if self._ablations is None:
+            self._ablations = build_ablations(self.cfg)
+        return self._ablations
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A worker unpickles its job before it imports the study's plugins: the pickle carries the config,
+        not built objects whose classes a plugin defines."""
+        return {**self.__dict__, "_ablations": None}
 
     @classmethod
     def build(cls, path: str | Path, overrides: list[str] | tuple[str, ...] = (),
@@ -71,7 +83,7 @@ class Plan:
     @classmethod
     def from_config(cls, cfg: StudyConfig, path: Path, plugins: tuple[str, ...] = ()) -> Plan:
         resolve_device(cfg.device)  # `device: cuda` where there is none: found here
-        ablations = {spec.name: ABLATIONS.build(spec_dict(spec)) for spec in cfg.ablations}
+        ablations = build_ablations(cfg)
         used = list(dict.fromkeys(a for _, a in cfg.pairs()))  # config order: the same error every time
         flows = {arch: checked_flow(cfg, arch, path) for arch in used}
         notes = check_ablations(cfg, ablations, flows, path)
@@ -79,7 +91,7 @@ class Plan:
         units = [Unit(t, a, v, seed, edits, name) for t, a in cfg.pairs() for seed in cfg.seeds
                  for v, (name, edits) in variants[a].items()]
         check_size(cfg, len(units), path)
-        return cls(cfg, path, tuple(plugins), ablations, flows, units, notes)
+        return cls(cfg, path, tuple(plugins), flows, units, notes, ablations)
 
     @property
     def name(self) -> str:
@@ -134,6 +146,10 @@ class Plan:
 def spec_dict(spec: Any) -> dict[str, Any]:
     """``{name: ..., **params}``: how ``Registry.build`` takes a plugin's config entry."""
     return {"name": spec.name, **spec.params}
+
+
+def build_ablations(cfg: StudyConfig) -> dict[str, Ablation]:
+    return {spec.name: ABLATIONS.build(spec_dict(spec)) for spec in cfg.ablations}
 
 
 def build_model(cfg: StudyConfig, alias: str, info: TaskInfo) -> torch.nn.Module:
