@@ -1,39 +1,76 @@
-"""The library API: run a study and load its results from Python (the CLI is a thin layer over it).
+"""The library API: run a study and load its results from Python; the CLI is a thin layer over it.
 
     import bench
-    results = bench.run("configs/quickstart.yaml", seeds=[0, 1], train={"epochs": 1})
-    print(results.verdict.headline.verdict)
-    again = bench.load(results_dir)          # any run folder, or its results.json
+
+    if __name__ == "__main__":  # needed where a config runs cells in a process pool (executor: processes)
+        results = bench.run("configs/quickstart.yaml", seeds=[0, 1], train={"epochs": 1})
+        print(results.verdict.headline.verdict)
+        again = bench.load("reports/quickstart")   # any run folder, or its results.json
 
 As lm-evaluation-harness's ``simple_evaluate``: what ``bench run`` does, with overrides as keyword
-arguments (a nested mapping sets nested keys, as ``--set train.epochs=1`` does).
+arguments. A keyword is a ``--set`` override of that key; a mapping sets its keys one by one
+(``train={"epochs": 1}`` is ``--set train.epochs=1``: the other training keys keep their values).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.cell import writer
 from bench.driver import Options, run_study
+from bench.errors import BenchError
 from bench.executors import Executor, make_executor
+from bench.failures import translate
 from bench.plan import Plan
 from bench.results import Results, load_results
+from bench.rundir import RunDir
 
 
 def run(config: str | Path, *, out: str | Path | None = None, restart: bool = False,
-        executor: Executor | str | None = None, plugins: tuple[str, ...] = (), progress: bool = False,
-        **overrides: Any) -> Results:
+        executor: Executor | str | None = None, workers: int | None = None, address: str | None = None,
+        plugins: Sequence[str] = (), progress: bool = False, set_options: Sequence[str] = (),
+        **overrides: Any) -> Results | None:
     """Run (or resume) the study ``config`` describes; its ``Results`` (also in ``<out>/results.json``).
+    Under torchrun only rank 0 writes and gets them; the other ranks get None.
 
-    overrides: config keys, e.g. ``seeds=[0, 1]`` or ``train={"epochs": 1}`` (nested keys are set one by one,
-    so the other training keys keep their values). executor: an ``Executor`` or a kind (local, processes,
-    ray, slurm); default the config's ``executor``."""
-    plan = Plan.build(config, as_set_options(overrides), tuple(plugins))
-    chosen = executor if isinstance(executor, Executor) else make_executor(plan.cfg.executor, executor)
-    run_dir = run_study(plan, chosen, Options(out=Path(out) if out is not None else None, restart=restart,
-                                              show_progress=progress))
-    return load(run_dir)
+    overrides: config keys (module docstring); set_options: ``key.path=value`` strings as ``--set`` takes them.
+    executor: an ``Executor`` or a kind (local, processes, ray, slurm; default the config's ``executor``),
+    with ``workers`` / ``address`` as ``--workers`` / ``--address``. A user error raises ``BenchError`` (one
+    line naming the file or key and the fix); a failure after the run folder was written says how many
+    finished cells it keeps."""
+    root = run_folder(config, out=out, restart=restart, executor=executor, workers=workers, address=address,
+                      plugins=plugins, progress=progress, set_options=set_options, **overrides)
+    return load(root) if writer() else None
+
+
+def run_folder(config: str | Path, *, out: str | Path | None = None, restart: bool = False,
+               executor: Executor | str | None = None, workers: int | None = None, address: str | None = None,
+               plugins: Sequence[str] = (), progress: bool = False, set_options: Sequence[str] = (),
+               **overrides: Any) -> Path:
+    """``run``, returning the run folder instead of its results (what ``bench run`` prints from)."""
+    if workers is not None and workers < 1:
+        raise BenchError(f"--workers {workers}: give 1 or more")
+    plan = Plan.build(config, [*set_options, *as_set_options(overrides)], tuple(plugins))
+    chosen = executor if isinstance(executor, Executor) else make_executor(plan.cfg.executor, executor, workers,
+                                                                           address)
+    rd = RunDir(Path(out) if out is not None else plan.default_dir())
+    before = rd.state()
+    try:
+        run_study(plan, chosen, Options(out=rd.root, restart=restart, show_progress=progress))
+    except (Exception, SystemExit) as exc:
+        err = translate(exc)
+        if err is None:  # a bug in bench: the traceback stays
+            raise
+        if rd.state() != before:  # this run wrote the folder: say what it keeps
+            raise BenchError(f"{err}; the run folder {rd.root} keeps its {rd.finished_cells()} finished cell(s): "
+                             "fix this and run the same command to resume") from exc
+        if err is exc:
+            raise
+        raise err from exc
+    return rd.root
 
 
 def load(run_dir: str | Path) -> Results:
@@ -42,11 +79,24 @@ def load(run_dir: str | Path) -> Results:
 
 
 def as_set_options(overrides: dict[str, Any], prefix: str = "") -> list[str]:
-    """Keyword overrides as ``--set key.path=value`` items (the values written as JSON, which YAML reads)."""
+    """Keyword overrides as ``--set key.path=value`` items; values written as JSON, which YAML reads (so a
+    string stays a string). An empty mapping sets nothing."""
     items = []
     for key, value in overrides.items():
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict):
             items += as_set_options(value, f"{prefix}{key}.")
-        else:
-            items.append(f"{prefix}{key}={json.dumps(value)}")  # JSON is YAML: strings stay strings
+            continue
+        try:
+            items.append(f"{prefix}{key}={json.dumps(value, default=_plain)}")
+        except (TypeError, ValueError) as exc:
+            raise BenchError(f"{prefix}{key}: {exc}; give numbers, strings, lists or mappings") from None
     return items
+
+
+def _plain(value: Any) -> Any:
+    """A path as its string, a numpy number or array as its Python value."""
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} {value!r} is not a config value")

@@ -10,8 +10,10 @@ epoch checkpoint. A cell that raises returns its error; it never stops the other
 from __future__ import annotations
 
 import os
+import socket
 import time
 import traceback
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -62,7 +64,7 @@ class CellJob:
     threads: int | None  # torch intra-op threads for this cell (its share of the machine); None: leave
     provenance: dict[str, Any]  # the driver's: every cell names the code that computed it
     cwd: str  # data roots in the config are relative to where `bench run` was started
-    driver_pid: int  # the driver's process: `local` computes cells in it, already set up
+    driver: str  # the driver process's token (``PROCESS``): `local` computes cells in it, already set up
 
 
 @dataclass
@@ -112,7 +114,7 @@ def train_and_ablate(job: CellJob, task: Task, device: torch.device,
     model = build_model(plan.cfg, unit.arch, info)
     flow = identity_flow(model)
     # a training variant keeps its edits for life
-    set_edits([(model.get_submodule(flow[name].merge), edit) for name, edit in unit.edits.items()])
+    set_edits([(model.get_submodule(flow[name].merge), edit) for name, edit in plan.edits(unit).items()])
     cell: dict[str, Any] = {
         "id": unit.id, "task": unit.task, "architecture": unit.arch, "variant": unit.variant, "seed": unit.seed,
         "status": "ok", "task_kind": info.kind, "primary_metric": primary_metric(info), "n_test": len(task.test),
@@ -182,17 +184,20 @@ def writer() -> bool:
 
 
 # -- the process a cell runs in ----------------------------------------------------------------
-_TASKS: dict[str, dict[str, Task]] = {}  # plan hash -> its tasks, loaded once per process (not per cell)
+# this process, told apart from any other on any host (a pid alone repeats across containers and nodes)
+PROCESS = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+_TASKS: dict[tuple[str, str], dict[str, Task]] = {}  # (plan hash, cwd) -> its tasks, loaded once per process
 _PLUGINS: set[str] = set()
 
 
 def task_of(plan: Plan, alias: str, timings: dict[str, float] | None = None) -> Task:
     """A task of the plan, built once per process (a worker loads only the tasks of the cells it gets);
     ``timings`` gets its load time."""
-    if plan.hash not in _TASKS:
+    key = (plan.hash, os.getcwd())  # data roots in a config are relative to the working directory
+    if key not in _TASKS:
         _TASKS.clear()  # one study per process at a time: a worker moving on frees the last one's data
-        _TASKS[plan.hash] = {}
-    loaded = _TASKS[plan.hash]
+        _TASKS[key] = {}
+    loaded = _TASKS[key]
     if alias not in loaded:
         t0 = time.perf_counter()
         loaded[alias] = build_task(plan, alias)
@@ -225,7 +230,7 @@ def build_task(plan: Plan, alias: str) -> Task:
 def setup_process(job: CellJob) -> None:
     """In a worker: the driver's working directory, this cell's thread share, the study's plugins. In the
     driver's own process (``local``) each is already so."""
-    if os.getpid() == job.driver_pid:
+    if job.driver == PROCESS:
         return
     if job.cwd and os.path.isdir(job.cwd) and os.getcwd() != job.cwd:
         os.chdir(job.cwd)

@@ -22,11 +22,11 @@ import torch
 import torch.distributed as dist
 import yaml
 
+from bench import api
+from bench.cell import writer
 from bench.describe import describe as describe_entry
 from bench.describe import find, n_params, natural_role, signature_line
-from bench.driver import Options, run_study
 from bench.errors import BenchError
-from bench.executors import make_executor
 from bench.failures import translate
 from bench.params import validate_params
 from bench.perf import run_benchmarks
@@ -34,7 +34,6 @@ from bench.plan import Plan
 from bench.registry import ARCHITECTURES, REGISTRIES, load_plugin
 from bench.report import run_summary
 from bench.reports_index import refresh
-from bench.rundir import RunDir
 
 
 class Command:
@@ -76,31 +75,17 @@ are kept and the line says so. The same command resumes an interrupted run, --re
         p.add_argument("--address", help="ray: the cluster to join (e.g. auto); none starts a local instance")
 
     def __call__(self, args):
-        if args.workers is not None and args.workers < 1:
-            raise BenchError(f"--workers {args.workers}: give 1 or more")
-        plan = Plan.build(args.config, args.overrides, tuple(args.plugin))
-        executor = make_executor(plan.cfg.executor, args.executor, args.workers, args.address)
-        rd = RunDir(args.out if args.out is not None else plan.default_dir())
-        before = rd.state()
-        try:
-            run_study(plan, executor, Options(out=rd.root, restart=args.restart, show_progress=not args.quiet))
-        except (Exception, SystemExit) as exc:
-            err = translate(exc)
-            if err is None:
-                raise
-            if rd.state() != before:  # this run wrote the folder: say what it keeps
-                raise BenchError(f"{err}; the run folder {rd.root} keeps its {rd.finished_cells()} finished cell(s): "
-                                 "fix this and run the same command to resume") from exc
-            if err is exc:
-                raise
-            raise err from exc
-        if rd.results.is_file():  # under torchrun, ranks but 0 write nothing
-            results = rd.load_results()
-            print(run_summary(results, rd.root))
-            failed = sum(c.status != "ok" for c in results.cells)
-            if failed:  # the other cells' results are kept and reported; the failure is recorded, not fatal
-                print(f"warning: {failed} cell(s) failed (see report.md, 'Trained models'); the others finished",
-                      file=sys.stderr)
+        root = api.run_folder(args.config, out=args.out, restart=args.restart, executor=args.executor,
+                              workers=args.workers, address=args.address, plugins=tuple(args.plugin),
+                              progress=not args.quiet, set_options=args.overrides)
+        if not writer():  # under torchrun, ranks but 0 write nothing
+            return 0
+        results = api.load(root)
+        print(run_summary(results, root))
+        failed = sum(c.status != "ok" for c in results.cells)
+        if failed:  # the other cells' results are kept and reported; the failure is recorded, not fatal
+            print(f"warning: {failed} cell(s) failed (see report.md, 'Trained models'); the others finished",
+                  file=sys.stderr)
         return 0
 
 

@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 
 from bench.analysis import assemble
-from bench.cell import CellJob, CellResult, compute_cell, error_line, release_tasks, tasks_of, writer
+from bench.cell import PROCESS, CellJob, CellResult, compute_cell, error_line, release_tasks, tasks_of, writer
 from bench.config import load_config, safe_load
 from bench.data import Task
 from bench.diff import config_diff
@@ -69,7 +69,7 @@ def _run(plan: Plan, executor: Executor | None, options: Options, rd: RunDir) ->
         _barrier()
         todo = unfinished(plan, rd)
         _barrier()
-        jobs = [CellJob(plan, str(rd.root.resolve()), u, None, prov, os.getcwd(), os.getpid()) for u in todo]
+        jobs = [CellJob(plan, str(rd.root.resolve()), u, None, prov, os.getcwd(), PROCESS) for u in todo]
         with StudyProgress(len(plan.units), len(plan.units) - len(todo),
                            enabled=options.show_progress and writer()) as progress:
             events = Events(progress)

@@ -73,8 +73,9 @@ def with_threads(jobs: list[CellJob], threads: int) -> list[CellJob]:
 
 
 class LocalExecutor(Executor):
-    """In this process, one cell after another (the reference the others must equal); the cell reports
-    its training steps to the progress bar."""
+    """In this process, one cell after another; the cell reports its training steps to the progress bar. Cells
+    are bit-identical to another executor's at the same torch thread count (docs/reproducibility.md): this one
+    keeps the process's, a pool gives each worker its share of the CPUs."""
 
     name = "local"
 

@@ -34,15 +34,15 @@ FLOW_INFO = TaskInfo("classification", 10)
 PROBE_SIZES = (32, 64, 128, 224)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Unit:
-    """One cell: what it trains (task, architecture, variant edits) and with which seed."""
+    """One cell: what it trains (task, architecture, variant) and with which seed. Plain data: its edits are
+    the plan's to give (``Plan.edits``), so a job pickles without any class a plugin defines."""
 
     task: str
     arch: str
     variant: str
     seed: int
-    edits: dict[str, Edit] = field(default_factory=dict)
     ablation: str | None = None  # the train-time ablation that defines this variant
 
     @property
@@ -71,8 +71,8 @@ class Plan:
         return self._ablations
 
     def __getstate__(self) -> dict[str, Any]:
-        """A worker unpickles its job before it imports the study's plugins: the pickle carries the config,
-        not built objects whose classes a plugin defines."""
+        """A worker unpickles its job before it imports the study's plugins: the pickle carries the config and
+        plain data (units, flows), no built object whose class a plugin defines (ablations, their edits)."""
         return {**self.__dict__, "_ablations": None}
 
     @classmethod
@@ -88,8 +88,8 @@ class Plan:
         flows = {arch: checked_flow(cfg, arch, path) for arch in used}
         notes = check_ablations(cfg, ablations, flows, path)
         variants = {arch: train_variants(ablations, flows[arch], path) for arch in used}
-        units = [Unit(t, a, v, seed, edits, name) for t, a in cfg.pairs() for seed in cfg.seeds
-                 for v, (name, edits) in variants[a].items()]
+        units = [Unit(t, a, v, seed, name) for t, a in cfg.pairs() for seed in cfg.seeds
+                 for v, (name, _) in variants[a].items()]
         check_size(cfg, len(units), path)
         return cls(cfg, path, tuple(plugins), flows, units, notes, ablations)
 
@@ -119,6 +119,12 @@ class Plan:
         files = [str((self.path.parent / p).resolve()) if p.endswith(".py") else p for p in self.cfg.plugins]
         own = [str(Path(p).resolve()) if p.endswith(".py") else p for p in self.plugins]
         return tuple(dict.fromkeys([*own, *files]))
+
+    def edits(self, unit: Unit) -> dict[str, Edit]:
+        """The merge-point edits a train-time variant keeps for life ({} for a baseline)."""
+        if unit.ablation is None:
+            return {}
+        return self.ablations[unit.ablation].variants(self.flows[unit.arch])[unit.variant]
 
     def versions(self, unit: Unit) -> dict[str, int]:
         """The declared versions of the ablations that shape a cell: a variant's train-time ablation, or
@@ -193,28 +199,29 @@ def checked_flow(cfg: StudyConfig, arch: str, path: Path) -> IdentityFlow:
 
 
 def unexercised_merges(model: torch.nn.Module, flow: IdentityFlow, inputs: Iterable[torch.Tensor]) -> list[str]:
-    """Declared merge points that a forward pass on the first of ``inputs`` the model accepts does not run
-    (an ablation of one would measure nothing: the 'skip-free' model would be the baseline). [] when no
-    input is accepted: then the data probe of ``bench.driver`` checks it on real images."""
+    """Declared merge points that no forward pass over ``inputs`` runs, counting every input the model accepts
+    (a model may use a level's skip only from some resolution on). An ablation of such a merge would measure
+    nothing: the 'skip-free' model would be the baseline. [] when no input is accepted: then the data probe of
+    ``bench.driver`` checks it on real images."""
     if not flow.points:
         return []
     called: set[str] = set()
     hooks = [model.get_submodule(p.merge).register_forward_hook(lambda *_, n=p.name: called.add(n))
              for p in flow.points if isinstance(model.get_submodule(p.merge), Merge)]
+    ran: set[str] | None = None  # None until some input is accepted
     try:
         for x in inputs:
+            called.clear()
             try:
                 with torch.no_grad():
                     model.eval()(x)
-                break
             except Exception:  # too small for its depth, or an op the meta device lacks: the next size
-                called.clear()
-        else:
-            return []
+                continue
+            ran = (ran or set()) | called
     finally:
         for h in hooks:
             h.remove()
-    return [p.name for p in flow.points if p.name not in called]
+    return [] if ran is None else [p.name for p in flow.points if p.name not in ran]
 
 
 def unused_merge_error(where: str, unused: list[str]) -> str:

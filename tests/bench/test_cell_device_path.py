@@ -61,7 +61,7 @@ def test_every_executor_computes_a_cell_pinned_for_its_study_device(tmp_path, mo
     monkeypatch.setattr(bench.cell, "resolve_device", lambda name: torch.device(device))
     monkeypatch.setattr(bench.cell, "train_and_ablate", cell)
     monkeypatch.chdir(os.getcwd())  # a worker's compute_cell moves into job.cwd: come back after the test
-    job = CellJob(plan, str(tmp_path / "run"), plan.units[0], None, {}, str(tmp_path), 0)
+    job = CellJob(plan, str(tmp_path / "run"), plan.units[0], None, {}, str(tmp_path), "another process")
     (tmp_path / "run" / "cells").mkdir(parents=True)
     out = compute_cell(job)  # as a worker computes it (another process id than the job's driver)
     assert out.error is None and seen == [(device == "cuda", device)]

@@ -134,3 +134,27 @@ def test_a_declared_skip_that_forward_never_runs_is_refused_naming_it(tmp_path, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "architectures.net: declares merge point 'skip'" in err, err
     assert "never runs it" in err and not out.exists()
+
+
+def test_a_merge_used_only_at_some_resolutions_counts_as_run():
+    """A U-Net may use a level's skip only from some input size on: a merge that runs at any accepted size is
+    exercised; only one that no accepted size runs is refused."""
+    import torch
+
+    from bench.flow import Merge, identity_flow
+    from bench.plan import unexercised_merges
+
+    class SizeDependent(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.always, self.large = Merge("add", level=0), Merge("add", level=1)
+
+        def forward(self, x):
+            h = self.always(x, x)
+            return self.large(h, h) if x.shape[-1] >= 64 else h
+
+    model = SizeDependent()
+    flow = identity_flow(model)
+    sizes = [torch.zeros(1, 3, s, s) for s in (32, 64)]
+    assert unexercised_merges(model, flow, sizes[:1]) == ["large"]
+    assert unexercised_merges(model, flow, sizes) == []

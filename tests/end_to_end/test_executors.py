@@ -261,3 +261,48 @@ def test_ctrl_c_on_a_pool_with_many_queued_cells_exits(tmp_path):
         proc.communicate()
         pytest.fail("the driver did not exit within 60 s of Ctrl-C")
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+
+
+HALF_BRANCH = '''
+"""A train-time ablation whose variant uses an Edit class of its own (the plugin defines it)."""
+from dataclasses import dataclass
+
+from bench.ablations.base import TrainTimeAblation
+from bench.flow import Edit
+from bench.registry import ABLATIONS
+
+
+@dataclass(frozen=True)
+class HalfBranch(Edit):
+    def branch(self, t):
+        return 0.5 * t
+
+
+@ABLATIONS.register("exec_half_branch")
+class HalfBranches(TrainTimeAblation):
+    """Trains with every residual branch halved."""
+
+    removes = "branch"
+    measure = "profile"
+
+    def applicable(self, flow):
+        return None if flow.residual_blocks else "no residual blocks"
+
+    def variants(self, flow):
+        return {"half_branches": {b.name: HalfBranch() for b in flow.residual_blocks}}
+'''
+
+
+def test_a_plugin_edit_class_travels_to_the_workers(tmp_path):
+    """A job is plain data: a worker unpickles it before it imports the study's plugins, so a job must not carry
+    an object whose class a plugin defines (a variant's edits are rebuilt from the plan in the worker)."""
+    (tmp_path / "half_branch.py").write_text(HALF_BRANCH)
+    cfg = tmp_path / "study.yaml"
+    cfg.write_text(STUDY.replace("  - {name: skip_removal}\n", "  - {name: exec_half_branch}\n")
+                   .replace("verdict: {dense: seg, global: cls}\n", "plugins: [half_branch.py]\n"))
+    from tests.end_to_end.test_failure_corpus import fresh_registries
+
+    with fresh_registries():
+        res = run_with(cfg, tmp_path / "run", "--executor", "processes", "--workers", "2")
+    assert {c["variant"] for c in res["cells"]} == {"baseline", "half_branches"}
+    assert all(c["status"] == "ok" for c in res["cells"])
