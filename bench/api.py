@@ -36,7 +36,8 @@ def run(config: str | Path, *, out: str | Path | None = None, restart: bool = Fa
     """Run (or resume) the study ``config`` describes; its ``Results`` (also in ``<out>/results.json``).
     Under torchrun only rank 0 writes and gets them; the other ranks get None.
 
-    overrides: config keys (module docstring); set_options: ``key.path=value`` strings as ``--set`` takes them.
+    overrides: config keys (module docstring); set_options: ``key.path=value`` strings as ``--set`` takes them
+    (the way to set the config keys named like this function's own keywords: ``executor.*``, ``plugins``).
     executor: an ``Executor`` or a kind (local, processes, ray, slurm; default the config's ``executor``),
     with ``workers`` / ``address`` as ``--workers`` / ``--address``. A user error raises ``BenchError`` (one
     line naming the file or key and the fix); a failure after the run folder was written says how many

@@ -24,10 +24,14 @@ import yaml
 
 from bench import api
 from bench.cell import writer
+from bench.compare import compare
+from bench.compare import render as render_comparison
 from bench.describe import describe as describe_entry
 from bench.describe import find, n_params, natural_role, signature_line
 from bench.errors import BenchError
 from bench.failures import translate
+from bench.leaderboard import build, write_or_print
+from bench.leaderboard import render as render_leaderboard
 from bench.params import validate_params
 from bench.perf import run_benchmarks
 from bench.plan import Plan
@@ -213,12 +217,10 @@ html: one self-contained file (no network): sortable, intervals, verdicts, links
         p.add_argument("--out", type=Path, help="write to a file instead of stdout")
 
     def __call__(self, args):
-        from bench.leaderboard import build, render, write_or_print
-
         output_file(args.out, f"leaderboard.{args.format}")
         rows, ablations = build(args.runs)
         with writing(args.out):
-            write_or_print(render(rows, ablations, args.format, args.out), args.out)
+            write_or_print(render_leaderboard(rows, ablations, args.format, args.out), args.out)
         return 0
 
 
@@ -236,11 +238,8 @@ class Compare(Command):
         p.add_argument("--out", type=Path)
 
     def __call__(self, args):
-        from bench.compare import compare, render
-        from bench.leaderboard import write_or_print
-
         output_file(args.out, f"compare.{args.format}")
-        text = render(compare(args.run_a, args.run_b), args.format)
+        text = render_comparison(compare(args.run_a, args.run_b), args.format)
         with writing(args.out):
             write_or_print(text, args.out)
         return 0

@@ -15,6 +15,7 @@ import math
 
 from bench.diff import config_diff
 from bench.leaderboard_table import measure_label, measures_of, rows_of
+from bench.markdown import table
 from bench.results import load_results
 
 ENVIRONMENT = ["bench_version", "git_commit", "git_dirty", "torch", "timm", "segmentation_models_pytorch",
@@ -98,8 +99,6 @@ def render(result: dict, fmt: str = "md") -> str:
         for d in result["deltas"]:
             w.writerow(["delta", *d["cell"], d["quantity"], d["a"], d["b"], d["delta"], d["p"], *d["n"]])
         return buf.getvalue()
-    from bench.report import table
-
     lines = [f"# compare: A = {result['a']}, B = {result['b']}", "", "## Configuration differences (A -> B)", ""]
     lines += [f"- {d}" for d in result["config_diff"]] or ["- none"]
     if result["environment"]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from bench.data import TaskInfo
 from bench.errors import BenchError, did_you_mean
 from bench.params import params_model
 from bench.registry import REGISTRIES, Entry
@@ -57,8 +58,6 @@ def natural_role(obj: Any) -> str:
 
 
 def n_params(obj: Any, kind: str = "classification", **params) -> int:
-    from bench.data import TaskInfo
-
     info = TaskInfo(kind, 10, image_size=(32, 32), ignore_index=255 if kind == "segmentation" else None)
     return sum(p.numel() for p in obj(info, **params).parameters())
 

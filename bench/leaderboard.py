@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.io import write_text
 from bench.leaderboard_render import render_html, render_latex
 from bench.leaderboard_table import build, render_csv, render_markdown, run_label  # noqa: F401  (build, run_label: re-exported)
 
@@ -33,7 +34,5 @@ def write_or_print(text: str, out: Path | None) -> None:
     if out is None:
         print(text, end="")
     else:
-        from bench.io import write_text
-
         write_text(out, text)
         print(f"wrote {out}")

@@ -12,6 +12,8 @@ from typing import Annotated
 
 from pydantic import Field
 
+from bench.errors import BenchError
+
 MAX_EPOCHS = 10_000  # train.epochs, train.warmup_epochs, an ablation's own epochs
 MAX_BATCH = 65_536  # train.batch_size, train.eval_batch_size, an ablation's batch_size
 MAX_LR = 100.0
@@ -58,8 +60,6 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 def study_size(cells: int, largest_test: int, bootstrap: int) -> None:
     """Refuse a study whose cell count, or whose bootstrap matrix (replicates x test examples, float64, held per
     cell), is beyond the documented limits; ``largest_test`` is the largest test split the tasks declare."""
-    from bench.errors import BenchError
-
     if cells > MAX_CELLS:
         raise BenchError(f"the study has {cells:,} cells (pairs x seeds x (1 + train-time variants)), over the limit "
                          f"of {MAX_CELLS:,}; split it into several studies or use fewer seeds")

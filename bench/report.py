@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import sections, stats
+from bench import plots, sections, stats
 from bench.io import write_text
 from bench.markdown import fmt, fmt_ci, table  # also imported from here by the other text outputs
 from bench.registry import ABLATIONS
@@ -264,8 +264,6 @@ def verdict_figure(res: Results, run_dir: Path) -> str:
     families = [f for f in FAMILY_TITLES if v is not None and any(r.family == f for r in v.rows)]
     if not families:
         return ""
-    from bench import plots
-
     fig, axes = plots.grid(len(families), width=4.6, height=3.2)
     for ax, family in zip(axes, families):
         rows = [r for r in v.rows if r.family == family]

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.config import safe_load
 from bench.errors import BenchError, first_line
 from bench.io import write_json, write_text
 from bench.results import CELL_ID, Cell, load_results
@@ -208,8 +209,6 @@ class RunDir:
             text = p.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise DamagedFile(f"{p}: is unreadable ({first_line(exc, 200)}); {fix}") from None
-        from bench.config import safe_load
-
         try:
             data = safe_load(text)
         except Exception as exc:  # YAMLError, RecursionError

@@ -29,9 +29,11 @@ from typing import Literal
 import torch
 from torch.utils.data import Dataset
 
+from bench.config import check_task, task_kind
 from bench.data import DatasetSplit, Task, TaskInfo, TensorSplit
 from bench.errors import BenchError
 from bench.limits import ClassIndex, Count
+from bench.params import validate_params
 from bench.registry import TASKS
 
 
@@ -142,9 +144,6 @@ def classify_from_masks(source: dict, rule: Literal["dominant", "present_any"] =
 def _check(source: dict, **_) -> None:
     """The nested ``source`` gets the checks a top-level task gets: its name, its parameters (typos included),
     its own ``check`` hook and its kind, so ``validate`` finds what only building it found before."""
-    from bench.config import check_task, task_kind
-    from bench.params import validate_params
-
     if not isinstance(source, dict) or "name" not in source:
         raise BenchError("source: needs {name: <segmentation task>, ...}; add name")
     spec = dict(source)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.cli import main
+import bench
 from bench.conformance import one_torch_thread  # noqa: F401  (the tests share the package's)
 
 
-def run_study(config: Path, out: Path, *sets: str) -> dict:
-    """``bench run CONFIG --out OUT --set ...`` in this process on one thread; returns results.json."""
+def run_study(config: Path, out: Path, *sets: str, **options) -> dict:
+    """``bench.run(CONFIG, out=OUT, set_options=SETS, **options)`` in this process on one thread (the library
+    API: behaviour tests go through it, the CLI's own tests through ``bench.cli.main``); returns results.json
+    as written."""
     with one_torch_thread():
-        argv = ["run", str(config), "--out", str(out), "--quiet"]
-        assert main([*argv, *(a for s in sets for a in ("--set", s))]) == 0
+        bench.run(config, out=out, set_options=sets, **options)
     return json.loads((out / "results.json").read_text())
 
 

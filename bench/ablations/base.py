@@ -48,6 +48,7 @@ from bench.errors import BenchError
 from bench.evaluate import predict_stats
 from bench.flow import Edit, IdentityFlow, edited
 from bench.metrics import Outcome
+from bench.sweep import evaluate_shared
 
 Removes = Literal["identity", "branch", "none"]
 Measure = Literal["dependence", "sufficiency", "profile"]
@@ -181,8 +182,6 @@ class AblationContext:
     def evaluate_many(self, edit_sets: list[Mapping[str, Edit]], order: torch.Tensor | None = None) -> list[Outcome]:
         """Evaluate the model under each edit set, sharing the unedited prefix of a sequential trunk
         across sets (bench.sweep); falls back to one evaluation per set for other models."""
-        from bench.sweep import evaluate_shared
-
         if getattr(self.params, "bn_policy", "running") == "running":
             shared = evaluate_shared(self.model, self.flow, list(edit_sets), self.split, self.info,
                                      batch_size=self.eval_batch_size, device=self.device, amp=self.amp, order=order)

@@ -29,8 +29,10 @@ from bench.ablations.base import (
     TestTimeAblation,
     record_of,
 )
+from bench.config import TrainConfig
 from bench.data import TaskInfo
 from bench.flow import IdentityFlow
+from bench.train import train
 
 _CACHE: dict[tuple, tuple[nn.Module, float]] = {}  # (id(task), seed, params) -> (readout, loss); dropped with the task
 
@@ -91,9 +93,6 @@ class IdentityReadout(TestTimeAblation):
 
     def readout(self, ctx: AblationContext) -> tuple[nn.Module, float]:
         """The trained readout and its final training loss (so an unconverged readout is visible)."""
-        from bench.config import TrainConfig
-        from bench.train import train
-
         key = (id(ctx.task), ctx.seed, tuple(sorted(self.params.model_dump().items())))
         if key not in _CACHE:
             torch.manual_seed(ctx.seed)

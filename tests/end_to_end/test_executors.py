@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import bench
 from bench.cli import main
 from tests.helpers import run_study, without
 
@@ -56,26 +57,27 @@ def reference(config) -> dict:
     return run_study(config, config.parent / "local")
 
 
-def run_with(config: Path, out: Path, *args: str) -> dict:
-    assert main(["run", str(config), "--out", str(out), "--quiet", *args]) == 0
+def run_with(config: Path, out: Path, executor: str, **options) -> dict:
+    """The study through the library API with another executor (each worker gets its share of the CPUs)."""
+    bench.run(config, out=out, executor=executor, **options)
     return json.loads((out / "results.json").read_text())
 
 
 def test_processes_equal_local(config, reference, tmp_path):
-    res = run_with(config, tmp_path / "run", "--executor", "processes", "--workers", "2")
+    res = run_with(config, tmp_path / "run", "processes", workers=2)
     assert stable(res) == stable(reference)
 
 
 def test_ray_equals_local(config, reference, tmp_path):
     pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'identity-bench[ray]')")
-    res = run_with(config, tmp_path / "run", "--executor", "ray", "--workers", "2")
+    res = run_with(config, tmp_path / "run", "ray", workers=2)
     assert stable(res) == stable(reference)
 
 
 def test_slurm_through_submitit_local_equals_local(config, reference, tmp_path):
     pytest.importorskip("submitit", reason="the slurm extra is not installed (pip install 'identity-bench[slurm]')")
-    res = run_with(config, tmp_path / "run", "--executor", "slurm", "--set", "executor.slurm.cluster=local",
-                   "--set", "executor.slurm.cpus_per_task=1", "--set", "executor.slurm.array_parallelism=2")
+    res = run_with(config, tmp_path / "run", "slurm", set_options=[  # `executor` names the API's own keyword
+        "executor.slurm.cluster=local", "executor.slurm.cpus_per_task=1", "executor.slurm.array_parallelism=2"])
     assert stable(res) == stable(reference)
     assert (tmp_path / "run" / ".slurm").is_dir()  # submitit's jobs and logs live in bench's own sub-folder
 
@@ -232,7 +234,7 @@ train: {{epochs: 1, batch_size: 6, optimizer: adamw, lr: 0.01}}
 ablations: [{{name: block_lesion}}]
 bootstrap: 100
 """)
-    pool = run_with(config, tmp_path / "pool", "--executor", "processes", "--workers", "2")
+    pool = run_with(config, tmp_path / "pool", "processes", workers=2)
     assert [c["status"] for c in pool["cells"]] == ["ok", "ok"], [c.get("error") for c in pool["cells"]]
     assert stable(pool) == stable(run_study(config, tmp_path / "local"))
 
@@ -303,6 +305,6 @@ def test_a_plugin_edit_class_travels_to_the_workers(tmp_path):
     from tests.end_to_end.test_failure_corpus import fresh_registries
 
     with fresh_registries():
-        res = run_with(cfg, tmp_path / "run", "--executor", "processes", "--workers", "2")
+        res = run_with(cfg, tmp_path / "run", "processes", workers=2)
     assert {c["variant"] for c in res["cells"]} == {"baseline", "half_branches"}
     assert all(c["status"] == "ok" for c in res["cells"])
