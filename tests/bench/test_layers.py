@@ -114,7 +114,6 @@ def cycles(root: Path) -> list[list[str]]:
             if len(component) > 1:
                 found.append(sorted(component))
 
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
     for v in sorted(edges):
         if v not in index:
             visit(v)
