@@ -80,11 +80,13 @@ def test_autocast_is_reduced_precision_on_cuda_only():
 
 @pytest.mark.parametrize("arch", ["cifar_resnet", "unet"])
 def test_channels_last_trains_the_same_network_in_nhwc(arch):
-    """``train.channels_last`` (the quickstart's and the GPU configs') changes the memory layout only:
-    from one seed, NHWC and NCHW training reach the same weights up to float reordering, and the NHWC
-    model evaluates NCHW batches (every ablation feeds those) to the same predictions."""
+    """``train.channels_last`` (the quickstart's and the GPU configs') changes the memory layout only. Kernels
+    differ by CPU vendor (oneDNN picks others on an Intel Xeon with AMX: weights there differ by up to 5.5e-4
+    after one epoch), so nothing is compared with a tolerance measured on one machine: NCHW vs NHWC from one
+    seed must be far closer than two seeds of NCHW are to each other — in weights (under a tenth of the
+    seed-to-seed distance) and in test predictions (agreeing at least as often). A layout change that altered
+    the input (a wrong permute) trains another network and fails both."""
     from bench.config import TrainConfig
-    from bench.evaluate import predict_stats
     from bench.models.resnet_cifar import cifar_resnet
     from bench.models.unet import unet
     from bench.tasks.synthetic import synthetic_shapes
@@ -93,15 +95,26 @@ def test_channels_last_trains_the_same_network_in_nhwc(arch):
     factory, target = {"cifar_resnet": (cifar_resnet, "image"), "unet": (unet, "pixel")}[arch]
     task = synthetic_shapes(target=target, n_train=64, n_test=32, image_size=16, num_classes=3, seed=1)
     cpu, runs = torch.device("cpu"), {}
-    for nhwc in (False, True):
-        torch.manual_seed(0)
+    for seed, nhwc in ((0, False), (0, True), (1, False)):
+        torch.manual_seed(seed)
         model = factory(task.info, depth=2 if arch == "unet" else 8, width=4)
         train(model, task, TrainConfig(epochs=1, batch_size=16, optimizer="adamw", lr=1e-2, warmup_epochs=0,
-                                       channels_last=nhwc), seed=0, device=cpu)
-        runs[nhwc] = model.eval()
-    convs = [m.weight for m in runs[True].modules() if isinstance(m, torch.nn.Conv2d)]
+                                       channels_last=nhwc), seed=seed, device=cpu)
+        runs[seed, nhwc] = model.eval()
+    convs = [m.weight for m in runs[0, True].modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
-    for (_, a), (_, b) in zip(runs[False].state_dict().items(), runs[True].state_dict().items(), strict=True):
-        assert torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4)
-    stats = [predict_stats(runs[k], task.test, task.info, batch_size=32, device=cpu).stats for k in (False, True)]
-    assert (stats[0] == stats[1]).mean() > 0.99
+
+    def distance(a, b) -> float:
+        return float(sum((x.float() - y.float()).square().sum() for x, y in
+                         zip(a.state_dict().values(), b.state_dict().values(), strict=True)).sqrt())
+
+    def predictions(model) -> torch.Tensor:  # NCHW batches, as every ablation feeds them
+        with torch.no_grad():
+            return torch.cat([model(x).argmax(1).flatten() for x, _ in task.test.batches(32, train=False)])
+
+    layout, seeds = distance(runs[0, False], runs[0, True]), distance(runs[0, False], runs[1, False])
+    assert layout < 0.1 * seeds, (layout, seeds)
+    pred = {k: predictions(m) for k, m in runs.items()}
+    agree_layout = (pred[0, False] == pred[0, True]).float().mean().item()
+    agree_seeds = (pred[0, False] == pred[1, False]).float().mean().item()
+    assert agree_layout >= min(agree_seeds, 0.99), (agree_layout, agree_seeds)
