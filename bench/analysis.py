@@ -43,8 +43,8 @@ def comparisons(plan: Plan, cells: list[Cell], arrays: Arrays,
         w = shared_weights(full.n, plan.cfg.bootstrap)
         d = float(dependence(abl.score, full.score, full.chance_score))
         boot = dependence(abl.bootstrap(w), full.bootstrap(w), full.bootstrap(w, "balanced_chance"))
-        first = headline_variant(plan, u.arch, u.ablation)
-        out.append(Comparison(ablation=u.ablation or "?", task=u.task, architecture=u.arch, headline=u.variant == first,
+        headline = u.variant == plan.headline_variant(u.arch, u.ablation)
+        out.append(Comparison(ablation=u.ablation or "?", task=u.task, architecture=u.arch, headline=headline,
                               variant=u.variant, seed=u.seed, primary_full=round(full.primary, 6),
                               primary_ablated=round(abl.primary, 6), primary_chance=round(chance.primary, 6),
                               score_full=round(full.score, 6), score_ablated=round(abl.score, 6),
@@ -52,13 +52,6 @@ def comparisons(plan: Plan, cells: list[Cell], arrays: Arrays,
                               dependence=Interval(**percentile_interval(d, boot))))
         boots[u.id] = boot
     return out, boots
-
-
-def headline_variant(plan: Plan, arch: str, ablation: str | None) -> str | None:
-    """A train-time ablation's declared headline variant on ``arch``: its first, never chosen from the data."""
-    if ablation is None:
-        return None
-    return next(iter(plan.ablations[ablation].variants(plan.flows[arch])))
 
 
 def assemble(plan: Plan, cells: list[Cell], arrays: Arrays, infos: Mapping[str, TaskInfo],

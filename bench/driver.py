@@ -27,7 +27,7 @@ from bench.diff import config_diff
 from bench.errors import BenchError, first_line
 from bench.executors import Events, Executor, LocalExecutor
 from bench.io import write_json
-from bench.plan import Plan, Unit, build_model, resolve_device, unexercised_merges, unused_merge_error
+from bench.plan import Plan, Unit, build_model, merges_run, resolve_device, unused_merge_error
 from bench.progress import StudyProgress
 from bench.provenance import provenance
 from bench.report import write_report
@@ -114,14 +114,14 @@ def probe(plan: Plan, tasks: dict[str, Task]) -> None:
             x, y = next(iter(task.train.batches(2, train=True, epoch=0, seed=0)))
             model = build_model(plan.cfg, arch, task.info).eval()
             ignore = task.info.ignore_index if task.info.ignore_index is not None else -100
-            with torch.no_grad():
+            with torch.no_grad(), merges_run(model, plan.flows[arch]) as ran:
                 torch.nn.functional.cross_entropy(model(x), y, ignore_index=ignore)
         except BenchError:
             raise
         except Exception as exc:
             raise BenchError(f"{where}: one forward pass on 2 training images fails ({error_line(exc)}); "
                              "check image_size, depth and width (--debug shows the traceback)") from exc
-        unused = unexercised_merges(model, plan.flows[arch], [x])
+        unused = [p.name for p in plan.flows[arch].points if p.name not in ran]
         if unused:
             raise BenchError(unused_merge_error(where, unused))
 

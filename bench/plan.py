@@ -10,7 +10,8 @@ picklable: executors ship it to workers inside each ``bench.cell.CellJob``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -89,7 +90,7 @@ class Plan:
         notes = check_ablations(cfg, ablations, flows, path)
         variants = {arch: train_variants(ablations, flows[arch], path) for arch in used}
         units = [Unit(t, a, v, seed, name) for t, a in cfg.pairs() for seed in cfg.seeds
-                 for v, (name, _) in variants[a].items()]
+                 for v, name in variants[a].items()]
         check_size(cfg, len(units), path)
         return cls(cfg, path, tuple(plugins), flows, units, notes, ablations)
 
@@ -125,6 +126,10 @@ class Plan:
         if unit.ablation is None:
             return {}
         return self.ablations[unit.ablation].variants(self.flows[unit.arch])[unit.variant]
+
+    def headline_variant(self, arch: str, ablation: str) -> str:
+        """A train-time ablation's declared headline variant on ``arch``: its first, never chosen from the data."""
+        return next(u.variant for u in self.units if (u.arch, u.ablation) == (arch, ablation))
 
     def versions(self, unit: Unit) -> dict[str, int]:
         """The declared versions of the ablations that shape a cell: a variant's train-time ablation, or
@@ -198,6 +203,19 @@ def checked_flow(cfg: StudyConfig, arch: str, path: Path) -> IdentityFlow:
     return flow
 
 
+@contextmanager
+def merges_run(model: torch.nn.Module, flow: IdentityFlow) -> Iterator[set[str]]:
+    """The names of the declared merge points that forward passes run inside the block."""
+    called: set[str] = set()
+    hooks = [model.get_submodule(p.merge).register_forward_hook(lambda *_, n=p.name: called.add(n))
+             for p in flow.points if isinstance(model.get_submodule(p.merge), Merge)]
+    try:
+        yield called
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def unexercised_merges(model: torch.nn.Module, flow: IdentityFlow, inputs: Iterable[torch.Tensor]) -> list[str]:
     """Declared merge points that no forward pass over ``inputs`` runs, counting every input the model accepts
     (a model may use a level's skip only from some resolution on). An ablation of such a merge would measure
@@ -205,22 +223,15 @@ def unexercised_merges(model: torch.nn.Module, flow: IdentityFlow, inputs: Itera
     ``bench.driver`` checks it on real images."""
     if not flow.points:
         return []
-    called: set[str] = set()
-    hooks = [model.get_submodule(p.merge).register_forward_hook(lambda *_, n=p.name: called.add(n))
-             for p in flow.points if isinstance(model.get_submodule(p.merge), Merge)]
     ran: set[str] | None = None  # None until some input is accepted
-    try:
-        for x in inputs:
-            called.clear()
+    for x in inputs:
+        with merges_run(model, flow) as called:
             try:
                 with torch.no_grad():
                     model.eval()(x)
             except Exception:  # too small for its depth, or an op the meta device lacks: the next size
                 continue
-            ran = (ran or set()) | called
-    finally:
-        for h in hooks:
-            h.remove()
+        ran = (ran or set()) | called
     return [] if ran is None else [p.name for p in flow.points if p.name not in ran]
 
 
@@ -258,19 +269,18 @@ def check_ablations(cfg: StudyConfig, ablations: dict[str, Ablation], flows: dic
     return notes
 
 
-def train_variants(ablations: dict[str, Ablation], flow: IdentityFlow,
-                   path: Path) -> dict[str, tuple[str | None, dict[str, Edit]]]:
-    """The baseline and the variants the train-time ablations add for one architecture (variant ->
-    (its ablation, its edits)); variant names become file names, so they are checked here."""
-    out: dict[str, tuple[str | None, dict[str, Edit]]] = {"baseline": (None, {})}
+def train_variants(ablations: dict[str, Ablation], flow: IdentityFlow, path: Path) -> dict[str, str | None]:
+    """The baseline and the variants the train-time ablations add for one architecture, in declared order
+    (variant -> its ablation); variant names become file names, so they are checked here."""
+    out: dict[str, str | None] = {"baseline": None}
     for name, abl in ablations.items():
         if abl.phase != "train" or abl.applicable(flow) is not None:
             continue
-        for v, edits in abl.variants(flow).items():
+        for v in abl.variants(flow):
             if not SAFE_ALIAS.match(v) or "__" in v or len(v) > limits.MAX_NAME:
                 raise BenchError(f"{path}: ablation {name}: variant name {v!r} is not a safe file name (letters, "
                                  f"digits, '_', '-', '.'; no '__'; at most {limits.MAX_NAME} characters); rename it")
-            out[v] = (name, edits)
+            out[v] = name
     return out
 
 
