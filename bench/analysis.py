@@ -67,4 +67,10 @@ def assemble(plan: Plan, cells: list[Cell], arrays: Arrays, infos: Mapping[str, 
                                              for c in cells), 3)}
     return Results(schema_version=SCHEMA_VERSION, study=plan.name, config=plan.resolved, provenance=provenance,
                    timings=timings, scale=SCALE, ablations=declarations, cells=cells, comparisons=comps,
-                   verdict=verdict, verdicts=verdicts, interaction=interaction)
+                   verdict=verdict, verdicts=verdicts, interaction=interaction, code=recorded_code(cells))
+
+
+def recorded_code(cells: list[Cell]) -> dict[str, str]:
+    """The code hashes the cells were computed with, one entry per component (a resumed study's cells agree:
+    ``bench.driver.stale`` retrains the others)."""
+    return {name: h for c in cells for name, h in sorted(c.code.items())}

@@ -122,7 +122,7 @@ def train_and_ablate(job: CellJob, task: Task, device: torch.device,
         "identity_flow": {"blocks": len(flow.blocks), "residual_blocks": len(flow.residual_blocks),
                           "skips": len(flow.skips)}, "timings": {},
         "computed_with": {k: job.provenance.get(k) for k in CELL_PROVENANCE},
-        "ablation_versions": plan.versions(unit)}
+        "ablation_versions": plan.versions(unit), "code": plan.code_of(unit)}
     t0 = time.perf_counter()
     try:
         cell["train"] = train(model, task, train_cfg, seed=unit.seed, device=device,

@@ -145,13 +145,17 @@ def unfinished(plan: Plan, rd: RunDir) -> list[Unit]:
 
 def stale(plan: Plan, rd: RunDir, unit: Unit) -> str | None:
     """Why a finished cell must be recomputed, or None: an ablation that shaped it ran at another version
-    than the one declared now (e.g. a bench 0.1 cell, on the old dependence scale, in a resumed folder), or
+    than the one declared now (e.g. a bench 0.1 cell, on the old dependence scale, in a resumed folder), the
+    code of its architecture, task or ablations changed (``bench.codehash``: a fixed plugin), or an ablation
     would now be applicable where it was not (or the reverse)."""
     cell, where = rd.read_cell(unit.id), rd.cell_json(unit.id)  # checked whole by cell_state
     want = plan.versions(unit)
     if cell.ablation_versions != want:
         return (f"{where}: computed with ablation versions {cell.ablation_versions or '(unrecorded)'}, "
                 f"this bench declares {want}")
+    changed = changed_code(cell.code, plan.code_of(unit))
+    if changed:
+        return f"{where}: the code of {', '.join(changed)} changed since the cell was computed"
     if unit.variant == "baseline" and cell.status == "ok":  # a diverged cell ran no ablation
         run, skipped = plan.test_ablations(unit.arch)
         for name in (n for n in plan.ablations if n in run or n in skipped):
@@ -159,6 +163,14 @@ def stale(plan: Plan, rd: RunDir, unit: Unit) -> str | None:
                 return (f"{where}: {name} is {'not ' if name in skipped else ''}applicable now, unlike when the "
                         "cell was computed")
     return None
+
+
+def changed_code(recorded: dict[str, str], now: dict[str, str]) -> list[str]:
+    """The components whose code hash differs from the one a cell recorded. A cell that recorded none (bench
+    < 0.3.1) is kept: nothing says its code changed, and the committed references predate the hashes."""
+    if not recorded:
+        return []
+    return [name for name in sorted(set(recorded) | set(now)) if recorded.get(name) != now.get(name)]
 
 
 def prepare(plan: Plan, rd: RunDir, restart: bool) -> None:

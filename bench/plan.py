@@ -22,11 +22,12 @@ import yaml
 
 from bench import limits
 from bench.ablations.base import Ablation
+from bench.codehash import component_hash
 from bench.config import SAFE_ALIAS, StudyConfig, config_hash, headline_architecture, load_config
 from bench.data import TaskInfo
 from bench.errors import BenchError
 from bench.flow import Edit, IdentityFlow, Merge, identity_flow
-from bench.registry import ABLATIONS, ARCHITECTURES
+from bench.registry import ABLATIONS, ARCHITECTURES, TASKS
 from bench.results import cell_id
 
 # an identity flow does not depend on the task's classes: every flow is read off this one
@@ -63,6 +64,9 @@ class Plan:
     units: list[Unit]
     notes: list[str]  # what `validate` says beside "ok": ablations that skip an architecture
     _ablations: dict[str, Ablation] | None = field(default=None, repr=False)
+    # "architecture:<alias>" / "task:<alias>" / "ablation:<name>" -> the hash of its code (bench.codehash), read
+    # once in the driver's process: every cell of one invocation records the same code
+    code: dict[str, str] = field(default_factory=dict)
 
     @property
     def ablations(self) -> dict[str, Ablation]:
@@ -92,7 +96,7 @@ class Plan:
         units = [Unit(t, a, v, seed, name) for t, a in cfg.pairs() for seed in cfg.seeds
                  for v, name in variants[a].items()]
         check_size(cfg, len(units), path)
-        return cls(cfg, path, tuple(plugins), flows, units, notes, ablations)
+        return cls(cfg, path, tuple(plugins), flows, units, notes, ablations, code_hashes(cfg, ablations))
 
     @property
     def name(self) -> str:
@@ -140,6 +144,12 @@ class Plan:
             return {}
         return {n: a.version for n, a in self.ablations.items() if a.phase == "test"}
 
+    def code_of(self, unit: Unit) -> dict[str, str]:
+        """The hashes of the code that shapes a cell: its architecture's, its task's, and those of the ablations
+        whose versions it records (``versions``)."""
+        names = [f"architecture:{unit.arch}", f"task:{unit.task}", *(f"ablation:{n}" for n in self.versions(unit))]
+        return {n: self.code[n] for n in names if n in self.code}
+
     def test_ablations(self, arch: str) -> tuple[dict[str, Ablation], dict[str, str]]:
         """The test-time ablations a baseline cell of ``arch`` runs, and why the others do not apply."""
         run, skipped = {}, {}
@@ -157,6 +167,13 @@ class Plan:
 def spec_dict(spec: Any) -> dict[str, Any]:
     """``{name: ..., **params}``: how ``Registry.build`` takes a plugin's config entry."""
     return {"name": spec.name, **spec.params}
+
+
+def code_hashes(cfg: StudyConfig, ablations: dict[str, Ablation]) -> dict[str, str]:
+    """Each component's code hash (``bench.codehash``), under the alias the config gives it."""
+    return {**{f"architecture:{a}": component_hash(ARCHITECTURES.get(s.name)) for a, s in cfg.architectures.items()},
+            **{f"task:{t}": component_hash(TASKS.get(s.name)) for t, s in cfg.tasks.items()},
+            **{f"ablation:{n}": component_hash(type(a)) for n, a in ablations.items()}}
 
 
 def build_ablations(cfg: StudyConfig) -> dict[str, Ablation]:
