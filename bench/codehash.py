@@ -21,7 +21,7 @@ import hashlib
 import inspect
 import sys
 import sysconfig
-from functools import lru_cache
+from functools import cache
 from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
 from types import ModuleType
@@ -98,7 +98,7 @@ def _installed(path: Path) -> bool:
     return any(path.is_relative_to(p) for p in INSTALLED)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _distribution(module_name: str) -> str | None:
     top = module_name.split(".")[0]
     for dist in packages_distributions().get(top, []):

@@ -130,7 +130,11 @@ class TrainConfig(Strict):
         None, gt=1, description="With balanced weights: no class weighs more than this many times the lightest "
         "one. Why: a class with a handful of training examples (CamVid's twin: 1 car image of 367) would get a "
         "weight in the tens and dominate every batch it appears in.")
-    amp: Literal["off", "bf16", "fp16"] = Field("off", description="Autocast on CUDA; ignored on CPU.")
+    amp: Literal["off", "auto", "bf16", "fp16"] = Field(
+        "off", description="Precision of the forward passes (bench.precision). auto (recommended): bf16 where the "
+        "device computes it natively (CUDA with bf16; a CPU with AMX or AVX-512-BF16), fp32 elsewhere. bf16: "
+        "autocast on CUDA and CPU (emulated, slow, without those flags); fp16: CUDA only; off: fp32. Training, "
+        "evaluation and ablations share it; loss, metrics and statistics stay fp32/fp64.")
     channels_last: bool = False
     compile: bool = Field(False, description="torch.compile the model (GPU).")
     max_steps_per_epoch: int | None = Field(None, ge=1, le=limits.MAX_STEPS, description="Cap for smoke tests.")
@@ -205,6 +209,9 @@ class StudyConfig(Strict):
     verdict: VerdictConfig | list[VerdictConfig] | None = Field(
         None, description="One dense/global pair, or a list of pairs (one verdict each; with exactly two pairs on the "
         "same headline, their interaction: does D_dense − D_global differ between them?).")
+    headline_only: bool = Field(False, description="Train and evaluate only the cells the verdict's pre-specified "
+                                "headline needs: its tasks, its architecture, its ablation (a train-time one: the "
+                                "baseline and its headline variant). The recorded config is the narrowed study.")
     bootstrap: int = Field(1000, ge=100, le=limits.MAX_BOOTSTRAP,
                            description="Test-set bootstrap replicates for confidence intervals.")
     plugins: list[str] = Field([], description="Extra plugin modules or .py files to import.")
@@ -404,7 +411,27 @@ def resolve(cfg: StudyConfig, path: Path) -> StudyConfig:
     if len({v.alpha for v in pairs}) > 1:  # exploratory rows are one Holm family across the pairs
         raise BenchError(f"{path}: verdict: the pairs' alpha differ ({sorted({v.alpha for v in pairs})}); give every "
                          "pair the same alpha (their exploratory rows share one Holm adjustment)")
-    return cfg.model_copy(update={"name": cfg.name or path.stem, **filled, "ablations": ablations})
+    done = cfg.model_copy(update={"name": cfg.name or path.stem, **filled, "ablations": ablations})
+    return headline_view(done, path) if cfg.headline_only else done
+
+
+def headline_view(cfg: StudyConfig, path: Path) -> StudyConfig:
+    """The study narrowed to what its pre-specified headline reads: the verdict pairs' tasks, each pair's headline
+    architecture (now named in the pair) and its headline ablation. Why: with seeds the currency of a verdict, a
+    run that only needs the headline should not pay for the exploratory rows."""
+    pairs = cfg.verdict_pairs()
+    if not pairs:
+        raise BenchError(f"{path}: headline_only: true needs a verdict: block (its headline names the cells to run); "
+                         "add one or remove headline_only")
+    named = [v.model_copy(update={"architecture": headline_architecture(cfg, v)}) for v in pairs]
+    keep = {(t, v.architecture) for v in named for t in (v.dense, v.global_)}
+    matrix = [p for p in cfg.pairs() if p in keep]
+    heads = {v.ablation for v in named}
+    return cfg.model_copy(update={
+        "verdict": named if isinstance(cfg.verdict, list) else named[0],
+        "tasks": {t: s for t, s in cfg.tasks.items() if any(t == m[0] for m in matrix)},
+        "architectures": {a: s for a, s in cfg.architectures.items() if any(a == m[1] for m in matrix)},
+        "matrix": matrix, "ablations": [a for a in cfg.ablations if a.name in heads]})
 
 
 def _check_verdict(v: VerdictConfig, cfg: StudyConfig, names: list[str], path: Path, where: str) -> None:

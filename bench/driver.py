@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -190,11 +191,35 @@ def prepare(plan: Plan, rd: RunDir, restart: bool) -> None:
 
 
 def same_study(plan: Plan, rd: RunDir) -> None:
+    """The folder holds this study, or a round of it with fewer seeds (growing a study: only the new seeds'
+    cells are computed); else refused with the difference shown."""
     old = rd.read_config() if rd.is_ours() or rd.config.exists() else None
-    if old is not None and old != plan.yaml and not same_under_current_schema(plan, rd):
+    if old is not None and old != plan.yaml and not same_under_current_schema(plan, rd) \
+            and not grows_seeds(as_resolved_now(rd, old), plan.resolved):
         diff = "; ".join(config_diff(safe_load(old), plan.resolved, limit=5, sides=None, by_name=False))
         raise BenchError(f"{rd.root}: holds a run of a different config ({diff}); "
                          "use --restart to start over or --out for a new folder")
+
+
+def as_resolved_now(rd: RunDir, old: str) -> dict[str, Any] | None:
+    """The folder's config as this bench resolves it (fields added since read as their defaults), or as written
+    where it no longer resolves here (e.g. a plugin path relative to the original config)."""
+    try:
+        return load_config(rd.config).resolved()
+    except BenchError:
+        try:
+            loaded = safe_load(old)
+        except Exception:  # noqa: BLE001 - unreadable: not a round of this study
+            return None
+        return loaded if isinstance(loaded, dict) else None
+
+
+def grows_seeds(before: dict[str, Any] | None, now: dict[str, Any]) -> bool:
+    """``now`` is ``before`` with seeds added and nothing else changed: the next round of a study."""
+    if before is None or not isinstance(before.get("seeds"), list):
+        return False
+    rest = {k: v for k, v in before.items() if k != "seeds"} == {k: v for k, v in now.items() if k != "seeds"}
+    return rest and set(before["seeds"]) < set(now["seeds"])
 
 
 def same_under_current_schema(plan: Plan, rd: RunDir) -> bool:

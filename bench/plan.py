@@ -93,6 +93,8 @@ class Plan:
         flows = {arch: checked_flow(cfg, arch, path) for arch in used}
         notes = check_ablations(cfg, ablations, flows, path)
         variants = {arch: train_variants(ablations, flows[arch], path) for arch in used}
+        if cfg.headline_only:  # the headline reads a train-time ablation's first declared variant only
+            variants = {arch: first_variants(v) for arch, v in variants.items()}
         units = [Unit(t, a, v, seed, name) for t, a in cfg.pairs() for seed in cfg.seeds
                  for v, name in variants[a].items()]
         check_size(cfg, len(units), path)
@@ -298,6 +300,15 @@ def train_variants(ablations: dict[str, Ablation], flow: IdentityFlow, path: Pat
                 raise BenchError(f"{path}: ablation {name}: variant name {v!r} is not a safe file name (letters, "
                                  f"digits, '_', '-', '.'; no '__'; at most {limits.MAX_NAME} characters); rename it")
             out[v] = name
+    return out
+
+
+def first_variants(variants: dict[str, str | None]) -> dict[str, str | None]:
+    """The baseline and each train-time ablation's first declared variant (the one a headline reads)."""
+    out: dict[str, str | None] = {}
+    for variant, ablation in variants.items():
+        if ablation is None or ablation not in out.values():
+            out[variant] = ablation
     return out
 
 

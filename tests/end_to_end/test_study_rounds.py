@@ -1,0 +1,115 @@
+"""Studies that grow and studies that pay only for their headline (issue 25, items 6 and 7).
+
+- Growing: re-running a finished study with more seeds (only ``seeds`` changed) trains only the new seeds'
+  cells, each invocation is listed, and the result equals a fresh run with all the seeds.
+- ``headline_only: true``: only the cells the verdict's headline reads are trained, and the headline
+  (estimates, intervals, per-seed values, conditioning, call) equals the full study's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from tests.helpers import one_torch_thread, without
+
+STUDY = """
+name: rounds
+seeds: {seeds}
+tasks:
+  seg: {{name: synthetic_shapes, target: pixel, n_train: 64, n_test: 32, image_size: 16, num_classes: 3}}
+  cls: {{name: synthetic_shapes, target: image, n_train: 64, n_test: 32, image_size: 16, num_classes: 3}}
+architectures:
+  unet: {{name: unet, depth: 1, width: 4}}
+  net: {{name: cifar_resnet, depth: 8, width: 4}}
+train: {{epochs: 3, batch_size: 16, lr: 0.05}}
+ablations:
+  - {{name: skip_removal}}
+  - {{name: block_lesion}}
+verdict: {{dense: seg, global: cls, ablation: skip_removal, architecture: unet, min_seeds: 3}}
+bootstrap: 100
+"""
+VOLATILE = {"wall_s", "images_per_s", "timings", "provenance", "computed_with", "invocations", "resumed_from_step"}
+
+
+def run(config: Path, out: Path, *extra: str) -> int:
+    with one_torch_thread():
+        return main(["run", str(config), "--out", str(out), "--quiet", *extra])
+
+
+def results(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+def config(folder: Path, seeds: list[int], name: str = "study.yaml") -> Path:
+    path = folder / name
+    path.write_text(STUDY.format(seeds=seeds))
+    return path
+
+
+def test_growing_seeds_trains_only_the_new_cells_and_equals_a_fresh_run(tmp_path):
+    out = tmp_path / "grown"
+    assert run(config(tmp_path, [0, 1]), out, "--set", "headline_only=true") == 0
+    first = results(out)
+    assert first["invocations"][-1]["cells_computed"] == 8  # 2 tasks x (baseline, no_identity) x 2 seeds
+    cells_before = {p.name: p.read_bytes() for p in (out / "cells").iterdir()}
+
+    assert run(config(tmp_path, [0, 1, 2]), out, "--set", "headline_only=true") == 0
+    grown = results(out)
+    assert [i["cells_computed"] for i in grown["invocations"]] == [8, 4]  # each round listed
+    assert all((out / "cells" / n).read_bytes() == b for n, b in cells_before.items())  # old cells untouched
+    assert grown["verdict"]["headline"]["seeds"] == 3
+
+    fresh = tmp_path / "fresh"
+    assert run(config(tmp_path, [0, 1, 2], "fresh.yaml"), fresh, "--set", "headline_only=true") == 0
+    assert without(results(fresh), VOLATILE | {"study"}) == without(grown, VOLATILE | {"study"})
+
+
+def test_a_change_beside_the_seeds_is_still_refused_and_so_is_dropping_a_seed(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(config(tmp_path, [0, 1]), out, "--set", "headline_only=true") == 0
+    capsys.readouterr()
+    assert run(config(tmp_path, [0, 1, 2]), out, "--set", "headline_only=true", "--set", "train.lr=0.02") == 2
+    assert "holds a run of a different config" in capsys.readouterr().err
+    assert run(config(tmp_path, [0]), out, "--set", "headline_only=true") == 2
+    assert "holds a run of a different config" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def full_and_headline(tmp_path_factory) -> tuple[dict, dict]:
+    folder = tmp_path_factory.mktemp("headline")
+    study = config(folder, [0, 1, 2])
+    assert run(study, folder / "full") == 0
+    assert run(study, folder / "head", "--set", "headline_only=true") == 0
+    return results(folder / "full"), results(folder / "head")
+
+
+def test_headline_only_trains_only_the_headline_cells(full_and_headline):
+    full, head = full_and_headline
+    ids = sorted(c["id"] for c in head["cells"])
+    assert ids == sorted(f"{t}__unet__{v}__s{s}" for t in ("seg", "cls") for v in ("baseline", "no_identity")
+                         for s in (0, 1, 2))
+    assert len(full["cells"]) == 24  # both architectures: the exploratory rows' cells
+    assert all(c["ablations"] == {} for c in head["cells"])  # no test-time ablation ran
+    assert head["config"]["headline_only"] is True and list(head["config"]["architectures"]) == ["unet"]
+
+
+def test_headline_only_gives_the_full_studys_headline(full_and_headline):
+    full, head = full_and_headline
+    a, b = full["verdict"]["headline"], head["verdict"]["headline"]
+    assert a["verdict"] == b["verdict"]
+    for side in ("dense", "global_", "difference"):
+        assert a[side] == b[side], side
+    assert a["conditioning"] == b["conditioning"]
+    assert len(head["verdict"]["rows"]) == 1
+
+
+def test_headline_only_without_a_verdict_is_one_line(tmp_path, capsys):
+    study = tmp_path / "s.yaml"
+    study.write_text(STUDY.format(seeds=[0]).split("verdict:")[0] + "bootstrap: 100\n")
+    with one_torch_thread():
+        assert main(["validate", str(study), "--set", "headline_only=true"]) == 2
+    assert "headline_only: true needs a verdict: block" in capsys.readouterr().err
