@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from bench import api
+from bench import api, console
 from bench.cell import writer
 from bench.compare import compare
 from bench.compare import render as render_comparison
@@ -44,6 +44,7 @@ class Command:
     name: str = ""
     help: str = ""
     examples: str = ""
+    paths: tuple[str, ...] = ()  # the arguments that are paths: anchored before any plugin is imported
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None: ...
 
@@ -54,6 +55,7 @@ class Command:
 class Run(Command):
     name = "run"
     help = "train, evaluate and ablate what a study config asks; write a run folder"
+    paths = ("config", "out")
     examples = """examples:
   python -m bench run configs/quickstart.yaml
   python -m bench run configs/resnet_cifar10.yaml --set train.epochs=2 --set seeds=[0,1]
@@ -96,6 +98,7 @@ are kept and the line says so. The same command resumes an interrupted run, --re
 class Validate(Command):
     name = "validate"
     help = "check a config (schema, registered names, ablations vs identity flow) without running"
+    paths = ("config",)
     examples = """examples:
   python -m bench validate configs/quickstart.yaml
   python -m bench validate configs/unet_voc.yaml --set train.lr=0.01
@@ -204,6 +207,7 @@ exit status: pytest's (0: every check passed)"""
 class Leaderboard(Command):
     name = "leaderboard"
     help = "one table across runs: metric and identity dependence per task x architecture x variant"
+    paths = ("runs", "out")
     examples = """examples:
   python -m bench leaderboard reports/runs/*
   python -m bench leaderboard reports/runs/quickstart-1a2b3c4d reports/runs/camvid_cpu --format csv --out lb.csv
@@ -227,6 +231,7 @@ html: one self-contained file (no network): sortable, intervals, verdicts, links
 class Compare(Command):
     name = "compare"
     help = "compare two runs: configuration differences, then cell-by-cell deltas with significance"
+    paths = ("run_a", "run_b", "out")
     examples = """examples:
   python -m bench compare reports/runs/quickstart-aaaa reports/runs/quickstart-bbbb
   python -m bench compare runA runB --format csv --out deltas.csv"""
@@ -248,6 +253,7 @@ class Compare(Command):
 class Reports(Command):
     name = "reports"
     help = "regenerate the results table in reports/README.md from reports/*/results.json"
+    paths = ("dir",)
     examples = """examples:
   python -m bench reports
   python -m bench reports --dir reports"""
@@ -287,6 +293,7 @@ def writing(path: Path | None):
 class Bench(Command):
     name = "bench"
     help = "run the speed benchmarks (pytest-benchmark) and print their side-by-side ratios"
+    paths = ("out",)
     examples = """examples:
   python -m bench bench
   python -m bench bench -k sweep          # one benchmark
@@ -365,7 +372,39 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where KeyboardInterrupt is, so the same clean-up runs."""
 
 
+def absolute(value):
+    """A path argument (or a list of them) anchored to the folder bench started in, type kept (str or Path)."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [absolute(v) for v in value]
+    return type(value)(os.path.abspath(value))
+
+
+def anchor_paths(args: argparse.Namespace) -> None:
+    """Make the command's path arguments absolute before any plugin is imported, so a plugin's os.chdir at
+    import cannot move a relative --out, config or run folder; plugin files too, for the next plugin and the
+    worker processes. A plugin file that does not exist is kept as typed, for its error message."""
+    for name in args.handler.paths:
+        setattr(args, name, absolute(getattr(args, name)))
+    args.plugin = [os.path.abspath(p) if p.endswith(".py") and os.path.isfile(p) else p for p in args.plugin]
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The CLI. Standard output and error work on any terminal (bench.console): typography an ASCII or Latin-1
+    stream cannot encode is spelled in ASCII; a reader that left (EPIPE) ends bench silently, a full disk or
+    a closed stream in one line, never a traceback (nor Python's 'Exception ignored' at exit)."""
+    with console.ascii_fallback(sys.stdout, sys.stderr), console.guard():
+        try:
+            try:
+                return parse_and_run(argv)
+            finally:
+                console.flush()  # buffered output fails here, where it is caught, not at interpreter exit
+        except console.OutputError as exc:
+            return console.output_failed(exc)
+
+
+def parse_and_run(argv: list[str] | None) -> int:
     parser = build_parser()
     argv = hoist_plugins(sys.argv[1:] if argv is None else list(argv))
     passthrough: list[str] = []
@@ -374,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         argv, passthrough = argv[:cut], argv[cut + 1:]
     args = parser.parse_args(argv)
     args.passthrough = passthrough
+    anchor_paths(args)
     with on_sigterm():
         return _main(args)
 
@@ -384,13 +424,12 @@ def _main(args: argparse.Namespace) -> int:
             load_plugin(plugin)
         init_distributed()
         return args.handler(args)
+    except console.OutputError:  # stdout/stderr cannot be written: main ends quietly, whatever was running
+        raise
     except KeyboardInterrupt as exc:
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         print(f"{what}: finished cells are kept; run the same command again to resume", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
-    except BrokenPipeError:  # `python -m bench list | head`: the reader left; stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
     except (Exception, SystemExit) as exc:  # a plugin's sys.exit() must not pass for success
         err = translate(exc)
         if err is None:  # a bug in bench: keep the traceback

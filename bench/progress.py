@@ -3,6 +3,8 @@
 On a terminal: rich bars, redrawn in place. Anywhere else (a CI log, a Slurm ``.out`` file, a pipe):
 plain lines, one per event, never redrawn or cut, with training progress every tenth of a cell, so a
 log read while the job runs says where it is. Each cell's clock and ETA start when that cell starts.
+Either display spells its text in ASCII on a stream that cannot encode it (``·``, a plugin's names):
+progress never stops a run (bench.console).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+from bench.console import fit
 
 
 def clock(seconds: float) -> str:
@@ -47,7 +51,7 @@ class PlainProgress:
         self._next = 0.0
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        print(fit(text, self.stream), file=self.stream, flush=True)
 
     def _eta(self) -> str:
         if not self.finished_here:
@@ -103,27 +107,33 @@ class RichProgress:
         self._study = self.progress.add_task("cells", total=self.total, completed=self.done)
         self._train = self.progress.add_task("train", total=1, visible=False)
         if self.done:
-            self.console.print(f"resuming: {self.done}/{self.total} cells already finished")
+            self._print(f"resuming: {self.done}/{self.total} cells already finished")
         return self
+
+    def _fit(self, text: str) -> str:
+        return fit(text, self.console.file)
+
+    def _print(self, text: str) -> None:
+        self.console.print(self._fit(text))
 
     def __exit__(self, *exc) -> None:
         self.progress.__exit__(*exc)
 
     def start(self, what: str) -> None:
-        self.progress.update(self._study, description=f"cells · {what}")
+        self.progress.update(self._study, description=self._fit(f"cells · {what}"))
         if not self._cell or not what.startswith(self._cell):  # a new cell: its own clock and ETA
             self._cell = what
             self.progress.reset(self._train, total=1, visible=False)
 
     def step(self, step: int, total: int, loss: float) -> None:
         self.progress.update(self._train, total=total, completed=step, visible=True,
-                             description=f"train · loss {loss:.3f}")
+                             description=self._fit(f"train · loss {loss:.3f}"))
 
     def finish(self, unit_id: str, cell: dict) -> None:
         self.progress.update(self._study, advance=1)
         self.progress.update(self._train, visible=False)
         self._cell = ""
-        self.console.print(f"  {unit_id}: {cell_status(cell)}")
+        self._print(f"  {unit_id}: {cell_status(cell)}")
 
 
 class SilentProgress:

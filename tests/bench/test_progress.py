@@ -59,3 +59,30 @@ def test_rich_train_bar_restarts_its_clock_for_each_cell(monkeypatch):
 
 def test_not_a_terminal_gets_plain_lines():
     assert isinstance(StudyProgress(3, 0, stream=io.StringIO()), PlainProgress)
+
+
+def ascii_stream() -> io.TextIOWrapper:
+    """A stream as PYTHONIOENCODING=ascii makes stderr, handed to the display as it is (strict errors)."""
+    return io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="strict")
+
+
+def test_rich_bars_on_an_ascii_stream_spell_their_text_in_ascii():
+    stream = ascii_stream()
+    with RichProgress(total=2, done=1, console=Console(file=stream, force_terminal=True, width=120,
+                                                            highlight=False)) as p:
+        p.start("a · block_lesion")
+        p.step(1, 2, 0.5)
+        p.finish("a", OK)
+    stream.flush()
+    text = stream.buffer.getvalue().decode("ascii")
+    assert "cells - a - block_lesion" in text and "a: accuracy 0.5000" in text
+
+
+def test_plain_lines_on_an_ascii_stream_spell_their_text_in_ascii():
+    stream = ascii_stream()
+    with PlainProgress(total=1, done=0, stream=stream) as p:
+        p.start("a")
+        p.step(1, 1, 0.5)
+        p.finish("a", OK)
+    stream.flush()
+    assert "  a - train step 1/1 loss 0.500 - " in stream.buffer.getvalue().decode("ascii")
