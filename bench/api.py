@@ -15,6 +15,8 @@ arguments. A keyword is a ``--set`` override of that key; a mapping sets its key
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from bench.driver import Options, run_study
 from bench.errors import BenchError
 from bench.executors import Executor, make_executor
 from bench.failures import translate
+from bench.io import RUN_FILES, DiskFull, kind_of, run_folder_of
 from bench.plan import Plan
 from bench.results import Results, load_results
 from bench.rundir import RunDir
@@ -54,6 +57,8 @@ def run_folder(config: str | Path, *, out: str | Path | None = None, restart: bo
     """``run``, returning the run folder instead of its results (what ``bench run`` prints from)."""
     if workers is not None and workers < 1:
         raise BenchError(f"--workers {workers}: give 1 or more")
+    if out is not None:
+        check_out(out)
     plan = Plan.build(config, [*set_options, *as_set_options(overrides)], tuple(plugins))
     chosen = executor if isinstance(executor, Executor) else make_executor(plan.cfg.executor, executor, workers,
                                                                            address)
@@ -65,6 +70,8 @@ def run_folder(config: str | Path, *, out: str | Path | None = None, restart: bo
         err = translate(exc)
         if err is None:  # a bug in bench: the traceback stays
             raise
+        if isinstance(err, DiskFull) or str(err).startswith("disk full: "):
+            raise disk_full(err) from exc
         if rd.state() != before:  # this run wrote the folder: say what it keeps
             raise BenchError(f"{err}; the run folder {rd.root} keeps its {rd.finished_cells()} finished cell(s): "
                              "fix this and run the same command to resume") from exc
@@ -72,6 +79,35 @@ def run_folder(config: str | Path, *, out: str | Path | None = None, restart: bo
             raise
         raise err from exc
     return rd.root
+
+
+def disk_full(err: BenchError) -> BenchError:
+    """The writer's line alone (it says the finished cells are kept), without the count of cells that failed
+    on the same full disk."""
+    text, kept = str(err), "(finished cells are kept)"
+    return BenchError(text[: text.index(kept) + len(kept)] if kept in text else text)
+
+
+def check_out(out: str | Path) -> None:
+    """``--out`` checked before anything is written: not empty (an unset shell variable), not a file, device
+    or FIFO, not under a file, not inside another run folder's own files (its cells/, checkpoints/, ...)."""
+    if str(out) == "":
+        raise BenchError("--out '': empty path (an unset shell variable?); give a folder")
+    path = Path(os.path.abspath(out))
+    try:
+        mode = os.stat(path).st_mode  # a link to a folder is the user's way to put the run elsewhere
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:  # under a file (ENOTDIR), a link loop, no permission
+        raise BenchError(f"--out {out}: cannot write the run folder there ({exc.strerror}); give a folder") from None
+    if mode is not None and not stat.S_ISDIR(mode):
+        what = "a file" if stat.S_ISREG(mode) else f"a {kind_of(mode)}"
+        raise BenchError(f"--out {out}: cannot write the run folder there (it is {what}); give a folder")
+    found = run_folder_of(path)
+    name = path.relative_to(found[0]).parts[0] if found is not None else None
+    if found is not None and name in RUN_FILES:
+        raise BenchError(f"--out {out}: is inside the run folder {found[0]}'s own files ({name}); "
+                         "give a folder outside them")
 
 
 def load(run_dir: str | Path) -> Results:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import importlib
+import importlib.util
 import multiprocessing
 import os
 import queue
+import shutil
 import signal
 import sys
 import time
@@ -26,6 +28,7 @@ import torch.distributed as dist
 from bench.cell import CellJob, CellResult, failed
 from bench.config import ExecutorConfig
 from bench.errors import BenchError, first_line
+from bench.io import owning
 from bench.progress import StudyProgress
 from bench.rundir import RunDir
 
@@ -67,6 +70,13 @@ class Executor:
         raise NotImplementedError
 
 
+def in_run(fn: CellFn, job: CellJob, *args: Any) -> CellResult:
+    """``fn(job, *args)`` as a writer of the job's run folder (bench.io refuses its own files to anyone
+    else): the driver holds the folder's lock, this worker computes a cell for it."""
+    with owning(job.root):
+        return fn(job, *args)
+
+
 def with_threads(jobs: list[CellJob], threads: int) -> list[CellJob]:
     """The jobs, each with its share of a worker's CPUs as torch threads."""
     return [dataclasses.replace(j, threads=threads) for j in jobs]
@@ -82,7 +92,7 @@ class LocalExecutor(Executor):
     def map(self, fn, jobs, events):
         for job in jobs:
             events.started(job.unit.id)
-            events.finished(fn(job, events.progress))
+            events.finished(in_run(fn, job, events.progress))
 
 
 class ProcessExecutor(Executor):
@@ -172,7 +182,7 @@ def _pool_worker(fn: CellFn, inbox, outbox, wid: int, driver: int) -> None:
         if job is None or os.getppid() != driver:  # stop sign, or the driver died: take no new cell
             return
         outbox.put(("start", wid, job.unit.id))
-        outbox.put(("done", wid, fn(job)))
+        outbox.put(("done", wid, in_run(fn, job)))
 
 
 class RayExecutor(Executor):
@@ -182,6 +192,7 @@ class RayExecutor(Executor):
 
     def __init__(self, address: str | None = None, cpus_per_cell: float = 1, gpus_per_cell: float = 0,
                  workers: int | None = None):
+        require("ray", "ray", "Ray")  # before the run folder is claimed
         self.address, self.cpus, self.gpus, self.workers = address, cpus_per_cell, gpus_per_cell, workers
 
     def map(self, fn, jobs, events):
@@ -194,11 +205,11 @@ class RayExecutor(Executor):
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise BenchError(f"executor ray: cannot join {self.address or 'a local Ray instance'} "
                                  f"({first_line(exc)}); check --address (or executor.ray.address)") from None
-        remote = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)(fn)
+        remote = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)(in_run)
         refs = {}
         try:
             for job in with_threads(jobs, max(1, int(self.cpus))):
-                refs[remote.remote(job)] = job.unit.id
+                refs[remote.remote(fn, job)] = job.unit.id
                 events.started(job.unit.id)
             while refs:
                 done, _ = ray.wait(list(refs), num_returns=1, timeout=1.0)
@@ -224,6 +235,12 @@ class SlurmExecutor(Executor):
     name = "slurm"
 
     def __init__(self, cfg: Any, logs: str | None = None):
+        require("submitit", "slurm", "submitit")  # before the run folder is claimed
+        if cfg.cluster == "slurm":
+            missing = [cmd for cmd in ("sbatch", "srun") if which(cmd) is None]
+            if missing:
+                raise BenchError(f"--executor slurm: {' and '.join(missing)} not found on PATH (no Slurm on this "
+                                 "machine); run from a Slurm login node, or use --executor processes")
         self.cfg, self.logs = cfg, logs
 
     def map(self, fn, jobs, events):
@@ -245,7 +262,7 @@ class SlurmExecutor(Executor):
         pending: dict[Any, str] = {}
         try:
             if c.cluster == "slurm":  # one array job; Slurm keeps array_parallelism of them running
-                for j, job in zip(ex.map_array(fn, jobs), jobs):
+                for j, job in zip(ex.map_array(in_run, [fn] * len(jobs), jobs), jobs):
                     pending[j] = job.unit.id
                     events.started(job.unit.id)
                 queue_ = []
@@ -254,7 +271,7 @@ class SlurmExecutor(Executor):
             while pending or queue_:
                 while queue_ and len(pending) < c.array_parallelism:
                     job = queue_.pop(0)
-                    pending[ex.submit(fn, job)] = job.unit.id
+                    pending[ex.submit(in_run, fn, job)] = job.unit.id
                     events.started(job.unit.id)
                 time.sleep(0.5)
                 for j in [j for j in pending if j.done()]:
@@ -294,12 +311,34 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported (found, not imported: Ray takes seconds to import)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def which(command: str) -> str | None:
+    return shutil.which(command)
+
+
+def require(module: str, extra: str, what: str) -> None:
+    """One line naming the executor and the install command when ``module`` is missing."""
+    if not installed(module):
+        raise _missing(extra, what)
+
+
 def _optional(module: str, extra: str, what: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise BenchError(f"--executor {'slurm' if extra == 'slurm' else 'ray'}: {what} is not installed; "
-                         f"pip install 'identity-bench[{extra}]'") from None
+        raise _missing(extra, what) from None
+
+
+def _missing(extra: str, what: str) -> BenchError:
+    return BenchError(f"--executor {'slurm' if extra == 'slurm' else 'ray'}: {what} is not installed; "
+                      f"pip install 'identity-bench[{extra}]'")
 
 
 def _exit(code: int | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -9,11 +10,19 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from bench.io import write_bytes  # noqa: E402
+
 
 def save(fig, path: Path) -> str:
+    """Render to memory, then bench's one writer: savefig(path) would write through a link named like the
+    figure, into a device, or leave half a PNG."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    write_bytes(path, buf.getvalue())
     return path.name
 
 

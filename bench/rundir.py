@@ -21,6 +21,7 @@ import json
 import os
 import re
 import socket
+import stat
 import sys
 import time
 import warnings
@@ -33,12 +34,26 @@ import numpy as np
 
 from bench.config import safe_load
 from bench.errors import BenchError, first_line
-from bench.io import write_json, write_text
+from bench.io import (
+    RUN_CONFIG,
+    RUN_LOCK,
+    RUN_MARKER,
+    DiskFull,
+    disown,
+    is_disk_full,
+    kind_of,
+    make_folder,
+    open_regular,
+    own,
+    write_json,
+    write_text,
+)
 from bench.results import CELL_ID, Cell, load_results
 
-MARKER = ".bench-run"
-LOCK = ".bench.lock"
-CONFIG = "config.resolved.yaml"
+MARKER = RUN_MARKER
+LOCK = RUN_LOCK
+CONFIG = RUN_CONFIG
+FOLDERS = ("cells", "checkpoints", ".slurm")
 CELL_SUFFIXES = (".json", ".npz", ".dependence_boot.npy")  # the .npy: replicates written by bench < 0.3, now recomputed
 TOP_FILES = ("results.json", "report.md", CONFIG)
 
@@ -128,9 +143,32 @@ class RunDir:
             if not legacy:
                 raise BenchError(f"{self.root}: is not empty and was not created by bench (no {MARKER}); "
                                  "bench never writes among files it did not create: use --out with a new or empty folder")
+        self.check_layout()
         self.root.mkdir(parents=True, exist_ok=True)
         if not self.is_ours():
-            write_json(self.marker, {"written_by": "bench", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            write_json(self.marker, {"written_by": "bench", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+                       run=self.root)
+
+    def check_layout(self) -> None:
+        """Before anything is written: bench's names here are real files and folders. A link named like one
+        of them would make a write land in the user's file or folder; a device or FIFO would be replaced."""
+        if not self.root.is_dir():
+            return
+        for name in FOLDERS:
+            mode = _lmode(self.root / name)
+            if mode is not None and stat.S_ISLNK(mode):
+                raise BenchError(f"{self.root / name}: is a symbolic link; bench writes only real folders inside "
+                                 "its run folder: move it away")
+            if mode is not None and not stat.S_ISDIR(mode):
+                raise BenchError(f"{self.root / name}: is a {kind_of(mode)}, not a folder; move it away")
+        for p in [*(self.root / n for n in (*TOP_FILES, MARKER, LOCK)), *self.root.glob("*.png")]:
+            mode = _lmode(p)
+            if mode is not None and stat.S_ISLNK(mode):
+                raise BenchError(f"{p}: is a symbolic link; bench never writes through a link inside its run "
+                                 "folder (what it points to is left as it is): move it away")
+            if mode is not None and not stat.S_ISREG(mode):
+                raise BenchError(f"{p}: is a {kind_of(mode)}, not a regular file (bench writes a file here); "
+                                 "move it away")
 
     def own_files(self) -> Iterator[Path]:
         """Files bench wrote here, recognised by their names alone (cells, checkpoints, temp files)."""
@@ -161,16 +199,17 @@ class RunDir:
 
     def clean(self, restart: bool) -> None:
         """Remove stale temporaries; with ``restart`` also every cell and checkpoint bench wrote."""
+        self.check_layout()  # again under the lock: what is cleaned is inside this folder
         for p in [*self.stale_temporaries(), *(self.own_files() if restart else ())]:
             p.unlink(missing_ok=True)
-        self.cells.mkdir(exist_ok=True)
+        make_folder(self.cells, run=self.root)
 
     # -- lock -----------------------------------------------------------------------------------
     def lock(self) -> None:
         """Hold the folder for this process; a second ``bench run`` on it exits 2 naming the holder."""
         import fcntl
 
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_regular(self.lock_file, run=self.root)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -178,13 +217,21 @@ class RunDir:
             os.close(fd)
             raise BenchError(f"{self.root}: is in use by {holder}; wait for it to finish or stop it, "
                              "or use --out for another folder") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"bench pid {os.getpid()} on {socket.gethostname()} since "
-                      f"{time.strftime('%H:%M:%S')} ({' '.join(sys.argv[:3])[:120]})".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"bench pid {os.getpid()} on {socket.gethostname()} since "
+                          f"{time.strftime('%H:%M:%S')} ({' '.join(sys.argv[:3])[:120]})".encode(), 0)
+        except OSError as exc:
+            os.close(fd)
+            if is_disk_full(exc):
+                raise DiskFull(self.lock_file) from exc
+            raise
         self._lock_fd = fd
+        own(self.root)  # the lock holder writes the folder's own files (bench.io refuses other writers)
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
+            disown(self.root)
             os.close(self._lock_fd)  # closing releases the flock; the file stays (it is ours)
             self._lock_fd = None
 
@@ -292,4 +339,12 @@ class RunDir:
 
     # -- writing (atomic) -----------------------------------------------------------------------
     def write_config(self, text: str) -> None:
-        write_text(self.config, text)
+        write_text(self.config, text, run=self.root)
+
+
+def _lmode(path: Path) -> int | None:
+    """The file mode of ``path`` itself (a link is not followed), None when absent."""
+    try:
+        return os.lstat(path).st_mode
+    except OSError:
+        return None

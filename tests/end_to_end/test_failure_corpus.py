@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from bench.cli import main
 from bench.registry import ARCHITECTURES, REGISTRIES
 
 CORPUS = Path(__file__).parents[1] / "corpus"
+REPORT = Path(__file__).parents[2] / "reports" / "quickstart"  # a committed run folder (only read here)
 CASES = yaml.safe_load((CORPUS / "cases.yaml").read_text())
 BASE = """
 name: corpus
@@ -61,6 +63,7 @@ def test_the_corpus_is_large_and_every_file_is_used():
 def materialise(case: dict, tmp_path: Path) -> tuple[list[str], list[str], Path]:
     """(global args, command args, config path) for one case."""
     (tmp_path / "a_file").write_text("x")
+    os.mkfifo(tmp_path / "a_fifo")
     if "file" in case:
         config = CORPUS / case["file"]
     elif "raw" in case:
@@ -71,6 +74,7 @@ def materialise(case: dict, tmp_path: Path) -> tuple[list[str], list[str], Path]
 
     def fill(s: str) -> str:
         return (s.replace("CORPUS", str(CORPUS)).replace("OUT_FILE", str(tmp_path / "a_file"))
+                .replace("OUT_FIFO", str(tmp_path / "a_fifo"))
                 .replace("CELLS", ", ".join(map(str, range(834)))))
 
     cli = [fill(a) for a in case.get("cli", [])]
@@ -110,14 +114,18 @@ COMMANDS = [c for c in CASES if "argv" in c]  # other commands (leaderboard, com
 @pytest.mark.parametrize("case", COMMANDS, ids=[c["id"] for c in COMMANDS])
 def test_other_commands_exit_2_with_one_line(case, tmp_path, capsys):
     (tmp_path / "a_file").write_text("x")
+    os.mkfifo(tmp_path / "a_fifo")
     (tmp_path / "folder" / "sub").mkdir(parents=True)
     (tmp_path / "folder" / "notes.md").write_text("the user's\n")
     argv = [a.replace("CORPUS", str(CORPUS)).replace("OUT_FILE", str(tmp_path / "a_file"))
+            .replace("OUT_FIFO", str(tmp_path / "a_fifo")).replace("REPORT", str(REPORT))
             .replace("TMP", str(tmp_path)) for a in case["argv"]]
+    fifo = os.lstat(tmp_path / "a_fifo")
     inputs = hashes(tmp_path, CORPUS)
     code, err = call(argv, capsys)
     assert_one_line(code, err, case["expect"].replace("CORPUS", str(CORPUS)).replace("TMP", str(tmp_path)))
     assert hashes(tmp_path, CORPUS) == inputs, "a file bench did not create was changed"
+    assert os.lstat(tmp_path / "a_fifo")[:7] == fifo[:7], "the FIFO was replaced"
 
 
 @pytest.mark.parametrize("case, command", RUNS, ids=[f"{c['id']}-{cmd}" for c, cmd in RUNS])

@@ -7,7 +7,9 @@
   wrong fields, another cell's) is recomputed with one warning line, and the results equal the
   undamaged run's; a damaged or hostile checkpoint is discarded (never unpickled) and its cell
   retrained from scratch, to the same numbers; a damaged ``config.resolved.yaml`` is exit 2 with one
-  line naming it and the fix (tests/corpus/run_folders/cases.yaml, with the other refused folders).
+  line naming it and the fix (tests/corpus/run_folders/cases.yaml, with the other refused folders); so is a
+  link or a FIFO named like one of bench's files or folders (its lock, a figure, ``cells/``): the file or
+  folder it points to is left byte-identical, the link itself in place.
 - SIGTERM ends a run like Ctrl-C: one line, exit 143, the lock released, finished cells kept.
 """
 
@@ -254,8 +256,13 @@ def test_a_refused_folder_is_one_line_and_untouched(case, config, tmp_path, caps
         (out / rel).write_bytes(data)
     if case.get("marker"):
         (out / ".bench-run").write_text("{}")
+    outside = _outside(tmp_path)
+    for rel, target in case.get("links", {}).items():
+        (out / rel).symlink_to(outside / target)
+    for rel in case.get("fifos", []):
+        os.mkfifo(out / rel)
     holder = _hold_lock(out) if case.get("lock") else None
-    before = tree(out)
+    before, theirs = tree(out), tree(outside)
     try:
         code = run(config, out, *case.get("cli", []))
     finally:
@@ -268,14 +275,26 @@ def test_a_refused_folder_is_one_line_and_untouched(case, config, tmp_path, caps
     after = tree(out)
     assert {k: v for k, v in after.items() if k in before} == before  # nothing of what was there changed
     assert {k for k in after if k not in before and after[k] != "dir"} <= {".bench.lock", "config.resolved.yaml"}
+    assert tree(outside) == theirs  # what a link points to is never written
+    assert all((out / rel).is_symlink() for rel in case.get("links", {}))  # nor the link replaced
     assert not (Path.cwd() / "pwned").exists()
+
+
+def _outside(tmp_path: Path) -> Path:
+    """The user's files outside the run folder, which a link inside it points to."""
+    outside = tmp_path / "outside"
+    (outside / "folder").mkdir(parents=True)
+    (outside / "notes.txt").write_text("the user's notes")
+    (outside / "photo.png").write_bytes(b"\x89PNG the user's")
+    (outside / "folder" / "seg__net__baseline__s0.json").write_text('{"the user\'s": 1}')  # named like a cell
+    return outside
 
 
 def test_the_corpus_has_a_case_per_class():
     ids = [c["id"] for c in CORPUS]
     assert len(set(ids)) == len(ids)
     assert any(i.startswith("foreign") for i in ids) and any(i.startswith("resolved-config") for i in ids)
-    assert any(i.startswith("locked") for i in ids)
+    assert any(i.startswith("locked") for i in ids) and any(i.startswith("link") for i in ids)
 
 
 # -- SIGTERM -------------------------------------------------------------------------------------
