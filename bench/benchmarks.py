@@ -29,21 +29,27 @@ from __future__ import annotations
 import json
 import os
 import time
+from functools import cache
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from bench.ablations.path_gradients import sampled_input_gradients
 from bench.cli import main
-from bench.config import TrainConfig
+from bench.config import TrainConfig, load_config
 from bench.conformance import one_torch_thread
 from bench.data import TaskInfo, TensorSplit
 from bench.evaluate import predict_stats
 from bench.flow import DropBranch, edited, identity_flow
 from bench.models.resnet_cifar import cifar_resnet
+from bench.plan import build_model
+from bench.precision import DTYPES, autocast, bf16_cpu_flags
+from bench.provenance import cpu_model
+from bench.registry import TASKS
 from bench.sweep import evaluate_shared
 from bench.train import train
 
@@ -305,3 +311,84 @@ def test_process_pool_runs_the_quickstart_cells_faster(benchmark, tmp_path):
         note=f"local {t_local:.0f} s, pool {t_pool:.0f} s, local on {share} thread(s) {t_share:.0f} s: at most "
              f"{workers} x {t_local:.0f} / {t_share:.0f} = {ceiling:.2f}x on this machine; "
              f"load average {load0:.1f} before, {load1:.1f} after")
+
+
+# The distance to the limit (issue 24): a quickstart cell's training against this machine's own peak.
+PRECISION_AMP = {"fp32": "off", "bf16": "bf16"}  # train.amp that computes in each precision on a CPU
+PEAK_N = 1024  # the peak's matmul: n x n by n x n, 2 n^3 FLOPs
+PEAK_STEPS = 4  # training steps timed per run (the quickstart's batch of 32)
+QUICKSTART_PAIRS = {"resnet": "shapes_cls", "unet": "shapes_seg"}  # each on the task its verdict reads
+
+
+@cache
+def matmul_peak(precision: str, threads: int) -> float:
+    """FLOP/s of a large matmul in ``precision`` on ``threads`` torch threads: the most this machine's
+    kernels compute in that dtype (measured once per run; the best of 3 after a warm-up). Both of torch's
+    entry points are timed and the faster counts: on an AVX2 CPU a bf16 ``a @ b`` takes a fallback 10x
+    slower than ``F.linear`` (oneDNN, the library the convolutions use), which would understate the peak."""
+    dtype = DTYPES.get(precision, torch.float32)
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(PEAK_N, PEAK_N, generator=g).to(dtype) for _ in range(2))
+    best = []
+    for product in (lambda: a @ b, lambda: F.linear(a, b)):
+        product()
+        best.append(min(timed(product)[0] for _ in range(3)))
+    return 2 * PEAK_N**3 / min(best)
+
+
+def training_flops_per_image(model: nn.Module, x: torch.Tensor, y: torch.Tensor, amp: str) -> float:
+    """FLOPs of one training step (forward, fp32 loss, backward) per image, as bench.train computes it;
+    counted by torch's FlopCounterMode (matmuls and convolutions: the work a peak is measured in)."""
+    with FlopCounterMode(display=False) as counter:
+        with autocast(CPU, amp):
+            logits = model(x)
+        F.cross_entropy(logits.float(), y).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / len(x)
+
+
+@pytest.mark.parametrize("arch", sorted(QUICKSTART_PAIRS))
+def test_training_distance_to_peak(benchmark, arch):
+    """Issue 24: training images/s and achieved FLOP/s of the quickstart's cell in fp32 and bf16, each as a
+    fraction of this machine's peak in that dtype and thread count (a large matmul, measured in the same
+    run); the ratio is bf16 / fp32 training speed. No goal: a measurement of where the time goes."""
+    if not QUICKSTART.is_file():
+        pytest.skip(f"{QUICKSTART}: not found (bench is installed without a checkout's configs/); the peak "
+                    "benchmark trains the quickstart's models")
+    cfg = load_config(QUICKSTART)
+    spec = cfg.tasks[QUICKSTART_PAIRS[arch]]
+    task = TASKS.build({"name": spec.name, **spec.params})
+    recipe = {p: cfg.train.model_copy(update={"amp": amp, "epochs": 1, "max_steps_per_epoch": PEAK_STEPS})
+              for p, amp in PRECISION_AMP.items()}
+    x, y = next(task.train.batches(cfg.train.batch_size, train=True))
+    torch.manual_seed(0)
+    flops = training_flops_per_image(build_model(cfg, arch, task.info), x, y, "off")  # the same in any dtype
+
+    def run(precision: str):
+        def once():
+            torch.manual_seed(0)
+            return train(build_model(cfg, arch, task.info), task, recipe[precision], seed=0, device=CPU)
+        return once
+
+    def measure():
+        t_fp32, t_bf16, log32, log16 = interleaved(run("fp32"), run("bf16"), repeats=2)
+        return {"fp32": t_fp32, "bf16": t_bf16}, (log32, log16)
+
+    times, logs = benchmark.pedantic(measure, rounds=1, iterations=1)
+    assert [log["precision"] for log in logs] == ["fp32", "bf16"]
+    threads = torch.get_num_threads()
+    images = PEAK_STEPS * cfg.train.batch_size
+    rows = {}
+    for precision, t in times.items():
+        peak = matmul_peak(precision, threads)
+        rows[precision] = {"images_per_s": round(images / t, 1), "flop_per_s": flops * images / t,
+                           "peak_flop_per_s": peak, "fraction_of_peak": round(flops * images / t / peak, 4)}
+    spec = cfg.architectures[arch]
+    shape = ", ".join(f"{k} {v}" for k, v in spec.params.items())
+    benchmark.extra_info.update(
+        target=f"training images/s, bf16 / fp32 (quickstart {arch}: {spec.name} {shape}, batch "
+               f"{cfg.train.batch_size}, channels_last {cfg.train.channels_last})",
+        ratio=round(times["fp32"] / times["bf16"], 3), goal=None, model=arch, flop_per_image=flops,
+        peak=rows, peak_matmul=f"{PEAK_N}x{PEAK_N} matmul (best of a @ b and F.linear), {threads} thread(s)", cpu=cpu_model(),
+        bf16_cpu_flags=bf16_cpu_flags(),
+        note="bf16 emulated (slower than fp32) on a CPU without amx_bf16/avx512_bf16" if not bf16_cpu_flags() else "")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 from torch import nn
@@ -11,12 +9,7 @@ from torch import nn
 from bench.data import Split, TaskInfo
 from bench.errors import BenchError
 from bench.metrics import Outcome, example_stats
-
-
-def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    if device.type != "cuda" or amp == "off":
-        return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+from bench.precision import autocast  # the forward pass's precision; bench.sweep and bench.train import it here
 
 
 @torch.no_grad()
@@ -24,7 +17,8 @@ def predict_stats(model: nn.Module, split: Split, info: TaskInfo, *, batch_size:
                   amp: str = "off", order: torch.Tensor | None = None) -> Outcome:
     """Per-example statistics of ``model`` on ``split``, in the split's order even when ``order`` (the
     order the examples are visited in) is given. Batches stay NCHW: a model trained ``channels_last``
-    keeps NHWC weights and runs its convolutions in that layout either way."""
+    keeps NHWC weights and runs its convolutions in that layout either way. ``amp``: the training's
+    (bench.precision), so a cell is evaluated in the precision it was trained in; the statistics are fp64."""
     model.eval()
     chunks = []
     for x, y in eval_batches(split, batch_size, order):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from bench.precision import bf16_cpu_flags, bf16_native
 from bench.version import __version__
 
 
@@ -75,6 +76,10 @@ def provenance(device: torch.device) -> dict:
         "device": str(device),
         "device_name": device_name(device),
         "cpu": cpu_model(),
+        # what `train.amp: auto` resolves to here: bf16 iff native (CUDA: torch.cuda.is_bf16_supported; a CPU:
+        # these flags among amx_bf16/avx512_bf16, none on an AVX2-only CPU); a cell records its own precision
+        "bf16_native": bf16_native(device),
+        "bf16_cpu_flags": bf16_cpu_flags(),
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "deterministic": device.type == "cpu",
     }

@@ -28,8 +28,8 @@ from torch import nn
 from bench.config import TrainConfig
 from bench.data import Task
 from bench.errors import BenchError
-from bench.evaluate import autocast
 from bench.io import atomic_write
+from bench.precision import autocast, resolve_precision
 
 
 class DivergedError(RuntimeError):
@@ -130,7 +130,7 @@ def class_weights(task: Task, how: str, device: torch.device, cap: float | None 
 def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: torch.device,
           checkpoint: Path | None = None, on_step: Callable[[int, int, float], None] | None = None,
           resume: dict | None = None) -> dict:
-    """Train ``model`` in place; return a log (steps, final loss, images/s, wall time).
+    """Train ``model`` in place; return a log (steps, final loss, precision, images/s, wall time).
 
     ``checkpoint``: where each epoch's state is written; ``resume``: a state read back from it by the
     run folder's loader (``RunDir.load_checkpoint``), which checks it first."""
@@ -151,7 +151,8 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: 
         net = torch.compile(net)
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total, per_epoch))
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp == "fp16")
+    precision = resolve_precision(cfg.amp, device)  # recorded: a cell's precision is part of its identity
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
     ignore = task.info.ignore_index if task.info.ignore_index is not None else -100
     weight = class_weights(task, cfg.class_weights, device, cfg.class_weight_cap)
     step, images, loss_value, t0 = 0, 0, float("nan"), time.perf_counter()
@@ -178,7 +179,9 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: 
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, cfg.amp):
-                loss = F.cross_entropy(net(x), y, weight=weight, ignore_index=ignore, label_smoothing=cfg.label_smoothing)
+                logits = net(x)
+            loss = F.cross_entropy(logits.float(), y, weight=weight, ignore_index=ignore,  # fp32 loss at any precision
+                                   label_smoothing=cfg.label_smoothing)
             if not torch.isfinite(loss):
                 raise DivergedError(f"loss is {loss.item()} at step {step} (lr {sched.get_last_lr()[0]:.3g})")
             opt.zero_grad(set_to_none=True)
@@ -199,6 +202,6 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: 
                      "step": step, "loss": loss_value}
             atomic_write(checkpoint, lambda f, s=state: torch.save(s, f), mode="wb")
     wall = time.perf_counter() - t0
-    return {"steps": total, "steps_per_epoch": per_epoch, "final_loss": round(loss_value, 6),
+    return {"steps": total, "steps_per_epoch": per_epoch, "final_loss": round(loss_value, 6), "precision": precision,
             "resumed_from_step": resumed_from,  # 0: trained from scratch; else the checkpoint it continued
             "images_per_s": round(images * world / wall, 1) if images else None, "wall_s": round(wall, 3)}

@@ -1,8 +1,9 @@
 """The CUDA path, checked on a CPU: what a GPU run does differently is decided by the same code a CPU
 run goes through. File-backed batches are page-locked exactly while a cell computes on a CUDA device
 (so the trainer's ``non_blocking`` copy overlaps compute; never for a CPU study on a GPU host, where
-pinning would start a CUDA context); autocast is bf16/fp16 on CUDA only. The published GPU configs
-otherwise run on a CPU as given (``channels_last`` included; their ``amp: bf16`` is a no-op there):
+pinning would start a CUDA context); autocast is fp16 on CUDA only, bf16 on CUDA and CPU alike (emulated,
+slow, on a CPU without AMX or AVX-512-BF16; tests/bench/test_precision.py). The published GPU configs
+otherwise run on a CPU as given (``channels_last`` and ``amp: bf16`` included):
 tests/tasks/test_formats.py::test_published_configs_run_on_fixtures."""
 
 from __future__ import annotations
@@ -68,13 +69,15 @@ def test_every_executor_computes_a_cell_pinned_for_its_study_device(tmp_path, mo
     assert bench.data.PIN_MEMORY.get() is False  # reset after the cell
 
 
-def test_autocast_is_reduced_precision_on_cuda_only():
+def test_autocast_is_fp16_on_cuda_only_and_bf16_on_both():
     with warnings.catch_warnings():  # constructing a CUDA autocast here warns that CUDA is absent
         warnings.simplefilter("ignore")
         bf16, fp16 = autocast(torch.device("cuda"), "bf16"), autocast(torch.device("cuda"), "fp16")
     assert isinstance(bf16, torch.autocast) and bf16.fast_dtype == torch.bfloat16
     assert isinstance(fp16, torch.autocast) and fp16.fast_dtype == torch.float16
-    assert not isinstance(autocast(torch.device("cpu"), "bf16"), torch.autocast)
+    cpu_bf16 = autocast(torch.device("cpu"), "bf16")
+    assert isinstance(cpu_bf16, torch.autocast) and cpu_bf16.device == "cpu" and cpu_bf16.fast_dtype == torch.bfloat16
+    assert not isinstance(autocast(torch.device("cpu"), "fp16"), torch.autocast)
     assert not isinstance(autocast(torch.device("cuda"), "off"), torch.autocast)
 
 

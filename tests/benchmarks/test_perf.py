@@ -9,4 +9,5 @@ from bench.benchmarks import (  # noqa: F401  (pytest collects the imported test
     test_path_gradient_samples_are_batched,
     test_path_gradient_samples_vs_one_path_per_batch,
     test_trainer_runs_at_bare_loop_speed,
+    test_training_distance_to_peak,
 )
