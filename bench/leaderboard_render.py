@@ -11,8 +11,9 @@ import html
 import os
 from collections import defaultdict
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
-from bench.leaderboard_table import EMPTY, MERGE, RANKING, differs_text, labels
+from bench.leaderboard_table import MERGE, RANKING, d_of, differs_text, labels
 from bench.markdown import fmt
 
 VERDICT_WORD = {"supported": "supported", "contradicted": "contradicted", "inconclusive": "inconclusive"}
@@ -99,7 +100,18 @@ document.documentElement.dataset.sortable = document.querySelectorAll('table.lb'
 
 
 def e(x: object) -> str:
+    """Text or an attribute value: ``& < > " '`` as entities, so a name cannot open a tag or end a quote."""
     return html.escape(str(x), quote=True)
+
+
+def safe_href(path: str) -> str:
+    """A link target that can only be a relative path: percent-encoded (so ``javascript:x`` becomes the file
+    name ``javascript%3Ax``), and ``./`` in front of anything that would still read as a scheme or as a
+    network or absolute path. Escape it with ``e`` for the attribute."""
+    href = quote(path, safe="/")
+    if href.startswith("/") or urlsplit(href).scheme or ":" in href.split("/", 1)[0]:
+        href = "./" + href.lstrip("/")
+    return href
 
 
 def num_td(value: float | None, inner: str, title: str = "") -> str:
@@ -120,7 +132,7 @@ def metric_td(r: dict) -> str:
 
 
 def d_td(r: dict, ablation: str) -> str:
-    mean, sd, n = r.get(ablation, EMPTY)
+    mean, sd, n = d_of(r, ablation)
     if mean is None:
         return num_td(None, '<span class="n">—</span>')
     ci = r["intervals"].get(ablation)
@@ -157,8 +169,8 @@ def report_link(r: dict, out: Path | None) -> str:
     folder = Path(r["run_dir"])
     target = folder / "report.md" if (folder / "report.md").is_file() else folder / "results.json"
     base = out.resolve().parent if out is not None else Path.cwd()
-    href = os.path.relpath(target.resolve(), base)
-    return f'<a href="{e(Path(href).as_posix())}" title="{e(target.name)}">{e(r["study"])}</a>'
+    href = safe_href(Path(os.path.relpath(target.resolve(), base)).as_posix())
+    return f'<a href="{e(href)}" title="{e(target.name)}">{e(r["study"])}</a>'
 
 
 def render_html(rows: list[dict], ablations: list[str], out: Path | None = None) -> str:
@@ -243,7 +255,7 @@ def render_latex(rows: list[dict], ablations: list[str]) -> str:
                 score += r"$^\dagger$"
             ds = []
             for a in ablations:
-                m = r.get(a, EMPTY)[0]
+                m = d_of(r, a)[0]
                 ci = r["intervals"].get(a)
                 m = ci[2] if ci and ci[2] is not None else m
                 ds.append("---" if m is None else f"${m:.3f}$" + (

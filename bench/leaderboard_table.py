@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.markdown import table
+from bench.markdown import csv_row, esc, table
 from bench.results import Results, load_results
 
 RANKING = ("rows grouped by task (its name and parameters, not its alias); within a task, baselines sorted by the "
@@ -91,9 +91,11 @@ def verdict_rows(res: Results) -> list:
 def rows_of(res: Results) -> tuple[list[dict], list[str]]:
     """One row per (task, architecture, variant) of one run, and the ablation names in config order.
 
-    Each row also carries ``task_spec``/``arch_spec`` (what was run), ``n_params``, ``intervals`` (per
-    ablation: a 95% interval or None, with its source), ``verdicts`` (the verdict rows it belongs to) and
-    ``measures`` (each ablation's declared measure, ``measures_of``).
+    Each row also carries ``task_spec``/``arch_spec`` (what was run), ``n_params``, ``ablations`` (per
+    ablation: mean, sd and n of its D, ``d_of``), ``intervals`` (per ablation: a 95% interval or None, with
+    its source), ``verdicts`` (the verdict rows it belongs to) and ``measures`` (each ablation's declared
+    measure, ``measures_of``). Whatever a plugin names lives under one of these keys, never beside them, so
+    no ablation name can replace a field of the row (an ablation called ``value`` or ``intervals``).
     """
     groups: dict[tuple, list] = defaultdict(list)
     for c in res.cells:
@@ -120,7 +122,7 @@ def rows_of(res: Results) -> tuple[list[dict], list[str]]:
                "chance": mean_std([c.chance.get(metric) for c in ok]), "failed": len(cells) - len(ok),
                "task_spec": spec_text(tasks.get(task)), "arch_spec": spec_text(archs.get(arch)),
                "task_kind": cells[0].task_kind, "n_params": next((c.n_params for c in cells if c.n_params), None),
-               "intervals": {}, "verdicts": [], "measures": measures}
+               "ablations": {}, "intervals": {}, "verdicts": [], "measures": measures}
         side = "dense" if task == dense else "global_" if task == global_ else None
         for name in ablations:
             outs = [c.ablations[name] for c in ok if name in c.ablations]
@@ -129,7 +131,7 @@ def rows_of(res: Results) -> tuple[list[dict], list[str]]:
             deps = comp[(task, arch, variant)].get(name, [])
             vals += [d.estimate for d in deps]
             cis += [interval_of(d) for d in deps]
-            row[name] = mean_std(vals)
+            row["ablations"][name] = mean_std(vals)
             row["intervals"][name] = (cis[0], "seed", vals[0]) if len(cis) == 1 and cis[0] else seeds_interval(vals)
         if side and variant == "baseline":
             for vr in verdict_rows(res):
@@ -146,6 +148,11 @@ def rows_of(res: Results) -> tuple[list[dict], list[str]]:
                                                                    (vr.architecture, vr.ablation))})
         rows.append(row)
     return rows, ablations
+
+
+def d_of(row: dict, ablation: str) -> tuple:
+    """(mean, sd, n) of the ablation's D (or S) on this row; ``EMPTY`` where it was not measured."""
+    return row["ablations"].get(ablation, EMPTY)
 
 
 def near_chance(row: dict) -> bool:
@@ -208,7 +215,7 @@ def build(run_dirs: list[str]) -> tuple[list[dict], list[str]]:
     for row in rows:
         row["differs"] = diffs[row["run"]]
         row["near_chance"] = near_chance(row)
-    columns = [a for a in columns if any(row.get(a, EMPTY)[0] is not None for row in rows)]  # ablations with a D
+    columns = [a for a in columns if any(d_of(row, a)[0] is not None for row in rows)]  # ablations with a D
     return order(rows), columns
 
 
@@ -266,23 +273,23 @@ def differs_text(differs: dict[str, Any]) -> str:
 def render_csv(rows: list[dict], ablations: list[str]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["study", "task", "architecture", "variant", "metric", "mean", "std", "n", "chance",
+    w.writerow(csv_row(["study", "task", "architecture", "variant", "metric", "mean", "std", "n", "chance",
                 *(f"{a}_{s}" for a in ablations for s in ("mean", "std", "n")), "failed",
                 "task_spec", "arch_spec", "n_params", "near_chance", "differs",
-                *(f"{a}_{s}" for a in ablations for s in ("low", "high"))])
-    for r in rows:
+                *(f"{a}_{s}" for a in ablations for s in ("low", "high"))]))
+    for r in rows:  # csv_row: a name starting with = + - @ is text to a spreadsheet, not a formula
         cis = [(r["intervals"].get(a) or ((None, None), "", None))[0] for a in ablations]
-        w.writerow([r["study"], r["task"], r["architecture"], r["variant"], r["metric"], *r["value"],
-                    r["chance"][0], *(x for a in ablations for x in r.get(a, EMPTY)), r["failed"],
-                    r["task_spec"], r["arch_spec"], r["n_params"], int(r["near_chance"]),
-                    differs_text(r["differs"]), *(x for ci in cis for x in ci)])
+        w.writerow(csv_row([r["study"], r["task"], r["architecture"], r["variant"], r["metric"], *r["value"],
+                            r["chance"][0], *(x for a in ablations for x in d_of(r, a)), r["failed"],
+                            r["task_spec"], r["arch_spec"], r["n_params"], int(r["near_chance"]),
+                            differs_text(r["differs"]), *(x for ci in cis for x in ci)]))
     return buf.getvalue()
 
 
 def render_markdown(rows: list[dict], ablations: list[str]) -> str:
-    header = HEADER + labels(rows, ablations) + ["failed"]
-    body = [[r["study"], r["task"], r["architecture"], r["variant"], r["metric"], _cell(r["value"]),
-             _cell(r["chance"]), *(_cell(r.get(a, EMPTY)) for a in ablations), str(r["failed"])] for r in rows]
+    header = HEADER + [esc(label) for label in labels(rows, ablations)] + ["failed"]
+    body = [[*(esc(r[k]) for k in ("study", "task", "architecture", "variant", "metric")), _cell(r["value"]),
+             _cell(r["chance"]), *(_cell(d_of(r, a)) for a in ablations), str(r["failed"])] for r in rows]
     note = (f"Ranking: {RANKING}; {MERGE}. D = identity dependence (share of the above-chance score lost when "
             "identity paths are ablated), S = identity sufficiency; mean ± sd over seeds (n seeds); "
             "failed = cells that did not finish.")

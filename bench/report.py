@@ -12,7 +12,7 @@ import numpy as np
 
 from bench import plots, sections, stats
 from bench.io import write_text
-from bench.markdown import fmt, fmt_ci, table  # also imported from here by the other text outputs
+from bench.markdown import esc, fmt, fmt_ci, table  # also imported from here by the other text outputs
 from bench.registry import ABLATIONS
 from bench.results import Results
 from bench.rundir import RunDir
@@ -56,16 +56,16 @@ def verdict_section(res: Results) -> str:
     out = ["## Verdict"]
     h = v.headline
     if h is None:
-        out.append(f"**no verdict** — {v.headline_missing}.")
+        out.append(f"**no verdict** — {esc(v.headline_missing)}.")
     else:
         out.append(
             f"**{h.verdict}** — claim: *dense prediction depends on the identity path more than global prediction*. "
-            f"Pre-specified headline: `{h.ablation}` on `{h.architecture}`. Identity dependence D (balanced accuracy) "
-            f"of the dense task `{v.dense_task}` is {fmt_ci(h.dense)} vs {fmt_ci(h.global_)} for the global task "
-            f"`{v.global_task}`; difference {fmt_ci(h.difference)} ({1 - v.alpha:.0%} interval, {h.seeds} seeds, "
+            f"Pre-specified headline: `{esc(h.ablation)}` on `{esc(h.architecture)}`. Identity dependence D (balanced "
+            f"accuracy) of the dense task `{esc(v.dense_task)}` is {fmt_ci(h.dense)} vs {fmt_ci(h.global_)} for the "
+            f"global task `{esc(v.global_task)}`; difference {fmt_ci(h.difference)} ({1 - v.alpha:.0%} interval, {h.seeds} seeds, "
             f"p = {fmt_p(h.difference.p)}).")
         out.append(f"\nPer seed, D_dense − D_global: {per_seed(h.difference)}.")
-        out.append(f"\nConditioning: {h.conditioning.note}.")
+        out.append(f"\nConditioning: {esc(h.conditioning.note)}.")
         if v.sensitivity is not None and not res.verdicts:
             out.append("\n" + sensitivity_line(v))
         out.append("\nWhat would change it: " + WHAT_WOULD_CHANGE.get(h.verdict, ""))
@@ -85,13 +85,13 @@ def family_tables(v, pair: str | None) -> list[str]:
         rows = [r for r in v.rows if r.family == family]
         if not rows:
             continue
-        heading = f"{title} — pair `{pair}` ({v.dense_task} vs {v.global_task})" if pair else title
+        heading = f"{title} — pair `{esc(pair)}` ({esc(v.dense_task)} vs {esc(v.global_task)})" if pair else title
         out.append(f"\n### {heading}\n\n{intro}\n")
         out.append(table(
             ["architecture", "ablation", "role", "seeds", f"dense {r_measure(rows)} [CI]", f"global {r_measure(rows)} [CI]",
              "difference [CI]", "p", "p (Holm)", "conditioning (margin over chance: dense / global)", "call",
              "per seed (difference)"],
-            [[r.architecture, r.ablation, r.role, r.seeds, fmt_ci(r.dense), fmt_ci(r.global_), fmt_ci(r.difference),
+            [[esc(r.architecture), esc(r.ablation), r.role, r.seeds, fmt_ci(r.dense), fmt_ci(r.global_), fmt_ci(r.difference),
               fmt_p(r.difference.p), fmt_p(r.p_holm), conditioning_cell(r), f"**{r.verdict}**", per_seed(r.difference)]
              for r in rows]))
         out.append("\nPer seed (the values behind each interval; margin = baseline balanced accuracy − chance, over all "
@@ -108,10 +108,10 @@ def per_seed_table(rows) -> str:
         scales = [c.dense_margin, c.global_margin] + ([c.dense_object_margin, c.global_object_margin] if objects else [])
         for seed in r.difference.per_seed:
             margins = [fmt(m.per_seed.get(seed)) if m is not None else "—" for m in scales]
-            body.append([r.architecture, r.ablation, seed, fmt(r.dense.per_seed.get(seed)),
+            body.append([esc(r.architecture), esc(r.ablation), esc(seed), fmt(r.dense.per_seed.get(seed)),
                          fmt(r.global_.per_seed.get(seed)), fmt(r.difference.per_seed.get(seed)), *margins])
         if r.missing_seeds:
-            body.append([r.architecture, r.ablation, ", ".join(map(str, r.missing_seeds)), "no value (failed cell or "
+            body.append([esc(r.architecture), esc(r.ablation), ", ".join(map(str, r.missing_seeds)), "no value (failed cell or "
                          "undefined D)", *[""] * (2 + len(scales))])
     return table(["architecture", "ablation", "seed", "dense", "global", "difference", "margin dense",
                   "margin global"] + (["object margin dense", "object margin global"] if objects else []), body)
@@ -125,19 +125,20 @@ def pairs_section(res: Results) -> str:
     rows = []
     for v in res.verdicts:
         h = v.headline
-        rows.append([v.label or v.dense_task, v.dense_task, v.global_task] + (
-            [f"{h.ablation} on {h.architecture}", h.seeds, fmt_ci(h.dense), fmt_ci(h.global_), fmt_ci(h.difference),
+        rows.append([esc(v.label or v.dense_task), esc(v.dense_task), esc(v.global_task)] + (
+            [f"{esc(h.ablation)} on {esc(h.architecture)}", h.seeds, fmt_ci(h.dense), fmt_ci(h.global_), fmt_ci(h.difference),
              conditioning_cell(h), f"**{h.verdict}**", per_seed(h.difference)] if h else
-            ["—", 0, "—", "—", "—", "—", f"**no verdict** ({v.headline_missing})", "—"]))
+            ["—", 0, "—", "—", "—", "—", f"**no verdict** ({esc(v.headline_missing)})", "—"]))
     out = ["\n### One verdict per pair\n", table(
         ["pair", "dense task", "global task", "headline", "seeds", "D dense [CI]", "D global [CI]",
          "D_dense − D_global [CI]", "conditioning", "call", "per seed (difference)"], rows)]
     out += ["\n" + sensitivity_line(v) for v in res.verdicts if v.sensitivity is not None]
     i = res.interaction
     if i is not None:
-        out.append(f"\nInteraction ({i.ablation} on {i.architecture}): (D_dense − D_global)[{i.second}] − "
-                   f"(D_dense − D_global)[{i.first}] = {fmt_ci(i.difference)} ({i.seeds} seeds, p = "
-                   f"{fmt_p(i.difference.p)}; bootstrap replicate by replicate): **{i.call}** — {i.note}. "
+        out.append(f"\nInteraction ({esc(i.ablation)} on {esc(i.architecture)}): (D_dense − D_global)"
+                   f"[{esc(i.second)}] − (D_dense − D_global)[{esc(i.first)}] = {fmt_ci(i.difference)} ({i.seeds} "
+                   f"seeds, p = {fmt_p(i.difference.p)}; bootstrap replicate by replicate): **{i.call}** — "
+                   f"{esc(i.note)}. "
                    f"Per seed: {per_seed(i.difference)}.")
         out.append("\n" + explanation(res))
     out.append("\n" + multiplicity(res))
@@ -146,8 +147,8 @@ def pairs_section(res: Results) -> str:
 
 def sensitivity_line(v) -> str:
     """The headline re-measured on the object-class scale (results.Sensitivity): beside the call, never for it."""
-    sens, name = v.sensitivity, f" (`{v.label}`)" if v.label else ""
-    return (f"Sensitivity{name}, not the call: with D over the object classes of {', '.join(sens.tasks)}, "
+    sens, name = v.sensitivity, f" (`{esc(v.label)}`)" if v.label else ""
+    return (f"Sensitivity{name}, not the call: with D over the object classes of {', '.join(map(esc, sens.tasks))}, "
             f"D_dense {fmt_ci(sens.dense)} vs D_global {fmt_ci(sens.global_)}; difference {fmt_ci(sens.difference)} "
             f"(p = {fmt_p(sens.difference.p)}; per seed {per_seed(sens.difference)}). On the all-class scale an ablated "
             "dense model that still finds the objects keeps its background recall, so its D stays below 1 even when it "
@@ -161,7 +162,7 @@ def multiplicity(res: Results) -> str:
     if res.interaction is not None:
         tests.append(("interaction", res.interaction.difference.p))
     adjusted = stats.holm([p for _, p in tests])
-    listed = ", ".join(f"{name} {fmt_p(p)}" for (name, _), p in zip(tests, adjusted))
+    listed = ", ".join(f"{esc(name)} {fmt_p(p)}" for (name, _), p in zip(tests, adjusted))
     return (f"Multiplicity: {len(tests)} pre-specified tests, each called above at its pair's alpha; Holm over them "
             f"(family-wise) gives p = {listed}. Exploratory rows are Holm-adjusted within their family across every "
             "pair.")
@@ -173,14 +174,15 @@ def explanation(res: Results) -> str:
     config, beside its pairs (configs/density_vs_detail.yaml), not here: this report serves every study."""
     i, a = res.interaction, res.verdicts[0]
     if i.call in ("missing", "ill-conditioned", "underpowered"):
-        return f"Reading of the two pairs: cannot tell — the interaction is {i.call} ({i.note})."
+        return f"Reading of the two pairs: cannot tell — the interaction is {i.call} ({esc(i.note)})."
     first = a.headline.verdict if a.headline else "no verdict"
     if i.call == "no detectable difference":
-        return (f"Reading of the two pairs: `{i.first}` alone is **{first}**, and the dense − global gap does not "
-                f"detectably differ between `{i.first}` and `{i.second}` (the interaction's interval includes 0).")
+        return (f"Reading of the two pairs: `{esc(i.first)}` alone is **{first}**, and the dense − global gap does not "
+                f"detectably differ between `{esc(i.first)}` and `{esc(i.second)}` (the interaction's interval "
+                "includes 0).")
     larger, smaller = (i.second, i.first) if i.call == "second higher" else (i.first, i.second)
-    return (f"Reading of the two pairs: `{i.first}` alone is **{first}**, and the dense − global gap is larger with "
-            f"`{larger}` than with `{smaller}`.")
+    return (f"Reading of the two pairs: `{esc(i.first)}` alone is **{first}**, and the dense − global gap is larger "
+            f"with `{esc(larger)}` than with `{esc(smaller)}`.")
 
 
 def r_measure(rows) -> str:
@@ -202,8 +204,8 @@ def models_section(res: Results) -> str:
     rows = []
     for c in res.cells:
         m = c.primary_metric
-        rows.append([c.task, c.architecture, c.variant, c.seed, m,
-                     fmt(c.metrics.get(m)) if c.status == "ok" else f"FAILED: {c.error}",
+        rows.append([esc(c.task), esc(c.architecture), esc(c.variant), c.seed, esc(m),
+                     fmt(c.metrics.get(m)) if c.status == "ok" else f"FAILED: {esc(c.error)}",
                      fmt(c.chance.get(m)), c.n_params, fmt(c.train.get("wall_s"), 1)])
     return "## Trained models\n\n" + table(
         ["task", "architecture", "variant", "seed", "metric", "value", "chance", "params", "train s"], rows) + "\n"
@@ -226,7 +228,7 @@ def removal_section(res: Results) -> str:
         ci = cs[0].dependence if len(cs) == 1 else None
         sd = float(np.std(deps, ddof=1)) if len(deps) > 1 else 0.0  # sample sd over seeds, as in leaderboard
         d = fmt_ci(ci) if ci else (f"{fmt(float(np.mean(deps)))} ± {fmt(sd)}" if deps else "—")
-        rows.append([task, arch, variant, len(cs), fmt(full), fmt(ablated), d])
+        rows.append([esc(task), esc(arch), esc(variant), len(cs), fmt(full), fmt(ablated), d])
     return ("## How much each task lost when its identity paths were removed\n\n"
             "Trained without identity paths under the same recipe and seeds (`skip_removal`). D is the share of the "
             "above-chance score that was lost (0 = nothing lost, 1 = down to chance).\n\n" + table(
@@ -250,10 +252,10 @@ def provenance_section(res: Results) -> str:
     keys = ["bench_version", "git_commit", "git_dirty", "torch", "timm", "segmentation_models_pytorch",
             "device_name", *(["cpu"] if "cpu" in p else []), "python", "platform"]  # cpu: recorded since issue 16
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in res.timings.items())
-    runs = "".join(f"\n  - {(i.git_commit or '?')[:10]}{' (dirty)' if i.git_dirty else ''}: {i.study_s:.1f}s, "
+    runs = "".join(f"\n  - {esc((i.git_commit or '?')[:10])}{' (dirty)' if i.git_dirty else ''}: {i.study_s:.1f}s, "
                    f"{'cells computed: ' + str(i.cells_computed) if i.cells_computed is not None else 'cells not recorded'}"
                    for i in res.invocations)
-    return ("## Provenance\n\n" + "\n".join(f"- {k}: {p.get(k)}" for k in keys) + f"\n- wall time (this invocation): "
+    return ("## Provenance\n\n" + "\n".join(f"- {k}: {esc(p.get(k))}" for k in keys) + f"\n- wall time (this invocation): "
             f"{timing}\n" + (f"- invocations (every `bench run` on this folder, oldest first):{runs}\n" if runs else ""))
 
 
@@ -290,7 +292,7 @@ def verdict_figure(res: Results, run_dir: Path) -> str:
 
 
 def render(res: Results, run_dir: Path) -> str:
-    parts = [f"# Identity-flow study: {res.study}\n", verdict_section(res), verdict_figure(res, run_dir),
+    parts = [f"# Identity-flow study: {esc(res.study)}\n", verdict_section(res), verdict_figure(res, run_dir),
              models_section(res),
              removal_section(res), ablation_sections(res, run_dir), provenance_section(res),
              "\n*Every number above is read from `results.json` in this folder.*\n"]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.io import write_text
-from bench.leaderboard_table import EMPTY, _cell, labels, rows_of
+from bench.leaderboard_table import _cell, d_of, labels, rows_of
+from bench.markdown import esc, link_target
 from bench.report import fmt_ci, table
 from bench.results import load_results
 
@@ -35,6 +36,11 @@ def wall(seconds: float | None) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
 
 
+def study_link(run: Path) -> str:
+    """``[name](name/report.md)``: the folder's name as text, its path percent-encoded (a relative link)."""
+    return f"[{esc(run.name)}]({link_target(run.name)}/report.md)"
+
+
 def render_table(reports: Path) -> str:
     runs = sorted(p.parent for p in Path(reports).glob("*/results.json"))
     if not runs:
@@ -44,21 +50,21 @@ def render_table(reports: Path) -> str:
         res = load_results(run)
         rows, ablations = rows_of(res)
         studies.append((run, rows))
-        columns += [a for a in ablations if a not in columns and any(r[a][0] is not None for r in rows)]
-        link = f"[{run.name}]({run.name}/report.md)"
+        columns += [a for a in ablations if a not in columns and any(d_of(r, a)[0] is not None for r in rows)]
         v = res.verdict.headline if res.verdict else None
-        verdict = (f"**{v.verdict}** ({v.architecture}, {v.ablation}: dense − global = {fmt_ci(v.difference)})"
-                   if v else "no verdict requested" if res.verdict is None else f"no verdict ({res.verdict.headline_missing})")
+        verdict = (f"**{v.verdict}** ({esc(v.architecture)}, {esc(v.ablation)}: dense − global = "
+                   f"{fmt_ci(v.difference)})" if v else "no verdict requested" if res.verdict is None
+                   else f"no verdict ({esc(res.verdict.headline_missing)})")
         total = sum(i.study_s for i in res.invocations) if res.invocations else res.timings.get("study")
-        verdicts.append([link, verdict, device_of(res.provenance), wall(total),
+        verdicts.append([study_link(run), verdict, esc(device_of(res.provenance)), wall(total),
                          f"{res.timings.get('cells', res.timings.get('study', 0)):.0f} s"])
-    body = [[f"[{run.name}]({run.name}/report.md)", r["task"], r["architecture"], r["variant"], r["metric"],
-             _cell(r["value"]), _cell(r["chance"]), *(_cell(r.get(c, EMPTY)) for c in columns)]
+    body = [[study_link(run), *(esc(r[k]) for k in ("task", "architecture", "variant", "metric")),
+             _cell(r["value"]), _cell(r["chance"]), *(_cell(d_of(r, c)) for c in columns)]
             for run, rows in studies for r in rows]
     return (table(["study", "verdict (95% CI)", "device; CPU", "wall time (all invocations)", "compute (all cells)"],
                   verdicts) + "\n\n"
             + table(["study", "task", "architecture", "variant", "metric", "value (mean ± sd, n seeds)", "chance",
-                     *labels([r for _, rows in studies for r in rows], columns)], body))
+                     *(esc(label) for label in labels([r for _, rows in studies for r in rows], columns))], body))
 
 
 def update(readme: Path) -> bool:

@@ -25,9 +25,10 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidatorFunctionWrapHandler, WrapValidator, with_config
+from typing_extensions import TypedDict
 
 from bench.errors import BenchError
 
@@ -49,6 +50,88 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _keep_order(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Validate, then give the keys back in the file's order: a TypedDict puts its declared keys first, and
+    a re-written results.json must keep its own order (the primary metric first)."""
+    out = handler(value)
+    return {k: out[k] for k in value if k in out} if isinstance(value, dict) and isinstance(out, dict) else out
+
+
+# The open mappings of results.json: any key may appear (a plugin's metric, an ablation's own summary field),
+# but the keys readers compute with are typed, so a wrong type is one line naming it, not a traceback.
+_OPEN = with_config(ConfigDict(extra="allow"))  # not the models' 'forbid': extra_items types the other keys
+
+
+@_OPEN
+class _Metrics(TypedDict, total=False, extra_items=float | None):
+    """A metric is a number (None: undefined); the per-class ones are lists (None for an absent class)."""
+
+    per_class_iou: list[float | None] | None
+    per_class_recall: list[float | None] | None
+
+
+@_OPEN
+class _Record(TypedDict, total=False, extra_items=Any):
+    """One setting's result; ``key`` is the ablation's own (bench.ablations.base.Record)."""
+
+    metrics: Annotated[_Metrics, WrapValidator(_keep_order)]
+    primary: float | None
+    score: float | None
+    dependence: float | None
+
+
+@_OPEN
+class _Summary(TypedDict, total=False, extra_items=Any):
+    dependence: float | None
+    sufficiency: float | None
+
+
+@_OPEN
+class _Train(TypedDict, total=False, extra_items=Any):
+    wall_s: float | None
+
+
+@_OPEN
+class _Spec(TypedDict, total=False, extra_items=Any):
+    """A task or architecture as the config resolved it: its registered name and its parameters."""
+
+    name: str
+
+
+@_OPEN
+class _AblationSpec(TypedDict, extra_items=Any):
+    name: str
+
+
+@_OPEN
+class _Config(TypedDict, total=False, extra_items=Any):
+    """The resolved config, checked for what readers use (the leaderboard's specs, the ablations' order)."""
+
+    name: str
+    tasks: dict[str, Annotated[_Spec, WrapValidator(_keep_order)]]
+    architectures: dict[str, Annotated[_Spec, WrapValidator(_keep_order)]]
+    ablations: list[Annotated[_AblationSpec, WrapValidator(_keep_order)]]
+
+
+@_OPEN
+class _Declaration(TypedDict, total=False, extra_items=Any):
+    """An ablation's declaration as results.json records it (``Results.ablations``)."""
+
+    version: int
+    phase: str
+    removes: str
+    measure: str
+    family: str
+
+
+Metrics = Annotated[_Metrics, WrapValidator(_keep_order)]
+Record = Annotated[_Record, WrapValidator(_keep_order)]
+Summary = Annotated[_Summary, WrapValidator(_keep_order)]
+Train = Annotated[_Train, WrapValidator(_keep_order)]
+ResolvedConfig = Annotated[_Config, WrapValidator(_keep_order)]
+Declaration = Annotated[_Declaration, WrapValidator(_keep_order)]
+
+
 class Interval(_Model):
     estimate: float | None
     low: float | None
@@ -59,8 +142,8 @@ class AblationOutput(_Model):
     phase: Literal["test"] = "test"
     version: int = 1  # the ablation's declared version when it ran
     settings: dict[str, Any]
-    records: list[dict[str, Any]]
-    summary: dict[str, Any]
+    records: list[Record]
+    summary: Summary
     summary_ci: Interval | None = None
     wall_s: float
 
@@ -78,9 +161,9 @@ class Cell(_Model):
     n_test: int
     n_params: int | None = None
     pretraining: dict[str, Any] | None = None  # encoder weights a model started from (None: random init)
-    metrics: dict[str, Any] = {}
-    chance: dict[str, Any] = {}
-    train: dict[str, Any] = {}
+    metrics: Metrics = {}
+    chance: Metrics = {}
+    train: Train = {}
     identity_flow: dict[str, Any] = {}
     ablations: dict[str, AblationOutput] = {}
     not_applicable: dict[str, str] = {}
@@ -88,6 +171,8 @@ class Cell(_Model):
     # the code and machine that computed this cell (a resumed run may mix invocations); None in old runs
     computed_with: dict[str, Any] | None = None
     ablation_versions: dict[str, int] = {}  # the declared versions of the ablations that shaped this cell
+    # content hashes of the code that shaped this cell (architecture, task, ablations: bench.codehash); {} before 0.3.1
+    code: dict[str, str] = {}
 
 
 class Comparison(_Model):
@@ -210,17 +295,18 @@ class Invocation(_Model):
 class Results(_Model):
     schema_version: int = SCHEMA_VERSION
     study: str
-    config: dict[str, Any]
+    config: ResolvedConfig
     provenance: dict[str, Any]
     timings: dict[str, float]
     scale: str = "balanced_accuracy"  # the metric D is computed on
-    ablations: dict[str, dict[str, Any]] = {}  # each ablation's declaration: version, removes, measure, family
+    ablations: dict[str, Declaration] = {}  # each ablation's declaration: version, removes, measure, family
     cells: list[Cell]
     comparisons: list[Comparison] = []
     verdict: Verdict | None = None  # the (first) pair's verdict: what every single-verdict reader uses
     verdicts: list[Verdict] = []  # every pair's verdict when the config lists several, in config order
     interaction: Interaction | None = None  # exactly two listed pairs on the same headline
     invocations: list[Invocation] = []  # every `bench run` on the folder, oldest first; wall time = their sum
+    code: dict[str, str] = {}  # component -> content hash of the code the cells were computed with (bench.codehash)
 
 
 def invocations_so_far(results_file: Path) -> list[Invocation]:
@@ -259,8 +345,18 @@ def load_results(path: str | Path) -> Results:
                              f"{SCHEMA_CHANGES[SCHEMA_VERSION]}: re-run the study with this bench (same config) to "
                              "compare it")
         raise BenchError(f"{path}: schema v{version} is newer than this bench reads (v{SCHEMA_VERSION}); upgrade bench")
-    try:
-        return Results.model_validate(data)
+    try:  # strict: a number written as a string or a bool is a damaged file, not a value to coerce
+        return Results.model_validate(data, strict=True)
     except ValidationError as exc:
-        first = str(exc).splitlines()[0]
-        raise BenchError(f"{path}: not a valid results.json (schema v{SCHEMA_VERSION}): {first}") from None
+        raise BenchError(f"{path}: not a valid results.json (schema v{SCHEMA_VERSION}): {first_error(exc)}; "
+                         "re-run the study") from None
+
+
+def first_error(exc: ValidationError) -> str:
+    """``cells.0.metrics.accuracy: Input should be a valid number``: where the first error is and what it is,
+    on one line (and how many more there are)."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "the top level"
+    more = exc.error_count() - 1
+    msg = " ".join(str(err["msg"]).split())
+    return f"{where}: {msg}" + (f" (and {more} more error{'s' if more > 1 else ''})" if more else "")

@@ -26,7 +26,7 @@ from bench.ablations.multi_lesion import MultiLesion
 from bench.ablations.path_gradients import PathGradients
 from bench.ablations.reorder import Reorder
 from bench.ablations.skip_lesion import SkipLesion
-from bench.markdown import fmt, fmt_ci, table
+from bench.markdown import esc, fmt, fmt_ci, image, table
 from bench.metrics import mean_of
 from bench.results import Results
 from bench.rundir import RunDir
@@ -68,30 +68,31 @@ def default_section(res: Results, run_dir: Path, name: str, doc: str = "") -> st
         out = c.ablations.get(name)
         if out is None:
             continue
-        rows.append([c.task, c.architecture, c.seed, len(out.records), fmt_ci(out.summary_ci),
-                     *(fmt(v) if isinstance(v, float) else str(v) for k, v in out.summary.items()
+        rows.append([esc(c.task), esc(c.architecture), c.seed, len(out.records), fmt_ci(out.summary_ci),
+                     *(fmt(v) if isinstance(v, float) else esc(v) for k, v in out.summary.items()
                        if k != "dependence")])
     if not rows:
         return ""
     extra = [k for k in next(c.ablations[name].summary for c in res.cells if name in c.ablations) if k != "dependence"]
-    return f"## {name}\n\n{doc}\n\n" + table(["task", "architecture", "seed", "settings", "D [95% CI]", *extra],
-                                              rows) + "\n"
+    return f"## {esc(name)}\n\n{esc(doc)}\n\n" + table(
+        ["task", "architecture", "seed", "settings", "D [95% CI]", *map(esc, extra)], rows) + "\n"
 
 
 # ------------------------------------------------------------------------------ shared by the figures
 def grid_section(res: Results, run_dir: Path, name: str, *, title: str, intro: str, header: list[str], panel,
                  per: Literal["pair", "task"] = "pair", sharey: bool = True, height: float = 3.0) -> str:
     """The one section builder of the figure ablations: a panel per (task, architecture) pair — or per
-    task, with every architecture in it — drawn by ``panel(ax, *group)``, which returns its table rows;
-    then the figure and the table under ``title``."""
+    task, with every architecture in it — drawn by ``panel(ax, *group)``, which returns its table rows, each
+    starting with its task and architecture (escaped here: user-chosen names); then the figure and the table
+    under ``title``, whose ablation name the caller escapes."""
     groups = pair_groups(res, name)
     if not groups:
         return ""
     panels = groups if per == "pair" else by_task(groups)
     fig, axes = plots.grid(len(panels), sharey=sharey, height=height)
-    rows = [row for ax, group in zip(axes, panels) for row in panel(ax, *group)]
+    rows = [[esc(task), esc(arch), *rest] for ax, group in zip(axes, panels) for task, arch, *rest in panel(ax, *group)]
     png = plots.save(fig, RunDir(run_dir).figure(name))
-    return f"## {title}\n\n{intro}\n\n![{name}]({png})\n\n" + table(header, rows) + "\n"
+    return f"## {title}\n\n{intro}\n\n{image(name, png)}\n\n" + table(header, rows) + "\n"
 
 
 def pair_groups(res: Results, name: str) -> list[tuple[str, str, list]]:
@@ -146,7 +147,7 @@ def block_lesion(res: Results, run_dir: Path, name: str) -> str:
                  fmt(mean_of([d["dependence_non_downsampling"] for d in deps]))]]
 
     return grid_section(
-        res, run_dir, name, title=f"{name} — single-block lesions (Veit et al. 2016, Fig. 3)",
+        res, run_dir, name, title=f"{esc(name)} — single-block lesions (Veit et al. 2016, Fig. 3)",
         intro="Each block's residual branch removed at test time, its shortcut kept (plain layers: y = x). "
               "Bars: mean error over seeds, error bars: sd over seeds. BatchNorm: running statistics kept, as "
               "in the paper. D on balanced accuracy (mean over seeds).",
@@ -185,7 +186,7 @@ def multi_lesion(res: Results, run_dir: Path, name: str) -> str:
     policy = next((a.get("bn_policy", "running") for a in res.config.get("ablations", []) if a["name"] == name),
                   "running")
     return grid_section(
-        res, run_dir, name, title=f"{name} — deleting k blocks (Veit et al. 2016, Fig. 5a)",
+        res, run_dir, name, title=f"{esc(name)} — deleting k blocks (Veit et al. 2016, Fig. 5a)",
         intro="k lesionable blocks chosen at random (distinct sets) and deleted together (residual branch "
               f"removed, shortcut kept); each seed's mean over its samples, then mean ± sd over seeds. BatchNorm "
               f"statistics: {policy}.",
@@ -218,7 +219,7 @@ def reorder(res: Results, run_dir: Path, name: str) -> str:
         return rows
 
     return grid_section(
-        res, run_dir, name, title=f"{name} — error vs Kendall tau (Veit et al. 2016, Fig. 5b)",
+        res, run_dir, name, title=f"{esc(name)} — error vs Kendall tau (Veit et al. 2016, Fig. 5b)",
         intro="Random pairs of exchangeable residual blocks (same stage, identity shortcut) swapped at test "
               "time, distinct orders only; dots: one reordering each (all seeds), line: mean error per tau bin. "
               "The correlation needs at least 3 distinct tau values.",
@@ -255,7 +256,7 @@ def path_gradients(res: Results, run_dir: Path, name: str) -> str:
     groups = pair_groups(res, name)
     mass = groups[0][2][0].ablations[name].summary["window_mass"] if groups else 0.9
     return grid_section(
-        res, run_dir, name, title=f"{name} — gradient by path length (Veit et al. 2016, Fig. 6)",
+        res, run_dir, name, title=f"{esc(name)} — gradient by path length (Veit et al. 2016, Fig. 6)",
         intro=f"Total gradient at length k = share of paths C(n,k)/2^n x mean gradient norm at k. Effective window: "
               f"the central path lengths carrying {mass:.0%} of it ({(1 - mass) / 2:.0%} cut from each tail; Veit et "
               "al.: 5–17 of 54 blocks, 0.45% of the paths). U-Nets are not applicable (long skips are parallel "
@@ -293,7 +294,7 @@ def skip_lesion(res: Results, run_dir: Path, name: str) -> str:
                 for fill in fills]
 
     return grid_section(
-        res, run_dir, name, title=f"{name} — trained skips replaced at test time",
+        res, run_dir, name, title=f"{esc(name)} — trained skips replaced at test time",
         intro="D per level (0 = finest) and for all levels at once, mean over seeds (error bars: sd); fills: the "
               "calibrated mean activation (the headline: no information about this image, first-order statistics "
               "kept), zeros, another test image's skip (a seeded derangement of the test set). D on balanced "
@@ -318,9 +319,10 @@ def identity_readout(res: Results, run_dir: Path, name: str) -> str:
     for task, seed in dict.fromkeys((c.task, c.seed) for c in cells):
         group = [c for c in cells if (c.task, c.seed) == (task, seed)]
         out = group[0].ablations[name]
-        relative = ", ".join(f"{c.architecture}: {fmt(c.ablations[name].summary['sufficiency_relative_to_model'])}"
+        relative = ", ".join(f"{esc(c.architecture)}: {fmt(c.ablations[name].summary['sufficiency_relative_to_model'])}"
                              for c in group)
-        rows.append([task, group[0].task_kind, seed, f"{out.summary['readout_metric']} {fmt(out.summary['readout_primary'])}",
+        rows.append([esc(task), esc(group[0].task_kind), seed,
+                     f"{esc(out.summary['readout_metric'])} {fmt(out.summary['readout_primary'])}",
                      fmt(group[0].metrics.get("balanced_chance")), fmt_ci(out.summary_ci), relative])
         ci = out.summary_ci
         suff = out.summary["sufficiency"]
@@ -334,12 +336,12 @@ def identity_readout(res: Results, run_dir: Path, name: str) -> str:
     ax.set_ylabel("sufficiency (0 = chance, 1 = perfect)", fontsize=8)
     ax.set_title("linear readout of the input alone", fontsize=9)
     png = plots.save(fig, RunDir(run_dir).figure(name))
-    return (f"## {name} — how much of the answer the input alone carries\n\n"
+    return (f"## {esc(name)} — how much of the answer the input alone carries\n\n"
             "A linear readout of the input (per pixel for segmentation, of the flattened image for "
             "classification), trained on the training split. Headline: sufficiency = "
             "(m_readout − m_chance)/(1 − m_chance), 95% bootstrap CI over test examples; beside it, relative "
             "to each trained model: (m_readout − m_chance)/(m_full − m_chance).\n\n"
-            f"![identity readout]({png})\n\n"
+            f"{image('identity readout', png)}\n\n"
             + table(["task", "kind", "seed", "readout task metric", "chance (balanced acc.)", "sufficiency [95% CI]",
                      "relative to the trained model"], rows) + "\n")
 
@@ -357,7 +359,7 @@ def effective_depth_training(res: Results, run_dir: Path, name: str) -> str:
         eff = np.array([1 - c.primary_ablated for c in cs])
         full_err.append(full.mean())
         eff_err.append(eff.mean())
-        rows.append([task, arch, variant, len(cs), fmt(float(full.mean())), fmt(float(eff.mean())),
+        rows.append([esc(task), esc(arch), esc(variant), len(cs), fmt(float(full.mean())), fmt(float(eff.mean())),
                      fmt(float((eff - full).mean()))])
     fig, (ax,) = plots.grid(1, width=max(4.2, 1.2 * len(groups)))
     x = np.arange(len(groups))
@@ -367,10 +369,10 @@ def effective_depth_training(res: Results, run_dir: Path, name: str) -> str:
     ax.set_ylabel("test error (full network)", fontsize=8)
     ax.legend(fontsize=7)
     png = plots.save(fig, RunDir(run_dir).figure(name))
-    return (f"## {name} — training on short paths only (Veit et al. 2016, Sec. 5)\n\n"
+    return (f"## {esc(name)} — training on short paths only (Veit et al. 2016, Sec. 5)\n\n"
             "Each training batch keeps exactly m of the n residual branches (variant keep_m_of_n), the rest "
             "pass their shortcut alone; the full network is tested, unscaled. Veit et al.: 23 of 54 blocks, "
             "5.96% vs 6.10% error on CIFAR-10.\n\n"
-            f"![effective depth]({png})\n\n" + table(
+            f"{image('effective depth', png)}\n\n" + table(
                 ["task", "architecture", "variant", "seeds", "error, normal training", "error, m of n",
                  "Δ error (mean over seeds)"], rows) + "\n")
