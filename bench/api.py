@@ -59,10 +59,11 @@ def run_folder(config: str | Path, *, out: str | Path | None = None, restart: bo
         raise BenchError(f"--workers {workers}: give 1 or more")
     if out is not None:
         check_out(out)
+    start = Path.cwd()  # relative paths mean from here, whatever a plugin's import does to the working directory
     plan = Plan.build(config, [*set_options, *as_set_options(overrides)], tuple(plugins))
     chosen = executor if isinstance(executor, Executor) else make_executor(plan.cfg.executor, executor, workers,
                                                                            address)
-    rd = RunDir(Path(out) if out is not None else plan.default_dir())
+    rd = RunDir(start / (Path(out) if out is not None else plan.default_dir()))
     before = rd.state()
     try:
         run_study(plan, chosen, Options(out=rd.root, restart=restart, show_progress=progress))

@@ -36,8 +36,9 @@ from bench.params import validate_params
 from bench.perf import run_benchmarks
 from bench.plan import Plan
 from bench.registry import ARCHITECTURES, REGISTRIES, load_plugin
-from bench.report import run_summary
+from bench.report import run_summary, sizing_section
 from bench.reports_index import refresh
+from bench.results import load_results
 
 
 class Command:
@@ -72,7 +73,7 @@ are kept and the line says so. The same command resumes an interrupted run, --re
         p.add_argument("config", type=Path, help="study YAML file")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                        help="override a config value (YAML syntax), repeatable")
-        p.add_argument("--out", type=Path, help="run folder (default under reports/runs/)")
+        p.add_argument("--out", help="run folder (default under reports/runs/)")  # a str: '' stays '' (refused)
         p.add_argument("--restart", action="store_true", help="discard finished cells in the run folder")
         p.add_argument("--quiet", action="store_true", help="no progress display")
         p.add_argument("--executor", choices=["local", "processes", "ray", "slurm"],
@@ -267,6 +268,33 @@ class Reports(Command):
         return 0
 
 
+class Power(Command):
+    name = "power"
+    help = "how many seeds each verdict row of a run needs, for a target half-width and for a target power"
+    paths = ("run",)
+    examples = """examples:
+  python -m bench power reports/quickstart
+  python -m bench power reports/camvid_cpu --halfwidth 0.15 --effect 0.2"""
+
+    def add_arguments(self, p):
+        p.add_argument("run", type=Path, help="a run folder (or its results.json)")
+        p.add_argument("--halfwidth", type=positive, default=0.10, help="target interval half-width (default 0.10)")
+        p.add_argument("--effect", type=positive, default=None,
+                       help="effect for the 80%%-power column (default: each row's observed |median|)")
+
+    def __call__(self, args):
+        print(sizing_section(load_results(args.run), args.halfwidth, args.effect).strip())
+        return 0
+
+
+def positive(text: str) -> float:
+    """A finite number above 0 (argparse turns the ValueError into a one-line usage error)."""
+    value = float(text)
+    if not (0 < value < float("inf")):
+        raise ValueError(text)
+    return value
+
+
 def output_file(path: Path | None, example: str) -> None:
     """--out must name a file that can be created: not a folder, not under a file (checked before any work)."""
     if path is None:
@@ -309,7 +337,7 @@ results: reports/perf/latest.md (the README table) and latest.json"""
         return 0
 
 
-COMMANDS: list[type[Command]] = [Run, Validate, List, Describe, Check, Leaderboard, Compare, Reports, Bench]
+COMMANDS: list[type[Command]] = [Run, Validate, List, Describe, Check, Leaderboard, Compare, Reports, Power, Bench]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -374,8 +402,8 @@ class Terminated(KeyboardInterrupt):
 
 def absolute(value):
     """A path argument (or a list of them) anchored to the folder bench started in, type kept (str or Path)."""
-    if value is None:
-        return None
+    if value is None or value == "":  # '' (an unset shell variable) is refused by name, not read as "here"
+        return value
     if isinstance(value, list):
         return [absolute(v) for v in value]
     return type(value)(os.path.abspath(value))

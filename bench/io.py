@@ -7,7 +7,7 @@ folder's own files from another command (``bench leaderboard --out RUN/results.j
 rendered in memory first, so the only failing steps touch the disk and a full one is named as such
 (torch.save streaming into a full disk reports 'unexpected pos 64 vs 0' instead).
 
-A run folder is found by its marker (``.bench-run``) or because this process writes it (it holds the
+A run folder is found by its marker (``bench.layout.MARKER``) or because this process writes it (it holds the
 folder's lock, or computes its cells: ``owning``). Inside one, every folder on the way is opened without
 following links, and the run's own names (``RUN_FILES``) are written only by its owner.
 """
@@ -26,13 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.layout import CONFIG, LOCK, MARKER, RUN_FILES  # noqa: F401  (RUN_FILES: re-exported for bench.api)
 
-RUN_MARKER = ".bench-run"
-RUN_LOCK = ".bench.lock"
-RUN_CONFIG = "config.resolved.yaml"
-# a run folder's own entries (bench/rundir.py lays them out): only the run that holds the folder writes them
-RUN_FILES = frozenset({"results.json", "report.md", RUN_CONFIG, "cells", "checkpoints", RUN_MARKER, RUN_LOCK,
-                       ".slurm"})
+RUN_MARKER, RUN_LOCK, RUN_CONFIG = MARKER, LOCK, CONFIG
 FULL = (errno.ENOSPC, errno.EDQUOT)
 
 _owned: dict[str, int] = {}  # realpath of a run folder this process writes -> how many holders

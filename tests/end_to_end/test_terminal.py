@@ -121,6 +121,21 @@ def test_a_plugin_that_chdirs_at_import_moves_no_relative_path(study, tmp_path):
     assert not (elsewhere / "runs").exists()
 
 
+def test_a_plugin_listed_in_the_config_that_chdirs_moves_no_default_run_folder(study, tmp_path):
+    """Without --out the run folder is reports/runs/... from where bench started, even when a plugin the config
+    lists (imported while the config is read, after the CLI anchored its own paths) changes directory."""
+    start, elsewhere = tmp_path / "start", tmp_path / "elsewhere"
+    start.mkdir()
+    elsewhere.mkdir()
+    (start / "chdir_on_import.py").write_text(CHDIR_PLUGIN)
+    (start / "study.yaml").write_text(study.read_text() + "plugins: [chdir_on_import.py]\n")
+    done = bench("run", "study.yaml", "--quiet", cwd=start, BENCH_TEST_CHDIR_TO=str(elsewhere))
+    no_traceback(done.stderr)
+    assert done.returncode == 0, done.stderr.decode()
+    assert len(list((start / "reports" / "runs").glob("study-*/results.json"))) == 1
+    assert not (elsewhere / "reports").exists()
+
+
 def test_typography_is_spelled_in_ascii_and_utf8_is_left_alone():
     text = "D — 0.5 ± 0.1 × 2 → ≤ ≥ · café Δ 中"
     ascii = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="strict")

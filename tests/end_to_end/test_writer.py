@@ -143,6 +143,15 @@ def test_out_empty_is_refused_before_anything_is_written(config, tmp_path, monke
     assert digest(tmp_path) == before
 
 
+def test_out_empty_on_the_command_line_is_refused_too(config, tmp_path, monkeypatch, capsys):
+    """argparse's Path('') is '.': the CLI keeps the string, so an unset shell variable is named, not run here."""
+    monkeypatch.chdir(tmp_path)
+    before = digest(tmp_path)
+    assert main(["run", str(config), "--out", "", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --out '': empty path (an unset shell variable?); give a folder"
+    assert digest(tmp_path) == before
+
+
 @pytest.mark.parametrize("inside", ["cells", "checkpoints/run", ".bench-run"])
 def test_out_inside_another_runs_own_files_is_refused(inside, config, run_copy, capsys):
     before = digest(run_copy)

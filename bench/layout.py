@@ -1,0 +1,10 @@
+"""The names of a run folder's own entries, in one place: ``bench.rundir`` lays the folder out with them and
+``bench.io`` (which rundir imports) refuses to write them from any other command."""
+
+from __future__ import annotations
+
+MARKER = ".bench-run"  # written first: the folder is bench's
+LOCK = ".bench.lock"  # held by the run writing the folder
+CONFIG = "config.resolved.yaml"
+# a run folder's own entries: only the run that holds the folder writes them
+RUN_FILES = frozenset({"results.json", "report.md", CONFIG, "cells", "checkpoints", MARKER, LOCK, ".slurm"})
