@@ -22,6 +22,7 @@ from bench import limits
 from bench.errors import BenchError, did_you_mean
 from bench.params import NO_BOOLS, validate_params
 from bench.registry import ABLATIONS, ARCHITECTURES, SAFE_NAME, TASKS, load_plugin
+from bench.sequential import MAX_LOOKS, look_sizes
 
 SAFE_ALIAS = SAFE_NAME
 
@@ -161,10 +162,34 @@ class VerdictConfig(Strict):
                           "identity path and reports dependence.")
     architecture: str | None = Field(None, description="Headline architecture; default: first natural for dense.")
     alpha: float = Field(0.05, gt=0, le=0.2, description="Error rate of each call (headline) / family (Holm).")
-    min_seeds: int = Field(5, ge=3, le=1000, description="Fewer seeds than this: a row is 'underpowered', never "
-                           "supported/contradicted (the rule's power at 3 seeds is small; docs/protocols.md).")
+    min_seeds: int = Field(10, ge=3, le=1000, description="Fewer seeds than this: a row is 'underpowered', never "
+                           "supported/contradicted (power is small below 10; docs/protocols.md). Below 6 seeds no "
+                           "distribution-free 95% interval exists, so such a row is underpowered whatever this says.")
+    stop: Literal["decided", "halfwidth"] = Field("decided", description="With seed rounds (`seeds: {start, step, "
+                                                  "max}`): stop when every pair's headline is supported or "
+                                                  "contradicted (each look at Pocock's level), or when its interval "
+                                                  "is narrower than `halfwidth` (each look at alpha).")
+    halfwidth: float | None = Field(None, gt=0, lt=10, description="stop: halfwidth: the target interval half-width.")
+    max_train_loss: dict[str, Annotated[float, Field(gt=0, allow_inf_nan=False)]] = Field(
+        {}, description="Blind exclusion of seeds that did not converge, fixed before results: {task alias: loss}; a "
+        "seed whose baseline's final training loss on that task is above it is left out of every row of the pair "
+        "(listed as excluded_seeds). It reads the baseline alone, on training data: never the ablation's effect.")
     min_margin: float = Field(0.1, ge=0, lt=1, description="Conditioning: each baseline's balanced accuracy must "
                               "beat chance by more than this (interval lower bound), or the row is ill-conditioned.")
+
+    @model_validator(mode="after")
+    def _stop_has_its_width(self) -> VerdictConfig:
+        if self.stop == "halfwidth" and self.halfwidth is None:
+            raise ValueError("stop: halfwidth needs halfwidth: the target interval half-width (e.g. 0.1)")
+        return self
+
+
+class SeedRounds(Strict):
+    """Seeds until decided: look at the headline after ``start`` seeds, then every ``step`` more, up to all of
+    ``seeds`` (bench.sequential); ``verdict.stop`` says when to stop."""
+
+    start: int = Field(ge=2, le=limits.MAX_SEEDS, description="Seeds at the first look (6 or more to be able to decide).")
+    step: int = Field(ge=1, le=limits.MAX_SEEDS, description="Seeds added before each further look.")
 
 
 class SlurmConfig(Strict):
@@ -199,7 +224,11 @@ class ExecutorConfig(Strict):
 
 class StudyConfig(Strict):
     name: str | None = Field(None, max_length=limits.MAX_STUDY_NAME, description="Study name; default: the config file's stem.")
-    seeds: list[Annotated[int, Field(ge=0, lt=2**31)]] = Field([0], min_length=1, max_length=limits.MAX_SEEDS)
+    seeds: list[Annotated[int, Field(ge=0, lt=2**31)]] = Field([0], min_length=1, max_length=limits.MAX_SEEDS,
+                                                               description="A list, or {start, step, max}: seeds "
+                                                               "0..max-1 in rounds until decided (`rounds`).")
+    rounds: SeedRounds | None = Field(None, description="Seed rounds (bench.sequential); set by `seeds: {start, step, "
+                                      "max}`, or here with `seeds` listing every seed the study may use.")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     tasks: dict[str, PluginSpec] = Field(min_length=1)
     architectures: dict[str, PluginSpec] = Field(min_length=1)
@@ -216,6 +245,32 @@ class StudyConfig(Strict):
                            description="Test-set bootstrap replicates for confidence intervals.")
     plugins: list[str] = Field([], description="Extra plugin modules or .py files to import.")
     executor: ExecutorConfig = Field(ExecutorConfig(), description="Where cells run (not part of the results).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_rounds(cls, data: Any) -> Any:
+        """``seeds: {start, step, max}`` is seeds 0..max-1 looked at in rounds: the list and ``rounds``."""
+        if isinstance(data, dict) and isinstance(data.get("seeds"), dict):
+            spec = dict(data["seeds"])
+            unknown = sorted(set(spec) - {"start", "step", "max"})
+            if unknown:
+                raise ValueError(f"seeds.{unknown[0]}: unknown key; seeds: {{start, step, max}} or a list")
+            top = spec.get("max")
+            if not isinstance(top, int) or isinstance(top, bool) or not 1 <= top <= limits.MAX_SEEDS:
+                raise ValueError(f"seeds.max: give the largest number of seeds, 1..{limits.MAX_SEEDS}")
+            data = {**data, "seeds": list(range(top)), "rounds": {k: v for k, v in spec.items() if k != "max"}}
+        return data
+
+    @model_validator(mode="after")
+    def _rounds_fit(self) -> StudyConfig:
+        if self.rounds is not None:
+            looks = len(look_sizes(len(self.seeds), self.rounds.start, self.rounds.step))
+            if self.rounds.start > len(self.seeds):
+                raise ValueError(f"rounds.start: {self.rounds.start} is more than the {len(self.seeds)} seeds listed")
+            if looks > MAX_LOOKS:
+                raise ValueError(f"rounds: {looks} looks, over the {MAX_LOOKS} the stopping rule is set for; "
+                                 "use a larger step")
+        return self
 
     @field_validator("tasks", "architectures")
     @classmethod
@@ -441,6 +496,10 @@ def _check_verdict(v: VerdictConfig, cfg: StudyConfig, names: list[str], path: P
             raise BenchError(f"{path}: {where}.{key}: unknown task alias {alias!r}{did_you_mean(alias, cfg.tasks)}")
     if v.ablation not in names:
         raise BenchError(f"{path}: {where}.ablation: {v.ablation!r} is not in ablations ({', '.join(names)}); add it")
+    for alias in v.max_train_loss:
+        if alias not in (v.dense, v.global_):
+            raise BenchError(f"{path}: {where}.max_train_loss.{alias}: not one of the pair's tasks ({v.dense}, "
+                             f"{v.global_}); key it by the dense or global task alias")
     if v.architecture is not None and v.architecture not in cfg.architectures:
         raise BenchError(f"{path}: {where}.architecture: unknown alias {v.architecture!r}"
                          f"{did_you_mean(v.architecture, cfg.architectures)}")

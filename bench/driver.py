@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,13 @@ from bench.errors import BenchError, first_line
 from bench.executors import Events, Executor, LocalExecutor
 from bench.io import write_json
 from bench.plan import Plan, Unit, build_model, merges_run, resolve_device, unused_merge_error
+from bench.precision import resolve_precision
 from bench.progress import StudyProgress
-from bench.provenance import provenance
+from bench.provenance import plan_record, provenance
 from bench.report import write_report
-from bench.results import Invocation, Results, invocations_so_far
+from bench.results import Invocation, Look, Results, Sequential, invocations_so_far
 from bench.rundir import RunDir
+from bench.sequential import look_alpha, look_sizes, should_stop
 from bench.train import deterministic
 
 
@@ -68,30 +71,99 @@ def _run(plan: Plan, executor: Executor | None, options: Options, rd: RunDir) ->
         if writer():
             prepare(plan, rd, options.restart)
         _barrier()
-        todo = unfinished(plan, rd)
-        _barrier()
-        jobs = [CellJob(plan, str(rd.root.resolve()), u, None, prov, os.getcwd(), PROCESS) for u in todo]
-        with StudyProgress(len(plan.units), len(plan.units) - len(todo),
-                           enabled=options.show_progress and writer()) as progress:
-            events = Events(progress)
-            if jobs:
-                (executor or LocalExecutor()).map(compute_cell, jobs, events)
-        timings["study"] = round(time.perf_counter() - t0, 3)
-        _barrier()
+        computed, looks = 0, []
+        for look in look_plans(plan):  # one look, or seeds in rounds until the headline is decided
+            todo = unfinished(look, rd)
+            _barrier()
+            jobs = [CellJob(look, str(rd.root.resolve()), u, None, prov, os.getcwd(), PROCESS) for u in todo]
+            with StudyProgress(len(look.units), len(look.units) - len(todo),
+                               enabled=options.show_progress and writer()) as progress:
+                events = Events(progress)
+                if jobs:
+                    (executor or LocalExecutor()).map(compute_cell, jobs, events)
+            computed += len(todo)
+            _barrier()
+            results = None
+            if writer():
+                if events.failed:
+                    raise cells_failed(events.failed, len(look.units))
+                timings["study"] = round(time.perf_counter() - t0, 3)
+                results = load_and_assemble(look, rd, tasks, prov, timings)
+            if _agree(stop_here(plan, look, results, looks) if writer() else False):
+                break
         if not writer():
             return rd.root
-        if events.failed:
-            raise cells_failed(events.failed, len(plan.units))
-        results = load_and_assemble(plan, rd, tasks, prov, timings)
-        now = Invocation(git_commit=prov.get("git_commit"), git_dirty=prov.get("git_dirty"),
-                         study_s=timings["study"], cells_computed=len(todo))
+        results = results.model_copy(update={"config": plan.resolved,  # the study's plan, not one look's
+                                             "sequential": sequential_record(plan, looks)})
         before = [] if options.restart else invocations_so_far(rd.results)
+        # the plan's repository HEAD when earlier invocations computed cells: the first of them is when cells existed
+        heads = [i.plan["head"] for i in before if i.cells_computed != 0 and i.plan and i.plan.get("head")]
+        now = Invocation(git_commit=prov.get("git_commit"), git_dirty=prov.get("git_dirty"),
+                         study_s=timings["study"], cells_computed=computed,  # over all its looks
+                         plan=plan_record(plan.path, heads, computing=bool(computed)))
         results = results.model_copy(update={"invocations": [*before, now]})
         write_json(rd.results, results.model_dump(mode="json", by_alias=True))
         write_report(rd.root, results)
         return rd.root
     finally:
         rd.unlock()
+
+
+def look_plans(plan: Plan) -> Iterator[Plan]:
+    """The plans a study is looked at with: itself, or its first n seeds for each n of its seed rounds, each
+    verdict tested at the level every look of the rounds uses (bench.sequential)."""
+    rounds = plan.cfg.rounds
+    if rounds is None:
+        yield plan
+        return
+    sizes = look_sizes(len(plan.cfg.seeds), rounds.start, rounds.step)
+    pairs = plan.cfg.verdict_pairs()
+    alpha = look_alpha(pairs[0].alpha, len(sizes), pairs[0].stop) if pairs else None
+    for n in sizes:
+        yield plan.first_seeds(n, alpha)
+
+
+def stop_here(plan: Plan, look: Plan, results: Results | None, looks: list[Look]) -> bool:
+    """After a look: record it (rank 0, which has the results) and say whether the study stops here: it has no
+    rounds, it reached its last seed, or every pair's headline meets the stopping rule (``verdict.stop``).
+    Under torchrun rank 0 decides and the others follow it (``_agree``)."""
+    if plan.cfg.rounds is None or results is None:
+        return True
+    looks.append(look_record(look, results))
+    if len(look.cfg.seeds) == len(plan.cfg.seeds):
+        return True
+    pairs = plan.cfg.verdict_pairs()
+    heads = [v.headline for v in (results.verdicts or [results.verdict]) if v is not None]
+    if not pairs or len(heads) < len(pairs) or any(h is None for h in heads):
+        return False
+    return should_stop([(h.verdict, None if h.difference.low is None else (h.difference.high - h.difference.low) / 2)
+                        for h in heads], pairs[0].stop, pairs[0].halfwidth)
+
+
+def look_record(look: Plan, results: Results) -> Look:
+    verdicts = results.verdicts or ([results.verdict] if results.verdict else [])
+    return Look(seeds=len(look.cfg.seeds), headlines={
+        (v.label or v.dense_task): ({"estimate": v.headline.difference.estimate, "low": v.headline.difference.low,
+                                     "high": v.headline.difference.high, "call": v.headline.verdict}
+                                    if v.headline else {"call": "missing"}) for v in verdicts})
+
+
+def sequential_record(plan: Plan, looks: list[Look]) -> Sequential | None:
+    rounds, pairs = plan.cfg.rounds, plan.cfg.verdict_pairs()
+    if rounds is None or not looks:
+        return None
+    sizes = look_sizes(len(plan.cfg.seeds), rounds.start, rounds.step)
+    stop = pairs[0].stop if pairs else "decided"
+    alpha = pairs[0].alpha if pairs else 0.05
+    last = looks[-1]
+    decided = last.seeds < len(plan.cfg.seeds) or all(h.get("call") in ("supported", "contradicted")
+                                                      for h in last.headlines.values())
+    reason = (("every headline decided" if stop == "decided" else f"every headline's half-width within "
+               f"{pairs[0].halfwidth:g}") if decided and pairs else "the last planned look (max seeds)")
+    return Sequential(start=rounds.start, step=rounds.step, max=len(plan.cfg.seeds), stop=stop,
+                      halfwidth=pairs[0].halfwidth if pairs else None, alpha=alpha,
+                      alpha_per_look=look_alpha(alpha, len(sizes), stop), planned_looks=sizes, looks=looks,
+                      stopped_at=last.seeds, reason=reason)
 
 
 def load_and_assemble(plan: Plan, rd: RunDir, tasks: dict[str, Task], prov: dict, timings: dict) -> Results:
@@ -147,8 +219,9 @@ def unfinished(plan: Plan, rd: RunDir) -> list[Unit]:
 def stale(plan: Plan, rd: RunDir, unit: Unit) -> str | None:
     """Why a finished cell must be recomputed, or None: an ablation that shaped it ran at another version
     than the one declared now (e.g. a bench 0.1 cell, on the old dependence scale, in a resumed folder), the
-    code of its architecture, task or ablations changed (``bench.codehash``: a fixed plugin), or an ablation
-    would now be applicable where it was not (or the reverse)."""
+    code of its architecture, task or ablations changed (``bench.codehash``: a fixed plugin), it computed in
+    another precision than ``train.amp`` gives on this device (``amp: auto`` moved to a machine with or without
+    native bf16), or an ablation would now be applicable where it was not (or the reverse)."""
     cell, where = rd.read_cell(unit.id), rd.cell_json(unit.id)  # checked whole by cell_state
     want = plan.versions(unit)
     if cell.ablation_versions != want:
@@ -157,6 +230,10 @@ def stale(plan: Plan, rd: RunDir, unit: Unit) -> str | None:
     changed = changed_code(cell.code, plan.code_of(unit))
     if changed:
         return f"{where}: the code of {', '.join(changed)} changed since the cell was computed"
+    recorded, now = cell.train.get("precision"), resolve_precision(plan.cfg.train.amp, resolve_device(plan.cfg.device))
+    if recorded is not None and cell.status == "ok" and recorded != now:  # a study never mixes precisions
+        return (f"{where}: computed in {recorded}, and train.amp {plan.cfg.train.amp!r} is {now} on this device "
+                "(docs/reproducibility.md, 'Precision')")
     if unit.variant == "baseline" and cell.status == "ok":  # a diverged cell ran no ablation
         run, skipped = plan.test_ablations(unit.arch)
         for name in (n for n in plan.ablations if n in run or n in skipped):
@@ -243,6 +320,15 @@ def cells_failed(failed: dict[str, CellResult], total: int) -> BenchError:
 class _Trace(Exception):
     def __init__(self, text: str):
         super().__init__(f"in the cell:\n{text}")
+
+
+def _agree(flag: bool) -> bool:
+    """Rank 0's ``flag`` on every rank (a look's stop decision); the flag itself without torchrun."""
+    if not dist.is_initialized():
+        return flag
+    box = [flag]
+    dist.broadcast_object_list(box, src=0)
+    return bool(box[0])
 
 
 def _barrier() -> None:

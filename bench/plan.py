@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -145,6 +145,16 @@ class Plan:
         if unit.variant != "baseline":
             return {}
         return {n: a.version for n, a in self.ablations.items() if a.phase == "test"}
+
+    def first_seeds(self, count: int, alpha: float | None = None) -> Plan:
+        """The plan of one look of a study run in seed rounds: its first ``count`` seeds' cells, and the verdict
+        tested at ``alpha`` (bench.sequential.look_alpha) when given."""
+        seeds = self.cfg.seeds[:count]
+        update: dict[str, Any] = {"seeds": seeds}
+        if alpha is not None and self.cfg.verdict is not None:
+            pairs = [v.model_copy(update={"alpha": alpha}) for v in self.cfg.verdict_pairs()]
+            update["verdict"] = pairs if isinstance(self.cfg.verdict, list) else pairs[0]
+        return replace(self, cfg=self.cfg.model_copy(update=update), units=[u for u in self.units if u.seed in seeds])
 
     def code_of(self, unit: Unit) -> dict[str, str]:
         """The hashes of the code that shapes a cell: its architecture's, its task's, and those of the ablations

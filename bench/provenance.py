@@ -83,3 +83,37 @@ def provenance(device: torch.device) -> dict:
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "deterministic": device.type == "cpu",
     }
+
+
+def _git_at(folder: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def plan_record(config: Path, earlier_heads: list[str], computing: bool) -> dict | None:
+    """The study's analysis plan (its config file: measure, headline, stopping and exclusion rules, seeds) as the
+    git repository holding it knows it: the commit that last changed it, whether it has uncommitted changes,
+    the repository's HEAD now, and whether the plan's last change came after the first cells were computed
+    (the HEAD of the first invocation that computed cells: ``earlier_heads[0]``, or HEAD now if this one is
+    the first and ``computing``). A plan changed after cells existed is a new plan; the report says so.
+    None outside a git repository."""
+    config = Path(config).resolve()
+    folder = config.parent
+    if _git_at(folder, "rev-parse", "--is-inside-work-tree") != "true":
+        return None
+    head = _git_at(folder, "rev-parse", "HEAD")
+    last = _git_at(folder, "log", "-1", "--format=%H %cI", "--", config.name) or ""
+    commit, _, when = last.partition(" ")
+    status = _git_at(folder, "status", "--porcelain", "--", config.name)
+    first = earlier_heads[0] if earlier_heads else (head if computing else None)
+    after = None
+    if commit and first:
+        code = subprocess.run(["git", "-C", str(folder), "merge-base", "--is-ancestor", commit, first],
+                              capture_output=True, timeout=10).returncode
+        after = None if code not in (0, 1) else code == 1
+    return {"config": str(config), "commit": commit or None, "committed_at": when or None,
+            "dirty": None if status is None else bool(status), "head": head, "first_cells_head": first,
+            "changed_after_cells": after}

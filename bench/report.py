@@ -12,7 +12,8 @@ import numpy as np
 
 from bench import plots, sections, stats
 from bench.io import write_text
-from bench.markdown import esc, fmt, fmt_ci, table  # also imported from here by the other text outputs
+from bench.markdown import esc, fmt, fmt_ci, table
+from bench.power import MAX_SEEDS, plan_rows, why_no_plan  # also imported from here by the other text outputs
 from bench.registry import ABLATIONS
 from bench.results import Results
 from bench.rundir import RunDir
@@ -24,7 +25,9 @@ WHAT_WOULD_CHANGE = {
                     "*supported* if the whole interval rises above 0.",
     "inconclusive": "it is *supported* if the whole interval of the difference rises above 0, *contradicted* if "
                     "it falls below 0; more seeds or a larger test set narrow it.",
-    "underpowered": "run at least `min_seeds` seeds (`seeds:` in the config); with fewer the rule makes no call.",
+    "underpowered": "run at least `min_seeds` seeds (`seeds:` in the config; re-running with more seeds into the same "
+                    "folder trains only the new ones); with fewer the rule makes no call. The sizing table below says "
+                    "how many this row needs.",
     "ill-conditioned": "train the baselines until their margin over chance clears the threshold (longer training, "
                        "more data): D divides by that margin.",
 }
@@ -61,20 +64,53 @@ def verdict_section(res: Results) -> str:
         out.append(
             f"**{h.verdict}** — claim: *dense prediction depends on the identity path more than global prediction*. "
             f"Pre-specified headline: `{esc(h.ablation)}` on `{esc(h.architecture)}`. Identity dependence D (balanced "
-            f"accuracy) of the dense task `{esc(v.dense_task)}` is {fmt_ci(h.dense)} vs {fmt_ci(h.global_)} for the "
-            f"global task `{esc(v.global_task)}`; difference {fmt_ci(h.difference)} ({1 - v.alpha:.0%} interval, {h.seeds} seeds, "
-            f"p = {fmt_p(h.difference.p)}).")
+            f"accuracy, median over seeds) of the dense task `{esc(v.dense_task)}` is {fmt_ci(h.dense)} vs "
+            f"{fmt_ci(h.global_)} for the global task `{esc(v.global_task)}`; difference {fmt_ci(h.difference)} "
+            + (f"({1 - v.alpha:.0%} interval, {h.seeds} seeds, p = {fmt_p(h.difference.p)})." if h.difference.low is not None
+               else f"({h.seeds} seeds: no distribution-free interval below 6; see the sizing table)."))
         out.append(f"\nPer seed, D_dense − D_global: {per_seed(h.difference)}.")
+        if h.excluded_seeds:
+            out.append("\nExcluded before any D was read (the config's blind rule, `max_train_loss`): "
+                       + "; ".join(f"s{esc(k)}: {esc(why)}" for k, why in h.excluded_seeds.items()) + ".")
         out.append(f"\nConditioning: {esc(h.conditioning.note)}.")
         if v.sensitivity is not None and not res.verdicts:
             out.append("\n" + sensitivity_line(v))
         out.append("\nWhat would change it: " + WHAT_WOULD_CHANGE.get(h.verdict, ""))
     out.append(pairs_section(res))
+    if res.sequential is not None:
+        out.append("\n" + sequential_line(res.sequential))
+    out.append("\n" + preregistration_line(res))
     out.append(f"\nMethod: {v.method}")
     pairs = res.verdicts if len(res.verdicts) > 1 else [v]
     for pair in pairs:  # every pair's rows: the second pair's exploratory rows can point another way
         out.extend(family_tables(pair, (pair.label or pair.dense_task) if len(pairs) > 1 else None))
+    out.append(sizing_section(res))
     return "\n".join(out) + "\n"
+
+
+def sizing_section(res: Results, halfwidth: float = 0.10, effect: float | None = None) -> str:
+    """How many seeds each verdict row needs (``bench.power``): what ``bench power RUN_DIR`` prints."""
+    rows = plan_rows(res, halfwidth, effect)
+    head = (f"\n### Sizing: the seeds each row needs (`bench power`)\n\nFrom each row's per-seed values (their SD) and "
+            f"its test-set term (the bootstrap spread of the median): the half-width it has, the floor no number of "
+            f"seeds goes below, the seeds for a half-width of ±{halfwidth:g} and for 80% power at "
+            f"{'its observed |median|' if effect is None else f'an effect of {effect:g}'} (docs/protocols.md, "
+            "\"Sizing\").\n")
+    if not rows:
+        return head + f"\n{why_no_plan(res)}.\n"
+
+    def seeds(n: int | None, why: str) -> str:
+        return str(n) if n is not None else why
+
+    body = [[esc(r["pair"]), esc(r["architecture"]), esc(r["ablation"]), r["role"], r["seeds"], fmt(r["median"]),
+             fmt(r["seed_sd"]), fmt(r["test_sd"]), fmt(r["half_width"]) if r["half_width"] is not None else "none (< 6 seeds)",
+             fmt(r["floor"]), seeds(r["seeds_for_halfwidth"], "unreachable: below the floor" if r["test_set_factor"]
+                                    else f"> {MAX_SEEDS}"),
+             fmt(r["effect"]), seeds(r["seeds_for_power"], f"> {MAX_SEEDS}"),
+             f"x{r['test_set_factor']:.1f}" if r["test_set_factor"] else "—"] for r in rows]
+    return head + "\n" + table(
+        ["pair", "architecture", "ablation", "role", "seeds", "median", "seed SD", "test SD", "half-width now",
+         "floor", f"seeds for ±{halfwidth:g}", "effect", "seeds for 80% power", "test set for the floor"], body)
 
 
 def family_tables(v, pair: str | None) -> list[str]:
@@ -110,6 +146,8 @@ def per_seed_table(rows) -> str:
             margins = [fmt(m.per_seed.get(seed)) if m is not None else "—" for m in scales]
             body.append([esc(r.architecture), esc(r.ablation), esc(seed), fmt(r.dense.per_seed.get(seed)),
                          fmt(r.global_.per_seed.get(seed)), fmt(r.difference.per_seed.get(seed)), *margins])
+        for seed, why in r.excluded_seeds.items():
+            body.append([esc(r.architecture), esc(r.ablation), esc(seed), f"excluded: {esc(why)}", *[""] * (2 + len(scales))])
         if r.missing_seeds:
             body.append([esc(r.architecture), esc(r.ablation), ", ".join(map(str, r.missing_seeds)), "no value (failed cell or "
                          "undefined D)", *[""] * (2 + len(scales))])
@@ -247,6 +285,42 @@ def ablation_sections(res: Results, run_dir: Path) -> str:
     return "\n".join(out)
 
 
+def sequential_line(seq) -> str:
+    """Seeds until decided: the plan, each look's headline(s), and where the study stopped and why."""
+    looks = "; ".join(f"{lk.seeds} seeds: " + ", ".join(
+        f"{esc(pair)} {fmt_ci({k: h[k] for k in ('estimate', 'low', 'high')}) if 'estimate' in h else '—'} "
+        f"{h.get('call', '?')}" for pair, h in lk.headlines.items())
+        for lk in seq.looks)
+    rule = "every headline decided" if seq.stop == "decided" else f"every headline's half-width ≤ {seq.halfwidth:g}"
+    return (f"Seeds until decided: looks planned at {', '.join(map(str, seq.planned_looks))} seeds, each at "
+            f"α = {seq.alpha_per_look:g} ({'Pocock, for an overall ' + format(seq.alpha, 'g') if seq.stop == 'decided' else 'the fixed level'}), "
+            f"stopping when {rule}. **Stopped at {seq.stopped_at} seeds** ({esc(seq.reason)}). Looks: {looks}.")
+
+
+def preregistration_line(res: Results) -> str:
+    """Was the analysis plan (the config) committed before the cells it reads? From each invocation's plan record."""
+    records = [(i, i.plan) for i in res.invocations if i.plan is not None]
+    if not records:
+        return ("Pre-registration: not recorded (results from before bench 0.3.1, or a config outside a git "
+                "repository).")
+    last = records[-1][1]
+    where = f"`{esc(Path(last['config']).name)}`"
+    uncommitted = [i for i, p in records if i.cells_computed != 0 and (p.get("dirty") or not p.get("commit"))]
+    if uncommitted:
+        return (f"Pre-registration: **not pre-registered** — the plan ({where}) had uncommitted changes when "
+                f"{len(uncommitted)} invocation(s) computed cells; commit the config before computing cells.")
+    commit, when = (last.get("commit") or "?")[:10], last.get("committed_at") or "?"
+    first = last.get("first_cells_head")
+    if last.get("changed_after_cells"):
+        return (f"Pre-registration: **the plan changed after cells existed** — {where} was last changed at {esc(commit)} "
+                f"({esc(when)}), after the first cells were computed at {esc((first or '?')[:10])}: a new plan, to be "
+                "disclosed as such.")
+    if last.get("changed_after_cells") is False:
+        return (f"Pre-registration: the plan ({where}) was last changed at {esc(commit)} ({esc(when)}), before the "
+                f"first cells were computed at {esc((first or '?')[:10])}.")
+    return f"Pre-registration: the plan ({where}) was last changed at {esc(commit)} ({esc(when)}); no cell commit to compare."
+
+
 def provenance_section(res: Results) -> str:
     p = res.provenance
     keys = ["bench_version", "git_commit", "git_dirty", "torch", "timm", "segmentation_models_pytorch",
@@ -256,7 +330,8 @@ def provenance_section(res: Results) -> str:
                    f"{'cells computed: ' + str(i.cells_computed) if i.cells_computed is not None else 'cells not recorded'}"
                    for i in res.invocations)
     return ("## Provenance\n\n" + "\n".join(f"- {k}: {esc(p.get(k))}" for k in keys) + f"\n- wall time (this invocation): "
-            f"{timing}\n" + (f"- invocations (every `bench run` on this folder, oldest first):{runs}\n" if runs else ""))
+            f"{timing}\n" + (f"- invocations (every `bench run` on this folder, oldest first):{runs}\n" if runs else "")
+            + f"- {preregistration_line(res)}\n")
 
 
 def verdict_figure(res: Results, run_dir: Path) -> str:
@@ -306,9 +381,14 @@ def run_summary(res: Results, run_dir: Path) -> str:
     v = res.verdict
     if v is not None and v.headline is not None:
         h = v.headline
-        lines.append(f"verdict: {h.verdict.upper()} — {h.ablation} on {h.architecture}: D({v.dense_task}) − "
-                     f"D({v.global_task}) = {fmt_ci(h.difference)} ({1 - v.alpha:.0%} interval, {h.seeds} seeds, "
+        interval = (f"{1 - v.alpha:.0%} interval, " if h.difference.low is not None else "no interval below 6 seeds, ")
+        lines.append(f"verdict: {h.verdict.upper()} — {h.ablation} on {h.architecture}: median D({v.dense_task}) − "
+                     f"D({v.global_task}) = {fmt_ci(h.difference)} ({interval}{h.seeds} seeds, "
                      f"p = {fmt_p(h.difference.p)}; conditioning {'ok' if h.conditioning.ok else 'FAILED'})")
+        rows = [r for r in plan_rows(res) if r["role"] == "headline"]
+        if rows and rows[0]["seeds_for_halfwidth"]:
+            lines.append(f"  sizing: about {rows[0]['seeds_for_halfwidth']} seeds for a half-width of ±0.1 "
+                         f"(bench power {run_dir})")
         for r in v.rows:
             if r.family == "identity" and r.role != "headline":
                 lines.append(f"  exploratory: {r.ablation} on {r.architecture}: {fmt_ci(r.difference)}, "

@@ -14,7 +14,8 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.io import write_text
 from bench.leaderboard_table import _cell, d_of, labels, rows_of
-from bench.markdown import esc, link_target
+from bench.markdown import esc, fmt, link_target
+from bench.power import MAX_SEEDS, plan_rows, why_no_plan
 from bench.report import fmt_ci, table
 from bench.results import load_results
 
@@ -63,8 +64,29 @@ def render_table(reports: Path) -> str:
             for run, rows in studies for r in rows]
     return (table(["study", "verdict (95% CI)", "device; CPU", "wall time (all invocations)", "compute (all cells)"],
                   verdicts) + "\n\n"
+            + sizing_table(runs) + "\n\n"
             + table(["study", "task", "architecture", "variant", "metric", "value (mean ± sd, n seeds)", "chance",
                      *(esc(label) for label in labels([r for _, rows in studies for r in rows], columns))], body))
+
+
+def sizing_table(runs: list[Path]) -> str:
+    """Each study's headline, sized (``bench power``: its report has every row): the seeds it has, the noise
+    behind its interval, and the seeds a decision would take."""
+    body = []
+    for run in runs:
+        res = load_results(run)
+        rows = [r for r in plan_rows(res) if r["role"] == "headline"]
+        if not rows:
+            body.append([study_link(run), *["—"] * 8, esc(why_no_plan(res) or "no headline row")])
+        for r in rows:
+            body.append([study_link(run), esc(r["pair"]), r["seeds"], fmt(r["median"]), fmt(r["seed_sd"]),
+                         fmt(r["test_sd"]), fmt(r["floor"]),
+                         r["seeds_for_halfwidth"] or ("below the floor" if r["test_set_factor"] else f"> {MAX_SEEDS}"),
+                         r["seeds_for_power"] or f"> {MAX_SEEDS}", ""])
+    return ("Sizing the headlines (`python -m bench power <study>`; docs/protocols.md, \"Sizing\"): seeds for a "
+            "half-width of ±0.1, and for 80% power at the observed |median|.\n\n"
+            + table(["study", "pair", "seeds", "median", "seed SD", "test SD", "floor", "seeds for ±0.1",
+                     "seeds for 80% power", "note"], body))
 
 
 def update(readme: Path) -> bool:

@@ -201,6 +201,7 @@ class Decision(_Model):
     df: int | None = None
     p: float | None = None
     dropped_replicates: int = 0
+    test_sd: float | None = None  # the median rule's test-set term (bench.stats.median_interval; bench.power reads it)
     per_seed: dict[str, float | None] = {}
 
 
@@ -231,6 +232,7 @@ class VerdictRow(_Model):
     # configured seeds with no value on both sides (a failed or diverged cell, an undefined D): listed,
     # never silently dropped — a diverged no-identity variant is itself a sign of identity dependence
     missing_seeds: list[int] = []
+    excluded_seeds: dict[str, str] = {}  # seed -> why: the config's blind non-convergence rule (max_train_loss)
     conditioning: Conditioning
     # identity rows: supported | contradicted | inconclusive; other families: dense higher | global higher |
     # inconclusive (they never count for or against the claim); any row: underpowered | ill-conditioned
@@ -283,6 +285,29 @@ class Interaction(_Model):
     note: str
 
 
+class Look(_Model):
+    """One look of a study run in seed rounds: the seeds it had and each verdict pair's headline then."""
+
+    seeds: int
+    headlines: dict[str, dict[str, Any]]  # pair label -> {estimate, low, high, call}
+
+
+class Sequential(_Model):
+    """Seeds until decided (bench.sequential): the plan, every look taken, and where and why it stopped."""
+
+    start: int
+    step: int
+    max: int
+    stop: Literal["decided", "halfwidth"]
+    halfwidth: float | None = None
+    alpha: float  # the overall error rate of a call
+    alpha_per_look: float  # what each look tested at (Pocock's level for stop: decided)
+    planned_looks: list[int]
+    looks: list[Look]
+    stopped_at: int  # seeds at the look the study stopped at
+    reason: str
+
+
 class Invocation(_Model):
     """One `bench run` on the folder: a resumed or re-assembled study keeps every earlier one."""
 
@@ -290,6 +315,8 @@ class Invocation(_Model):
     git_dirty: bool | None
     study_s: float  # its wall time
     cells_computed: int | None  # cells it trained; 0 = a re-assembly; None = recorded before bench 0.2.1
+    # the analysis plan (the config file) as git knew it: bench.provenance.plan_record; None before bench 0.3.1
+    plan: dict[str, Any] | None = None
 
 
 class Results(_Model):
@@ -307,6 +334,7 @@ class Results(_Model):
     interaction: Interaction | None = None  # exactly two listed pairs on the same headline
     invocations: list[Invocation] = []  # every `bench run` on the folder, oldest first; wall time = their sum
     code: dict[str, str] = {}  # component -> content hash of the code the cells were computed with (bench.codehash)
+    sequential: Sequential | None = None  # a study run in seed rounds: its looks and where it stopped
 
 
 def invocations_so_far(results_file: Path) -> list[Invocation]:

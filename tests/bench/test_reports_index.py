@@ -30,10 +30,10 @@ def test_generator_on_a_run(tmp_path_factory, tmp_path):
     shutil.copy(a / "results.json", reports / "lb" / "results.json")
     (reports / "runs").mkdir()  # a folder without results.json is not a study
     readme = reports / "README.md"
-    readme.write_text(f"intro\n{START}\nold\n{END}\noutro\n")
+    readme.write_text(f"intro\n{START}\nOLD-TABLE\n{END}\noutro\n")
     assert update(readme) and not update(readme)  # second pass: already current
     text = readme.read_text()
-    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "OLD-TABLE" not in text
     res = json.loads((a / "results.json").read_text())
     verdict = res["verdict"]["headline"]
     if verdict is None:  # a 1-epoch U-Net may sit exactly at chance: D undefined, no headline row, and the table says why

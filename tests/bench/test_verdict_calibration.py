@@ -76,7 +76,7 @@ def test_the_call_order_and_holm_in_the_verdict():
     from bench.results import Conditioning, Decision, VerdictRow
     from bench.verdict import _decide
 
-    def row(role, family, est, low, high, p, seeds=5, ok=True):
+    def row(role, family, est, low, high, p, seeds=8, ok=True):
         d = Decision(estimate=est, low=low, high=high, p=p)
         return VerdictRow(family=family, role=role, architecture="a", ablation="x", seeds=seeds, dense=d, global_=d,
                           difference=d, conditioning=Conditioning(threshold=0.1, dense_margin=None, global_margin=None,

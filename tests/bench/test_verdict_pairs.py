@@ -7,6 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from bench import stats
 from bench.config import load_config
 from bench.errors import BenchError
 from bench.report import explanation, pairs_section
@@ -56,7 +57,7 @@ def _decision(x: list[float]) -> Decision:
     return Decision(estimate=float(np.mean(x)), low=None, high=None, per_seed={str(i): v for i, v in enumerate(x)})
 
 
-def _verdict(label: str, call: str = "inconclusive", ok: bool = True, seeds: int = 5) -> Verdict:
+def _verdict(label: str, call: str = "inconclusive", ok: bool = True, seeds: int = 8) -> Verdict:
     d = _decision([0.0] * seeds)
     row = VerdictRow(family="identity", role="headline", architecture="unet", ablation="skip_removal", seeds=seeds,
                      dense=d, global_=d, difference=d, verdict=call,
@@ -71,26 +72,30 @@ def _series(values: list[float], sd: float, seed: int, b: int = 2000) -> dict:
 
 
 def test_interaction_is_the_per_seed_difference_of_differences_with_independent_variances_added():
-    coarse = _series([0.10, 0.12, 0.08, 0.11, 0.09], sd=0.05, seed=1)
-    fine = _series([0.40, 0.35, 0.45, 0.38, 0.42], sd=0.05, seed=2)
-    out = _interaction((_verdict("coarse"), coarse), (_verdict("fine"), fine), "skip_removal", "unet")
-    per_seed = [fine[s][0] - coarse[s][0] for s in range(5)]
-    assert out.difference.estimate == pytest.approx(np.mean(per_seed), abs=1e-6)
+    coarse = _series([0.10, 0.12, 0.08, 0.11, 0.09, 0.10, 0.13, 0.07], sd=0.05, seed=1)
+    fine = _series([0.40, 0.35, 0.45, 0.38, 0.42, 0.41, 0.37, 0.44], sd=0.05, seed=2)
+    out = _interaction((_verdict("coarse", seeds=8), coarse), (_verdict("fine", seeds=8), fine), "skip_removal", "unet")
+    per_seed = [fine[s][0] - coarse[s][0] for s in range(8)]
     assert out.difference.per_seed == {str(s): pytest.approx(v, abs=1e-6) for s, v in enumerate(per_seed)}
-    # SE² = between-seed variance / S + Var_b of the seed-mean replicate difference; independent replicate
-    # arrays: Var_b ≈ Var(coarse mean) + Var(fine mean) = 2·0.05²/5 (not 0, as a paired difference would give)
-    between = np.var(per_seed, ddof=1) / 5
-    assert out.difference.se ** 2 == pytest.approx(between + 2 * 0.05**2 / 5, rel=0.1)
+    # the verdict's rule on the per-seed difference of differences, replicate b minus replicate b: independent
+    # replicate arrays, so the test-set term holds both pairs' spread (not 0, as a paired difference would give)
+    boots = np.stack([fine[s][1] - coarse[s][1] for s in range(8)])
+    want = stats.median_interval(np.array(per_seed), boots)
+    assert (out.difference.estimate, out.difference.low, out.difference.high) == pytest.approx(
+        (want.estimate, want.low, want.high), abs=1e-6)
+    assert out.difference.estimate == pytest.approx(np.median(per_seed), abs=1e-6)
+    assert np.median(boots, 0).std() == pytest.approx(0.05 * np.sqrt(2) * 1.2533 / np.sqrt(8), rel=0.25)
     assert (out.first, out.second, out.call) == ("coarse", "fine", "second higher")
 
 
 @pytest.mark.parametrize("coarse_kw, fine_kw, seeds, call", [
-    ({}, {}, 5, "no detectable difference"),  # same values in both: interval across 0
-    ({"ok": False}, {}, 5, "ill-conditioned"),
+    ({}, {}, 8, "no detectable difference"),  # same values in both: interval across 0
+    ({"ok": False}, {}, 8, "ill-conditioned"),
+    ({}, {}, 5, "underpowered"),  # no distribution-free interval below 6 seeds, whatever min_seeds says
     ({}, {}, 3, "underpowered"),
 ])
 def test_interaction_calls(coarse_kw, fine_kw, seeds, call):
-    vals = [0.1, 0.3, 0.2, 0.25, 0.15][:seeds]
+    vals = [0.1, 0.3, 0.2, 0.25, 0.15, 0.22, 0.18, 0.27][:seeds]
     a = (_verdict("coarse", seeds=seeds, **coarse_kw), _series(vals, 0.05, 1))
     b = (_verdict("fine", seeds=seeds, **fine_kw), _series(vals, 0.05, 2))
     assert _interaction(a, b, "skip_removal", "unet").call == call
@@ -106,7 +111,7 @@ def test_interaction_calls(coarse_kw, fine_kw, seeds, call):
     ("inconclusive", -0.3, "the dense − global gap is larger with `coarse` than with `fine`"),
 ])
 def test_report_reads_the_two_pairs_by_their_labels(coarse_call, shift, favoured):
-    vals = [0.1, 0.3, 0.2, 0.25, 0.15]
+    vals = [0.1, 0.3, 0.2, 0.25, 0.15, 0.22, 0.18, 0.27]
     a, b = _verdict("coarse", call=coarse_call), _verdict("fine")
     inter = _interaction((a, _series(vals, 0.02, 1)), (b, _series([v + shift for v in vals], 0.02, 2)),
                          "skip_removal", "unet")
@@ -136,7 +141,7 @@ def test_the_report_shows_every_pairs_rows_not_only_the_first():
 
 def _with_exploratory(label: str, p: float) -> Verdict:
     v = _verdict(label)
-    d = Decision(estimate=0.3, low=0.01, high=0.6, p=p, per_seed={str(i): 0.3 for i in range(5)})
+    d = Decision(estimate=0.3, low=0.01, high=0.6, p=p, per_seed={str(i): 0.3 for i in range(8)})
     row = v.headline.model_copy(update={"role": "exploratory", "ablation": "skip_lesion", "difference": d})
     return v.model_copy(update={"rows": [v.headline, row]})
 

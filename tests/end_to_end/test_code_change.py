@@ -16,6 +16,7 @@ import pytest
 from bench.cli import main
 from bench.codehash import component_hash
 from bench.driver import changed_code
+from tests.end_to_end.test_failure_corpus import fresh_registries
 from tests.helpers import one_torch_thread, without
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "residual_unet.py"
@@ -42,6 +43,13 @@ def run(config: Path, out: Path) -> int:
 
 def results(out: Path) -> dict:
     return json.loads((out / "results.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def _registries():
+    """Each test imports its own copy of the plugin file: its registration ends with the test."""
+    with fresh_registries():
+        yield
 
 
 @pytest.fixture
@@ -105,8 +113,9 @@ def test_the_hash_covers_the_modules_a_plugin_imports_from_beside_it_and_nothing
 
 
 def test_installed_code_is_named_by_its_distribution_and_version():
-    import timm  # noqa: PLC0415
     from importlib.metadata import version  # noqa: PLC0415
+
+    import timm  # noqa: PLC0415
 
     assert component_hash(timm.create_model) == f"timm=={version('timm')}"
 
@@ -117,3 +126,22 @@ def test_cells_that_recorded_no_code_are_kept_and_a_changed_or_missing_component
     assert changed_code({"architecture:net": "sha256:a", "task:seg": "sha256:t"}, now) == ["architecture:net"]
     assert changed_code({"architecture:net": "sha256:b"}, now) == ["task:seg"]
     assert changed_code(dict(now), now) == []
+
+
+def test_a_folder_never_mixes_precisions_when_amp_auto_moves_to_a_machine_with_native_bf16(study, capsys,
+                                                                                       monkeypatch):
+    """``amp: auto`` is fp32 here and bf16 on a CPU with AMX: the same config resumed on the other machine
+    retrains its cells in that machine's precision rather than mixing the two (docs/reproducibility.md)."""
+    import bench.precision  # noqa: PLC0415
+
+    out = study.parent / "run"
+    with one_torch_thread():
+        assert main(["run", str(study), "--out", str(out), "--quiet", "--set", "train.amp=auto"]) == 0
+    assert results(out)["cells"][0]["train"]["precision"] == "fp32"
+    capsys.readouterr()
+    monkeypatch.setattr(bench.precision, "bf16_cpu_flags", lambda: ["amx_bf16"])  # as on an Intel Xeon with AMX
+    with one_torch_thread():
+        assert main(["run", str(study), "--out", str(out), "--quiet", "--set", "train.amp=auto"]) == 0
+    assert "computed in fp32, and train.amp 'auto' is bf16 on this device" in capsys.readouterr().err
+    moved = results(out)
+    assert moved["invocations"][-1]["cells_computed"] == 1 and moved["cells"][0]["train"]["precision"] == "bf16"

@@ -29,7 +29,7 @@ train: {{epochs: 3, batch_size: 16, lr: 0.05}}
 ablations:
   - {{name: skip_removal}}
   - {{name: block_lesion}}
-verdict: {{dense: seg, global: cls, ablation: skip_removal, architecture: unet, min_seeds: 3}}
+verdict: {{dense: seg, global: cls, ablation: skip_removal, architecture: unet, min_seeds: 6}}
 bootstrap: 100
 """
 VOLATILE = {"wall_s", "images_per_s", "timings", "provenance", "computed_with", "invocations", "resumed_from_step"}
@@ -113,3 +113,50 @@ def test_headline_only_without_a_verdict_is_one_line(tmp_path, capsys):
     with one_torch_thread():
         assert main(["validate", str(study), "--set", "headline_only=true"]) == 2
     assert "headline_only: true needs a verdict: block" in capsys.readouterr().err
+
+
+# --- seeds until decided: rounds walked by the driver (bench.sequential) ------------------------------------
+ROUNDS = ("--set", "headline_only=true", "--set", "seeds={start: 6, step: 1, max: 7}", "--set", "verdict.stop=halfwidth")
+
+
+def test_rounds_stop_at_the_first_look_that_meets_the_rule_and_a_resume_stops_there_again(tmp_path, monkeypatch):
+    """The driver's side: it stops at the first look whose headlines meet the rule (the rule itself, on real
+    intervals, is tests/bench/test_sequential_calibration.py; these tiny nets leave some seeds' D undefined)."""
+    import bench.driver  # noqa: PLC0415
+
+    monkeypatch.setattr(bench.driver, "should_stop", lambda heads, stop, width: True)
+    out = tmp_path / "run"
+    assert run(config(tmp_path, [0]), out, *ROUNDS, "--set", "verdict.halfwidth=9.9") == 0
+    first = results(out)
+    seq = first["sequential"]
+    assert (seq["planned_looks"], seq["stopped_at"], [lk["seeds"] for lk in seq["looks"]]) == ([6, 7], 6, [6])
+    assert seq["alpha_per_look"] == 0.05 and "half-width within 9.9" in seq["reason"]
+    assert first["invocations"][-1]["cells_computed"] == 24  # 2 tasks x 2 variants x 6 seeds: seed 6 never ran
+    assert sorted({c["seed"] for c in first["cells"]}) == list(range(6))
+    assert first["config"]["seeds"] == list(range(7)) and first["config"]["rounds"] == {"start": 6, "step": 1}
+    assert "**Stopped at 6 seeds**" in (out / "report.md").read_text()
+    assert run(config(tmp_path, [0]), out, *ROUNDS, "--set", "verdict.halfwidth=9.9") == 0
+    again = results(out)
+    assert again["invocations"][-1]["cells_computed"] == 0
+    assert without(again["sequential"], VOLATILE) == without(seq, VOLATILE)
+
+
+def test_rounds_walk_every_look_until_the_last_when_the_rule_is_never_met(tmp_path):
+    out = tmp_path / "run"
+    assert run(config(tmp_path, [0]), out, *ROUNDS, "--set", "verdict.halfwidth=0.0001") == 0
+    seq = results(out)["sequential"]
+    assert ([lk["seeds"] for lk in seq["looks"]], seq["stopped_at"]) == ([6, 7], 7)
+    assert seq["reason"] == "the last planned look (max seeds)"
+    assert results(out)["verdict"]["headline"]["seeds"] + len(results(out)["verdict"]["headline"]["missing_seeds"]) == 7
+
+
+def test_stop_decided_tests_every_look_at_pococks_level(tmp_path):
+    from bench.config import load_config  # noqa: PLC0415
+
+    cfg = load_config(config(tmp_path, [0]), ["seeds={start: 10, step: 5, max: 40}"])
+    from bench.plan import Plan  # noqa: PLC0415
+    from bench.driver import look_plans  # noqa: PLC0415
+
+    plans = list(look_plans(Plan.from_config(cfg, tmp_path / "study.yaml")))
+    assert [len(p.cfg.seeds) for p in plans] == [10, 15, 20, 25, 30, 35, 40]
+    assert {p.cfg.verdict.alpha for p in plans} == {0.0130}
