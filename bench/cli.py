@@ -332,6 +332,7 @@ results: reports/perf/latest.md (the README table) and latest.json"""
         p.add_argument("--out", type=Path, default=Path("reports/perf"))
 
     def __call__(self, args):
+        api.check_out(args.out)  # a folder bench can write: checked before minutes of benchmarks, not after
         path = run_benchmarks(args.out, args.select)
         print(path.read_text())
         return 0

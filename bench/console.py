@@ -129,10 +129,14 @@ class Guarded:
 def guard() -> Iterator[None]:
     """sys.stdout and sys.stderr guarded while the command runs; the originals are back afterwards."""
     saved = sys.stdout, sys.stderr
-    if sys.stdout is not None:
-        sys.stdout = Guarded(sys.stdout, "standard output")  # type: ignore[assignment]
-    if sys.stderr is not None:
-        sys.stderr = Guarded(sys.stderr, "standard error")  # type: ignore[assignment]
+    # a stream closed by the shell (`2>&-`) is None in Python: output to it is dropped, as the user asked,
+    # instead of every `print(..., file=sys.stderr)` and the progress display failing on None
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the command
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+    sys.stdout = Guarded(sys.stdout, "standard output")  # type: ignore[assignment]
+    sys.stderr = Guarded(sys.stderr, "standard error")  # type: ignore[assignment]
     try:
         yield
     finally:

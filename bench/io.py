@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.layout import CONFIG, LOCK, MARKER, RUN_FILES  # noqa: F401  (RUN_FILES: re-exported for bench.api)
+from bench.layout import CONFIG, LOCK, MARKER, RUN_FILES, is_run_file  # noqa: F401  (RUN_FILES: for bench.api)
 
 RUN_MARKER, RUN_LOCK, RUN_CONFIG = MARKER, LOCK, CONFIG
 FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -129,9 +129,14 @@ def open_regular(path: str | Path, *, run: str | Path | None = None) -> int:
                 raise DiskFull(path) from exc
             check_target(dfd, path)  # replaced meanwhile by a link or a device: say so
             raise
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             check_target(dfd, path)
+        if st.st_nlink > 1:  # written in place (a lock): a hard link would carry bench's writes into another file
+            os.close(fd)
+            raise BenchError(f"{path}: is a hard link ({st.st_nlink} names for one file); bench writes in place only "
+                             "files it owns: remove this name and run again")
         return fd
 
 
@@ -188,7 +193,7 @@ def parent_folder(path: Path, run: str | Path | None) -> Iterator[int]:
     else:
         root, owner = found
         parts = path.relative_to(root).parts
-        if not owner and parts[0] in RUN_FILES:
+        if not owner and is_run_file(parts[0], top=len(parts) == 1):
             raise BenchError(f"{path}: is among the run folder {root}'s own files ({parts[0]}); only `bench run` "
                              "on that folder writes them: choose another path")
         dfd = _walk(root, parts[:-1])

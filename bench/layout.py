@@ -8,3 +8,9 @@ LOCK = ".bench.lock"  # held by the run writing the folder
 CONFIG = "config.resolved.yaml"
 # a run folder's own entries: only the run that holds the folder writes them
 RUN_FILES = frozenset({"results.json", "report.md", CONFIG, "cells", "checkpoints", MARKER, LOCK, ".slurm"})
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")  # the report's figures, at the run folder's top
+
+
+def is_run_file(name: str, top: bool) -> bool:
+    """Whether ``name`` (a run folder's entry; ``top``: directly in the folder) is one of the run's own."""
+    return name in RUN_FILES or (top and name.endswith(FIGURE_SUFFIXES))

@@ -23,6 +23,7 @@ Every field, its meaning, and how D and the verdict are computed: docs/results.m
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -352,6 +353,28 @@ def invocations_so_far(results_file: Path) -> list[Invocation]:
                        study_s=old.timings["study"], cells_computed=None)]
 
 
+class NotStrictJson(ValueError):
+    """A number bench never writes (NaN, Infinity, one beyond float range): results.json is written with
+    ``allow_nan=False``, so such a value was put there by hand, and readers would fail on it."""
+
+
+def _no_constant(name: str) -> float:
+    raise NotStrictJson(f"{name} is not a number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NotStrictJson(f"{text[:40]} is beyond the range of a number")
+    return value
+
+
+def _bounded(text: str) -> int:
+    if len(text.lstrip("-")) > 18:  # beyond int64: counts and seeds never are
+        raise NotStrictJson(f"{text[:40]}... is beyond the range of a whole number")
+    return int(text)
+
+
 def load_results(path: str | Path) -> Results:
     """Read ``results.json`` (or a run folder holding one) and check it against the schema."""
     path = Path(path)
@@ -360,9 +383,13 @@ def load_results(path: str | Path) -> Results:
     if not path.is_file():
         raise BenchError(f"{path}: no results.json here; pass a run folder written by `bench run`")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant, parse_float=_finite,
+                          parse_int=_bounded)
     except UnicodeDecodeError as exc:
         raise BenchError(f"{path}: not UTF-8 text (byte {exc.start}), so not a results.json; re-run the study") from None
+    except NotStrictJson as exc:
+        raise BenchError(f"{path}: not a valid results.json (schema v{SCHEMA_VERSION}): {exc} (bench writes finite "
+                         "numbers only); re-run the study") from None
     except (json.JSONDecodeError, RecursionError) as exc:
         raise BenchError(f"{path}: not a valid results.json (schema v{SCHEMA_VERSION}): not JSON "
                          f"({str(exc).splitlines()[0][:120]}); re-run the study") from None

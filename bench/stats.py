@@ -39,13 +39,19 @@ class Estimate:
     test_sd: float | None = None  # median rule: the test-set bootstrap spread of the median (bench.power reads it)
 
 
-def interval(x: np.ndarray, boots: np.ndarray, alpha: float = 0.05) -> Estimate:
-    """Mean of ``x`` over seeds, its (1 − alpha) interval and p (module docstring). Fewer than 2 seeds
-    or no finite replicate: the estimate alone."""
+def _seeds_and_replicates(x, boots) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Per-seed values and their (S, B) replicates as float arrays, the replicate columns finite in every seed,
+    and how many are not (D undefined in some seed there: left out, and counted)."""
     x = np.asarray(x, dtype=float)
     boots = np.atleast_2d(np.asarray(boots, dtype=float))
     finite = np.isfinite(boots).all(0)
-    dropped = int((~finite).sum())
+    return x, boots, finite, int((~finite).sum())
+
+
+def interval(x: np.ndarray, boots: np.ndarray, alpha: float = 0.05) -> Estimate:
+    """Mean of ``x`` over seeds, its (1 − alpha) interval and p (module docstring). Fewer than 2 seeds
+    or no finite replicate: the estimate alone."""
+    x, boots, finite, dropped = _seeds_and_replicates(x, boots)
     if not len(x) or not np.isfinite(x).all():
         return Estimate(None, None, None, None, None, None, dropped)
     mean = float(x.mean())
@@ -88,10 +94,7 @@ def median_interval(x: np.ndarray, boots: np.ndarray, alpha: float = 0.05) -> Es
     examples). The two half-widths add in quadrature on each side. ``se`` is the half-width over z(1 − alpha/2)
     and ``p`` the smallest alpha whose interval excludes 0. Fewer seeds than a distribution-free interval needs
     (6 at alpha = 0.05): the estimate alone."""
-    x = np.asarray(x, dtype=float)
-    boots = np.atleast_2d(np.asarray(boots, dtype=float))
-    finite = np.isfinite(boots).all(0)
-    dropped = int((~finite).sum())
+    x, boots, finite, dropped = _seeds_and_replicates(x, boots)
     if not len(x) or not np.isfinite(x).all():
         return Estimate(None, None, None, None, None, None, dropped)
     med = float(np.median(x))

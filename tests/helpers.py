@@ -26,3 +26,13 @@ def without(obj, keys: set[str]):
     if isinstance(obj, list):
         return [without(v, keys) for v in obj]
     return obj
+
+
+QUICKSTART_RESULTS = Path(__file__).resolve().parents[1] / "reports" / "quickstart" / "results.json"
+
+
+def write_run(folder: Path, data: dict) -> Path:
+    """A run folder holding only ``data`` as its results.json (readers' tests: leaderboard, compare, reports)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(data))
+    return folder

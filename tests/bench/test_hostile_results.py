@@ -19,20 +19,15 @@ from bench.compare import compare
 from bench.leaderboard_table import build, d_of
 from bench.reports_index import END, START
 from bench.results import load_results
+from tests.helpers import QUICKSTART_RESULTS, write_run
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "reports" / "quickstart" / "results.json"
+TEMPLATE = QUICKSTART_RESULTS
 
 
 @pytest.fixture(scope="module")
 def template() -> dict:
     return json.loads(TEMPLATE.read_text())
-
-
-def write_run(folder: Path, data: dict) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(json.dumps(data))
-    return folder
 
 
 def first_with(data: dict, ablation: str) -> int:
@@ -270,3 +265,20 @@ def test_compare_with_plugin_ablations_named_like_every_field(template, tmp_path
                             for r in mine), name
     assert main(["compare", str(a), str(b)]) == 0
     assert "| D value |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text, what", [("NaN", "NaN is not a number"), ("Infinity", "Infinity is not a number"),
+                                        ("-Infinity", "-Infinity is not a number"),
+                                        ("1e400", "1e400 is beyond the range of a number"),
+                                        ("1" + "0" * 400, "is beyond the range of a whole number")])
+def test_numbers_bench_never_writes_are_refused_by_every_reader(text, what, template, tmp_path, capsys):
+    """json reads NaN, Infinity and numbers past float range, and pydantic takes them: readers then failed on
+    them (bench power, the HTML leaderboard). bench writes finite numbers only, so such a file was edited."""
+    raw = json.dumps(template).replace('"alpha": 0.05', f'"alpha": {text}', 1)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(raw)
+    for argv in (["power", str(run)], ["leaderboard", str(run), "--format", "html"], ["compare", str(run), str(run)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and what in err and "results.json: not a valid results.json" in err, err

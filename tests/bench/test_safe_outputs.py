@@ -20,21 +20,16 @@ from bench.markdown import csv_cell, esc, table
 from bench.report import render
 from bench.reports_index import render_table
 from bench.results import load_results
+from tests.helpers import QUICKSTART_RESULTS, write_run
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "reports" / "quickstart" / "results.json"
+TEMPLATE = QUICKSTART_RESULTS
 HOSTILE = "evil <script>alert(1)</script> | & co\nnext line"
 
 
 @pytest.fixture(scope="module")
 def template() -> dict:
     return json.loads(TEMPLATE.read_text())
-
-
-def write_run(folder: Path, data: dict) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(json.dumps(data))
-    return folder
 
 
 def renamed(template: dict, study: str) -> dict:

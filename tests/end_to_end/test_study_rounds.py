@@ -154,8 +154,8 @@ def test_stop_decided_tests_every_look_at_pococks_level(tmp_path):
     from bench.config import load_config  # noqa: PLC0415
 
     cfg = load_config(config(tmp_path, [0]), ["seeds={start: 10, step: 5, max: 40}"])
-    from bench.plan import Plan  # noqa: PLC0415
     from bench.driver import look_plans  # noqa: PLC0415
+    from bench.plan import Plan  # noqa: PLC0415
 
     plans = list(look_plans(Plan.from_config(cfg, tmp_path / "study.yaml")))
     assert [len(p.cfg.seeds) for p in plans] == [10, 15, 20, 25, 30, 35, 40]

@@ -148,3 +148,13 @@ def test_typography_is_spelled_in_ascii_and_utf8_is_left_alone():
     assert latin1.errors == "strict"  # as it was: main leaves the process's streams as it found them
     latin1.flush()
     assert latin1.buffer.getvalue().decode("latin-1") == "D -- 0.5 ± 0.1 × 2 -> <= >= · café delta \\u4e2d"
+
+
+def test_a_run_with_standard_error_closed_still_runs(study, tmp_path):
+    """`2>&-`: Python's sys.stderr is None; warnings and progress go nowhere, the study still runs (the folder
+    was claimed and no cell trained before)."""
+    done = subprocess.run([sys.executable, "-m", "bench", "run", str(study), "--out", str(tmp_path / "out")],
+                          stdout=subprocess.PIPE, cwd=ROOT, env=environment(), timeout=300,  # progress on: it failed
+                          preexec_fn=lambda: os.close(2))  # the child closes its own fd 2, before exec
+    assert done.returncode == 0
+    assert (tmp_path / "out" / "results.json").is_file()

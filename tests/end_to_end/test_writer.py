@@ -120,13 +120,38 @@ def test_leaderboard_out_a_link_is_refused_and_both_kept(run_copy, tmp_path, cap
 
 
 @pytest.mark.parametrize("own", ["results.json", "report.md", "config.resolved.yaml", ".bench-run", ".bench.lock",
-                                 "cells/notes.csv", "checkpoints/x.pt"])
+                                 "cells/notes.csv", "checkpoints/x.pt", "block_lesion.png", "verdict.png",
+                                 "new_figure.svg"])
 def test_leaderboard_never_writes_a_run_folders_own_files(own, run_copy, capsys):
     before = digest(run_copy)
     code = main(["leaderboard", str(run_copy), "--out", str(run_copy / own)])
     one_line(capsys, code, f"{run_copy / own}: is among the run folder {run_copy}'s own files "
                            f"({own.split('/')[0]}); only `bench run` on that folder writes them")
     assert digest(run_copy) == before
+
+
+def test_a_hard_linked_lock_is_refused_and_the_other_file_untouched(config, tmp_path, capsys):
+    """The lock is the one file bench writes in place (it is locked, never replaced): a second name for a
+    user's file there would carry bench's writes into it."""
+    out = tmp_path / "run"
+    with one_torch_thread():
+        assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    precious = tmp_path / "precious.txt"
+    precious.write_text("mine\n")
+    (out / ".bench.lock").unlink()
+    os.link(precious, out / ".bench.lock")
+    with one_torch_thread():
+        code = main(["run", str(config), "--out", str(out), "--quiet"])
+    one_line(capsys, code, f"{out / '.bench.lock'}: is a hard link (2 names for one file); bench writes in place")
+    assert precious.read_text() == "mine\n"
+
+
+def test_bench_bench_out_is_checked_before_the_benchmarks_run(run_copy, tmp_path, capsys):
+    code = main(["bench", "-k", "nothing", "--out", str(run_copy / "cells")])
+    one_line(capsys, code, "is inside the run folder")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    one_line(capsys, main(["bench", "-k", "nothing", "--out", str(fifo)]), "cannot write the run folder there")
 
 
 def test_leaderboard_may_write_beside_a_runs_files(run_copy, capsys):
