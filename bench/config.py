@@ -225,8 +225,9 @@ class ExecutorConfig(Strict):
 class StudyConfig(Strict):
     name: str | None = Field(None, max_length=limits.MAX_STUDY_NAME, description="Study name; default: the config file's stem.")
     seeds: list[Annotated[int, Field(ge=0, lt=2**31)]] = Field([0], min_length=1, max_length=limits.MAX_SEEDS,
-                                                               description="A list, or {start, step, max}: seeds "
-                                                               "0..max-1 in rounds until decided (`rounds`).")
+                                                               description="A list, or {start, step, max} (exactly "
+                                                               "those keys): seeds 0..max-1 in rounds until decided "
+                                                               "(`rounds`).")
     rounds: SeedRounds | None = Field(None, description="Seed rounds (bench.sequential); set by `seeds: {start, step, "
                                       "max}`, or here with `seeds` listing every seed the study may use.")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
@@ -252,25 +253,25 @@ class StudyConfig(Strict):
         """``seeds: {start, step, max}`` is seeds 0..max-1 looked at in rounds: the list and ``rounds``."""
         if isinstance(data, dict) and isinstance(data.get("seeds"), dict):
             spec = dict(data["seeds"])
-            unknown = sorted(set(spec) - {"start", "step", "max"})
-            if unknown:
-                raise ValueError(f"seeds.{unknown[0]}: unknown key; seeds: {{start, step, max}} or a list")
+            unknown = sorted(str(k) for k in set(spec) - {"start", "step", "max"})  # YAML keys may be numbers
             top = spec.get("max")
-            if not isinstance(top, int) or isinstance(top, bool) or not 1 <= top <= limits.MAX_SEEDS:
-                raise ValueError(f"seeds.max: give the largest number of seeds, 1..{limits.MAX_SEEDS}")
-            data = {**data, "seeds": list(range(top)), "rounds": {k: v for k, v in spec.items() if k != "max"}}
+            if unknown or not isinstance(top, int) or isinstance(top, bool):
+                return data  # the list field names the problem: "seeds: Input should be a valid list"
+            data = {**data, "seeds": list(range(max(top, 0))), "rounds": {k: v for k, v in spec.items() if k != "max"}}
         return data
 
-    @model_validator(mode="after")
-    def _rounds_fit(self) -> StudyConfig:
-        if self.rounds is not None:
-            looks = len(look_sizes(len(self.seeds), self.rounds.start, self.rounds.step))
-            if self.rounds.start > len(self.seeds):
-                raise ValueError(f"rounds.start: {self.rounds.start} is more than the {len(self.seeds)} seeds listed")
-            if looks > MAX_LOOKS:
-                raise ValueError(f"rounds: {looks} looks, over the {MAX_LOOKS} the stopping rule is set for; "
-                                 "use a larger step")
-        return self
+    @field_validator("rounds")
+    @classmethod
+    def _rounds_fit(cls, rounds: SeedRounds | None, info: Any) -> SeedRounds | None:
+        seeds = info.data.get("seeds")
+        if rounds is None or not seeds:
+            return rounds
+        if rounds.start > len(seeds):
+            raise ValueError(f"start {rounds.start} is more than the {len(seeds)} seeds listed")
+        looks = len(look_sizes(len(seeds), rounds.start, rounds.step))
+        if looks > MAX_LOOKS:
+            raise ValueError(f"{looks} looks, over the {MAX_LOOKS} the stopping rule is set for; use a larger step")
+        return rounds
 
     @field_validator("tasks", "architectures")
     @classmethod
