@@ -8,7 +8,7 @@ from torch import nn
 
 from bench.data import Split, TaskInfo
 from bench.errors import BenchError
-from bench.metrics import Outcome, example_stats
+from bench.metrics import Outcome, logits_stats
 from bench.precision import autocast  # the forward pass's precision; bench.sweep and bench.train import it here
 
 
@@ -25,7 +25,7 @@ def predict_stats(model: nn.Module, split: Split, info: TaskInfo, *, batch_size:
         x = x.to(device, non_blocking=True)
         with autocast(device, amp):
             logits = model(x)
-        chunks.append(example_stats(logits.argmax(1).cpu(), y, info))
+        chunks.append(logits_stats(logits, y, info))
     return Outcome(in_split_order(torch.cat(chunks).numpy().astype(np.float64), order), info)
 
 

@@ -56,8 +56,51 @@ def boundary_band(target: torch.Tensor, band: int = BOUNDARY_BAND) -> torch.Tens
     return edge[:, 0] > 0
 
 
-def example_stats(pred: torch.Tensor, target: torch.Tensor, info: TaskInfo) -> torch.Tensor:
-    """Per-example statistics (N, K) float64 for predicted labels ``pred`` (same shape as target)."""
+def logits_stats(logits: torch.Tensor, target: torch.Tensor, info: TaskInfo) -> torch.Tensor:
+    """``example_stats`` of a model's logits (N, C[, H, W]): its prediction, and for a task with a background
+    class its prediction among the object classes alone (the background logit left out), for recognition."""
+    logits = logits.detach()
+    object_pred = None
+    if info.background_index is not None:
+        left_out = torch.tensor([info.background_index], device=logits.device)
+        object_pred = logits.index_fill(1, left_out, float("-inf")).argmax(1).cpu()
+    return example_stats(logits.argmax(1).cpu(), target, info, object_pred)
+
+
+def example_stats(pred: torch.Tensor, target: torch.Tensor, info: TaskInfo,
+                  object_pred: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-example statistics (N, K) float64 for predicted labels ``pred`` (same shape as target); with
+    ``object_pred`` (the prediction among the object classes, for a task with a background class) the
+    recognition and localisation columns are appended (``recognition_columns``)."""
+    core = _core_stats(pred, target, info)
+    if object_pred is None or info.background_index is None:
+        return core
+    return torch.cat([core, recognition_columns(pred, object_pred, target, info)], 1)
+
+
+def recognition_columns(pred: torch.Tensor, object_pred: torch.Tensor, target: torch.Tensor,
+                        info: TaskInfo) -> torch.Tensor:
+    """Per example, over the K object classes: on examples/pixels labelled with an object class, hits of the
+    object-class prediction and support (2K columns); then localisation: object pixels predicted as some object,
+    object pixels, background pixels predicted background, background pixels (4 columns)."""
+    b, c = info.background_index, info.num_classes
+    objects = torch.tensor([k for k in range(c) if k != b])
+    valid = torch.ones_like(target, dtype=torch.bool) if info.ignore_index is None else target != info.ignore_index
+    t = torch.where(valid, target, b)
+    is_obj = valid & (t != b)
+    is_bg = valid & (t == b)
+    n = target.shape[0]
+
+    def per_example(mask: torch.Tensor) -> torch.Tensor:
+        return mask.reshape(n, -1).sum(1, keepdim=True).double()
+
+    hit = [per_example(is_obj & (t == k) & (object_pred == k)) for k in objects.tolist()]
+    support = [per_example(is_obj & (t == k)) for k in objects.tolist()]
+    loc = [per_example(is_obj & (pred != b)), per_example(is_obj), per_example(is_bg & (pred == b)), per_example(is_bg)]
+    return torch.cat([*hit, *support, *loc], 1)
+
+
+def _core_stats(pred: torch.Tensor, target: torch.Tensor, info: TaskInfo) -> torch.Tensor:
     c = info.num_classes
     if info.kind == "classification":
         correct = (pred == target).double()
@@ -84,9 +127,34 @@ def example_stats(pred: torch.Tensor, target: torch.Tensor, info: TaskInfo) -> t
 def metrics_from_sums(sums: np.ndarray, info: TaskInfo) -> dict[str, np.ndarray]:
     """Metrics from summed statistics; ``sums`` may have leading batch dims (bootstrap replicates)."""
     c = info.num_classes
+    base = 2 + 2 * c if info.kind == "classification" else 3 * c + 4
+    extra = recognition(sums[..., base:], info) if sums.shape[-1] > base else {}
     if info.kind == "classification":
         hits, support = sums[..., 2 : 2 + c], sums[..., 2 + c : 2 + 2 * c]
-        return {"accuracy": sums[..., 0] / np.maximum(sums[..., 1], 1), **balanced(hits, support, info)}
+        out = {"accuracy": sums[..., 0] / np.maximum(sums[..., 1], 1), **balanced(hits, support, info)}
+    else:
+        out = _segmentation_metrics(sums, info)
+    if info.background_index is None:  # every class is an object class: recognition is balanced accuracy
+        extra = {"recognition_balanced_accuracy": out["balanced_accuracy"], "recognition_chance": out["balanced_chance"]}
+    return {**out, **extra}  # a background task's statistics from before bench 0.3.1 have no recognition columns
+
+
+def recognition(cols: np.ndarray, info: TaskInfo) -> dict[str, np.ndarray]:
+    """Recognition over the K object classes (chance 1/K present) and localisation, object vs background
+    (chance 1/2), from ``recognition_columns``' sums."""
+    k = info.num_classes - 1
+    hits, support = cols[..., :k], cols[..., k : 2 * k]
+    tp, n_obj, tn, n_bg = (cols[..., 2 * k + i] for i in range(4))
+    rates = np.stack([tp / np.maximum(n_obj, 1), tn / np.maximum(n_bg, 1)], -1)
+    present = np.stack([n_obj > 0, n_bg > 0], -1)
+    return {"recognition_balanced_accuracy": balanced_accuracy(hits, support),
+            "recognition_chance": balanced_chance(support),
+            "localisation_balanced_accuracy": np.where(present, rates, 0.0).sum(-1) / np.maximum(present.sum(-1), 1),
+            "localisation_chance": 1.0 / np.maximum(present.sum(-1), 1)}
+
+
+def _segmentation_metrics(sums: np.ndarray, info: TaskInfo) -> dict[str, np.ndarray]:
+    c = info.num_classes
     inter, union = sums[..., :c], sums[..., c : 2 * c]
     correct, valid, b_correct, b_valid = (sums[..., 2 * c + i] for i in range(4))
     support = sums[..., 2 * c + 4 : 3 * c + 4]
@@ -214,6 +282,10 @@ def chance_outcome(train_targets: torch.Tensor, test_targets: torch.Tensor, info
     t = train_targets.flatten()
     if info.ignore_index is not None:
         t = t[t != info.ignore_index]
-    majority = int(torch.bincount(t, minlength=info.num_classes).argmax())
-    pred = torch.full_like(test_targets, majority)
-    return Outcome(example_stats(pred, test_targets, info).numpy(), info)
+    counts = torch.bincount(t, minlength=info.num_classes)
+    pred = torch.full_like(test_targets, int(counts.argmax()))
+    object_pred = None
+    if info.background_index is not None:  # the majority among the object classes: chance for recognition
+        counts[info.background_index] = -1
+        object_pred = torch.full_like(test_targets, int(counts.argmax()))
+    return Outcome(example_stats(pred, test_targets, info, object_pred).numpy(), info)

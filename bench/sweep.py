@@ -20,7 +20,7 @@ from torch import nn
 from bench.data import Split, TaskInfo
 from bench.evaluate import autocast, eval_batches, in_split_order
 from bench.flow import Edit, IdentityFlow, Merge, set_edits
-from bench.metrics import Outcome, example_stats
+from bench.metrics import Outcome, logits_stats
 
 
 def shared_prefix_plan(model: nn.Module, flow: IdentityFlow, edit_sets: list[Mapping[str, Edit]]):
@@ -70,4 +70,4 @@ def _finish(trunk, head, h, start, size, merges: list[tuple[Merge, Edit]], y, in
         logits = head(h, size)
     finally:
         set_edits(previous)
-    return example_stats(logits.argmax(1).cpu(), y, info)
+    return logits_stats(logits, y, info)
