@@ -371,13 +371,17 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
     """Parse, apply --set overrides, validate schema and plugin params: the config with its name and every
     plugin's defaults filled in (``StudyConfig.resolved()`` is what the run folder records)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() or path.is_dir():
         raise BenchError(f"{path}: no such config file; see configs/ for examples")
-    if path.stat().st_size > limits.MAX_CONFIG_BYTES:
+    if path.is_file() and path.stat().st_size > limits.MAX_CONFIG_BYTES:
         raise BenchError(f"{path}: is {path.stat().st_size:,} bytes, over the {limits.MAX_CONFIG_BYTES:,} a study "
                          "config may be; is this the right file?")
+    data = read_bounded(path)  # a file, or a pipe: `cat study.yaml | bench run /dev/stdin`
+    if len(data) > limits.MAX_CONFIG_BYTES:
+        raise BenchError(f"{path}: is over the {limits.MAX_CONFIG_BYTES:,} bytes a study config may be; is this the "
+                         "right file?")
     try:
-        raw = safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load(data.decode("utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -397,6 +401,15 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
     for plugin in cfg.plugins:
         load_plugin(str(path.parent / plugin) if plugin.endswith(".py") else plugin)
     return resolve(cfg, path)
+
+
+def read_bounded(path: Path) -> bytes:
+    """At most one byte more than a config may have: a pipe or a huge file is not read to its end."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(limits.MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise BenchError(f"{path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
 
 
 def schema_error(exc: pydantic.ValidationError, raw: dict) -> str:

@@ -6,6 +6,7 @@ Every test hashes the files bench did not create before and after: they must be 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -130,3 +131,29 @@ def test_an_oversized_config_is_refused_unread(tmp_path, capsys):
     config.write_text("# padding\n" * 110_000)
     code = main(["validate", str(config)])
     assert_one_line(code, capsys.readouterr().err, "big.yaml: is 1,100,000 bytes, over the 1,048,576 a study config")
+
+
+def test_a_config_read_from_a_pipe_is_allowed_and_an_endless_one_is_cut_short():
+    """`cat study.yaml | bench validate /dev/stdin`: reading from a pipe stays allowed (the writer refuses pipes,
+    the reader need not); a pipe that never ends is read only up to the size limit, then refused in one line."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    root = Path(__file__).resolve().parents[2]
+    study = (root / "configs" / "quickstart.yaml").read_bytes()
+    done = subprocess.run([sys.executable, "-m", "bench", "validate", "/dev/stdin"], input=study,
+                          capture_output=True, cwd=root, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith(b"/dev/stdin: ok"), done.stderr
+    endless = subprocess.Popen([sys.executable, "-m", "bench", "validate", "/dev/stdin"], stdin=subprocess.PIPE,
+                               stderr=subprocess.PIPE, cwd=root)
+    try:
+        for _ in range(2000):  # 2 MB of comments, more than the 1 MiB limit; bench stops reading before the end
+            endless.stdin.write(b"# padding padding padding\n" * 40)
+    except BrokenPipeError:
+        pass
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            endless.stdin.close()
+    err = endless.stderr.read().decode()
+    assert endless.wait(timeout=120) == 2
+    assert "/dev/stdin: is over the 1,048,576 bytes a study config may be" in err and err.count("\n") == 1
