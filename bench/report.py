@@ -309,6 +309,10 @@ def preregistration_line(res: Results) -> str:
     if uncommitted:
         return (f"Pre-registration: **not pre-registered** — the plan ({where}) had uncommitted changes when "
                 f"{len(uncommitted)} invocation(s) computed cells; commit the config before computing cells.")
+    if last.get("dirty") or not last.get("commit"):  # this analysis ran under a plan no commit holds
+        return (f"Pre-registration: **the plan changed after cells existed** — {where} has uncommitted changes in "
+                "the invocation that wrote these results: an analysis under an unrecorded plan, to be disclosed "
+                "(commit the config and run again).")
     commit, when = (last.get("commit") or "?")[:10], last.get("committed_at") or "?"
     first = last.get("first_cells_head")
     if last.get("changed_after_cells"):

@@ -264,7 +264,9 @@ def _pair_verdict(spec: VerdictConfig, cfg: StudyConfig, ev: Evidence,
             headline = family == "identity" and (arch, abl) == (head_arch, spec.ablation)
             diff = _difference(d, g, seeds)
             if headline:
-                head_series, head_sides = diff, (d, g)
+                kept = set(seeds)  # the excluded seeds stay out of the sensitivity row too
+                head_series = diff
+                head_sides = ({k: v for k, v in d.items() if k in kept}, {k: v for k, v in g.items() if k in kept})
             rows.append(VerdictRow(
                 family=family, role="headline" if headline else "exploratory",
                 architecture="(input)" if decl["reads"] == "input" else arch, ablation=abl, measure=decl["measure"],
@@ -295,7 +297,7 @@ def _sensitivity(dense: str, glob: str, arch: str, ablation: str, decl: dict, si
     series = dict(zip((dense, glob), sides))
     for task in objects:
         series[task] = _object_dependence(task, arch, ablation, ev, replicates)
-    seeds = sorted(set(series[dense]) & set(series[glob]))
+    seeds = sorted(set(series[dense]) & set(series[glob]) & set(sides[0]) & set(sides[1]))  # the row's seeds
     return Sensitivity(scale=OBJECTS, tasks=objects, dense=_decision(series[dense], seeds, alpha),
                        global_=_decision(series[glob], seeds, alpha),
                        difference=_decision(_difference(series[dense], series[glob], seeds), seeds, alpha))

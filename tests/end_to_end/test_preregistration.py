@@ -81,3 +81,13 @@ def test_a_config_outside_git_says_so(tmp_path):
     results = run(config, tmp_path / "run")
     assert results["invocations"][-1]["plan"] is None
     assert "Pre-registration: not recorded" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_an_uncommitted_change_after_the_cells_is_flagged_even_when_nothing_trains(repo, tmp_path):
+    """Found by review: the plan edited and left uncommitted, then the folder re-assembled (no cell trained)."""
+    out = tmp_path / "run"
+    run(repo / "study.yaml", out)
+    (repo / "study.yaml").write_text(STUDY.format(note="edited, not committed"))
+    again = run(repo / "study.yaml", out)
+    assert again["invocations"][-1]["cells_computed"] == 0 and again["invocations"][-1]["plan"]["dirty"] is True
+    assert "the plan changed after cells existed" in (out / "report.md").read_text()
