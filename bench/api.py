@@ -26,7 +26,8 @@ from bench.driver import Options, run_study
 from bench.errors import BenchError
 from bench.executors import Executor, make_executor
 from bench.failures import translate
-from bench.io import RUN_FILES, DiskFull, kind_of, run_folder_of
+from bench.io import DiskFull, kind_of, run_folder_of
+from bench.layout import RUN_FILES
 from bench.plan import Plan
 from bench.results import Results, load_results
 from bench.rundir import RunDir

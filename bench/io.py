@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.layout import CONFIG, LOCK, MARKER, RUN_FILES, is_run_file  # noqa: F401  (RUN_FILES: for bench.api)
+from bench.layout import MARKER, is_run_file
 
-RUN_MARKER, RUN_LOCK, RUN_CONFIG = MARKER, LOCK, CONFIG
 FULL = (errno.ENOSPC, errno.EDQUOT)
 
 _owned: dict[str, int] = {}  # realpath of a run folder this process writes -> how many holders
@@ -72,7 +71,7 @@ def run_folder_of(path: str | Path) -> tuple[Path, bool] | None:
         if os.path.realpath(parent) in _owned:
             return parent, True
         try:
-            if stat.S_ISREG(os.lstat(parent / RUN_MARKER).st_mode):
+            if stat.S_ISREG(os.lstat(parent / MARKER).st_mode):
                 return parent, False
         except OSError:
             continue

@@ -35,9 +35,6 @@ import numpy as np
 from bench.config import safe_load
 from bench.errors import BenchError, first_line
 from bench.io import (
-    RUN_CONFIG,
-    RUN_LOCK,
-    RUN_MARKER,
     DiskFull,
     disown,
     is_disk_full,
@@ -48,11 +45,9 @@ from bench.io import (
     write_json,
     write_text,
 )
+from bench.layout import CONFIG, LOCK, MARKER
 from bench.results import CELL_ID, Cell, load_results
 
-MARKER = RUN_MARKER
-LOCK = RUN_LOCK
-CONFIG = RUN_CONFIG
 FOLDERS = ("cells", "checkpoints", ".slurm")
 CELL_SUFFIXES = (".json", ".npz", ".dependence_boot.npy")  # the .npy: replicates written by bench < 0.3, now recomputed
 TOP_FILES = ("results.json", "report.md", CONFIG)
