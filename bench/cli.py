@@ -366,6 +366,13 @@ def init_distributed() -> None:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
+def leave_distributed() -> None:
+    """Destroy the process group before the interpreter exits: a gloo group left to interpreter shutdown can abort
+    the process ("terminate called without an active exception") after its work is done."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def hoist_plugins(argv: list[str]) -> list[str]:
     """Move every ``--plugin X`` / ``--plugin=X`` to the front, so it may follow the subcommand too."""
     plugins, rest, i = [], [], 0
@@ -452,7 +459,10 @@ def _main(args: argparse.Namespace) -> int:
         for plugin in args.plugin:
             load_plugin(plugin)
         init_distributed()
-        return args.handler(args)
+        try:
+            return args.handler(args)
+        finally:
+            leave_distributed()
     except console.OutputError:  # stdout/stderr cannot be written: main ends quietly, whatever was running
         raise
     except KeyboardInterrupt as exc:

@@ -42,3 +42,20 @@ def test_two_gloo_processes_match_one(tmp_path):
     assert abs(a["metrics"]["accuracy"] - b["metrics"]["accuracy"]) <= 0.08, (a["metrics"], b["metrics"])
     assert abs(a["train"]["final_loss"] - b["train"]["final_loss"]) <= 0.25
     assert len(b["ablations"]["block_lesion"]["records"]) == 3
+
+
+def test_the_process_group_is_destroyed_before_main_returns(tmp_path, monkeypatch):
+    """A gloo group left to interpreter shutdown can abort a finished rank with SIGABRT (pytorch/pytorch#190489);
+    this is how CI's torchrun test failed once. main must destroy the group it joined, whatever the command did."""
+    import torch.distributed as dist
+
+    import bench.cli as cli
+
+    def join_a_group_of_one():
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+
+    monkeypatch.setattr(cli, "init_distributed", join_a_group_of_one)
+    config = tmp_path / "bad.yaml"
+    config.write_text("seeds: [0]\n")  # invalid: the command fails, and the group must still be left
+    assert main(["validate", str(config)]) == 2
+    assert not dist.is_initialized()
