@@ -7,6 +7,9 @@ Per-pixel target: 0 = background, c + 1 = object class c. Per-image target: the 
 most pixels (the ``classify_from_masks`` 'dominant' rule). Gaussian pixel noise ``noise``.
 The dense task can be read locally (texture, edges), the image label needs global context (which
 object is largest): exactly the contrast the benchmark studies. Same ``seed`` -> same images.
+Difficulty (``texture_similarity``, 0 = the generator as it always was): the background takes on the objects'
+texture statistics (colour, stripes), so local pixel statistics stop telling object from background; the labels,
+the objects and the noise stay the same for a seed (docs/protocols.md, synthetic_shapes section).
 """
 
 from __future__ import annotations
@@ -44,10 +47,32 @@ def _shape_mask(kind: str, yy: torch.Tensor, xx: torch.Tensor, r: float) -> torc
     return (xx**2 + yy**2 <= r**2) & (yy >= 0)
 
 
+BACKGROUND_STREAM = 1 << 40  # offset of the background generator's seed from the image generator's
+
+
+def textured_field(g: torch.Generator, yy: torch.Tensor, xx: torch.Tensor, angles: list[float], freqs: list[float],
+                   texture: float) -> torch.Tensor:
+    """A whole-image surface drawn as an object's is: one random colour and the stripe texture of a random class
+    (its orientation and frequency, a random phase), strength ``texture``. At ``texture_similarity`` 1 the
+    background is this, so a pixel's neighbourhood looks the same inside and outside an object: only the seams
+    (the texture and colour change at an object's edge) and the shapes, read over a wider context, remain."""
+    c = int(torch.randint(0, len(angles), (1,), generator=g))
+    phase = 2 * math.pi * float(torch.rand(1, generator=g))
+    colour = torch.rand(3, 1, 1, generator=g)
+    stripes = torch.sin(freqs[c] * (xx * math.cos(angles[c]) + yy * math.sin(angles[c])) + phase)
+    return colour * (1 - texture / 2) + texture / 2 * (stripes > 0).float()
+
+
 def generate(n: int, *, num_classes: int, size: int, max_objects: int, noise: float, texture: float,
-             seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return images (n, 3, size, size) uint8 and masks (n, size, size) int64 (0 = background)."""
+             seed: int, texture_similarity: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return images (n, 3, size, size) uint8 and masks (n, size, size) int64 (0 = background).
+
+    ``texture_similarity`` s in [0, 1] blends each background towards an object-like surface (``textured_field``):
+    ``(1 - s) * smooth + s * textured``. Its draws come from a second generator, so the masks, the objects and
+    the noise are the same at every s for one seed, and s = 0 is the generator as it was before the knob.
+    """
     g = torch.Generator().manual_seed(seed)
+    g_bg = torch.Generator().manual_seed(seed + BACKGROUND_STREAM)  # never touches g: labels are the same at every s
     coords = torch.arange(size, dtype=torch.float32)
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")
     images = torch.empty(n, 3, size, size)
@@ -59,6 +84,9 @@ def generate(n: int, *, num_classes: int, size: int, max_objects: int, noise: fl
         bg = torch.nn.functional.interpolate(low[None], size=(size, size), mode="bilinear",
                                              align_corners=False)[0]
         img = 0.25 + 0.5 * bg
+        if texture_similarity > 0:  # s = 0 skips it: bit for bit the images from before the knob
+            tex = textured_field(g_bg, yy, xx, angles, freqs, texture)
+            img = (1 - texture_similarity) * img + texture_similarity * tex
         mask = torch.zeros(size, size, dtype=torch.int64)
         for _ in range(int(torch.randint(1, max_objects + 1, (1,), generator=g))):
             c = int(torch.randint(0, num_classes, (1,), generator=g))
@@ -99,15 +127,20 @@ def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]
 
 def synthetic_shapes(target: Literal["image", "pixel"] = "pixel", num_classes: Classes = 4, image_size: Pixels = 32,
                      n_train: Examples = 2000, n_test: Examples = 500, max_objects: Count = 3, noise: Fraction = 0.3,
-                     texture: Fraction = 0.5, seed: Seed = 0) -> Task:
-    """Synthetic shapes, paired: the same images labelled per pixel (target=pixel) or per image (target=image)."""
-    kw = dict(num_classes=num_classes, size=image_size, max_objects=max_objects, noise=noise, texture=texture)
+                     texture: Fraction = 0.5, texture_similarity: Fraction = 0.0, seed: Seed = 0) -> Task:
+    """Synthetic shapes, paired: the same images labelled per pixel (target=pixel) or per image (target=image).
+
+    ``texture_similarity`` (0 easy .. 1 hard; Kamath et al., MICCAI 2023): how much the background takes on the
+    objects' texture statistics; the labels do not depend on it."""
+    kw = dict(num_classes=num_classes, size=image_size, max_objects=max_objects, noise=noise, texture=texture,
+              texture_similarity=texture_similarity)
     x_tr, m_tr = generate(n_train, seed=seed * 2 + 1, **kw)
     x_te, m_te = generate(n_test, seed=seed * 2 + 2, **kw)
     names = tuple(SHAPES[c % len(SHAPES)] for c in range(num_classes))
     labels = (dominant_class(m_tr, num_classes + 1) - 1, dominant_class(m_te, num_classes + 1) - 1)
     return paired_task(target, (x_tr, m_tr, labels[0]), (x_te, m_te, labels[1]), names,
-                       provenance={"generator": "synthetic_shapes", "seed": seed, "n_train": n_train, "n_test": n_test})
+                       provenance={"generator": "synthetic_shapes", "seed": seed, "n_train": n_train, "n_test": n_test,
+                                   "texture_similarity": texture_similarity})
 
 
 Generated = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images uint8, masks (0 = background), labels
