@@ -74,6 +74,19 @@ class FillIdentity(Edit):
 
 
 @dataclass(frozen=True)
+class ScaleIdentity(Edit):
+    """Multiply the identity tensor by ``beta`` (FreeU's, Skip-Tuning's skip factor): 1 leaves it, 0 zeroes it.
+
+    ``beta = 0`` returns zeros rather than ``0 * t``, so that it is FillIdentity('zero') exactly (an inf or
+    NaN in t would otherwise survive as NaN) and a strength curve starts where skip_lesion's zero fill is."""
+
+    beta: float
+
+    def identity(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(t) if self.beta == 0 else t * self.beta
+
+
+@dataclass(frozen=True)
 class GateGradient(Edit):
     """Per-example 0/1 masks (B,) that gate the *backward* pass only: a sampled path sends its gradient
     through the branch (``branch_mask`` 1) or the identity (``identity_mask`` 1); forward unchanged."""

@@ -26,7 +26,7 @@ from bench.codehash import component_hash
 from bench.config import SAFE_ALIAS, StudyConfig, config_hash, headline_architecture, load_config
 from bench.data import TaskInfo
 from bench.errors import BenchError
-from bench.flow import Edit, IdentityFlow, Merge, identity_flow
+from bench.flow import Edit, IdentityFlow, Merge, edited, identity_flow
 from bench.registry import ABLATIONS, ARCHITECTURES, TASKS
 from bench.results import cell_id
 
@@ -67,6 +67,9 @@ class Plan:
     # "architecture:<alias>" / "task:<alias>" / "ablation:<name>" -> the hash of its code (bench.codehash), read
     # once in the driver's process: every cell of one invocation records the same code
     code: dict[str, str] = field(default_factory=dict)
+    # architecture alias -> variant -> the architecture parameters it is built with instead (a capacity-matched
+    # variant's width: ``matched_sizes``); {} for every variant of a study that matches nothing
+    arch_params: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def ablations(self) -> dict[str, Ablation]:
@@ -98,7 +101,12 @@ class Plan:
         units = [Unit(t, a, v, seed, name) for t, a in cfg.pairs() for seed in cfg.seeds
                  for v, name in variants[a].items()]
         check_size(cfg, len(units), path)
-        return cls(cfg, path, tuple(plugins), flows, units, notes, ablations, code_hashes(cfg, ablations))
+        arch_params = matched_sizes(cfg, ablations, flows, variants, path, notes)
+        if arch_params:  # bench.cell builds every model with build_model(plan.cfg, unit.arch, info): it would train
+            # the matched variant at the baseline's width. Lifted when the cell builds with Plan.model(unit, info).
+            raise BenchError(f"{path}: match_params: the cell does not build a variant at its own width yet "
+                             "(bench/cell.py builds every model as configured); set match_params: false")
+        return cls(cfg, path, tuple(plugins), flows, units, notes, ablations, code_hashes(cfg, ablations), arch_params)
 
     @property
     def name(self) -> str:
@@ -132,6 +140,10 @@ class Plan:
         if unit.ablation is None:
             return {}
         return self.ablations[unit.ablation].variants(self.flows[unit.arch])[unit.variant]
+
+    def model(self, unit: Unit, info: TaskInfo) -> torch.nn.Module:
+        """The unit's model: its architecture as configured, with the parameters its variant overrides."""
+        return build_model(self.cfg, unit.arch, info, **self.arch_params.get(unit.arch, {}).get(unit.variant, {}))
 
     def headline_variant(self, arch: str, ablation: str) -> str:
         """A train-time ablation's declared headline variant on ``arch``: its first, never chosen from the data."""
@@ -192,8 +204,8 @@ def build_ablations(cfg: StudyConfig) -> dict[str, Ablation]:
     return {spec.name: ABLATIONS.build(spec_dict(spec)) for spec in cfg.ablations}
 
 
-def build_model(cfg: StudyConfig, alias: str, info: TaskInfo) -> torch.nn.Module:
-    return ARCHITECTURES.build(spec_dict(cfg.architectures[alias]), info)
+def build_model(cfg: StudyConfig, alias: str, info: TaskInfo, **overrides: Any) -> torch.nn.Module:
+    return ARCHITECTURES.build({**spec_dict(cfg.architectures[alias]), **overrides}, info)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -311,6 +323,92 @@ def train_variants(ablations: dict[str, Ablation], flow: IdentityFlow, path: Pat
                                  f"digits, '_', '-', '.'; no '__'; at most {limits.MAX_NAME} characters); rename it")
             out[v] = name
     return out
+
+
+def matched_sizes(cfg: StudyConfig, ablations: dict[str, Ablation], flows: dict[str, IdentityFlow],
+                  variants: dict[str, dict[str, str | None]], path: Path,
+                  notes: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{arch: {variant: {parameter: value}}} for the variants a train-time ablation declares capacity-matched
+    (``capacity_matched(flow)``: {variant: the architecture parameter to widen}): the value whose live
+    parameter count under the variant's edits is closest to the baseline's. Each is said in ``notes``."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, abl in ablations.items():
+        matched = getattr(abl, "capacity_matched", None)  # declared by the ablations that match (skip_removal)
+        for arch, flow in flows.items():
+            if matched is None or abl.phase != "train" or abl.applicable(flow) is not None:
+                continue
+            for variant, param in matched(flow).items():
+                if variants[arch].get(variant) != name:  # not planned (headline_only keeps first variants)
+                    continue
+                where = f"{path}: ablations.{name}.match_params on {arch}"
+                with torch.random.fork_rng(devices=[]):  # the models it builds draw no number a cell would
+                    size, live, unwidened, target = matched_size(cfg, arch, abl.variants(flow)[variant], param, where)
+                out.setdefault(arch, {})[variant] = {param: size}
+                start = cfg.architectures[arch].params[param]
+                notes.append(f"{name} {variant} on {arch}: {param} {size} (live parameters {live:,}; unwidened "
+                             f"{unwidened:,}; the baseline at {param} {start}: {target:,})")
+    return out
+
+
+def matched_size(cfg: StudyConfig, arch: str, edits: dict[str, Edit], param: str,
+                 where: str) -> tuple[int, int, int, int]:
+    """(value of ``param``, the variant's live parameters there and at the configured value, the baseline's): the value closest in live
+    parameters (``live_parameters``) to the baseline as configured, searched upward from its own value
+    (in steps of a quarter, then bisecting: the count grows with the width); a tie takes the larger."""
+    start = cfg.architectures[arch].params.get(param)
+    if not isinstance(start, int) or isinstance(start, bool):
+        raise BenchError(f"{where}: architecture {cfg.architectures[arch].name} has no whole-number {param!r} "
+                         "parameter to widen; set match_params: false")
+
+    counts: dict[int, int] = {}
+
+    def live(value: int) -> int:
+        if value not in counts:
+            counts[value] = live_parameters(build_model(cfg, arch, FLOW_INFO, **{param: value}), edits, where)
+        return counts[value]
+
+    target = sum(p.numel() for p in build_model(cfg, arch, FLOW_INFO).parameters())  # every baseline entry trains
+    low, high = start, start
+    while live(high) < target:
+        low, high = high, min(max(high + 1, high * 5 // 4), limits.MAX_WIDTH)
+        if low == high:
+            raise BenchError(f"{where}: no {param} up to {limits.MAX_WIDTH} matches the baseline; set match_params: false")
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if live(mid) < target else (low, mid)
+    size = min({low, high}, key=lambda v: (abs(live(v) - target), -v))
+    n = sum(p.numel() for p in build_model(cfg, arch, FLOW_INFO, **{param: size}).parameters())
+    if n > limits.MAX_PARAMETERS:
+        raise BenchError(f"{where}: {param} {size} has {n:,} parameters, over the limit of {limits.MAX_PARAMETERS:,}")
+    return size, live(size), live(start), target
+
+
+def live_parameters(model: torch.nn.Module, edits: dict[str, Edit], where: str) -> int:
+    """The parameter count less the entries ``edits`` cut off from training: those with a gradient in the unedited
+    model and none under the edits (same weights, same seeded images, training mode; the caller forks the RNG).
+    A zero-filled skip keeps the weights that read it in the parameter count but gives them no gradient; an
+    entry that a small probe leaves without gradient either way (a corner tap at a 2x2 bottleneck) still counts."""
+    before, after = (_gradients(model, e, where) for e in ({}, edits))
+    cut = sum(int(((b != 0) & (a == 0)).sum()) for b, a in zip(before, after))
+    return sum(p.numel() for p in model.parameters()) - cut
+
+
+def _gradients(model: torch.nn.Module, edits: dict[str, Edit], where: str) -> list[torch.Tensor]:
+    """Every parameter's gradient of a random projection of the output on 8 seeded images of the smallest
+    probe size the model accepts, under ``edits``."""
+    model.train()
+    for size in PROBE_SIZES:
+        torch.manual_seed(0)
+        x = torch.randn(8, FLOW_INFO.in_channels, size, size)
+        model.zero_grad(set_to_none=True)
+        try:
+            with edited(model, edits):
+                out = model(x)
+        except Exception:  # too small for its depth: the next size
+            continue
+        (out * torch.randn(out.shape)).sum().backward()
+        return [torch.zeros_like(p) if p.grad is None else p.grad for p in model.parameters()]
+    raise BenchError(f"{where}: the model accepts none of the probe inputs ({', '.join(map(str, PROBE_SIZES))} pixels)")
 
 
 def first_variants(variants: dict[str, str | None]) -> dict[str, str | None]:
