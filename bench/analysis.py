@@ -15,7 +15,7 @@ import numpy as np
 
 from bench.ablations.base import dependence
 from bench.data import TaskInfo
-from bench.metrics import SCALE, Outcome, shared_weights
+from bench.metrics import SCALES, Outcome, shared_weights
 from bench.plan import Plan
 from bench.results import SCHEMA_VERSION, Cell, Comparison, Interval, Results, cell_id
 from bench.stats import percentile_interval
@@ -27,8 +27,10 @@ Arrays = Mapping[str, Mapping[str, np.ndarray]]  # cell id -> its npz arrays
 def comparisons(plan: Plan, cells: list[Cell], arrays: Arrays,
                 infos: Mapping[str, TaskInfo]) -> tuple[list[Comparison], dict[str, np.ndarray]]:
     """Each train-time variant against its baseline (same task, architecture, seed): D with its interval
-    over test examples, and D's bootstrap replicates per variant cell (what the verdict resamples)."""
+    over test examples on the study's scale, and D's bootstrap replicates per variant cell (what the verdict
+    resamples)."""
     by_id = {c.id: c for c in cells}
+    d_scale = SCALES[plan.cfg.scale]
     out, boots = [], {}
     for u in plan.units:
         if u.variant == "baseline":
@@ -41,14 +43,15 @@ def comparisons(plan: Plan, cells: list[Cell], arrays: Arrays,
         full, abl = Outcome(arrays[base_id]["stats"], info), Outcome(arrays[u.id]["stats"], info)
         chance = Outcome(arrays[base_id]["chance_stats"], info)
         w = shared_weights(full.n, plan.cfg.bootstrap)
-        d = float(dependence(abl.score, full.score, full.chance_score))
-        boot = dependence(abl.bootstrap(w), full.bootstrap(w), full.bootstrap(w, "balanced_chance"))
+        m = d_scale.metric
+        d = float(dependence(abl.value(m), full.value(m), full.value(d_scale.chance)))
+        boot = dependence(abl.bootstrap(w, m), full.bootstrap(w, m), full.bootstrap(w, d_scale.chance))
         headline = u.variant == plan.headline_variant(u.arch, u.ablation)
         out.append(Comparison(ablation=u.ablation or "?", task=u.task, architecture=u.arch, headline=headline,
                               variant=u.variant, seed=u.seed, primary_full=round(full.primary, 6),
                               primary_ablated=round(abl.primary, 6), primary_chance=round(chance.primary, 6),
-                              score_full=round(full.score, 6), score_ablated=round(abl.score, 6),
-                              score_chance=round(full.chance_score, 6),
+                              score_full=round(full.value(m), 6), score_ablated=round(abl.value(m), 6),
+                              score_chance=round(full.value(d_scale.chance), 6),
                               dependence=Interval(**percentile_interval(d, boot))))
         boots[u.id] = boot
     return out, boots
@@ -66,7 +69,8 @@ def assemble(plan: Plan, cells: list[Cell], arrays: Arrays, infos: Mapping[str, 
     timings = {**timings, "cells": round(sum(sum(c.timings.values()) + sum(a.wall_s for a in c.ablations.values())
                                              for c in cells), 3)}
     return Results(schema_version=SCHEMA_VERSION, study=plan.name, config=plan.resolved, provenance=provenance,
-                   timings=timings, scale=SCALE, ablations=declarations, cells=cells, comparisons=comps,
+                   timings=timings, scale=SCALES[plan.cfg.scale].metric,
+                   ablations=declarations, cells=cells, comparisons=comps,
                    verdict=verdict, verdicts=verdicts, interaction=interaction, code=recorded_code(cells))
 
 

@@ -29,7 +29,7 @@ from bench.evaluate import predict_stats
 from bench.failures import translate
 from bench.flow import identity_flow, set_edits
 from bench.io import save_npz, write_json
-from bench.metrics import chance_outcome, primary_metric, shared_weights
+from bench.metrics import SCALES, chance_outcome, primary_metric, shared_weights
 from bench.plan import Plan, Unit, build_model, resolve_device, spec_dict
 from bench.provenance import CELL_PROVENANCE
 from bench.registry import TASKS, load_plugin
@@ -148,7 +148,7 @@ def train_and_ablate(job: CellJob, task: Task, device: torch.device,
     for name, abl in run.items():
         progress.start(f"{unit.id} · {name}")
         ctx = AblationContext(model, flow, task, device, unit.seed, baseline, chance, weights,
-                              train_cfg.eval_batch_size, train_cfg.amp, abl.params)
+                              train_cfg.eval_batch_size, train_cfg.amp, abl.params, SCALES[plan.cfg.scale])
         t1 = time.perf_counter()
         out = abl.run(ctx)
         summary = declared(name, type(abl).Summary, out.summary, "its summary")  # the declared types

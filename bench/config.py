@@ -174,8 +174,15 @@ class VerdictConfig(Strict):
         {}, description="Blind exclusion of seeds that did not converge, fixed before results: {task alias: loss}; a "
         "seed whose baseline's final training loss on that task is above it is left out of every row of the pair "
         "(listed as excluded_seeds). It reads the baseline alone, on training data: never the ablation's effect.")
-    min_margin: float = Field(0.1, ge=0, lt=1, description="Conditioning: each baseline's balanced accuracy must "
-                              "beat chance by more than this (interval lower bound), or the row is ill-conditioned.")
+    min_margin: float = Field(0.1, ge=0, lt=1, description="Conditioning: each baseline's mean margin over chance "
+                              "on the scale (D's denominator) must exceed this (interval lower bound), or the row "
+                              "is ill-conditioned.")
+    scale: Literal["balanced_accuracy", "recognition"] = Field(
+        "balanced_accuracy", description="The scale D is read on, for every ablation of the study (one per study): "
+        "recognition — balanced accuracy over the K object classes (chance 1/K) on object pixels/images, the "
+        "background logit left out, so the same evidence loss reads the same D on a dense and a global task "
+        "(recommended; docs/protocols.md, 'The dependence scale'); balanced_accuracy — over all classes, background "
+        "included: the scale of every study before bench 0.3.2, and what a recorded plan without this key read.")
 
     @model_validator(mode="after")
     def _stop_has_its_width(self) -> VerdictConfig:
@@ -310,6 +317,13 @@ class StudyConfig(Strict):
     def verdict_pairs(self) -> list[VerdictConfig]:
         """The verdict pairs: none, one, or the list, in config order."""
         return self.verdict if isinstance(self.verdict, list) else [] if self.verdict is None else [self.verdict]
+
+    @property
+    def scale(self) -> str:
+        """The study's dependence scale (``VerdictConfig.scale``; every pair shares it): what cells compute
+        test-time D on, and the verdict reads. A study without a verdict reads all classes."""
+        pairs = self.verdict_pairs()
+        return pairs[0].scale if pairs else "balanced_accuracy"
 
     def pairs(self) -> list[tuple[str, str]]:
         if self.matrix == "all":
@@ -477,6 +491,9 @@ def resolve(cfg: StudyConfig, path: Path) -> StudyConfig:
     labels = [v.label or v.dense for v in pairs]
     if len(set(labels)) != len(labels):
         raise BenchError(f"{path}: verdict: two pairs share the label {labels!r}; give each a distinct `label`")
+    if len({v.scale for v in pairs}) > 1:  # the cells' test-time ablations are computed on it
+        raise BenchError(f"{path}: verdict: the pairs' scale differ ({sorted({v.scale for v in pairs})}); one study "
+                         "reads D on one scale: give every pair the same scale")
     if len({v.alpha for v in pairs}) > 1:  # exploratory rows are one Holm family across the pairs
         raise BenchError(f"{path}: verdict: the pairs' alpha differ ({sorted({v.alpha for v in pairs})}); give every "
                          "pair the same alpha (their exploratory rows share one Holm adjustment)")

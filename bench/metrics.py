@@ -45,6 +45,31 @@ CONDITIONING_SCALES = (("all classes", SCALE, "balanced_chance"),
 BOOTSTRAP_SEED = 1000
 
 
+@dataclass(frozen=True)
+class Scale:
+    """The scale a study reads dependence D on (``verdict.scale``): a metric, its chance, and which
+    conditioning scales (``CONDITIONING_SCALES`` names) check D's denominator."""
+
+    name: str
+    metric: str
+    chance: str
+    label: str
+
+
+# all classes, background included (chance 1/C): the scale of every study before bench 0.3.2
+ALL_CLASSES = Scale("balanced_accuracy", SCALE, "balanced_chance", "balanced accuracy over all classes")
+# the K object classes (chance 1/K) on object examples/pixels, the background logit left out: the same evidence
+# loss reads the same D on a dense and a global task (tests/bench/test_metrics_recognition.py)
+RECOGNITION = Scale("recognition", "recognition_balanced_accuracy", "recognition_chance",
+                      "recognition: balanced accuracy over the object classes")
+SCALES = {m.name: m for m in (ALL_CLASSES, RECOGNITION)}
+
+
+def scale_of(metric: str) -> Scale:
+    """The scale whose metric results.json names (``Results.scale``); all classes for anything else."""
+    return next((s for s in SCALES.values() if s.metric == metric), ALL_CLASSES)
+
+
 def boundary_band(target: torch.Tensor, band: int = BOUNDARY_BAND) -> torch.Tensor:
     """Bool (N, H, W): pixels within ``band`` px of a change of label (ignore pixels count as labels)."""
     t = target[:, None].float()
@@ -247,6 +272,10 @@ class Outcome:
         """Chance on the dependence scale for these labels: 1/C over the classes present."""
         return self.value("balanced_chance")
 
+    def margin(self, scale: Scale) -> float:
+        """Above chance on ``scale``: D's denominator."""
+        return self.value(scale.metric) - self.value(scale.chance)
+
     def bootstrap(self, weights: np.ndarray, metric: str = SCALE) -> np.ndarray:
         """``metric`` (default: the dependence scale) under each row of resampling weights (B, N)."""
         return metrics_from_sums(weights @ self.stats, self.info)[metric]
@@ -265,16 +294,22 @@ def shared_weights(n: int, replicates: int) -> np.ndarray:
     return bootstrap_weights(n, replicates, seed=BOOTSTRAP_SEED)
 
 
-def scales_of(info: TaskInfo) -> list[tuple[str, str, str]]:
-    """The conditioning scales that apply to a task: all classes, and the object classes if it has a background."""
+def scales_of(info: TaskInfo, scale: Scale = ALL_CLASSES) -> list[tuple[str, str, str]]:
+    """The conditioning scales that check D's denominator on a task. All classes: all classes, and the object
+    classes if the task has a background (a model that finds objects without telling them apart clears the
+    first). Recognition: the recognition margin alone, which is D's denominator and already leaves the
+    background out."""
+    if scale == RECOGNITION:
+        return [("recognition", scale.metric, scale.chance)]
     return list(CONDITIONING_SCALES) if info.background_index is not None else list(CONDITIONING_SCALES[:1])
 
 
-def margins(outcome: Outcome, weights: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
+def margins(outcome: Outcome, weights: np.ndarray,
+            scale: Scale = ALL_CLASSES) -> dict[str, tuple[float, np.ndarray]]:
     """Per conditioning scale of the outcome's task: name -> (margin over chance, its bootstrap replicates)."""
     return {name: (outcome.value(metric) - outcome.value(chance),
                    outcome.bootstrap(weights, metric) - outcome.bootstrap(weights, chance))
-            for name, metric, chance in scales_of(outcome.info)}
+            for name, metric, chance in scales_of(outcome.info, scale)}
 
 
 def chance_outcome(train_targets: torch.Tensor, test_targets: torch.Tensor, info: TaskInfo) -> Outcome:

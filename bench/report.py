@@ -13,6 +13,7 @@ import numpy as np
 from bench import plots, sections, stats
 from bench.io import write_text
 from bench.markdown import esc, fmt, fmt_ci, table
+from bench.metrics import scale_of
 from bench.power import MAX_SEEDS, plan_rows, why_no_plan  # also imported from here by the other text outputs
 from bench.registry import ABLATIONS
 from bench.results import Results
@@ -63,8 +64,8 @@ def verdict_section(res: Results) -> str:
     else:
         out.append(
             f"**{h.verdict}** — claim: *dense prediction depends on the identity path more than global prediction*. "
-            f"Pre-specified headline: `{esc(h.ablation)}` on `{esc(h.architecture)}`. Identity dependence D (balanced "
-            f"accuracy, median over seeds) of the dense task `{esc(v.dense_task)}` is {fmt_ci(h.dense)} vs "
+            f"Pre-specified headline: `{esc(h.ablation)}` on `{esc(h.architecture)}`. Identity dependence D ("
+            f"{scale_of(res.scale).label}, median over seeds) of the dense task `{esc(v.dense_task)}` is {fmt_ci(h.dense)} vs "
             f"{fmt_ci(h.global_)} for the global task `{esc(v.global_task)}`; difference {fmt_ci(h.difference)} "
             + (f"({1 - v.alpha:.0%} interval, {h.seeds} seeds, p = {fmt_p(h.difference.p)})." if h.difference.low is not None
                else f"({h.seeds} seeds: no distribution-free interval below 6; see the sizing table)."))
@@ -130,8 +131,7 @@ def family_tables(v, pair: str | None) -> list[str]:
             [[esc(r.architecture), esc(r.ablation), r.role, r.seeds, fmt_ci(r.dense), fmt_ci(r.global_), fmt_ci(r.difference),
               fmt_p(r.difference.p), fmt_p(r.p_holm), conditioning_cell(r), f"**{r.verdict}**", per_seed(r.difference)]
              for r in rows]))
-        out.append("\nPer seed (the values behind each interval; margin = baseline balanced accuracy − chance, over all "
-                   "classes and, where the task has a background, over the object classes):\n")
+        out.append(f"\nPer seed (the values behind each interval; margin = baseline {margin_words(v.scale)} − chance):\n")
         out.append(per_seed_table(rows))
     return out
 
@@ -184,13 +184,22 @@ def pairs_section(res: Results) -> str:
 
 
 def sensitivity_line(v) -> str:
-    """The headline re-measured on the object-class scale (results.Sensitivity): beside the call, never for it."""
+    """The headline re-measured on the other scale (results.Sensitivity): beside the call, never for it."""
     sens, name = v.sensitivity, f" (`{esc(v.label)}`)" if v.label else ""
-    return (f"Sensitivity{name}, not the call: with D over the object classes of {', '.join(map(esc, sens.tasks))}, "
+    why = ("On the all-class scale an ablated dense model that still finds the objects keeps its background recall, "
+           "so its D stays below 1 even when it no longer tells the objects apart." if sens.scale == "object classes"
+           else "The all-class scale counts background as a class, so the same evidence loss reads differently on "
+           "the two task kinds (docs/protocols.md, 'The dependence scale'); it was the scale before bench 0.3.2.")
+    return (f"Sensitivity{name}, not the call: with D on {esc(sens.scale)} ({', '.join(map(esc, sens.tasks))}), "
             f"D_dense {fmt_ci(sens.dense)} vs D_global {fmt_ci(sens.global_)}; difference {fmt_ci(sens.difference)} "
-            f"(p = {fmt_p(sens.difference.p)}; per seed {per_seed(sens.difference)}). On the all-class scale an ablated "
-            "dense model that still finds the objects keeps its background recall, so its D stays below 1 even when it "
-            "no longer tells the objects apart.")
+            f"(p = {fmt_p(sens.difference.p)}; per seed {per_seed(sens.difference)}). {why}")
+
+
+def margin_words(scale: str) -> str:
+    """What a row's margins are on (results.Verdict.scale)."""
+    if scale == "recognition":
+        return "recognition (balanced accuracy over the object classes)"
+    return "balanced accuracy, over all classes and, where the task has a background, over the object classes"
 
 
 def multiplicity(res: Results) -> str:

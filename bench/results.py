@@ -16,7 +16,8 @@ Schema (version 2), as typed pydantic models:
   ensemble; sufficiency), with intervals over seeds and test examples, per-seed values, Holm-adjusted
   p for exploratory rows and a conditioning check on every row.
 
-Identity dependence D = 1 - (m_ablated - m_chance) / (m_full - m_chance); m is balanced accuracy (``scale``).
+Identity dependence D = 1 - (m_ablated - m_chance) / (m_full - m_chance); m is the study's scale (``scale``:
+balanced accuracy over all classes, or recognition over the object classes; ``verdict.scale``).
 Every field, its meaning, and how D and the verdict are computed: docs/results.md.
 """
 
@@ -185,7 +186,7 @@ class Comparison(_Model):
     primary_full: float
     primary_ablated: float
     primary_chance: float
-    score_full: float  # balanced accuracy: the scale D is computed on
+    score_full: float  # the study's scale (Results.scale): the scale D is computed on
     score_ablated: float
     score_chance: float
     dependence: Interval
@@ -207,10 +208,12 @@ class Decision(_Model):
 
 
 class Conditioning(_Model):
-    """D divides by the baseline's margin over chance: both baselines must clear ``threshold``, over all
-    classes and, for a task with a background class, over its object classes alone (bench.metrics)."""
+    """D divides by the baseline's margin over chance: both baselines must clear ``threshold`` on D's denominator
+    (``dense_margin``/``global_margin``: all classes, or recognition when ``scale`` says so) and, on the all-class
+    measure, for a task with a background class, over its object classes alone (bench.metrics.scales_of)."""
 
     threshold: float
+    scale: str | None = None  # what dense_margin/global_margin are on; None: all classes (every study before 0.3.2)
     dense_margin: Decision | None
     global_margin: Decision | None
     dense_object_margin: Decision | None = None
@@ -242,13 +245,14 @@ class VerdictRow(_Model):
 
 
 class Sensitivity(_Model):
-    """The headline re-measured with D over the object classes of each task that has a background (the other
-    task's D unchanged): not the call, which stays on the pre-specified all-class scale, but what that scale
-    can hide. An ablated dense model that still finds the objects but no longer tells them apart keeps its
-    background recall, so its all-class D stays well below 1 while a global model's can reach 1."""
+    """The headline re-measured on the other scale: not the call, which stays on the pre-specified scale, but
+    what that scale can hide. Under all classes: D over the object classes of each task that has a background
+    (the other task's D unchanged); an ablated dense model that still finds the objects but no longer tells them
+    apart keeps its background recall, so its all-class D stays well below 1 while a global model's can reach 1.
+    Under recognition: D over all classes of both tasks, the scale of every study before bench 0.3.2."""
 
-    scale: str
-    tasks: list[str]  # the tasks whose D is re-measured (those with a background class)
+    scale: str  # "object classes" or "all classes" (bench.metrics.CONDITIONING_SCALES names)
+    tasks: list[str]  # the tasks whose D is re-measured
     dense: Decision
     global_: Decision
     difference: Decision
@@ -264,7 +268,8 @@ class Verdict(_Model):
     headline_missing: str | None = None  # why there is no headline row
     rows: list[VerdictRow]
     method: str
-    sensitivity: Sensitivity | None = None  # the headline on the object-class scale (train-time headlines)
+    sensitivity: Sensitivity | None = None  # the headline on the other scale (train-time headlines)
+    scale: str = "balanced_accuracy"  # the scale D is read on (bench.metrics.SCALES); older results: all classes
 
 
 class Interaction(_Model):

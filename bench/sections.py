@@ -27,7 +27,7 @@ from bench.ablations.path_gradients import PathGradients
 from bench.ablations.reorder import Reorder
 from bench.ablations.skip_lesion import SkipLesion
 from bench.markdown import esc, fmt, fmt_ci, image, table
-from bench.metrics import mean_of
+from bench.metrics import mean_of, scale_of
 from bench.results import Results
 from bench.rundir import RunDir
 
@@ -150,7 +150,7 @@ def block_lesion(res: Results, run_dir: Path, name: str) -> str:
         res, run_dir, name, title=f"{esc(name)} — single-block lesions (Veit et al. 2016, Fig. 3)",
         intro="Each block's residual branch removed at test time, its shortcut kept (plain layers: y = x). "
               "Bars: mean error over seeds, error bars: sd over seeds. BatchNorm: running statistics kept, as "
-              "in the paper. D on balanced accuracy (mean over seeds).",
+              "in the paper. D on the study's scale (the verdict names it; mean over seeds).",
         header=["task", "architecture", "seeds", "blocks", "error, intact", "mean error, one block lesioned",
                 "mean error, downsampling blocks", "mean error, other blocks", "worst", "mean D", "mean D, non-downsampling"],
         panel=panel, sharey=False)
@@ -297,8 +297,8 @@ def skip_lesion(res: Results, run_dir: Path, name: str) -> str:
         res, run_dir, name, title=f"{esc(name)} — trained skips replaced at test time",
         intro="D per level (0 = finest) and for all levels at once, mean over seeds (error bars: sd); fills: the "
               "calibrated mean activation (the headline: no information about this image, first-order statistics "
-              "kept), zeros, another test image's skip (a seeded derangement of the test set). D on balanced "
-              "accuracy: 0 = nothing lost, 1 = chance.",
+              "kept), zeros, another test image's skip (a seeded derangement of the test set). D on the study's "
+              "scale: 0 = nothing lost, 1 = chance.",
         header=["task", "architecture", "seeds", "fill", "D per level", "D, all levels"], panel=panel)
 
 
@@ -323,12 +323,15 @@ def identity_readout(res: Results, run_dir: Path, name: str) -> str:
                              for c in group)
         rows.append([esc(task), esc(group[0].task_kind), seed,
                      f"{esc(out.summary['readout_metric'])} {fmt(out.summary['readout_primary'])}",
-                     fmt(group[0].metrics.get("balanced_chance")), fmt_ci(out.summary_ci), relative])
+                     fmt(group[0].metrics.get(scale_of(res.scale).chance)), fmt_ci(out.summary_ci), relative])
         ci = out.summary_ci
         suff = out.summary["sufficiency"]
         labels.append(f"{task}\ns{seed}")
         values.append(suff)
-        errors.append([suff - ci.low, ci.high - suff] if ci is not None and ci.low is not None else [0.0, 0.0])
+        # a percentile interval need not contain the point estimate (chance is re-read in every replicate: 1/K of
+        # the classes it holds), and a bar cannot draw a negative error: the table gives the interval as it is
+        errors.append([max(suff - ci.low, 0.0), max(ci.high - suff, 0.0)] if ci is not None and ci.low is not None
+                      else [0.0, 0.0])
     fig, (ax,) = plots.grid(1, width=max(4.2, 0.9 * len(labels)))
     ax.bar(range(len(values)), values, yerr=np.array(errors).T, color="tab:green", capsize=3)
     ax.axhline(0, color="grey", lw=0.8)
@@ -342,7 +345,7 @@ def identity_readout(res: Results, run_dir: Path, name: str) -> str:
             "(m_readout − m_chance)/(1 − m_chance), 95% bootstrap CI over test examples; beside it, relative "
             "to each trained model: (m_readout − m_chance)/(m_full − m_chance).\n\n"
             f"{image('identity readout', png)}\n\n"
-            + table(["task", "kind", "seed", "readout task metric", "chance (balanced acc.)", "sufficiency [95% CI]",
+            + table(["task", "kind", "seed", "readout task metric", "chance (the study's scale)", "sufficiency [95% CI]",
                      "relative to the trained model"], rows) + "\n")
 
 

@@ -9,14 +9,15 @@ Rows come in families, decided by what each ablation DECLARES (``Ablation.family
   vs global prediction (Veit et al.). Reported with their own wording, never for or against the claim.
 * ``sufficiency`` — the input readout: how much of the answer the input alone carries; one row.
 
-Per seed s, Δ_s = D_dense,s − D_global,s on the balanced-accuracy scale, with its test-set bootstrap
-replicates (the same resampled examples in every seed and, for paired tasks, in both tasks).
-``bench.stats.interval`` gives the mean's interval over seeds and test examples; a row with fewer
-seeds than ``min_seeds`` is "underpowered", one whose baselines do not clear the conditioning margin is
-"ill-conditioned" — neither is ever supported or contradicted. The margin is checked on every scale of
-``bench.metrics.CONDITIONING_SCALES`` that the task declares: all classes (D's denominator) and, for a
-task with a background class, the object classes alone (a model that finds objects without telling
-them apart clears the first by labelling background right).
+Per seed s, Δ_s = D_dense,s − D_global,s on the study's scale (``verdict.scale``: recognition over the K
+object classes, or balanced accuracy over all classes), with its test-set bootstrap replicates (the same
+resampled examples in every seed and, for paired tasks, in both tasks). ``bench.stats.median_interval`` gives
+the median's interval over seeds and test examples; a row with fewer seeds than ``min_seeds`` is
+"underpowered", one whose baselines' mean margin does not clear the conditioning threshold is
+"ill-conditioned" — neither is ever supported or contradicted. The margin is checked on the scales
+``bench.metrics.scales_of`` gives: D's denominator (all classes, or recognition) and, on the all-class
+measure, for a task with a background class, the object classes alone (a model that finds objects without
+telling them apart clears the first by labelling background right).
 """
 
 from __future__ import annotations
@@ -31,7 +32,17 @@ from bench.ablations.base import dependence
 from bench.config import StudyConfig, VerdictConfig, headline_architecture
 from bench.data import TaskInfo
 from bench.markdown import fmt
-from bench.metrics import CONDITIONING_SCALES, Outcome, margins, scales_of, shared_weights
+from bench.metrics import (
+    ALL_CLASSES,
+    CONDITIONING_SCALES,
+    RECOGNITION,
+    SCALES,
+    Outcome,
+    Scale,
+    margins,
+    scales_of,
+    shared_weights,
+)
 from bench.results import (
     Cell,
     Comparison,
@@ -44,8 +55,14 @@ from bench.results import (
     cell_id,
 )
 
-METHOD = ("Per seed, D_dense − D_global on balanced accuracy (D = 1 − (m_ablated − m_chance)/(m_full − m_chance), "
-          "chance = 1/C over the C classes present in the test labels). Estimand: the median over seeds. Interval: "
+SCALE_TEXT = {
+    ALL_CLASSES.name: "on balanced accuracy (D = 1 − (m_ablated − m_chance)/(m_full − m_chance), chance = 1/C over "
+                      "the C classes present in the test labels)",
+    RECOGNITION.name: "on recognition: balanced accuracy over the K object classes on object pixels/images, the "
+                      "background logit left out (D = 1 − (m_ablated − m_chance)/(m_full − m_chance), chance = 1/K over "
+                      "the object classes present in the test labels)",
+}
+METHOD = ("Per seed, D_dense − D_global {scale}. Estimand: the median over seeds. Interval: "
           "the sign test's order statistics over seeds (valid for any distribution of seeds: collapsed, skewed, "
           "heavy-tailed), widened in quadrature by the test-set bootstrap spread of the median (the same resampled "
           "examples in every seed); calibrated by simulation (≤ 5% false calls; docs/protocols.md). Seeds whose "
@@ -53,7 +70,14 @@ METHOD = ("Per seed, D_dense − D_global on balanced accuracy (D = 1 − (m_abl
           "supported if the interval is above 0, contradicted if below; exploratory rows: Holm-adjusted p < alpha (Holm over "
           "the family's exploratory rows of every verdict pair of the study). "
           "Fewer than min_seeds seeds: underpowered; a mean baseline margin over chance whose interval does not clear "
-          "the threshold (over all classes, and over the object classes of a task with a background): ill-conditioned.")
+          "the threshold ({margins}): ill-conditioned.")
+MARGINS_TEXT = {ALL_CLASSES.name: "over all classes, and over the object classes of a task with a background",
+                RECOGNITION.name: "on recognition, D's denominator"}
+
+
+def method(d_scale: Scale) -> str:
+    """The decision rule in words, on the study's scale."""
+    return METHOD.format(scale=SCALE_TEXT[d_scale.name], margins=MARGINS_TEXT[d_scale.name])
 
 Series = dict[int, tuple[float, np.ndarray]]  # seed -> (point value, bootstrap replicates)
 (ALL, _, _), (OBJECTS, OBJECT_METRIC, OBJECT_CHANCE) = CONDITIONING_SCALES
@@ -98,7 +122,7 @@ def _series(task: str, arch: str, ablation: str, phase: str, measure: str, ev: E
     return out
 
 
-def _margins(task: str, arch: str, ev: Evidence, replicates: int) -> dict[str, Series]:
+def _margins(task: str, arch: str, ev: Evidence, replicates: int, d_scale: Scale = ALL_CLASSES) -> dict[str, Series]:
     """Per conditioning scale, per seed: the baseline's margin over chance with its replicates, computed
     from the baseline's stored per-example statistics (``bench.metrics.margins``)."""
     out: dict[str, Series] = {}
@@ -107,7 +131,7 @@ def _margins(task: str, arch: str, ev: Evidence, replicates: int) -> dict[str, S
         stats_ = ev.array(c.id, "stats")
         if stats_ is None:
             continue
-        for scale, value in margins(Outcome(stats_, info), shared_weights(len(stats_), replicates)).items():
+        for scale, value in margins(Outcome(stats_, info), shared_weights(len(stats_), replicates), d_scale).items():
             out.setdefault(scale, {})[c.seed] = value
     return out
 
@@ -133,12 +157,12 @@ def _difference(d: Series, g: Series, seeds: list[int]) -> Series:
 
 
 def _conditioning(dense: str, glob: str, arch: str, seeds: list[int], ev: Evidence, threshold: float, alpha: float,
-                  replicates: int) -> Conditioning:
+                  replicates: int, d_scale: Scale = ALL_CLASSES) -> Conditioning:
     checked: dict[tuple[str, str], Decision] = {}  # (task, scale) -> its margin over the seeds
     unchecked: list[str] = []  # a seed whose baseline statistics are missing: its margin cannot be checked
     for task in (dense, glob):
-        found = _margins(task, arch, ev, replicates)
-        for scale, _, _ in scales_of(ev.infos[task]):
+        found = _margins(task, arch, ev, replicates, d_scale)
+        for scale, _, _ in scales_of(ev.infos[task], d_scale):
             m = found.get(scale, {})
             unchecked += [f"{task} s{seed} {scale}" for seed in seeds if seed not in m]
             checked[task, scale] = _decision(m, [s for s in seeds if s in m], alpha, stats.interval)
@@ -164,9 +188,11 @@ def _conditioning(dense: str, glob: str, arch: str, seeds: list[int], ev: Eviden
         weak = [f"{t} ({scale})" for (t, scale), v in lows.items() if v <= threshold]
         note = (f"{', '.join(weak)}: the mean baseline margin over chance may be below {threshold:g} "
                 f"(interval lower bound), so D divides by a margin that may be near 0; train longer{objects}")
-    return Conditioning(threshold=threshold, dense_margin=checked.get((dense, ALL)),
-                        global_margin=checked.get((glob, ALL)), dense_object_margin=checked.get((dense, OBJECTS)),
-                        global_object_margin=checked.get((glob, OBJECTS)), ok=ok, note=note)
+    first = scales_of(ev.infos[dense], d_scale)[0][0]  # D's denominator: all classes, or recognition
+    return Conditioning(threshold=threshold, dense_margin=checked.get((dense, first)),
+                        global_margin=checked.get((glob, first)), dense_object_margin=checked.get((dense, OBJECTS)),
+                        global_object_margin=checked.get((glob, OBJECTS)), ok=ok, note=note,
+                        scale=None if d_scale == ALL_CLASSES else first)
 
 
 def _excluded(spec: VerdictConfig, arch: str, cells: list[Cell]) -> dict[str, str]:
@@ -236,6 +262,7 @@ def _pair_verdict(spec: VerdictConfig, cfg: StudyConfig, ev: Evidence,
     """One dense/global pair's verdict, and its headline row's per-seed difference series (replicates kept)."""
     dense, glob = spec.dense, spec.global_
     alpha, min_seeds, threshold = spec.alpha, spec.min_seeds, spec.min_margin
+    d_scale = SCALES[spec.scale]
     head_arch = headline_architecture(cfg, spec)
     rows: list[VerdictRow] = []
     head_series: Series = {}
@@ -260,7 +287,7 @@ def _pair_verdict(spec: VerdictConfig, cfg: StudyConfig, ev: Evidence,
                 conditioning = Conditioning(threshold=threshold, dense_margin=None, global_margin=None, ok=True,
                                             note="sufficiency divides by 1 − chance, not by a model's margin")
             else:
-                conditioning = _conditioning(dense, glob, arch, seeds, ev, threshold, alpha, cfg.bootstrap)
+                conditioning = _conditioning(dense, glob, arch, seeds, ev, threshold, alpha, cfg.bootstrap, d_scale)
             headline = family == "identity" and (arch, abl) == (head_arch, spec.ablation)
             diff = _difference(d, g, seeds)
             if headline:
@@ -281,30 +308,40 @@ def _pair_verdict(spec: VerdictConfig, cfg: StudyConfig, ev: Evidence,
     sensitivity = None
     if headline_row is not None:
         sensitivity = _sensitivity(dense, glob, head_arch, spec.ablation, declarations[spec.ablation], head_sides,
-                                   ev, cfg.bootstrap, alpha)
+                                   ev, cfg.bootstrap, alpha, d_scale)
     return Verdict(label=spec.label, dense_task=dense, global_task=glob, alpha=alpha, min_seeds=min_seeds,
-                   headline=headline_row, headline_missing=missing, rows=rows, method=METHOD,
-                   sensitivity=sensitivity), head_series
+                   headline=headline_row, headline_missing=missing, rows=rows, method=method(d_scale),
+                   sensitivity=sensitivity, scale=d_scale.name), head_series
 
 
 def _sensitivity(dense: str, glob: str, arch: str, ablation: str, decl: dict, sides: tuple[Series, Series],
-                 ev: Evidence, replicates: int, alpha: float) -> Sensitivity | None:
-    """The headline with D over the object classes of each task that has a background (results.Sensitivity).
-    Needs the ablated model's per-example statistics, which only train-time ablations store (a cell each)."""
-    objects = [t for t in (dense, glob) if ev.infos[t].background_index is not None]
-    if not objects or decl["phase"] != "train":
+                 ev: Evidence, replicates: int, alpha: float, d_scale: Scale) -> Sensitivity | None:
+    """The headline re-measured on the other scale (results.Sensitivity): under all classes, D over the object
+    classes of each task that has a background; under recognition, D over all classes of both tasks (what the
+    study would have read before bench 0.3.2). Needs the ablated model's per-example statistics, which only
+    train-time ablations store (a cell each)."""
+    if decl["phase"] != "train":
+        return None
+    if d_scale == ALL_CLASSES:
+        tasks = [t for t in (dense, glob) if ev.infos[t].background_index is not None]
+        scale, metric, chance = OBJECTS, OBJECT_METRIC, OBJECT_CHANCE
+    else:
+        tasks = [dense, glob]
+        scale, metric, chance = ALL, ALL_CLASSES.metric, ALL_CLASSES.chance
+    if not tasks:
         return None
     series = dict(zip((dense, glob), sides))
-    for task in objects:
-        series[task] = _object_dependence(task, arch, ablation, ev, replicates)
+    for task in tasks:
+        series[task] = _dependence_on(task, arch, ablation, ev, replicates, metric, chance)
     seeds = sorted(set(series[dense]) & set(series[glob]) & set(sides[0]) & set(sides[1]))  # the row's seeds
-    return Sensitivity(scale=OBJECTS, tasks=objects, dense=_decision(series[dense], seeds, alpha),
+    return Sensitivity(scale=scale, tasks=tasks, dense=_decision(series[dense], seeds, alpha),
                        global_=_decision(series[glob], seeds, alpha),
                        difference=_decision(_difference(series[dense], series[glob], seeds), seeds, alpha))
 
 
-def _object_dependence(task: str, arch: str, ablation: str, ev: Evidence, replicates: int) -> Series:
-    """Per seed: D of the headline variant vs its baseline on the object-class scale, with replicates."""
+def _dependence_on(task: str, arch: str, ablation: str, ev: Evidence, replicates: int, metric: str,
+                   chance: str) -> Series:
+    """Per seed: D of the headline variant vs its baseline on ``metric`` (chance ``chance``), with replicates."""
     out: Series = {}
     info = ev.infos[task]
     for c in ev.comparisons:
@@ -315,10 +352,10 @@ def _object_dependence(task: str, arch: str, ablation: str, ev: Evidence, replic
             continue
         full, abl = Outcome(full, info), Outcome(abl, info)
         w = shared_weights(full.n, replicates)
-        value = float(dependence(abl.value(OBJECT_METRIC), full.value(OBJECT_METRIC), full.value(OBJECT_CHANCE)))
+        value = float(dependence(abl.value(metric), full.value(metric), full.value(chance)))
         if np.isfinite(value):
-            out[c.seed] = (value, dependence(abl.bootstrap(w, OBJECT_METRIC), full.bootstrap(w, OBJECT_METRIC),
-                                             full.bootstrap(w, OBJECT_CHANCE)))
+            out[c.seed] = (value, dependence(abl.bootstrap(w, metric), full.bootstrap(w, metric),
+                                             full.bootstrap(w, chance)))
     return out
 
 

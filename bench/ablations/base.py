@@ -47,7 +47,7 @@ from bench.data import Split, Task, TaskInfo
 from bench.errors import BenchError
 from bench.evaluate import predict_stats
 from bench.flow import Edit, IdentityFlow, edited
-from bench.metrics import Outcome
+from bench.metrics import ALL_CLASSES, Outcome, Scale
 from bench.sweep import evaluate_shared
 
 Removes = Literal["identity", "branch", "none"]
@@ -101,7 +101,8 @@ class DependenceRecord(Record):
     metrics: dict[str, Any] = Field(description="The task's metrics under this setting (mIoU, accuracy, ...).")
     primary: float = Field(description="The task's primary metric under this setting.")
     delta_primary: float = Field(description="primary minus the intact model's: the raw change, beside D.")
-    score: float = Field(description="Balanced accuracy under this setting: the dependence scale.")
+    score: float = Field(description="The study's scale under this setting (Results.scale: all-class balanced accuracy or "
+                         "recognition): what D is computed on.")
     dependence: float | None = Field(description="D for this setting (None: the intact model is at chance).")
 
 
@@ -138,8 +139,8 @@ class TestTimeParams(AblationParams):
 def dependence(m_ablated, m_full, m_chance):
     """D = 1 - (m_ablated - m_chance) / (m_full - m_chance): share of above-chance performance lost.
 
-    Called with balanced accuracies (``bench.metrics.SCALE``) and m_chance = 1/C (``balanced_chance``), the
-    same for every task kind."""
+    Called with the study's scale (``bench.metrics.SCALES``: balanced accuracy over all classes, chance
+    1/C, or over the object classes, chance 1/K), the same for every task kind."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return 1.0 - (np.asarray(m_ablated) - m_chance) / (np.asarray(m_full) - m_chance)
 
@@ -159,6 +160,7 @@ class AblationContext:
     eval_batch_size: int = 500
     amp: str = "off"
     params: Any = None
+    scale: Scale = ALL_CLASSES  # the study's scale for D (``verdict.scale``): every record and summary
     _boot_full: np.ndarray | None = field(default=None, repr=False)
     _boot_chance: np.ndarray | None = field(default=None, repr=False)
 
@@ -189,25 +191,39 @@ class AblationContext:
                 return shared
         return [self.evaluate(e, order=order) for e in edit_sets]
 
+    def score(self, outcome: Outcome) -> float:
+        """``outcome`` on the study's measure (``self.scale``)."""
+        return outcome.value(self.scale.metric)
+
+    @property
+    def chance_score(self) -> float:
+        """Chance on the study's measure for the test labels (1/C or 1/K over the classes present)."""
+        return self.baseline.value(self.scale.chance)
+
     def dependence(self, outcome: Outcome) -> float:
-        return float(dependence(outcome.score, self.baseline.score, self.baseline.chance_score))
+        return float(dependence(self.score(outcome), self.score(self.baseline), self.chance_score))
 
     def boot(self, outcome: Outcome) -> np.ndarray:
-        """The dependence scale (balanced accuracy) under each bootstrap resample of the test set."""
-        return outcome.bootstrap(self.weights)
+        """The study's measure under each bootstrap resample of the test set."""
+        return outcome.bootstrap(self.weights, self.scale.metric)
+
+    def chance_boot(self) -> np.ndarray:
+        """Chance on the study's measure in each bootstrap resample (1/C of the classes that replicate holds)."""
+        if self._boot_chance is None:
+            self._boot_chance = self.baseline.bootstrap(self.weights, self.scale.chance)
+        return self._boot_chance
 
     def dependence_boot(self, outcome: Outcome) -> np.ndarray:
         if self._boot_full is None:
-            self._boot_full = self.baseline.bootstrap(self.weights)
-            self._boot_chance = self.baseline.bootstrap(self.weights, "balanced_chance")
-        return dependence(outcome.bootstrap(self.weights), self._boot_full, self._boot_chance)
+            self._boot_full = self.boot(self.baseline)
+        return dependence(self.boot(outcome), self._boot_full, self.chance_boot())
 
     def record(self, key: dict, outcome: Outcome) -> dict:
         """One setting's result: task metrics, the raw change of the task's metric beside D (which is on
-        the balanced-accuracy scale), and D."""
+        the study's measure, ``score``), and D."""
         return {"key": key, "metrics": outcome.metrics(), "primary": round(outcome.primary, 6),
                 "delta_primary": round(outcome.primary - self.baseline.primary, 6),
-                "score": round(outcome.score, 6), "dependence": _round(self.dependence(outcome))}
+                "score": round(self.score(outcome), 6), "dependence": _round(self.dependence(outcome))}
 
 
 def mean_boot(boots: list[np.ndarray]) -> np.ndarray | None:

@@ -3,7 +3,7 @@
 The best a LINEAR readout of the identity path alone can do: a per-pixel linear classifier (1x1 conv)
 on the normalised input for segmentation, a linear classifier on the flattened input for
 classification, trained with the same trainer for ``epochs`` on the task's training split.
-Reported chance-normalised on the balanced-accuracy scale, like D: sufficiency = (m_readout − m_chance)
+Reported chance-normalised on the study's measure, like D: sufficiency = (m_readout − m_chance)
 / (1 − m_chance) (the headline, a property of the task), and relative to the trained model,
 (m_readout − m_chance) / (m_full − m_chance).
 The first is the headline (verdict, CI): it does not depend on how well the architecture trained.
@@ -44,7 +44,7 @@ DEFAULT_LR = {"segmentation": 0.1, "classification": 0.01}
 
 
 class IdentityReadoutSummary(Summary):
-    sufficiency: float = Field(description="(m_readout − m_chance)/(1 − m_chance), balanced accuracy.")
+    sufficiency: float = Field(description="(m_readout − m_chance)/(1 − m_chance) on the study's measure.")
     sufficiency_relative_to_model: float | None = Field(description="(m_readout − m_chance)/(m_full − m_chance).")
     readout_metric: str = Field(description="The task metric reported beside it (accuracy or miou).")
     readout_primary: float = Field(description="The readout's task metric.")
@@ -109,10 +109,10 @@ class IdentityReadout(TestTimeAblation):
     def run(self, ctx: AblationContext) -> AblationResult:
         readout, train_loss = self.readout(ctx)
         outcome = ctx.evaluate(model=readout)
-        m, full, chance = outcome.score, ctx.baseline.score, ctx.baseline.chance_score
+        m, full, chance = ctx.score(outcome), ctx.score(ctx.baseline), ctx.chance_score
         boot = ctx.boot(outcome)
         with np.errstate(divide="ignore", invalid="ignore"):
-            level = ctx.baseline.bootstrap(ctx.weights, "balanced_chance")
+            level = ctx.chance_boot()
             sufficiency_boot = (boot - level) / (1 - level)
             relative = (m - chance) / (full - chance) if full != chance else float("nan")
         record = ctx.record({"readout": "linear per pixel" if ctx.info.kind == "segmentation" else "linear"}, outcome)

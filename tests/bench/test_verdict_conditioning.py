@@ -128,9 +128,9 @@ def _dependence_run(ablated) -> Evidence:
 def test_the_sensitivity_measures_d_over_the_object_classes():
     # the ablated dense model still finds every object but calls them all one class: on all classes it keeps
     # the background, so D is well below 1; over the object classes it is at chance, D = 1
-    from bench.verdict import _object_dependence
+    from bench.verdict import _dependence_on
 
-    d = _object_dependence("seg", "unet", "skip_removal", _dependence_run(_localiser), 200)
+    d = _dependence_on("seg", "unet", "skip_removal", _dependence_run(_localiser), 200, "object_balanced_accuracy", "object_chance")
     assert sorted(d) == list(range(5))
     assert all(v == pytest.approx(1.0) for v, _ in d.values())
     assert all(boot.shape == (200,) for _, boot in d.values())
