@@ -30,7 +30,7 @@ from bench.failures import translate
 from bench.flow import identity_flow, set_edits
 from bench.io import save_npz, write_json
 from bench.metrics import SCALES, chance_outcome, primary_metric, shared_weights
-from bench.plan import Plan, Unit, build_model, resolve_device, spec_dict
+from bench.plan import Plan, Unit, resolve_device, spec_dict
 from bench.provenance import CELL_PROVENANCE
 from bench.registry import TASKS, load_plugin
 from bench.rundir import RunDir
@@ -111,14 +111,15 @@ def train_and_ablate(job: CellJob, task: Task, device: torch.device,
     plan, unit, train_cfg = job.plan, job.unit, job.plan.cfg.train
     info, rd = task.info, RunDir(job.root)
     torch.manual_seed(unit.seed)
-    model = build_model(plan.cfg, unit.arch, info)
+    model = plan.model(unit, info)  # a capacity-matched variant at its own width
     flow = identity_flow(model)
     # a training variant keeps its edits for life
     set_edits([(model.get_submodule(flow[name].merge), edit) for name, edit in plan.edits(unit).items()])
     cell: dict[str, Any] = {
         "id": unit.id, "task": unit.task, "architecture": unit.arch, "variant": unit.variant, "seed": unit.seed,
         "status": "ok", "task_kind": info.kind, "primary_metric": primary_metric(info), "n_test": len(task.test),
-        "n_params": sum(p.numel() for p in model.parameters()), "pretraining": getattr(model, "pretraining", None),
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "architecture_overrides": plan.arch_params.get(unit.arch, {}).get(unit.variant, {}), "pretraining": getattr(model, "pretraining", None),
         "identity_flow": {"blocks": len(flow.blocks), "residual_blocks": len(flow.residual_blocks),
                           "skips": len(flow.skips)}, "timings": {},
         "computed_with": {k: job.provenance.get(k) for k in CELL_PROVENANCE},

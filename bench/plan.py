@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from bench import limits
-from bench.ablations.base import Ablation
+from bench.ablations.base import Ablation, TrainTimeAblation
 from bench.codehash import component_hash
 from bench.config import SAFE_ALIAS, StudyConfig, config_hash, headline_architecture, load_config
 from bench.data import TaskInfo
@@ -102,10 +102,6 @@ class Plan:
                  for v, name in variants[a].items()]
         check_size(cfg, len(units), path)
         arch_params = matched_sizes(cfg, ablations, flows, variants, path, notes)
-        if arch_params:  # bench.cell builds every model with build_model(plan.cfg, unit.arch, info): it would train
-            # the matched variant at the baseline's width. Lifted when the cell builds with Plan.model(unit, info).
-            raise BenchError(f"{path}: match_params: the cell does not build a variant at its own width yet "
-                             "(bench/cell.py builds every model as configured); set match_params: false")
         return cls(cfg, path, tuple(plugins), flows, units, notes, ablations, code_hashes(cfg, ablations), arch_params)
 
     @property
@@ -333,11 +329,12 @@ def matched_sizes(cfg: StudyConfig, ablations: dict[str, Ablation], flows: dict[
     parameter count under the variant's edits is closest to the baseline's. Each is said in ``notes``."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for name, abl in ablations.items():
-        matched = getattr(abl, "capacity_matched", None)  # declared by the ablations that match (skip_removal)
+        if not isinstance(abl, TrainTimeAblation):
+            continue
         for arch, flow in flows.items():
-            if matched is None or abl.phase != "train" or abl.applicable(flow) is not None:
+            if abl.applicable(flow) is not None:
                 continue
-            for variant, param in matched(flow).items():
+            for variant, param in abl.capacity_matched(flow).items():
                 if variants[arch].get(variant) != name:  # not planned (headline_only keeps first variants)
                     continue
                 where = f"{path}: ablations.{name}.match_params on {arch}"

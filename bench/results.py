@@ -162,6 +162,8 @@ class Cell(_Model):
     primary_metric: str
     n_test: int
     n_params: int | None = None
+    # architecture parameters this variant was built with instead of the config's (a capacity-matched width)
+    architecture_overrides: dict[str, Any] = {}
     pretraining: dict[str, Any] | None = None  # encoder weights a model started from (None: random init)
     metrics: Metrics = {}
     chance: Metrics = {}

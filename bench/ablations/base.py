@@ -396,3 +396,8 @@ class TrainTimeAblation(Ablation):
     @abstractmethod
     def variants(self, flow: IdentityFlow) -> dict[str, dict[str, Edit]]:
         """{variant name: edits on the merge points}, trained under the baseline's recipe and seeds."""
+
+    def capacity_matched(self, flow: IdentityFlow) -> dict[str, str]:
+        """{variant: architecture parameter} for variants built wider so that their trainable parameters match the
+        baseline's (``bench.plan.matched_sizes`` finds the value); none by default."""
+        return {}

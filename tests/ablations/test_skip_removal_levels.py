@@ -101,11 +101,9 @@ def test_live_parameters_leave_out_exactly_the_weights_a_zero_skip_cuts_off(dept
 
 
 def test_the_matched_width_is_the_closest_in_live_parameters(tmp_path, monkeypatch):
-    # match_params is refused until bench.cell builds a variant at its own width (the plan says so) ...
-    with pytest.raises(BenchError, match="match_params: the cell does not build a variant at its own width yet"):
-        plan(tmp_path, match_params=True)
-    # ... what it will use is computed already: lift the guard by planning without it, then match
     from bench import plan as planning
+
+    assert plan(tmp_path, match_params=True).arch_params == {"u": {"no_identity_matched": {"width": 13}}}
 
     p = plan(tmp_path)
     notes: list[str] = []
@@ -139,3 +137,26 @@ def test_a_plain_twin_that_widening_cannot_bring_closer_keeps_its_width(tmp_path
         "u": {"no_identity_matched": {"width": 16}}}
     assert notes == ["skip_removal no_identity_matched on u: width 16 (live parameters 172,506; unwidened 172,506; "
                      "the baseline at width 16: 175,258)"]
+
+
+def test_a_study_trains_the_matched_variant_at_its_width(tmp_path):
+    """End to end: the cell builds through the plan, so the matched variant trains wider and says so."""
+    import bench
+
+    cfg = {"seeds": [0], "tasks": {"t": {"name": "synthetic_shapes", "target": "pixel", "n_train": 16, "n_test": 8,
+                                         "image_size": 16}},
+           "architectures": {"u": {"name": "unet", "depth": 3, "width": 12}},
+           "train": {"epochs": 1, "batch_size": 8}, "bootstrap": 100,
+           "ablations": [{"name": "skip_removal", "match_params": True}]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    res = bench.run(tmp_path / "c.yaml", out=tmp_path / "run")
+    cells = {c.variant: c for c in res.cells}
+    width = Plan.build(tmp_path / "c.yaml").arch_params["u"]["no_identity_matched"]["width"]
+    assert width == 13  # the quickstart U-Net's matched width (above)
+    assert cells["no_identity_matched"].architecture_overrides == {"width": width}
+    from bench.registry import TASKS
+
+    info = TASKS.build(cfg["tasks"]["t"]).info
+    assert cells["no_identity_matched"].n_params == sum(q.numel() for q in unet(info, depth=3, width=width).parameters())
+    assert cells["no_identity"].architecture_overrides == {} and cells["no_identity"].n_params == cells["baseline"].n_params
+    assert {c.variant for c in res.comparisons} == {"no_identity", "no_identity_matched"}
