@@ -26,6 +26,7 @@ from bench.ablations.multi_lesion import MultiLesion
 from bench.ablations.path_gradients import PathGradients
 from bench.ablations.reorder import Reorder
 from bench.ablations.skip_lesion import SkipLesion
+from bench.ablations.skip_scale import SkipScale
 from bench.markdown import esc, fmt, fmt_ci, image, table
 from bench.metrics import mean_of, scale_of
 from bench.results import Results
@@ -300,6 +301,44 @@ def skip_lesion(res: Results, run_dir: Path, name: str) -> str:
               "kept), zeros, another test image's skip (a seeded derangement of the test set). D on the study's "
               "scale: 0 = nothing lost, 1 = chance.",
         header=["task", "architecture", "seeds", "fill", "D per level", "D, all levels"], panel=panel)
+
+
+@renders(SkipScale)
+def skip_scale(res: Results, run_dir: Path, name: str) -> str:
+    def panel(ax, task: str, arch: str, group: list) -> list[list]:
+        recs = group[0].ablations[name].records
+        keys = [(str(r["key"]["level"]), float(r["key"]["beta"])) for r in recs]
+        dep = np.array([[r["dependence"] if r["dependence"] is not None else np.nan
+                         for r in c.ablations[name].records] for c in group])
+        means = {k: mean_of(dep[:, i]) for i, k in enumerate(keys)}
+        levels = sorted({lv for lv, _ in keys if lv != "all"}, key=_level_order) + ["all"]
+        for lv in levels:
+            betas = sorted(b for level, b in keys if level == lv)
+            ys = [np.nan if means[lv, b] is None else means[lv, b] for b in betas]
+            ax.plot([1 - b for b in betas], ys, marker="o", ms=3, lw=2.0 if lv == "all" else 1.0,
+                    color="black" if lv == "all" else None, label=f"level {lv}" if lv != "all" else "all levels")
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.axhline(1, color="grey", lw=0.6, ls=":")  # chance
+        ax.set_title(f"{arch} on {task}", fontsize=9)
+        ax.set_xlabel("strength removed, 1 − beta (0 = intact)", fontsize=8)
+        ax.set_ylabel("identity dependence D (1 = chance)", fontsize=8)
+        ax.legend(fontsize=7)
+        area = mean_of(c.ablations[name].summary["dependence"] for c in group)
+        by_level = {lv: mean_of(c.ablations[name].summary["dependence_by_level"].get(lv) for c in group)
+                    for lv in levels if lv != "all"}
+        curve = ", ".join(f"{b:g}: {fmt(means['all', b])}" for b in sorted((b for lv, b in keys if lv == "all"),
+                                                                          reverse=True))
+        return [[task, arch, len(group), curve, ", ".join(f"{lv}: {fmt(v)}" for lv, v in by_level.items()),
+                 fmt(area)]]
+
+    return grid_section(
+        res, run_dir, name, title=f"{esc(name)} — skip strength as a curve (FreeU / Skip-Tuning)",
+        intro="The trained skips multiplied by beta at test time, each level alone and all at once; D against the "
+              "strength removed, mean over seeds. beta = 0 is the zero fill of skip_lesion, beta = 1 the intact "
+              "model. Summary: the area under the all-levels curve over the grid's span (a curve that is D "
+              "everywhere has area D). D on the study's scale.",
+        header=["task", "architecture", "seeds", "D at beta (all levels)", "area per level", "area, all levels"],
+        panel=panel)
 
 
 def _level_order(level: str) -> tuple[int, str]:

@@ -116,3 +116,23 @@ def test_area_weights_are_a_normalised_trapezoid():
 def test_a_bad_grid_is_refused_naming_it(betas, message):
     with pytest.raises(ValidationError, match=message):
         SkipScale(betas=betas)
+
+
+def test_the_report_draws_the_curve_and_tabulates_the_area(tmp_path):
+    import yaml
+
+    import bench
+
+    cfg = {"seeds": [0, 1], "tasks": {"t": {"name": "synthetic_shapes", "target": "pixel", "n_train": 16, "n_test": 8,
+                                            "image_size": 16}},
+           "architectures": {"u": {"name": "unet", "depth": 2, "width": 4}},
+           "train": {"epochs": 1, "batch_size": 8}, "bootstrap": 100,
+           "ablations": [{"name": "skip_scale", "betas": [0.0, 0.5, 1.0]}]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    res = bench.run(tmp_path / "c.yaml", out=tmp_path / "run")
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "skip_scale — skip strength as a curve" in report
+    assert (tmp_path / "run" / "skip_scale.png").stat().st_size > 0
+    areas = [c.ablations["skip_scale"].summary["dependence"] for c in res.cells]
+    row = next(line for line in report.splitlines() if line.startswith("| t | u | 2 |"))
+    assert row.rstrip(" |").endswith(f"{np.mean(areas):.3f}")  # the table's area is the seeds' mean summary
