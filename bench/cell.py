@@ -30,12 +30,13 @@ from bench.failures import translate
 from bench.flow import identity_flow, set_edits
 from bench.io import save_npz, write_json
 from bench.metrics import SCALES, chance_outcome, primary_metric, shared_weights
+from bench.models.joint import weights_hash
 from bench.plan import Plan, Unit, resolve_device, spec_dict
 from bench.provenance import CELL_PROVENANCE
 from bench.registry import TASKS, load_plugin
 from bench.rundir import RunDir
 from bench.stats import percentile_interval
-from bench.train import DivergedError, deterministic, train
+from bench.train import DivergedError, Joint, deterministic, train
 
 
 class Progress(Protocol):
@@ -85,12 +86,15 @@ def compute_cell(job: CellJob, progress: Progress | None = None) -> CellResult:
     try:
         setup_process(job)
         task = task_of(job.plan, job.unit.task)
+        partner = job.plan.partner(job.unit)  # a multi_head network trains on its other task too
+        other = task_of(job.plan, partner) if partner is not None else None
     except Exception as exc:  # a plugin that fails to import here, data missing on this node, ...
         return failed(job.unit.id, f"cannot set up the worker: {first_line(exc)}", traceback.format_exc())
     try:
         device = resolve_device(job.plan.cfg.device)
         with deterministic(compile=job.plan.cfg.train.compile), pinned_for(device):
-            cell, arrays = train_and_ablate(job, task, device, progress or NullProgress())
+            joint = {} if other is None else {"partner": other}  # a separate network's call is as it always was
+            cell, arrays = train_and_ablate(job, task, device, progress or NullProgress(), **joint)
         if writer():
             rd = RunDir(job.root)
             save_npz(rd.cell_npz(job.unit.id), **arrays)
@@ -104,14 +108,17 @@ def compute_cell(job: CellJob, progress: Progress | None = None) -> CellResult:
         return failed(job.unit.id, str(said) if said is not None else error_line(exc), traceback.format_exc())
 
 
-def train_and_ablate(job: CellJob, task: Task, device: torch.device,
-                     progress: Progress) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def train_and_ablate(job: CellJob, task: Task, device: torch.device, progress: Progress,
+                     partner: Task | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The cell's record (``bench.results.Cell``) and arrays: the baseline's per-example statistics, chance's,
-    and each test-time ablation's bootstrap replicates (what the verdict reads)."""
+    and each test-time ablation's bootstrap replicates (what the verdict reads). ``partner``: the other task of a
+    multi_head unit's network, trained jointly with ``task``; the cell then evaluates the network's own head."""
     plan, unit, train_cfg = job.plan, job.unit, job.plan.cfg.train
     info, rd = task.info, RunDir(job.root)
+    joint = joint_training(plan, unit, task, partner) if partner is not None else None
     torch.manual_seed(unit.seed)
-    model = plan.model(unit, info)  # a capacity-matched variant at its own width
+    # a capacity-matched variant at its own width; a joint unit's network the same in both its cells
+    model = plan.model(unit, info, partner.info if partner is not None else None)
     flow = identity_flow(model)
     # a training variant keeps its edits for life
     set_edits([(model.get_submodule(flow[name].merge), edit) for name, edit in plan.edits(unit).items()])
@@ -128,10 +135,15 @@ def train_and_ablate(job: CellJob, task: Task, device: torch.device,
     try:
         cell["train"] = train(model, task, train_cfg, seed=unit.seed, device=device,
                               checkpoint=rd.checkpoint(unit.id), on_step=progress.step,
-                              resume=rd.load_checkpoint(unit.id, device))
+                              resume=rd.load_checkpoint(unit.id, device), joint=joint)
     except DivergedError as exc:
         cell.update(status="failed", error=f"diverged: {exc}")
         return cell, {}
+    if joint is not None:  # the two cells of one joint network record the same weights (CPU: bit for bit)
+        block = plan.cfg.joint_of(unit.arch)
+        cell["train"]["joint"] = {"dense": block.dense, "global": block.global_, "head": joint.own,
+                                  "loss_weights": {"dense": joint.weights[0], "global": joint.weights[1]},
+                                  "weights_sha256": weights_hash(model)}
     cell["timings"]["train_s"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     baseline = predict_stats(model, task.test, info, batch_size=train_cfg.eval_batch_size, device=device,
@@ -161,6 +173,27 @@ def train_and_ablate(job: CellJob, task: Task, device: torch.device,
         if out.summary_boot is not None:
             arrays[f"boot__{name}"] = np.asarray(out.summary_boot)
     return cell, arrays
+
+
+def joint_training(plan: Plan, unit: Unit, task: Task, partner: Task) -> Joint:
+    """How a multi_head unit trains: its two tasks, dense first whichever cell this is (so both cells train the
+    same network), after checking that they hold the same number of images and the same first test batch (the
+    trainer compares every training batch)."""
+    block = plan.cfg.joint_of(unit.arch)
+    own = "dense" if unit.task == block.dense else "global"
+    dense, glob = (task, partner) if own == "dense" else (partner, task)
+    for split in ("train", "test"):
+        a, b = getattr(dense, split), getattr(glob, split)
+        same = len(a) == len(b)
+        if same and len(a):
+            (x, _), (x_global, _) = next(iter(a.batches(8, train=False))), next(iter(b.batches(8, train=False)))
+            same = x.shape == x_global.shape and torch.equal(x, x_global)
+        if not same:
+            raise BenchError(f"multi_head: tasks {block.dense} and {block.global_} hold different {split} images "
+                             f"({len(a)} and {len(b)}); give both the same images (the same generator parameters, or "
+                             "classify_from_masks of the dense task without dropping images)")
+    lw = block.loss_weights
+    return Joint(dense, glob, (lw.dense, lw.global_), own)
 
 
 def declared(name: str, model: type, value: Any, what: str) -> dict:

@@ -229,6 +229,35 @@ class ExecutorConfig(Strict):
     slurm: SlurmConfig = SlurmConfig()
 
 
+class LossWeights(Strict):
+    """The joint training loss of a ``multi_head`` network: ``dense`` · CE(dense head) + ``global`` · CE(global head)."""
+
+    dense: float = Field(1.0, gt=0, le=1000, description="Weight of the dense head's loss (its task's class_weights "
+                         "apply inside it).")
+    global_: float = Field(1.0, alias="global", gt=0, le=1000, description="Weight of the global head's loss.")
+
+
+class MultiHeadConfig(Strict):
+    """Both heads in one network: each listed architecture is trained once per (variant, seed) on the dense and the
+    global labels of the same images, and each of its two cells evaluates that network through its own head
+    (docs/protocols.md, 'Both heads in one network')."""
+
+    architectures: list[str] = Field(min_length=1, max_length=limits.MAX_CELLS, description="Architecture aliases "
+                                     "trained jointly; each must be in the matrix with both tasks, and with no other.")
+    dense: str = Field(description="Alias of the dense task (segmentation): the dense head's labels.")
+    global_: str = Field(alias="global", description="Alias of the global task (classification) on the same images: "
+                         "the global head's labels.")
+    loss_weights: LossWeights = Field(LossWeights(), description="Weights of the two heads' losses in the joint loss.")
+
+    @field_validator("architectures")
+    @classmethod
+    def _unique_archs(cls, v: list[str]) -> list[str]:
+        dup = next((a for i, a in enumerate(v) if a in v[:i]), None)
+        if dup is not None:
+            raise ValueError(f"{dup!r} is listed twice; remove the repeat")
+        return v
+
+
 class StudyConfig(Strict):
     name: str | None = Field(None, max_length=limits.MAX_STUDY_NAME, description="Study name; default: the config file's stem.")
     seeds: list[Annotated[int, Field(ge=0, lt=2**31)]] = Field([0], min_length=1, max_length=limits.MAX_SEEDS,
@@ -241,6 +270,9 @@ class StudyConfig(Strict):
     tasks: dict[str, PluginSpec] = Field(min_length=1)
     architectures: dict[str, PluginSpec] = Field(min_length=1)
     matrix: Literal["all"] | list[tuple[str, str]] = Field("all", description="Pairs [task, architecture].")
+    multi_head: MultiHeadConfig | list[MultiHeadConfig] | None = Field(
+        None, description="Architectures trained as one network with a dense and a global head (a block, or a list: "
+        "one per task pair); the others are trained as separate networks per task. Absent: every network is separate.")
     train: TrainConfig = TrainConfig()
     ablations: list[PluginSpec] = []
     verdict: VerdictConfig | list[VerdictConfig] | None = Field(
@@ -312,7 +344,16 @@ class StudyConfig(Strict):
     def resolved(self) -> dict[str, Any]:
         """The config as ``config.resolved.yaml`` and results.json hold it: a view of this object, whose
         plugin defaults ``load_config`` filled in (how cells run, ``executor``, is not part of it)."""
-        return self.model_dump(by_alias=True, exclude={"executor"})
+        # a study without multi_head records no such key: its resolved config (and hash) is what it was before
+        return self.model_dump(by_alias=True, exclude={"executor", *(["multi_head"] if self.multi_head is None else [])})
+
+    def multi_heads(self) -> list[MultiHeadConfig]:
+        """The multi_head blocks: none, one, or the list, in config order."""
+        return self.multi_head if isinstance(self.multi_head, list) else [] if self.multi_head is None else [self.multi_head]
+
+    def joint_of(self, arch: str) -> MultiHeadConfig | None:
+        """The multi_head block that trains ``arch`` as one network with both heads; None: separate networks."""
+        return next((m for m in self.multi_heads() if arch in m.architectures), None)
 
     def verdict_pairs(self) -> list[VerdictConfig]:
         """The verdict pairs: none, one, or the list, in config order."""
@@ -482,6 +523,9 @@ def resolve(cfg: StudyConfig, path: Path) -> StudyConfig:
             raise BenchError(f"{path}: matrix.{i}: unknown task alias {t!r}{did_you_mean(t, cfg.tasks)}")
         if a not in cfg.architectures:
             raise BenchError(f"{path}: matrix.{i}: unknown architecture alias {a!r}{did_you_mean(a, cfg.architectures)}")
+    for i, block in enumerate(cfg.multi_heads()):
+        _check_multi_head(block, cfg, kinds, filled["tasks"], path,
+                          "multi_head" if not isinstance(cfg.multi_head, list) else f"multi_head.{i}")
     pairs = cfg.verdict_pairs()
     for i, v in enumerate(pairs):
         where = "verdict" if not isinstance(cfg.verdict, list) else f"verdict.{i}"
@@ -513,11 +557,77 @@ def headline_view(cfg: StudyConfig, path: Path) -> StudyConfig:
     keep = {(t, v.architecture) for v in named for t in (v.dense, v.global_)}
     matrix = [p for p in cfg.pairs() if p in keep]
     heads = {v.ablation for v in named}
+    kept = {a for _, a in matrix}
+    joint = [m.model_copy(update={"architectures": [a for a in m.architectures if a in kept]}) for m in cfg.multi_heads()]
+    joint = [m for m in joint if m.architectures]
     return cfg.model_copy(update={
         "verdict": named if isinstance(cfg.verdict, list) else named[0],
+        "multi_head": (joint if isinstance(cfg.multi_head, list) else joint[0]) if joint else None,
         "tasks": {t: s for t, s in cfg.tasks.items() if any(t == m[0] for m in matrix)},
         "architectures": {a: s for a, s in cfg.architectures.items() if any(a == m[1] for m in matrix)},
         "matrix": matrix, "ablations": [a for a in cfg.ablations if a.name in heads]})
+
+
+def _check_multi_head(block: MultiHeadConfig, cfg: StudyConfig, kinds: dict[str, str | None],
+                      tasks: dict[str, PluginSpec], path: Path, where: str) -> None:
+    """A joint block: known aliases of the right kinds, each architecture in the matrix with exactly its two tasks
+    and in no other block, and two tasks on the same images (``_same_images``)."""
+    for key, alias, want in (("dense", block.dense, "segmentation"), ("global", block.global_, "classification")):
+        if alias not in cfg.tasks:
+            raise BenchError(f"{path}: {where}.{key}: unknown task alias {alias!r}{did_you_mean(alias, cfg.tasks)}")
+        if kinds.get(alias) not in (None, want):
+            raise BenchError(f"{path}: {where}.{key}: task {alias!r} is a {kinds[alias]} task; {where}.{key} needs a "
+                             f"{want} task")
+    pairs = cfg.pairs()
+    for j, arch in enumerate(block.architectures):
+        at = f"{where}.architectures.{j}"
+        if arch not in cfg.architectures:
+            raise BenchError(f"{path}: {at}: unknown architecture alias {arch!r}{did_you_mean(arch, cfg.architectures)}")
+        owner = cfg.joint_of(arch)
+        if owner is not block:
+            raise BenchError(f"{path}: {at}: {arch!r} is in two multi_head blocks; one network has one pair of heads: "
+                             "give the other block its own architecture alias")
+        for task in (block.dense, block.global_):
+            if (task, arch) not in pairs:
+                raise BenchError(f"{path}: {at}: the matrix has no pair [{task}, {arch}]; a joint network is evaluated "
+                                 "through both its heads: add the pair to matrix")
+        other = next((t for t, a in pairs if a == arch and t not in (block.dense, block.global_)), None)
+        if other is not None:
+            raise BenchError(f"{path}: {at}: the matrix pairs the joint network {arch!r} with {other!r}, which is not "
+                             f"one of its heads' tasks ({block.dense}, {block.global_}); remove the pair or pair "
+                             f"{other!r} with a separate architecture alias")
+    _same_images(tasks[block.dense], tasks[block.global_], block, path, where)
+
+
+def _same_images(dense: PluginSpec, glob: PluginSpec, block: MultiHeadConfig, path: Path, where: str) -> None:
+    """The two tasks of a joint network label the same images: the same task whose parameters differ only in those
+    that choose the labels (a parameter that changes the task's kind, e.g. ``target``), or the global task is
+    ``classify_from_masks`` of the dense one. The cell also checks the images batch by batch (bench.train)."""
+    d, g = block.dense, block.global_
+    fix = (f"give both the same parameters except the one that picks the labels (target), or make {g} "
+           f"classify_from_masks with source: the mapping of {d} (a YAML alias)")
+    if glob.name == "classify_from_masks":
+        spec = dict(glob.params.get("source") or {})
+        name = spec.pop("name", None)
+        try:
+            params = validate_params(TASKS.get(name), spec, f"{path}: tasks.{g}.source") if name else None
+        except BenchError:
+            params = None  # the task's own check names what is wrong with its source
+        if name != dense.name or params != dense.params:
+            key = "name" if name != dense.name or params is None else next(
+                k for k in sorted({*params, *dense.params}) if params.get(k) != dense.params.get(k))
+            raise BenchError(f"{path}: {where}: {g} is not the classification twin of {d} (source.{key} differs from "
+                             f"{d}'s); {fix}")
+        return
+    if glob.name != dense.name:
+        raise BenchError(f"{path}: {where}: {d} ({dense.name}) and {g} ({glob.name}) are different tasks, so not the "
+                         f"same images; {fix}")
+    obj = TASKS.get(dense.name)
+    base = task_kind(obj, dense.params)
+    for key in sorted({*dense.params, *glob.params}):
+        a, b = dense.params.get(key), glob.params.get(key)
+        if a != b and (base is None or task_kind(obj, {**dense.params, key: b}) == base):  # not a labelling key
+            raise BenchError(f"{path}: {where}: {d} and {g} do not have the same images ({key}: {a!r} vs {b!r}); {fix}")
 
 
 def _check_verdict(v: VerdictConfig, cfg: StudyConfig, names: list[str], path: Path, where: str) -> None:

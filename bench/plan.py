@@ -27,6 +27,7 @@ from bench.config import SAFE_ALIAS, StudyConfig, config_hash, headline_architec
 from bench.data import TaskInfo
 from bench.errors import BenchError
 from bench.flow import Edit, IdentityFlow, Merge, edited, identity_flow
+from bench.models.joint import joint_model, set_read
 from bench.registry import ABLATIONS, ARCHITECTURES, TASKS
 from bench.results import cell_id
 
@@ -34,6 +35,7 @@ from bench.results import cell_id
 FLOW_INFO = TaskInfo("classification", 10)
 # input sizes tried for the forward pass that must run every merge point (the first the model accepts)
 PROBE_SIZES = (32, 64, 128, 224)
+JOINT_INFO = TaskInfo("segmentation", 10)  # a multi_head network is built for its dense task
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,9 @@ class Plan:
         ablations = build_ablations(cfg)
         used = list(dict.fromkeys(a for _, a in cfg.pairs()))  # config order: the same error every time
         flows = {arch: checked_flow(cfg, arch, path) for arch in used}
+        for block in cfg.multi_heads():
+            for arch in block.architectures:
+                check_joint(cfg, arch, path)
         notes = check_ablations(cfg, ablations, flows, path)
         variants = {arch: train_variants(ablations, flows[arch], path) for arch in used}
         if cfg.headline_only:  # the headline reads a train-time ablation's first declared variant only
@@ -102,6 +107,10 @@ class Plan:
                  for v, name in variants[a].items()]
         check_size(cfg, len(units), path)
         arch_params = matched_sizes(cfg, ablations, flows, variants, path, notes)
+        for block in cfg.multi_heads():
+            notes.append(f"multi_head {', '.join(block.architectures)}: one network per variant and seed with a "
+                         f"{block.dense} and a {block.global_} head, trained in each of its two cells (the same "
+                         "seed and batches: the same network, at twice the training cost)")
         return cls(cfg, path, tuple(plugins), flows, units, notes, ablations, code_hashes(cfg, ablations), arch_params)
 
     @property
@@ -137,9 +146,26 @@ class Plan:
             return {}
         return self.ablations[unit.ablation].variants(self.flows[unit.arch])[unit.variant]
 
-    def model(self, unit: Unit, info: TaskInfo) -> torch.nn.Module:
-        """The unit's model: its architecture as configured, with the parameters its variant overrides."""
-        return build_model(self.cfg, unit.arch, info, **self.arch_params.get(unit.arch, {}).get(unit.variant, {}))
+    def model(self, unit: Unit, info: TaskInfo, partner: TaskInfo | None = None) -> torch.nn.Module:
+        """The unit's model: its architecture as configured, with the parameters its variant overrides. A joint
+        unit's (``partner``: the info of its other task, ``Plan.partner``) is the network with both heads, built
+        the same way whichever of its two cells asks, and reading the unit's own head."""
+        overrides = self.arch_params.get(unit.arch, {}).get(unit.variant, {})
+        block = self.cfg.joint_of(unit.arch)
+        if block is None:
+            return build_model(self.cfg, unit.arch, info, **overrides)
+        if partner is None:
+            raise ValueError(f"{unit.id}: a multi_head unit needs its partner task's info")
+        own = "dense" if unit.task == block.dense else "global"
+        dense, glob = (info, partner) if own == "dense" else (partner, info)
+        return set_read(joint_model(build_model(self.cfg, unit.arch, dense, **overrides), dense, glob), own)
+
+    def partner(self, unit: Unit) -> str | None:
+        """The other task of a joint unit's network (the global task of a dense cell and back); None: separate."""
+        block = self.cfg.joint_of(unit.arch)
+        if block is None:
+            return None
+        return block.global_ if unit.task == block.dense else block.dense
 
     def headline_variant(self, arch: str, ablation: str) -> str:
         """A train-time ablation's declared headline variant on ``arch``: its first, never chosen from the data."""
@@ -167,7 +193,9 @@ class Plan:
     def code_of(self, unit: Unit) -> dict[str, str]:
         """The hashes of the code that shapes a cell: its architecture's, its task's, and those of the ablations
         whose versions it records (``versions``)."""
-        names = [f"architecture:{unit.arch}", f"task:{unit.task}", *(f"ablation:{n}" for n in self.versions(unit))]
+        partner = self.partner(unit)  # a joint network is trained on both its tasks
+        names = [f"architecture:{unit.arch}", f"task:{unit.task}", *([f"task:{partner}"] if partner else []),
+                 *(f"ablation:{n}" for n in self.versions(unit))]
         return {n: self.code[n] for n in names if n in self.code}
 
     def test_ablations(self, arch: str) -> tuple[dict[str, Ablation], dict[str, str]]:
@@ -238,6 +266,22 @@ def checked_flow(cfg: StudyConfig, arch: str, path: Path) -> IdentityFlow:
     if unused:
         raise BenchError(unused_merge_error(where, unused))
     return flow
+
+
+def check_joint(cfg: StudyConfig, arch: str, path: Path) -> None:
+    """A multi_head architecture can carry both heads (bench.models.joint): built for a dense task (on the meta
+    device where its factory allows), its head is bench's segmentation head, beside which the global head goes."""
+    try:
+        try:
+            with torch.device("meta"):
+                model = build_model(cfg, arch, JOINT_INFO)
+        except (BenchError, ValueError, TypeError):
+            raise
+        except Exception:  # a factory that needs real tensors (pretrained weights, ...)
+            model = build_model(cfg, arch, JOINT_INFO)
+        joint_model(model, JOINT_INFO, FLOW_INFO)
+    except (ValueError, TypeError) as exc:
+        raise BenchError(f"{path}: architectures.{arch}: multi_head: {exc}") from None
 
 
 @contextmanager

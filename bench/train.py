@@ -17,7 +17,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -29,6 +31,7 @@ from bench.config import TrainConfig
 from bench.data import Task
 from bench.errors import BenchError
 from bench.io import atomic_write
+from bench.models.joint import set_read
 from bench.precision import autocast, resolve_precision
 
 
@@ -127,13 +130,66 @@ def class_weights(task: Task, how: str, device: torch.device, cap: float | None 
     return w.float().to(device)
 
 
+@dataclass(frozen=True)
+class Joint:
+    """Joint training of a ``multi_head`` network (bench.models.joint): the dense and the global task's training
+    batches of the same images, drawn together, and the loss ``weights[0]`` · CE(dense head, masks) +
+    ``weights[1]`` · CE(global head, image labels), each with its own task's class weights. ``own``: the head of
+    the cell that trains it (its final loss is the cell's ``final_loss``); the training never depends on it, so
+    the two cells of a joint network train the same network."""
+
+    dense: Task
+    global_: Task
+    weights: tuple[float, float]
+    own: Literal["dense", "global"]
+
+    def batches(self, batch_size: int, **kw) -> Iterator[tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]]:
+        """(images, (masks, labels)): the two tasks' batches, which must hold the same images in the same order
+        with the same augmentation; the first that differs stops the training."""
+        dense, glob = self.dense.train.batches(batch_size, **kw), self.global_.train.batches(batch_size, **kw)
+        for i, ((x, y_dense), (x_global, y_global)) in enumerate(zip(dense, glob, strict=True)):
+            if x.shape != x_global.shape or not torch.equal(x, x_global):
+                raise BenchError(f"multi_head: the dense and the global task's training batch {i} (epoch "
+                                 f"{kw.get('epoch', 0)}) hold different images; give both tasks the same images "
+                                 "(the same generator parameters, or classify_from_masks of the dense task)")
+            yield x, (y_dense, y_global)
+
+
+def ignore_of(task: Task) -> int:
+    return task.info.ignore_index if task.info.ignore_index is not None else -100
+
+
+def joint_loss(logits: tuple[torch.Tensor, torch.Tensor], targets: tuple[torch.Tensor, torch.Tensor],
+               weights: tuple[float, float], class_weights: tuple[torch.Tensor | None, torch.Tensor | None],
+               ignore: tuple[int, int], label_smoothing: float) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """(the weighted sum of the two heads' cross-entropies, each head's own), computed in fp32 at any precision."""
+    parts = tuple(F.cross_entropy(out.float(), y, weight=w, ignore_index=i, label_smoothing=label_smoothing)
+                  for out, y, w, i in zip(logits, targets, class_weights, ignore))
+    return weights[0] * parts[0] + weights[1] * parts[1], parts  # type: ignore[return-value]
+
+
 def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: torch.device,
           checkpoint: Path | None = None, on_step: Callable[[int, int, float], None] | None = None,
-          resume: dict | None = None) -> dict:
+          resume: dict | None = None, joint: Joint | None = None) -> dict:
     """Train ``model`` in place; return a log (steps, final loss, precision, images/s, wall time).
 
     ``checkpoint``: where each epoch's state is written; ``resume``: a state read back from it by the
-    run folder's loader (``RunDir.load_checkpoint``), which checks it first."""
+    run folder's loader (``RunDir.load_checkpoint``), which checks it first. ``joint``: train both heads of a
+    ``multi_head`` network on its two tasks (``task`` is one of them); the model reads ``joint.own`` after."""
+    if joint is None:
+        return _train(model, task, cfg, seed=seed, device=device, checkpoint=checkpoint, on_step=on_step,
+                      resume=resume)
+    set_read(model, "both")
+    try:
+        return _train(model, task, cfg, seed=seed, device=device, checkpoint=checkpoint, on_step=on_step,
+                      resume=resume, joint=joint)
+    finally:
+        set_read(model, joint.own)
+
+
+def _train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: torch.device,
+           checkpoint: Path | None = None, on_step: Callable[[int, int, float], None] | None = None,
+           resume: dict | None = None, joint: Joint | None = None) -> dict:
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     per_epoch = math.ceil(len(task.train) / cfg.batch_size) if world == 1 else len(task.train) // (cfg.batch_size * world)
     if cfg.max_steps_per_epoch:
@@ -153,8 +209,14 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total, per_epoch))
     precision = resolve_precision(cfg.amp, device)  # recorded: a cell's precision is part of its identity
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
-    ignore = task.info.ignore_index if task.info.ignore_index is not None else -100
+    ignore = ignore_of(task)
     weight = class_weights(task, cfg.class_weights, device, cfg.class_weight_cap)
+    if joint is not None:  # each head's loss weighs its classes by its own task's labels
+        pair = (joint.dense, joint.global_)
+        joint_weights = tuple(class_weights(t, cfg.class_weights, device, cfg.class_weight_cap) for t in pair)
+        joint_ignore = tuple(ignore_of(t) for t in pair)
+    source = task.train if joint is None else joint
+    joint_value = float("nan")
     step, images, loss_value, t0 = 0, 0, float("nan"), time.perf_counter()
     if resume is not None:
         state = resume
@@ -166,22 +228,30 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: 
         if device.type == "cuda" and state.get("cuda_rng"):
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         step, loss_value = int(state["step"]), float(state["loss"])
+        joint_value = float(state.get("joint_loss", "nan"))
     resumed_from = step
     net.train()
     while step < total:
         epoch = step // per_epoch
         seed_host_rngs(seed, epoch)
-        for i, (x, y) in enumerate(task.train.batches(cfg.batch_size, train=True, epoch=epoch, seed=seed,
-                                                      rank=rank, world=world)):
+        for i, (x, y) in enumerate(source.batches(cfg.batch_size, train=True, epoch=epoch, seed=seed,
+                                                  rank=rank, world=world)):
             if i < step % per_epoch:  # only when resuming mid-epoch
                 continue
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x = x.to(device, non_blocking=True)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, cfg.amp):
                 logits = net(x)
-            loss = F.cross_entropy(logits.float(), y, weight=weight, ignore_index=ignore,  # fp32 loss at any precision
-                                   label_smoothing=cfg.label_smoothing)
+            if joint is None:
+                y = y.to(device, non_blocking=True)
+                loss = F.cross_entropy(logits.float(), y, weight=weight, ignore_index=ignore,  # fp32 at any precision
+                                       label_smoothing=cfg.label_smoothing)
+            else:
+                targets = tuple(t.to(device, non_blocking=True) for t in y)
+                loss, parts = joint_loss(logits, targets, joint.weights, joint_weights, joint_ignore,
+                                         cfg.label_smoothing)
+                own = parts[0 if joint.own == "dense" else 1]
             if not torch.isfinite(loss):
                 raise DivergedError(f"loss is {loss.item()} at step {step} (lr {sched.get_last_lr()[0]:.3g})")
             opt.zero_grad(set_to_none=True)
@@ -190,7 +260,9 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: 
             scaler.update()
             sched.step()
             step, images = step + 1, images + len(x)
-            loss_value = loss.item()
+            loss_value = loss.item() if joint is None else own.item()
+            if joint is not None:
+                joint_value = loss.item()
             if on_step is not None:
                 on_step(step, total, loss_value)
             if step % per_epoch == 0 or step >= total:
@@ -199,9 +271,10 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: 
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                      "scaler": scaler.state_dict(), "rng": torch.get_rng_state(),
                      "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-                     "step": step, "loss": loss_value}
+                     "step": step, "loss": loss_value, **({} if joint is None else {"joint_loss": joint_value})}
             atomic_write(checkpoint, lambda f, s=state: torch.save(s, f), mode="wb")
     wall = time.perf_counter() - t0
+    extra = {} if joint is None else {"final_joint_loss": round(joint_value, 6)}
     return {"steps": total, "steps_per_epoch": per_epoch, "final_loss": round(loss_value, 6), "precision": precision,
             "resumed_from_step": resumed_from,  # 0: trained from scratch; else the checkpoint it continued
-            "images_per_s": round(images * world / wall, 1) if images else None, "wall_s": round(wall, 3)}
+            "images_per_s": round(images * world / wall, 1) if images else None, "wall_s": round(wall, 3), **extra}
