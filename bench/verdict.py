@@ -215,7 +215,7 @@ def _has_identity(cells: list[Cell], arch: str) -> bool:
 def compute_verdicts(cfg: StudyConfig, ev: Evidence, declarations: dict[str, dict],
                      ) -> tuple[Verdict | None, list[Verdict], Interaction | None]:
     """(first pair's verdict, every pair's verdict when the config lists several, their interaction when
-    it lists exactly two on the same headline). A pure function of the config and the evidence."""
+    it lists exactly two with the same headline ablation). A pure function of the config and the evidence."""
     specs = cfg.verdict_pairs()
     done = [_pair_verdict(s, cfg, ev, declarations) for s in specs]
     if not isinstance(cfg.verdict, list):
@@ -225,8 +225,10 @@ def compute_verdicts(cfg: StudyConfig, ev: Evidence, declarations: dict[str, dic
     verdicts = [v for v, _ in done]
     interaction = None
     heads = [(s.ablation, headline_architecture(cfg, s)) for s in specs]
-    if len(done) == 2 and heads[0] == heads[1]:
-        interaction = _interaction(done[0], done[1], *heads[0])
+    if len(done) == 2 and heads[0][0] == heads[1][0]:  # one headline ablation: two evidence scales on one
+        # architecture, or two arms of one design (separate networks vs both heads in one: ``multi_head``)
+        archs = dict.fromkeys(a for _, a in heads)
+        interaction = _interaction(done[0], done[1], heads[0][0], " → ".join(archs))
     return first, verdicts, interaction
 
 

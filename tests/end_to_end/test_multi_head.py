@@ -78,6 +78,13 @@ def test_a_study_with_a_separate_and_a_joint_arm_runs_end_to_end(run):
         assert joint.headline.difference.estimate == pytest.approx(d["seg", "unet_joint"] - d["cls", "unet_joint"],
                                                                    abs=1e-5)
     assert res.config["multi_head"]["architectures"] == ["unet_joint"]
+    # the two arms share the headline ablation: their interaction (joint − separate) is computed, seed by seed
+    assert res.interaction is not None and res.interaction.architecture == "unet → unet_joint"
+    separate = next(v for v in res.verdicts if v.label == "separate")
+    if joint.headline is not None and separate.headline is not None:
+        for seed, value in res.interaction.difference.per_seed.items():
+            assert value == pytest.approx(joint.headline.difference.per_seed[seed]
+                                          - separate.headline.difference.per_seed[seed], abs=2e-6)
     for c in res.cells:
         recorded = c.train.get("joint")
         if c.architecture == "unet":
