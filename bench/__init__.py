@@ -1,7 +1,8 @@
 """bench: the reference benchmark for identity-flow ablations in deep networks.
 
 ``bench.run(config, **overrides)`` runs a study and returns its results; ``bench.load(run_dir)`` reads
-one back (``bench.api``). They load on first use, so ``import bench`` stays light.
+one back (``bench.api``); ``bench.tidy(run_dir)`` gives them as one pandas DataFrame (``bench.tidy_table``). They
+load on first use, so ``import bench`` stays light.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from bench.version import __version__
 
-__all__ = ["load", "run", "__version__"]
+__all__ = ["load", "run", "tidy", "__version__"]
 
 if TYPE_CHECKING:
     from bench.api import load, run
+    from bench.tidy_table import tidy
 
 
 def __getattr__(name: str) -> Any:
@@ -21,4 +23,8 @@ def __getattr__(name: str) -> Any:
         from bench import api
 
         return getattr(api, name)
+    if name == "tidy":
+        from bench.tidy_table import tidy
+
+        return tidy
     raise AttributeError(f"module 'bench' has no attribute {name!r}")

@@ -349,34 +349,54 @@ def provenance_section(res: Results) -> str:
 
 def verdict_figure(res: Results, run_dir: Path) -> str:
     """The verdict as a picture: per row, D (or sufficiency) of the dense and the global task with their
-    intervals, one panel per family, the headline marked; markdown embedding it, or "" without rows."""
+    intervals, one panel per family, the headline starred; a row that makes no call (ill-conditioned,
+    underpowered) hatched, a side whose baseline is at or below chance drawn as an X, each named in the legend
+    (``plots.STATES``); markdown embedding it, or "" without rows."""
     v = res.verdict
     families = [f for f in FAMILY_TITLES if v is not None and any(r.family == f for r in v.rows)]
     if not families:
         return ""
-    fig, axes = plots.grid(len(families), width=4.6, height=3.2)
+    fig, axes = plots.grid(len(families), width=4.6, height=3.4)
     for ax, family in zip(axes, families):
         rows = [r for r in v.rows if r.family == family]
+        states = [r.verdict if r.verdict in plots.STATES else None for r in rows]
+        for i, state in enumerate(states):
+            plots.shade(ax, i, state)
         for side, (offset, colour) in {"dense": (-0.12, "tab:blue"), "global_": (0.12, "tab:orange")}.items():
-            est = [getattr(r, side).estimate for r in rows]
-            low = [getattr(r, side).low for r in rows]
-            high = [getattr(r, side).high for r in rows]
-            x = np.arange(len(rows)) + offset
-            yerr = [[e - lo if None not in (e, lo) else 0 for e, lo in zip(est, low)],
-                    [hi - e if None not in (e, hi) else 0 for e, hi in zip(est, high)]]
-            ax.errorbar(x, [np.nan if e is None else e for e in est], yerr=yerr, fmt="o", color=colour, capsize=3,
-                        label="dense" if side == "dense" else "global")
+            margin = "dense_margin" if side == "dense" else "global_margin"
+            for i, r in enumerate(rows):
+                d = getattr(r, side)
+                if d.estimate is None:
+                    continue
+                m = getattr(r.conditioning, margin)
+                below = m is not None and m.estimate is not None and m.estimate <= 0 and r.architecture != "(input)"
+                if below:
+                    states.append("at or below chance")
+                hollow = below or states[i] == "ill-conditioned"
+                yerr = ([[d.estimate - d.low], [d.high - d.estimate]] if None not in (d.low, d.high) else None)
+                ax.errorbar([i + offset], [d.estimate], yerr=yerr, fmt=plots.MARKERS["at or below chance"] if below
+                            else "o", color=colour, mfc="white" if hollow else colour, ms=7 if below else 6,
+                            capsize=3, label="dense" if side == "dense" else "global")
+                plots.points(ax, [i + offset], [d.estimate])
+                plots.extent(ax, *(x for x in (d.low, d.high) if x is not None))
         ax.axhline(0, color="grey", lw=0.6)
+        plots.anchor(ax, 0, *([1] if family != "sufficiency" else []))
         if family != "sufficiency":
             ax.axhline(1, color="grey", lw=0.6, ls=":")  # chance
+        ax.set_xlim(-0.6, len(rows) - 0.4)
         ax.set_xticks(range(len(rows)), [f"{'★ ' if r.role == 'headline' else ''}{r.architecture}\n{r.ablation}\n"
                                          f"{r.verdict}" for r in rows], fontsize=7)
-        ax.set_ylabel("D (1 = chance)" if family != "sufficiency" else "sufficiency", fontsize=8)
+        ax.set_ylabel("D (0 = nothing lost, 1 = chance)" if family != "sufficiency" else "sufficiency", fontsize=8)
         ax.set_title(f"{family} family", fontsize=9)
-        plots.legend_outside(ax)
+        handles, labels = ax.get_legend_handles_labels()
+        keep = {label: h for h, label in zip(handles, labels)}  # one entry per side
+        ax.legend([*keep.values(), *plots.state_handles(states)], [*keep, *(h.get_label() for h in
+                  plots.state_handles(states))], fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.3),
+                  ncol=1, frameon=False)
     png = plots.save(fig, RunDir(run_dir).figure("verdict"))
     return (f"![verdict: D of the dense and the global task per row, {1 - v.alpha:.0%} intervals; ★ = the "
-            f"pre-specified headline]({png})\n")
+            f"pre-specified headline; hatched: no call (ill-conditioned or underpowered); X: a baseline at or "
+            f"below chance]({png})\n")
 
 
 def render(res: Results, run_dir: Path) -> str:

@@ -45,7 +45,7 @@ from bench.io import (
     write_json,
     write_text,
 )
-from bench.layout import CONFIG, LOCK, MARKER
+from bench.layout import CONFIG, FIGURE_SUFFIXES, LOCK, MARKER
 from bench.results import CELL_ID, Cell, load_results
 
 FOLDERS = ("cells", "checkpoints", ".slurm")
@@ -156,7 +156,8 @@ class RunDir:
                                  "its run folder: move it away")
             if mode is not None and not stat.S_ISDIR(mode):
                 raise BenchError(f"{self.root / name}: is a {kind_of(mode)}, not a folder; move it away")
-        for p in [*(self.root / n for n in (*TOP_FILES, MARKER, LOCK)), *self.root.glob("*.png")]:
+        for p in [*(self.root / n for n in (*TOP_FILES, MARKER, LOCK)),
+                  *(p for suffix in FIGURE_SUFFIXES for p in self.root.glob(f"*{suffix}"))]:
             mode = _lmode(p)
             if mode is not None and stat.S_ISLNK(mode):
                 raise BenchError(f"{p}: is a symbolic link; bench never writes through a link inside its run "
@@ -181,7 +182,7 @@ class RunDir:
 
     def stale_temporaries(self) -> Iterator[Path]:
         """``.<name>.<random>.tmp`` left by an atomic write cut short, where <name> is one of bench's."""
-        for folder, ours in ((self.root, lambda n: n in TOP_FILES or n.endswith(".png") or n == MARKER),
+        for folder, ours in ((self.root, lambda n: n in TOP_FILES or n.endswith(FIGURE_SUFFIXES) or n == MARKER),
                              (self.cells, lambda n: any(n.endswith(s) and CELL_ID.match(n[: -len(s)])
                                                         for s in CELL_SUFFIXES)),
                              (self.checkpoints, lambda n: n.endswith(".pt") and bool(CELL_ID.match(n[:-3])))):

@@ -81,19 +81,60 @@ def default_section(res: Results, run_dir: Path, name: str, doc: str = "") -> st
 
 # ------------------------------------------------------------------------------ shared by the figures
 def grid_section(res: Results, run_dir: Path, name: str, *, title: str, intro: str, header: list[str], panel,
-                 per: Literal["pair", "task"] = "pair", sharey: bool = True, height: float = 3.0) -> str:
-    """The one section builder of the figure ablations: a panel per (task, architecture) pair — or per
-    task, with every architecture in it — drawn by ``panel(ax, *group)``, which returns its table rows, each
-    starting with its task and architecture (escaped here: user-chosen names); then the figure and the table
-    under ``title``, whose ablation name the caller escapes."""
+                 per: Literal["pair", "task"] = "pair", share: Literal["all", "row", "none"] = "all",
+                 height: float = 2.6) -> str:
+    """The one section builder of the figure ablations: a panel per (task, architecture) pair — one row per
+    task, one column per architecture — or per task (one row each, every architecture in it), drawn by
+    ``panel(ax, *group)``, which returns its table rows, each starting with its task and architecture
+    (escaped here: user-chosen names); then the figure and the table under ``title``, whose ablation name
+    the caller escapes. ``share``: which panels' y-axes are one scale (``plots.panels``)."""
     groups = pair_groups(res, name)
     if not groups:
         return ""
-    panels = groups if per == "pair" else by_task(groups)
-    fig, axes = plots.grid(len(panels), sharey=sharey, height=height)
-    rows = [[esc(task), esc(arch), *rest] for ax, group in zip(axes, panels) for task, arch, *rest in panel(ax, *group)]
+    tasks = sorted({t for t, _, _ in groups})
+    if per == "pair":
+        archs = sorted({a for _, a, _ in groups})
+        fig, axes = plots.panels(tasks, archs, share=share, height=height)
+        drawn = [(axes[t, a], (t, a, g)) for t, a, g in groups]
+        for key in set(axes) - {(t, a) for t, a, _ in groups}:  # a pair the study did not run: an empty slot
+            axes[key].axis("off")
+    else:
+        fig, axes = plots.panels(tasks, share=share, width=4.6, height=height)
+        drawn = [(axes[task, ""], (task, archs)) for task, archs in by_task(groups)]
+    rows = [[esc(task), esc(arch), *rest] for ax, group in drawn for task, arch, *rest in panel(ax, *group)]
     png = plots.save(fig, RunDir(run_dir).figure(name))
     return f"## {title}\n\n{intro}\n\n{image(name, png)}\n\n" + table(header, rows) + "\n"
+
+
+def margin_threshold(res: Results) -> float:
+    """The conditioning threshold: a baseline's margin over chance below it makes D unreliable (the verdict's
+    ``min_margin``; 0.1, its default, for a study without a verdict)."""
+    if res.verdict is not None and res.verdict.rows:
+        return res.verdict.rows[0].conditioning.threshold
+    spec = res.config.get("verdict")
+    spec = spec[0] if isinstance(spec, list) and spec else spec
+    return float(spec.get("min_margin", 0.1)) if isinstance(spec, dict) else 0.1
+
+
+def model_state(res: Results, cells: list) -> str | None:
+    """How a model's D reads, from its seeds' margin over chance on the study's scale (mean over seeds):
+    'at or below chance' (margin <= 0: D is undefined or meaningless), 'ill-conditioned' (below the
+    conditioning threshold), or None (D reads as it should)."""
+    sc = scale_of(res.scale)
+    margins = [c.metrics[sc.metric] - c.chance[sc.chance] for c in cells
+               if c.metrics.get(sc.metric) is not None and c.chance.get(sc.chance) is not None]
+    if not margins:
+        return None
+    m = float(np.mean(margins))
+    return "at or below chance" if m <= 0 else "ill-conditioned" if m < margin_threshold(res) else None
+
+
+def mark_model(ax, res: Results, group: list, title: str) -> str | None:
+    """Title the panel: a model whose D does not read as the others' has its state in the title, in red (its
+    bars or lines are hatched or dotted by the caller, the state named in its legend: ``plots.STATES``)."""
+    state = model_state(res, group)
+    ax.set_title(title + (f" [{state}]" if state else ""), fontsize=9, color="firebrick" if state else "black")
+    return state
 
 
 def pair_groups(res: Results, name: str) -> list[tuple[str, str, list]]:
@@ -131,15 +172,19 @@ def block_lesion(res: Results, run_dir: Path, name: str) -> str:
         base, chance = mean_error(group), mean_error(group, "chance")
         colours = ["tab:red" if r["key"]["downsampling"] else "tab:blue" for r in recs]
         x = np.arange(1, len(recs) + 1)
-        ax.bar(x, err.mean(0), yerr=err.std(0, ddof=1) if len(group) > 1 else None, color=colours, capsize=2)
+        hatch = plots.STATES[model_state(res, group)][1] if model_state(res, group) else None
+        ax.bar(x, err.mean(0), yerr=err.std(0, ddof=1) if len(group) > 1 else None, color=colours, capsize=2,
+               hatch=hatch, edgecolor="white" if hatch else None)
         ax.axhline(base, color="k", ls="--", lw=1, label="intact")
         ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
-        plots.fit_ylim(ax, [*(err.mean(0) + err.std(0)), *(err.mean(0) - err.std(0)), base, chance])
+        plots.points(ax, x, err.mean(0))
+        plots.extent(ax, err.mean(0) + err.std(0), err.mean(0) - err.std(0))
+        plots.anchor(ax, base, chance)
         plots.integer_ticks(ax)
-        ax.set_title(f"{arch} on {task}", fontsize=9)
+        state = mark_model(ax, res, group, f"{arch} on {task}")
         ax.set_xlabel("lesioned block (red: downsampling)", fontsize=8)
         ax.set_ylabel(f"error (1 − {group[0].primary_metric})", fontsize=8)
-        plots.legend_outside(ax)
+        plots.legend_outside(ax, plots.state_handles([state]))
         deps = [c.ablations[name].summary for c in group]
         down = np.array([bool(r["key"]["downsampling"]) for r in recs])
         by_kind = [fmt(float(err[:, sel].mean())) if sel.any() else "—" for sel in (down, ~down)]
@@ -154,13 +199,13 @@ def block_lesion(res: Results, run_dir: Path, name: str) -> str:
               "in the paper. D on the study's scale (the verdict names it; mean over seeds).",
         header=["task", "architecture", "seeds", "blocks", "error, intact", "mean error, one block lesioned",
                 "mean error, downsampling blocks", "mean error, other blocks", "worst", "mean D", "mean D, non-downsampling"],
-        panel=panel, sharey=False)
+        panel=panel, share="row")
 
 
 @renders(MultiLesion)
 def multi_lesion(res: Results, run_dir: Path, name: str) -> str:
     def panel(ax, task: str, archs: list) -> list[list]:
-        rows, shown = [], []
+        rows, states = [], []
         for arch, group in archs:
             summ = [c.ablations[name].summary for c in group]
             ks = sorted(int(k) for k in summ[0]["error_by_k"] if k != "0")
@@ -168,20 +213,24 @@ def multi_lesion(res: Results, run_dir: Path, name: str) -> str:
             base = mean_error(group)
             mean = err.mean(0)
             spread = err.std(0, ddof=1) if len(group) > 1 else np.zeros_like(mean)
-            line = ax.errorbar([0, *ks], [base, *mean], yerr=[0, *spread], marker="o", ms=3, capsize=2,
-                               label=arch)[0]
+            state = model_state(res, group)
+            states.append(state)
+            line = ax.errorbar([0, *ks], [base, *mean], yerr=[0, *spread], marker=plots.MARKERS.get(state, "o"),
+                               ms=4 if state else 3, capsize=2, ls=":" if state else "-",
+                               label=f"{arch} [{state}]" if state else arch)[0]
             ax.axhline(base, color=line.get_color(), ls="--", lw=0.8)  # intact
-            shown += [base, *(mean + spread), *(mean - spread)]
+            plots.points(ax, [0, *ks], [base, *mean])
+            plots.extent(ax, mean + spread, mean - spread)
             rows.append([task, arch, len(group), fmt(base), *(fmt(float(mean[ks.index(k)])) if k in ks else "—"
                                                           for k in (1, 2, ks[-1]))])
         chance = mean_error([c for _, group in archs for c in group], "chance")
         ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
-        plots.fit_ylim(ax, [*shown, chance])
+        plots.anchor(ax, chance)
         plots.integer_ticks(ax)
         ax.set_title(task, fontsize=9)
         ax.set_xlabel("blocks deleted (k)", fontsize=8)
-        ax.set_ylabel("error (mean over seeds ± sd; dashed: intact)", fontsize=8)
-        plots.legend_outside(ax)
+        ax.set_ylabel("error (mean ± sd over seeds;\ndashed: intact)", fontsize=8)
+        plots.legend_outside(ax, plots.state_handles(states))
         return rows
 
     policy = next((a.get("bn_policy", "running") for a in res.config.get("ablations", []) if a["name"] == name),
@@ -192,7 +241,7 @@ def multi_lesion(res: Results, run_dir: Path, name: str) -> str:
               f"removed, shortcut kept); each seed's mean over its samples, then mean ± sd over seeds. BatchNorm "
               f"statistics: {policy}.",
         header=["task", "architecture", "seeds", "error k=0", "k=1", "k=2", "k=max"], panel=panel, per="task",
-        sharey=False)
+        share="none")
 
 
 @renders(Reorder)
@@ -203,9 +252,10 @@ def reorder(res: Results, run_dir: Path, name: str) -> str:
             recs = [r for c in group for r in c.ablations[name].records]
             tau = np.array([r["key"]["kendall_tau"] for r in recs])
             err = np.array([1 - r["primary"] for r in recs])
-            dots = ax.scatter(tau, err, s=10, alpha=0.4, label=arch)
+            dots = ax.scatter(tau, err, s=10, alpha=0.4, label=arch, rasterized=True)  # many dots: pixels in PDF/SVG
             centre, mean = binned_mean(tau, err)
             ax.plot(centre, mean, color=dots.get_facecolor()[0][:3], lw=1.5)
+            plots.points(ax, tau, err)
             summ = [c.ablations[name].summary for c in group]
             corr = [x["corr_tau_error"] for x in summ if x["corr_tau_error"] is not None]
             why = next((x.get("corr_note") for x in summ if x.get("corr_note")), None)
@@ -226,7 +276,7 @@ def reorder(res: Results, run_dir: Path, name: str) -> str:
               "The correlation needs at least 3 distinct tau values.",
         header=["task", "architecture", "seeds", "reorderings", "distinct tau", "lowest tau", "error, original",
                 "mean error, reordered", "corr(tau, error), mean over seeds"], panel=panel, per="task",
-        sharey=False)
+        share="none")
 
 
 @renders(PathGradients)
@@ -246,7 +296,7 @@ def path_gradients(res: Results, run_dir: Path, name: str) -> str:
         twin.plot(ks, [r["path_share"] for r in recs], "--", color="grey", label="share of paths")
         twin.plot(ks, tot, "-", color="tab:red", label="share of total gradient")
         twin.set_ylabel("share", fontsize=8)
-        ax.set_title(f"{arch} on {task}", fontsize=9)
+        mark_model(ax, res, group, f"{arch} on {task}")
         s = [c.ablations[name].summary for c in group]
         twin.axvspan(s[0]["window_low"], s[0]["window_high"], color="tab:red", alpha=0.08, label="effective window")
         twin.legend(fontsize=7, loc="upper right")
@@ -263,7 +313,7 @@ def path_gradients(res: Results, run_dir: Path, name: str) -> str:
               "al.: 5–17 of 54 blocks, 0.45% of the paths). U-Nets are not applicable (long skips are parallel "
               "paths).",
         header=["task", "architecture", "seeds", "blocks n", "effective window (per seed)", "share of paths in window",
-                "mean length of gradient", "mean path length"], panel=panel, sharey=False, height=3.2)
+                "mean length of gradient", "mean path length"], panel=panel, share="none", height=3.0)
 
 
 @renders(SkipLesion)
@@ -279,17 +329,23 @@ def skip_lesion(res: Results, run_dir: Path, name: str) -> str:
         fills = [f for f in ("mean", "zero", "shuffle") if any(k[0] == f for k in keys)]
         levels = sorted({k[1] for k in keys if k[1] != "all"}, key=_level_order) + ["all"]  # finest first
         width = 0.8 / len(fills)
+        state = model_state(res, group)
         for j, fill in enumerate(fills):
-            vals = [np.nan if means.get((fill, lv)) is None else means[fill, lv] for lv in levels]
-            ax.bar(np.arange(len(levels)) + j * width, vals, width, label=fill,
-                   yerr=[sds.get((fill, lv), 0.0) for lv in levels] if len(group) > 1 else None, capsize=2)
+            vals = np.array([np.nan if means.get((fill, lv)) is None else means[fill, lv] for lv in levels])
+            sd = np.array([sds.get((fill, lv), 0.0) for lv in levels])
+            x = np.arange(len(levels)) + j * width
+            ax.bar(x, vals, width, label=fill, yerr=sd if len(group) > 1 else None, capsize=2,
+                   hatch=plots.STATES[state][1] if state else None, alpha=plots.STATES[state][2] if state else 1.0)
+            plots.points(ax, x, vals)
+            plots.extent(ax, vals + sd, vals - sd)
+        plots.anchor(ax, 0, 1)
         ax.axhline(0, color="grey", lw=0.6)
         ax.axhline(1, color="grey", lw=0.6, ls=":")  # chance
         ax.set_xticks(np.arange(len(levels)) + width * (len(fills) - 1) / 2, levels, fontsize=7)
-        ax.set_title(f"{arch} on {task}", fontsize=9)
+        mark_model(ax, res, group, f"{arch} on {task}")
         ax.set_xlabel("skip level lesioned (0 = finest)", fontsize=8)
-        ax.set_ylabel("identity dependence D (1 = chance)", fontsize=8)
-        ax.legend(fontsize=7)
+        ax.set_ylabel("identity dependence D\n(0 = nothing lost, 1 = chance)", fontsize=8)
+        plots.legend_outside(ax, plots.state_handles([state]))
         return [[task, arch, len(group), fill, ", ".join(f"{lv}: {fmt(means.get((fill, lv)))}" for lv in levels
                                                           if lv != "all"), fmt(means.get((fill, "all")))]
                 for fill in fills]
@@ -312,17 +368,21 @@ def skip_scale(res: Results, run_dir: Path, name: str) -> str:
                          for r in c.ablations[name].records] for c in group])
         means = {k: mean_of(dep[:, i]) for i, k in enumerate(keys)}
         levels = sorted({lv for lv, _ in keys if lv != "all"}, key=_level_order) + ["all"]
+        state = model_state(res, group)
         for lv in levels:
             betas = sorted(b for level, b in keys if level == lv)
             ys = [np.nan if means[lv, b] is None else means[lv, b] for b in betas]
-            ax.plot([1 - b for b in betas], ys, marker="o", ms=3, lw=2.0 if lv == "all" else 1.0,
+            ax.plot([1 - b for b in betas], ys, marker=plots.MARKERS.get(state, "o"), ms=3,
+                    lw=2.0 if lv == "all" else 1.0, ls=":" if state else "-",
                     color="black" if lv == "all" else None, label=f"level {lv}" if lv != "all" else "all levels")
+            plots.points(ax, [1 - b for b in betas], ys)
+        plots.anchor(ax, 0, 1)
         ax.axhline(0, color="grey", lw=0.6)
         ax.axhline(1, color="grey", lw=0.6, ls=":")  # chance
-        ax.set_title(f"{arch} on {task}", fontsize=9)
+        mark_model(ax, res, group, f"{arch} on {task}")
         ax.set_xlabel("strength removed, 1 − beta (0 = intact)", fontsize=8)
-        ax.set_ylabel("identity dependence D (1 = chance)", fontsize=8)
-        ax.legend(fontsize=7)
+        ax.set_ylabel("identity dependence D\n(0 = nothing lost, 1 = chance)", fontsize=8)
+        plots.legend_outside(ax, plots.state_handles([state]))
         area = mean_of(c.ablations[name].summary["dependence"] for c in group)
         by_level = {lv: mean_of(c.ablations[name].summary["dependence_by_level"].get(lv) for c in group)
                     for lv in levels if lv != "all"}
