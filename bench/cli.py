@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import os
 import signal
@@ -26,16 +27,18 @@ from bench import api, console
 from bench.cell import writer
 from bench.compare import compare
 from bench.compare import render as render_comparison
+from bench.config import load_config
 from bench.describe import describe as describe_entry
 from bench.describe import find, n_params, natural_role, signature_line
-from bench.errors import BenchError
+from bench.errors import BenchError, did_you_mean, first_line
 from bench.failures import translate
 from bench.leaderboard import build, write_or_print
 from bench.leaderboard import render as render_leaderboard
 from bench.params import validate_params
 from bench.perf import run_benchmarks
-from bench.plan import Plan
-from bench.registry import ARCHITECTURES, REGISTRIES, load_plugin
+from bench.plan import Plan, resolve_device
+from bench.provenance import device_name
+from bench.registry import ARCHITECTURES, REGISTRIES, TASKS, load_plugin
 from bench.report import run_summary, sizing_section
 from bench.reports_index import refresh
 from bench.results import load_results
@@ -103,22 +106,71 @@ class Validate(Command):
     examples = """examples:
   python -m bench validate configs/quickstart.yaml
   python -m bench validate configs/unet_voc.yaml --set train.lr=0.01
+  python -m bench validate configs/quickstart.yaml --cells      # list the cells a run would train
 checks: everything `run` checks before it writes anything (schema, names, data roots, nested task specs,
 the verdict's tasks and pairs, the device); every number has a bound (bench/limits.py documents the
-ceilings); a study whose cell count, model size or bootstrap memory is absurd is refused."""
+ceilings); a study whose cell count, model size or bootstrap memory is absurd is refused.
+reports, without downloading anything: the device a run would use, and per task whether its data is
+present, where it looks and what a run would download (and how big). Data that a run would download is
+not an error: exit 0."""
 
     def add_arguments(self, p):
         p.add_argument("config", type=Path)
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+        p.add_argument("--cells", action="store_true", help="list the cells a run would train, in order")
 
     def __call__(self, args):
         plan = Plan.build(args.config, args.overrides, tuple(args.plugin))
         print(f"{args.config}: ok — {len(plan.cfg.tasks)} task(s), {len(plan.cfg.architectures)} "
               f"architecture(s), {len(plan.cfg.pairs())} pair(s), {len(plan.cfg.ablations)} ablation(s), "
               f"{len(plan.cfg.seeds)} seed(s), {len(plan.units)} cell(s)")
+        print(f"  device: {device_line(plan.cfg.device)}")
+        for alias, spec in plan.cfg.tasks.items():
+            for i, line in enumerate(data_status(spec.name, spec.params)):
+                print(f"  {'data ' + alias + ':' if i == 0 else '':<{len(alias) + 6}} {line}".rstrip())
         for note in plan.notes:
             print(f"  note: {note}")
+        if args.cells:
+            print(f"cells ({len(plan.units)}, in the order a local run trains them):")
+            for unit in plan.units:
+                via = f"  ({unit.ablation})" if unit.ablation else ""
+                print(f"  {unit.id}{via}")
         return 0
+
+
+def device_line(name: str) -> str:
+    """The device a run would use here, and what ``auto`` fell back to."""
+    device = resolve_device(name)
+    if device.type == "cuda":
+        return f"{device} ({device_name(device)})" + (" — device: auto found CUDA" if name == "auto" else "")
+    if name == "auto":
+        return "cpu — device: auto found no CUDA here, so a run computes on the CPU (a GPU study is slow there)"
+    return str(device)
+
+
+def data_status(task: str, params: dict) -> list[str]:
+    """A task's data as ``validate`` reports it: its ``status`` hook (present, where it looks, what a run would
+    download), else whether its ``root`` exists; nothing is read beyond listings, nothing is downloaded."""
+    obj = TASKS.get(task)
+    status = getattr(obj, "status", None)
+    if callable(status):
+        try:
+            return [str(line) for line in status(**params)]
+        except Exception as exc:  # a plugin's hook must not make validate fail: say it, carry on
+            return [f"status hook failed ({first_line(exc)})"]
+    root = params.get("root", inspect_default(obj, "root"))
+    if isinstance(root, str | Path) and root:
+        path = Path(os.path.abspath(Path(root).expanduser()))
+        return [f"{'present at' if path.exists() else 'MISSING:'} {path}"]
+    return []
+
+
+def inspect_default(obj, name: str):
+    try:
+        param = inspect.signature(obj).parameters.get(name)
+    except (TypeError, ValueError):
+        return None
+    return None if param is None or param.default is inspect.Parameter.empty else param.default
 
 
 class List(Command):
@@ -176,33 +228,78 @@ class Describe(Command):
 
 class Check(Command):
     name = "check"
-    help = "run the conformance suite (bench.conformance) on one architecture, with parameters"
+    help = "check one architecture (the conformance suite, bench.conformance) or one task (its data), with parameters"
+    paths = ("config",)
     examples = """examples:
   python -m bench check cifar_resnet --set depth=8 --set width=4
   python -m bench check my_net --plugin my_net.py --set width=8
   python -m bench check tiny_resnet -- -x -v     # after --: extra pytest arguments
-the same as: python -m pytest --pyargs bench.conformance --bench-arch NAME --bench-params '{"width": 8}'
-exit status: pytest's (0: every check passed)"""
+  python -m bench check voc2012 --set root=data --set train_subset=8
+  python -m bench check voc_cls --config configs/unet_voc.yaml --set source.root=data   # a config's task alias
+architecture: the same as python -m pytest --pyargs bench.conformance --bench-arch NAME --bench-params '{"width": 8}';
+exit status pytest's (0: every check passed).
+task: builds it as a run does and checks splits non-empty, labels within num_classes (or the ignore index),
+masks the size of their images, class names / background / ignore index consistent, a classify_from_masks
+twin's labels derived as documented; each failure one line naming the task and the fix, exit 2. The same
+checks in pytest: python -m pytest --pyargs bench.conformance --bench-task '{"name": "voc2012", "root": "data"}'"""
 
     def add_arguments(self, p):
-        p.add_argument("arch", help="a registered architecture (built-in, installed or --plugin)")
+        p.add_argument("arch", metavar="NAME",
+                       help="a registered architecture or task (built-in, installed or --plugin), or with --config "
+                            "a task alias of that config")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="a factory parameter (YAML syntax), repeatable; default: the factory's defaults")
+        p.add_argument("--config", type=Path, help="a study config whose task alias NAME is (with its parameters)")
 
     def __call__(self, args):
-        import pytest  # a dev dependency: only `bench check` needs it
-
         params = {}
         for item in args.overrides:
             key, sep, value = item.partition("=")
             if not sep or not key:
                 raise BenchError(f"--set {item!r}: write KEY=VALUE, e.g. --set width=8")
             params[key.strip()] = yaml.safe_load(value)
+        if args.config is not None:
+            cfg = load_config(args.config)
+            if args.arch not in cfg.tasks:
+                raise BenchError(f"{args.config}: no task alias {args.arch!r}{did_you_mean(args.arch, cfg.tasks)}; "
+                                 f"its tasks: {', '.join(cfg.tasks)}")
+            spec = cfg.tasks[args.arch]
+            merged = json.loads(json.dumps({"name": spec.name, **spec.params}))  # a deep copy
+            for key, value in params.items():  # a dotted key sets a nested one: --set source.root=data
+                *parents, last = key.split(".")
+                node = merged
+                for part in parents:
+                    if not isinstance(node.get(part), dict):
+                        raise BenchError(f"--set {key}: {part!r} is not a mapping of task {args.arch!r}; fix the key")
+                    node = node[part]
+                node[last] = value
+            return check_task_data(args.arch, merged)
+        if args.arch not in ARCHITECTURES.names() and args.arch in TASKS.names():
+            return check_task_data(args.arch, {"name": args.arch, **params})
+        import pytest  # a dev dependency: only `bench check` of an architecture needs it
+
         validate_params(ARCHITECTURES.get(args.arch), params, f"bench check {args.arch} --set")
         argv = ["-p", "no:cacheprovider", "--pyargs", "bench.conformance", "--bench-arch", args.arch]
         if args.overrides:
             argv += ["--bench-params", json.dumps(params)]
         return int(pytest.main([*argv, *args.passthrough]))
+
+
+def check_task_data(label: str, spec: dict) -> int:
+    """``bench check TASK``: the task built as a run builds it, then ``task_problems``; one line per failure."""
+    from bench.conformance import build_task, one_torch_thread, task_problems
+
+    with one_torch_thread():
+        task, params = build_task(spec, f"bench check {label} --set")
+        problems = task_problems(label, task, {"name": spec["name"], **params})
+    for line in problems:
+        print(f"error: {line}", file=sys.stderr)
+    if problems:
+        return 2
+    info = task.info
+    print(f"task {label} ({spec['name']}): ok — {info.kind}, {info.num_classes} classes, train {len(task.train)}, "
+          f"test {len(task.test)} examples; labels, shapes and class metadata consistent")
+    return 0
 
 
 class Leaderboard(Command):
@@ -213,19 +310,22 @@ class Leaderboard(Command):
   python -m bench leaderboard reports/runs/*
   python -m bench leaderboard reports/runs/quickstart-1a2b3c4d reports/runs/camvid_cpu --format csv --out lb.csv
   python -m bench leaderboard reports/*/results.json --format html --out leaderboard.html
-  python -m bench leaderboard runA runB --format latex --out table.tex     # booktabs, for a paper
+  python -m bench leaderboard runA runB --format latex --out table.tex     # booktabs, one column of a paper
+  python -m bench leaderboard runA runB --format latex --wide               # a full-width table*
 html: one self-contained file (no network): sortable, intervals, verdicts, links to each run's report."""
 
     def add_arguments(self, p):
         p.add_argument("runs", nargs="+", help="run folders (holding results.json)")
         p.add_argument("--format", choices=["md", "csv", "html", "latex"], default="md")
         p.add_argument("--out", type=Path, help="write to a file instead of stdout")
+        p.add_argument("--wide", action="store_true",
+                       help="latex: a full-width table* across both columns (default: fits one column)")
 
     def __call__(self, args):
         output_file(args.out, f"leaderboard.{args.format}")
         rows, ablations = build(args.runs)
         with writing(args.out):
-            write_or_print(render_leaderboard(rows, ablations, args.format, args.out), args.out)
+            write_or_print(render_leaderboard(rows, ablations, args.format, args.out, args.wide), args.out)
         return 0
 
 

@@ -17,6 +17,13 @@ every declared merge runs in the forward pass; every lesion, skip fill (zero / c
 skip removal and path-gradient gate applies and is undone bit-exactly; lesioning nothing equals the
 baseline; lesioning every residual branch leaves the identity/projection path, which still runs and
 trains no branch; reordering two exchangeable blocks changes the output and is undone bit-exactly.
+
+Tasks (``bench check TASK``, or ``--bench-task NAME_OR_JSON`` here): both splits non-empty; every label
+within ``0..num_classes-1`` or the ignore index; images with ``in_channels`` channels and masks the size
+of their images (evaluation and augmented training batches); ``class_names``, ``background_index`` and
+``ignore_index`` consistent with ``num_classes``; a ``classify_from_masks`` twin's test labels equal to
+its rule recomputed here, independently, from the source's masks. Each failure is one line naming the
+task and the fix (``task_problems``).
 """
 
 from __future__ import annotations
@@ -30,11 +37,11 @@ import torch
 
 from bench.ablations.reorder import Reorder
 from bench.ablations.skip_removal import SkipRemoval
-from bench.data import TaskInfo
+from bench.data import Task, TaskInfo
 from bench.errors import BenchError
 from bench.flow import DropBranch, FillIdentity, GateGradient, Merge, ResidualBlock, edited, identity_flow, reordered
 from bench.params import validate_params
-from bench.registry import ARCHITECTURES
+from bench.registry import ARCHITECTURES, TASKS
 
 SMALL = {  # small sizes for the built-ins; any other architecture is built with its defaults
     "cifar_resnet": {"depth": 14, "width": 4},
@@ -67,7 +74,29 @@ def user_params(config: pytest.Config) -> dict | None:
     return params
 
 
+def task_specs(config: pytest.Config) -> list[dict]:
+    """``--bench-task`` values: a registered task name, or a JSON object ``{"name": ..., <param>: ...}``."""
+    specs = []
+    for text in config.getoption("--bench-task", default=None) or []:
+        text = text.strip()
+        if not text.startswith("{"):
+            specs.append({"name": text})
+            continue
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise pytest.UsageError(f"--bench-task {text!r}: not JSON ({exc}); give a task name or "
+                                    '\'{"name": "voc2012", "root": "data"}\'') from None
+        if not isinstance(spec, dict) or "name" not in spec:
+            raise pytest.UsageError(f"--bench-task {text!r}: give a task name or a JSON object with its name")
+        specs.append(spec)
+    return specs
+
+
 def pytest_generate_tests(metafunc):
+    if "task_spec" in metafunc.fixturenames:
+        specs = task_specs(metafunc.config)
+        metafunc.parametrize("task_spec", specs, ids=[s["name"] for s in specs])
     if "arch" in metafunc.fixturenames:
         metafunc.parametrize("arch", selected(metafunc.config))
     if "kind" in metafunc.fixturenames:
@@ -227,3 +256,123 @@ def test_reordering_changes_the_output_and_is_undone(arch, params):
     with reordered(model, {a: b, b: a}):
         assert not torch.equal(run(model, x), base)
     assert torch.equal(run(model, x), base)
+
+
+# ---------------------------------------------------------------------------------------------------- tasks
+
+
+def build_task(spec: dict, where: str) -> tuple[Task, dict]:
+    """The task a spec names, built as a run builds it, and its validated parameters (defaults filled in)."""
+    params = dict(spec)
+    name = params.pop("name")
+    params = validate_params(TASKS.get(name), params, where)
+    return TASKS.build({"name": name, **params}), params
+
+
+def task_problems(label: str, task: Task, spec: dict | None = None) -> list[str]:
+    """What is wrong with a built task, one line each naming ``label`` and the fix; [] when it conforms.
+    ``spec`` (name and validated parameters): a ``classify_from_masks`` twin is checked against its source."""
+    info, out = task.info, []
+
+    def bad(message: str) -> None:
+        out.append(f"task {label}: {message}")
+
+    if info.kind not in ("classification", "segmentation"):
+        bad(f"TaskInfo.kind is {info.kind!r}; use 'classification' or 'segmentation'")
+        return out
+    n, ignore = info.num_classes, info.ignore_index
+    if n < 2:
+        bad(f"num_classes is {n}; a task needs at least 2 classes")
+    if info.class_names and len(info.class_names) != n:
+        bad(f"class_names has {len(info.class_names)} names for num_classes {n}; give one name per class")
+    if info.background_index is not None and not 0 <= info.background_index < n:
+        bad(f"background_index {info.background_index} is not a class (0..{n - 1}); give a class index or None")
+    if ignore is not None and 0 <= ignore < n:
+        bad(f"ignore_index {ignore} is class {ignore} (0..{n - 1}); use an index outside the classes, e.g. 255")
+    dims = 1 if info.kind == "classification" else 3
+    for name, split in (("train", task.train), ("test", task.test)):
+        if len(split) == 0:
+            bad(f"the {name} split is empty; check the data root and the split's file list or subset")
+            continue
+        targets = torch.as_tensor(split.targets())
+        if targets.ndim != dims or len(targets) != len(split):
+            what = "labels (N,)" if dims == 1 else "masks (N, H, W)"
+            bad(f"{name} targets() has shape {tuple(targets.shape)} for {len(split)} examples; return {what}")
+            continue
+        values = targets.unique()
+        wrong = values[((values < 0) | (values >= n)) & (values != (ignore if ignore is not None else -(2 ** 62)))]
+        if wrong.numel():
+            shown = ", ".join(str(v) for v in wrong[:5].tolist()) + (", ..." if wrong.numel() > 5 else "")
+            allowed = f"0..{n - 1}" + (f" or the ignore index {ignore}" if ignore is not None else "")
+            bad(f"{name} label(s) {shown} out of range (num_classes {n}: {allowed}); fix the labels, or num_classes"
+                + ("" if dims == 1 else " / ignore_index"))
+        for train in (False, True):
+            where = f"{name} {'training' if train else 'evaluation'} batch"
+            try:
+                x, y = next(iter(split.batches(min(2, len(split)), train=train)))
+            except Exception as exc:  # the task's own code failed: say so, with where
+                bad(f"{where} could not be read ({type(exc).__name__}: {exc}); fix the split's batches()")
+                break
+            if x.ndim != 4 or x.shape[1] != info.in_channels:
+                bad(f"{where}: images have shape {tuple(x.shape)}; give (B, {info.in_channels}, H, W) as in_channels "
+                    "says, or fix in_channels")
+            elif dims == 3 and tuple(y.shape) != (x.shape[0], *x.shape[-2:]):
+                bad(f"{where}: masks {tuple(y.shape)} do not match images {tuple(x.shape)}; a mask must have its "
+                    "image's height and width (crop/resize/pad them together)")
+            elif dims == 1 and tuple(y.shape) != (x.shape[0],):
+                bad(f"{where}: labels {tuple(y.shape)} for {x.shape[0]} images; give one label per image")
+    if spec is not None and spec.get("name") == "classify_from_masks" and not out:
+        out += twin_problems(label, task, spec)
+    return out
+
+
+def recomputed_labels(masks: torch.Tensor, source: TaskInfo, spec: dict) -> list[int | None]:
+    """classify_from_masks' rule as its docstring states it, per mask, written apart from its implementation:
+    None where the image is dropped."""
+    labels: list[int | None] = []
+    skip = source.background_index if spec.get("skip_background", True) else None
+    for mask in masks:
+        values = mask.flatten().long()
+        if source.ignore_index is not None:
+            values = values[values != source.ignore_index]
+        counts = torch.bincount(values, minlength=source.num_classes)
+        if spec.get("rule", "dominant") == "present_any":
+            labels.append(int(counts[list(spec["classes"])].sum() >= spec.get("min_pixels", 1)))
+            continue
+        if skip is not None:
+            counts[skip] = 0
+        if counts.max() > 0:
+            labels.append(int(counts.argmax()))  # torch's argmax: the first maximum, i.e. the lowest index
+        elif spec.get("unlabelled", "background") == "background" and source.background_index is not None:
+            labels.append(source.background_index)
+        else:
+            labels.append(None)
+    return labels
+
+
+def twin_problems(label: str, task: Task, spec: dict) -> list[str]:
+    """The twin's test labels against its rule applied to its source's test masks (same images, same order)."""
+    source, _ = build_task(dict(spec["source"]), f"task {label}: source")
+    expected = [y for y in recomputed_labels(source.test.targets(), source.info, spec) if y is not None]
+    got = torch.as_tensor(task.test.targets()).tolist()
+    if len(got) != len(expected):
+        return [f"task {label}: {len(got)} test labels, but its rule keeps {len(expected)} of the source's "
+                f"{len(source.test)} images; the twin must drop exactly the images with no countable pixel"]
+    wrong = [i for i, (a, b) in enumerate(zip(got, expected)) if a != b]
+    if wrong:
+        i = wrong[0]
+        return [f"task {label}: {len(wrong)} test label(s) differ from the {spec.get('rule', 'dominant')} rule applied "
+                f"to the source's masks (first: image {i}, label {got[i]}, rule {expected[i]}); derive each label from "
+                "its own mask as documented (python -m bench describe classify_from_masks)"]
+    return []
+
+
+def test_task_conforms(task_spec):
+    """One ``--bench-task``: every problem ``task_problems`` finds, one line each."""
+    with one_torch_thread():
+        try:
+            task, params = build_task(task_spec, f"--bench-task {task_spec['name']}")
+        except BenchError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        problems = task_problems(task_spec["name"], task, {"name": task_spec["name"], **params})
+    assert not problems, "\n".join(problems)

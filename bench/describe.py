@@ -7,7 +7,8 @@ help can never disagree with what a config accepts.
 from __future__ import annotations
 
 import inspect
-from typing import Any
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from bench.data import TaskInfo
 from bench.errors import BenchError, did_you_mean
@@ -18,21 +19,53 @@ KINDS = ("classification", "segmentation")
 
 
 def type_name(ann: Any) -> str:
-    """``int``, ``int | None``, ``'A' | 'B'``: the annotation as a reader writes it."""
-    if isinstance(ann, type) and not getattr(ann, "__args__", None):
+    """``int``, ``int | None``, ``tuple[float, float]``, ``'A' | 'B'``: the annotation as a reader writes it,
+    without pydantic's ``Annotated[..., FieldInfo(...)]`` (its bounds are the ``bounds`` column)."""
+    origin, args = get_origin(ann), get_args(ann)
+    if origin is Annotated:
+        return type_name(args[0])
+    if origin in (Union, types.UnionType):
+        return " | ".join(type_name(a) for a in args)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args)
+    if ann is type(None):
+        return "None"
+    if ann is Ellipsis:
+        return "..."
+    if origin is not None:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(type_name(a) for a in args)}]"
+    if isinstance(ann, type):
         return ann.__name__
     return str(ann).replace("typing.", "").replace("NoneType", "None")
 
 
-def bounds(field) -> str:
+def _constraints(metadata) -> list[str]:
     parts = []
-    for m in field.metadata:
+    for m in metadata:
         for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"), ("min_length", "len >="),
                           ("max_length", "len <=")):
             value = getattr(m, attr, None)
             if value is not None:
                 parts.append(f"{sym} {value}")
-    return ", ".join(parts)
+        parts += _constraints(getattr(m, "metadata", ()))  # a FieldInfo inside Annotated carries its own
+    return parts
+
+
+def _inner(ann: Any) -> list[str]:
+    """Bounds of the element types: ``int | None`` of a bounded int, each of a tuple's elements (first found)."""
+    origin, args = get_origin(ann), get_args(ann)
+    if origin is Annotated:
+        return _constraints(args[1:]) or _inner(args[0])
+    for a in args:
+        found = _inner(a)
+        if found:
+            return found
+    return []
+
+
+def bounds(field) -> str:
+    parts = _constraints(field.metadata) or _inner(field.annotation)
+    return ", ".join(dict.fromkeys(parts))
 
 
 def parameters(obj: Any) -> list[tuple[str, str, str, str, str]]:

@@ -64,6 +64,8 @@ def _run(plan: Plan, executor: Executor | None, options: Options, rd: RunDir) ->
     """The checklist: provenance, data, probe, claim, resume, dispatch, assemble, write."""
     t0 = time.perf_counter()
     prov = provenance(resolve_device(plan.cfg.device))  # the code that computes the cells
+    if options.show_progress and writer():  # the device is recorded in provenance too (results.json, report)
+        print(f"device: {prov['device']} ({prov['device_name']}; config device: {plan.cfg.device})", file=sys.stderr)
     timings: dict[str, float] = {}
     tasks = tasks_of(plan, timings)  # missing or malformed data fails here, before anything is written
     probe(plan, tasks)

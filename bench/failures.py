@@ -10,6 +10,9 @@ user's to fix, not bench's, and get the same treatment (exit 2, one line, ``--de
 * **An error in a DataLoader worker** — torch re-raises it with the worker's whole traceback flattened
   into the message; only the original exception's type and message are kept.
 
+* **An in-place operation autograd refuses** ("modified by an inplace operation", raised in the backward
+  pass, where no plugin frame is on the stack): one line naming the README's in-place rule.
+
 Anything else is a bug in bench and keeps its traceback.
 """
 
@@ -63,6 +66,23 @@ def innermost(tb: TracebackType | None) -> str:
     return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
 
 
+INPLACE_RULE = ("README, 'Register your own architecture', In-place operations: never modify in place a tensor that "
+                "reaches a Merge or a block's post() (x += y, relu_(), nn.ReLU(inplace=True) on a block's input or "
+                "output); write x = x + y or nn.ReLU()")
+
+
+def inplace_error(exc: BaseException) -> BenchError | None:
+    """Autograd's in-place error, shortened at a word boundary, with the rule that avoids it."""
+    text = " ".join(str(exc).split())
+    if not isinstance(exc, RuntimeError) or "modified by an inplace operation" not in text:
+        return None
+    what = text.split("Hint:")[0].strip().rstrip(";.")
+    if len(what) > 220:
+        what = what[:220].rsplit(" ", 1)[0] + " ..."
+    return BenchError(f"an in-place operation changed a tensor autograd needs ({what}); follow the {INPLACE_RULE} "
+                      "(--debug shows the traceback; torch.autograd.set_detect_anomaly(True) finds the operation)")
+
+
 def translate(exc: BaseException) -> BenchError | None:
     """The one-line BenchError this failure means to a user, or None for a bug in bench (keep the traceback)."""
     inner = worker_error(str(exc))
@@ -71,6 +91,9 @@ def translate(exc: BaseException) -> BenchError | None:
                           "traceback)")
     if isinstance(exc, BenchError):
         return exc
+    inplace = inplace_error(exc)
+    if inplace is not None:
+        return inplace
     who = culprit(exc.__traceback__)
     if isinstance(exc, SystemExit):
         return BenchError(f"{who or innermost(exc.__traceback__)} called sys.exit({exc.code!r}) while bench ran it, "

@@ -13,6 +13,9 @@ def pytest_addoption(parser) -> None:
                     help="architecture(s) to check, repeatable (default: every registered one)")
     group.addoption("--bench-params", metavar="JSON",
                     help='factory parameters for the checked architecture(s), e.g. \'{"width": 8}\'')
+    group.addoption("--bench-task", action="append", default=[], metavar="NAME_OR_JSON",
+                    help='task(s) to check, repeatable: a registered name or \'{"name": "voc2012", "root": "data"}\' '
+                         "(given alone, the architecture checks are left out)")
     group.addoption("--bench-plugin", action="append", default=[], metavar="MODULE_OR_FILE",
                     help="unpublished plugin module or .py file to import first (as `bench --plugin`)")
 
@@ -30,3 +33,23 @@ def pytest_configure(config) -> None:
                 load_plugin(spec)
             except BenchError as exc:
                 raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """bench.conformance's task check runs for ``--bench-task`` only, and then alone unless ``--bench-arch`` is
+    given too; every other test is left as collected."""
+    tasks, archs = config.getoption("--bench-task", default=[]), config.getoption("--bench-arch", default=[])
+    ours = [i for i in items if getattr(i, "module", None) is not None and i.module.__name__ == "bench.conformance"]
+    if not ours:
+        return
+    is_task = [i.originalname == "test_task_conforms" for i in ours]
+    if tasks and archs:
+        drop = []
+    elif tasks:  # only tasks asked for: not every registered architecture too
+        drop = [i for i, t in zip(ours, is_task) if not t]
+    else:
+        drop = [i for i, t in zip(ours, is_task) if t]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        gone = {id(i) for i in drop}
+        items[:] = [i for i in items if id(i) not in gone]

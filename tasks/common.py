@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
 import urllib.request
@@ -94,11 +95,12 @@ def data_root(root: str, what: str, fix: str) -> Path:
     return path
 
 
-def download(url: str, dest: Path, md5: str) -> Path:
+def download(url: str, dest: Path, md5: str, by_hand: str | None = None) -> Path:
     """Download ``url`` to ``dest`` (atomically) and verify its published MD5 before anything uses it.
 
     A file already at ``dest`` is verified, not downloaded again. A download whose checksum does not
-    match is deleted, never left where a later run would pick it up.
+    match is deleted, never left where a later run would pick it up. ``by_hand``: what a failed download
+    (no network) tells the user to place where instead (default: the file, into ``dest``'s folder).
     """
     if dest.is_file():
         verify_md5(dest, md5)
@@ -111,24 +113,49 @@ def download(url: str, dest: Path, md5: str) -> Path:
         verify_md5(tmp, md5)
         os.replace(tmp, dest)
     except OSError as exc:
-        raise BenchError(f"download of {url} failed ({exc}); download it by hand into {dest.parent}") from None
+        fix = by_hand or f"download it by hand into {dest.parent} (the file as-is: {dest.name})"
+        raise BenchError(f"download of {url} failed ({exc}); {fix}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return dest
 
 
-def release(url: str, md5: str, base: Path, download_ok: bool) -> bool:
+def release(url: str, md5: str, base: Path, download_ok: bool, by_hand: str | None = None) -> bool:
     """Extract the official release archive into ``base``: downloaded when ``download_ok``, else one already
-    sitting in ``base``. The MD5 is verified BEFORE extraction. False when there is no archive to use."""
+    sitting in ``base``. The MD5 is verified BEFORE extraction. False when there is no archive to use.
+    ``by_hand``: what a failed download says to place where (``download``)."""
     archive = base / url.rsplit("/", 1)[1]
     if download_ok:
-        download(url, archive, md5)
+        download(url, archive, md5, by_hand)
     elif archive.is_file():
         verify_md5(archive, md5)
     else:
         return False
     extract(archive, base)
     return True
+
+
+def cpu_cores() -> int:
+    """The cores this process may use (its CPU affinity where the platform has one, else the machine's)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+_CAPPED: set[tuple[str, int, int]] = set()
+
+
+def capped_workers(workers: int, where: str) -> int:
+    """``workers`` DataLoader processes, at most the cores here: more only contend, and torch warns once per
+    loader. A cap is said in one note on stderr (once per task and count), not in torch's repeated warnings."""
+    cores = cpu_cores()
+    if workers <= cores:
+        return workers
+    if (where, workers, cores) not in _CAPPED:
+        _CAPPED.add((where, workers, cores))
+        print(f"note: {where}: workers {workers} > {cores} CPU core(s) here; using {cores}", file=sys.stderr)
+    return cores
 
 
 def only_subfolder(path: Path, name: str) -> Path:

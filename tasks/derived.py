@@ -158,5 +158,16 @@ def _check(source: dict, **_) -> None:
         raise BenchError(f"source: {source['name']!r} is a {kind} task; give a segmentation task")
 
 
+def _status(source: dict, **_) -> list[str]:
+    """``validate``'s data lines: the source's (the twin reads the same files, fetched once)."""
+    if not isinstance(source, dict) or "name" not in source:
+        return []
+    spec = dict(source)
+    status = getattr(TASKS.get(spec.pop("name")), "status", None)
+    lines = status(**spec) if callable(status) else []
+    return [f"the same files as its source {source['name']}" + (f" ({lines[0]})" if lines else "")]
+
+
 classify_from_masks.check = _check
+classify_from_masks.status = _status
 classify_from_masks.kind = "classification"
