@@ -15,6 +15,7 @@ drawn at the axis edge as a triangle with its value printed, so it does not flat
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -29,6 +30,9 @@ from bench.io import write_bytes  # noqa: E402
 
 DPI = 300
 FORMATS = ("png", "pdf", "svg")  # the PNG first: its name is the one the report links to
+# BENCH_FIGURE_FORMATS=png writes the PNG alone: the vector copies cost about 1 s per figure (a PDF embeds a font
+# subset), which a test suite rendering hundreds of tiny reports does not need (tests/conftest.py sets it)
+FORMATS_ENV = "BENCH_FIGURE_FORMATS"
 # text stays text in the vector files (fonttype 42: TrueType embedded, not Type 3 outlines); no dates, no random ids
 STYLE = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none", "svg.hashsalt": "bench",
          "hatch.linewidth": 0.6}
@@ -47,8 +51,19 @@ MARKERS = {"at or below chance": "X", "ill-conditioned": "D", "underpowered": "o
 
 
 def figure_paths(png: Path) -> list[Path]:
-    """The files of the figure whose PNG is ``png``: the PNG, then its PDF and SVG beside it."""
-    return [png.with_suffix(f".{fmt}") for fmt in FORMATS]
+    """The files of the figure whose PNG is ``png``: the PNG, then its PDF and SVG beside it (those of
+    ``FORMATS`` that ``BENCH_FIGURE_FORMATS`` keeps, when it is set)."""
+    return [png.with_suffix(f".{fmt}") for fmt in formats()]
+
+
+def formats() -> tuple[str, ...]:
+    """The formats a figure is written in: every one of ``FORMATS``, or those ``BENCH_FIGURE_FORMATS`` lists; the
+    PNG always (the report links to it)."""
+    listed = os.environ.get(FORMATS_ENV)
+    if not listed:
+        return FORMATS
+    wanted = {f.strip().lower() for f in listed.split(",")}
+    return tuple(f for f in FORMATS if f in wanted or f == "png")
 
 
 def save(fig, path: Path) -> str:

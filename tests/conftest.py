@@ -9,7 +9,13 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    import os
+
     from bench.registry import load_plugin
+
+    # PNG only: the PDF and SVG beside each figure cost about 1 s per figure, over hundreds of tiny reports;
+    # tests/end_to_end/test_figures.py writes all three (bench.plots.FORMATS_ENV)
+    os.environ.setdefault("BENCH_FIGURE_FORMATS", "png")
 
     for spec in config.getoption("--plugin", default=[]):
         load_plugin(spec)

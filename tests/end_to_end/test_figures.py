@@ -23,6 +23,12 @@ ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "reports" / "quickstart"
 
 
+@pytest.fixture(autouse=True)
+def every_format(monkeypatch):
+    """The suite writes PNG alone (tests/conftest.py); these tests check the PDF and SVG too."""
+    monkeypatch.delenv(plots.FORMATS_ENV, raising=False)
+
+
 @pytest.fixture
 def run(tmp_path) -> Path:
     dst = tmp_path / "quickstart"
