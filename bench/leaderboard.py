@@ -17,12 +17,13 @@ from bench.leaderboard_table import build, render_csv, render_markdown, run_labe
 FORMATS = ("md", "csv", "html", "latex")
 
 
-def render(rows: list[dict], ablations: list[str], fmt: str, out: Path | None = None) -> str:
-    """The leaderboard in ``fmt``; ``out`` (the file it will be written to) roots the HTML's report links."""
+def render(rows: list[dict], ablations: list[str], fmt: str, out: Path | None = None, wide: bool = False) -> str:
+    """The leaderboard in ``fmt``; ``out`` (the file it will be written to) roots the HTML's report links;
+    ``wide``: the LaTeX across the page (``table*``) instead of one column."""
     if fmt == "html":
         return render_html(rows, ablations, out)
     if fmt == "latex":
-        return render_latex(rows, ablations)
+        return render_latex(rows, ablations, wide)
     if fmt == "csv":
         return render_csv(rows, ablations)
     if fmt == "md":

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from collections import defaultdict
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from bench.leaderboard_table import MERGE, RANKING, d_of, differs_text, labels
-from bench.markdown import fmt
+from bench.markdown import fmt, latex
 
 VERDICT_WORD = {"supported": "supported", "contradicted": "contradicted", "inconclusive": "inconclusive"}
 
@@ -71,7 +72,8 @@ td.arch{white-space:normal;max-width:230px}
 .supported{color:var(--sup);border-color:var(--sup)}.contradicted{color:var(--con);border-color:var(--con)}
 .inconclusive{color:var(--inc);border-color:var(--inc)}.headline{font-weight:600}
 tr.near td{color:#8a6d1f}.flag{background:#fff3c4;border-color:#c9a227;color:#7a5c00}
-.differs{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;white-space:normal;max-width:220px}\ntd.verdicts{white-space:normal;min-width:150px;max-width:260px}
+.differs{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;white-space:normal;max-width:220px}
+.differs summary{cursor:pointer;color:var(--muted)}.diff{white-space:nowrap}\ntd.verdicts{white-space:normal;min-width:120px;max-width:220px}
 footer{margin-top:28px;color:var(--muted);font-size:12px;max-width:1100px}
 a{color:#1f5fbf}
 """
@@ -165,6 +167,27 @@ def verdict_td(r: dict) -> str:
     return f'<td class="verdicts">{"".join(badges)}</td>'
 
 
+def difference_td(r: dict) -> str:
+    """D_dense − D_global with its 95% interval, visible, one line per verdict row the baseline belongs to (the
+    headline first, ★); sorts by the headline's estimate."""
+    vs = sorted(r["verdicts"], key=lambda v: not v["headline"])
+    lines = []
+    for v in vs:
+        diff = v["difference"]
+        star = "★ " if v["headline"] else ""
+        ci = f'<span class="ci"> [{diff[0]:.3f}, {diff[1]:.3f}]</span>' if diff else ""
+        lines.append(f'<span class="diff" title="{e(v["ablation"])}: D dense − D global">{star}{fmt(v["estimate"])}{ci}</span>')
+    return num_td(vs[0]["estimate"] if vs else None, "<br>".join(lines))
+
+
+def differs_td(r: dict) -> str:
+    """The configuration keys in which this run differs from the others, collapsed: a ``<details>`` whose
+    summary counts them (open it to read them), so a long difference never widens the table."""
+    n = len(r["differs"])
+    return (f'<td class="differs"><details><summary>{n} key{"s" if n != 1 else ""}</summary>'
+            f'<div class="differs-text">{e(differs_text(r["differs"]))}</div></details></td>')
+
+
 def report_link(r: dict, out: Path | None) -> str:
     folder = Path(r["run_dir"])
     target = folder / "report.md" if (folder / "report.md").is_file() else folder / "results.json"
@@ -188,11 +211,11 @@ def render_html(rows: list[dict], ablations: list[str], out: Path | None = None)
         parts.append(f'<section><h2>{e(aliases)}<span class="spec">{e(first["task_spec"])}</span></h2>')
         parts.append(f'<p class="meta">{e(first["task_kind"])} · primary metric <b>{e(metric)}</b> · chance '
                      f"{fmt(chance_of(task_rows))} (majority-class predictor)</p>")
-        head = ['<th class="num">#</th>', '<th title="links to the run\'s report">run</th>']
+        head = ['<th class="num">#</th>', '<th title="links to the run\'s report">run</th>',
+                "<th>architecture</th>", '<th class="num">params</th>', "<th>variant</th>",
+                f'<th class="num">{e(metric)}</th>', "<th>verdict</th>", '<th class="num">D dense − D global</th>',
+                *(f'<th class="num">{e(label)}</th>' for label in labels(rows, ablations))]
         head += ["<th>differs</th>"] if show_differs else []
-        head += ["<th>architecture</th>", '<th class="num">params</th>', "<th>variant</th>",
-                 f'<th class="num">{e(metric)}</th>', *(f'<th class="num">{e(label)}</th>' for label in labels(rows, ablations)),
-                 "<th>verdict</th>"]
         parts.append(f'<table class="lb"><thead><tr>{"".join(head)}</tr></thead>')
         for unit in units(task_rows):
             parts.append('<tbody class="unit">')
@@ -201,14 +224,14 @@ def render_html(rows: list[dict], ablations: list[str], out: Path | None = None)
                 cls = " ".join(c for c in ("variant" if variant else "", "near" if r["near_chance"] else "") if c)
                 tds = [num_td(r["rank"], "" if r["rank"] is None else str(r["rank"])),
                        "<td></td>" if variant else f"<td>{report_link(r, out)}</td>"]
-                if show_differs:
-                    tds.append("<td></td>" if variant else f'<td class="differs">{e(differs_text(r["differs"]))}</td>')
                 tds += ["<td></td>" if variant else
                         f'<td class="arch">{e(r["architecture"])}<span class="arch-spec">{e(r["arch_spec"])}</span></td>',
                         num_td(r["n_params"], params_text(r["n_params"]),
                                f"{r['n_params']:,} parameters" if r["n_params"] else ""),
                         f'<td class="variant-name">{"↳ " if variant else ""}{e(r["variant"])}</td>',
-                        metric_td(r), *(d_td(r, a) for a in ablations), verdict_td(r)]
+                        metric_td(r), verdict_td(r), difference_td(r), *(d_td(r, a) for a in ablations)]
+                if show_differs:
+                    tds.append("<td></td>" if variant else differs_td(r))
                 parts.append(f'<tr class="{cls}">' if cls else "<tr>")
                 parts.append("".join(tds) + "</tr>")
             parts.append("</tbody>")
@@ -219,55 +242,236 @@ def render_html(rows: list[dict], ablations: list[str], out: Path | None = None)
         "(n seeds). D: mean over seeds with a 95% interval in brackets: the verdict's (over seeds and test "
         "examples) on the rows it covers, else a t-interval over seeds; one seed: its bootstrap over test "
         "examples; hover a number for its source. ≈ chance: the score is above chance by less than 10% of the headroom, so its D is not "
-        "meaningful. Verdict: D dense − D global per architecture and ablation (★ the study's headline); "
-        "differs: the config keys in which the runs differ.</p></footer>")
+        "meaningful. Verdict: the call on D dense − D global per architecture and ablation (★ the study's "
+        "headline); D dense − D global: its estimate with the 95% interval over seeds and test examples; "
+        "differs: the config keys in which the runs differ (click to open).</p></footer>")
     parts.append(f"<script>{JS}</script></body></html>\n")
     return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------------------------- LaTeX
-LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+# How many ablation columns one tabular holds: a single column (about 230 pt in a two-column article) has
+# room for two D columns beside the run, model and score; a full-width table* (``--wide``) for six. More
+# ablations continue in another panel of the same table, with the same rows.
+PANEL = {False: 2, True: 6}
+NARROW, WIDE = 0.2, 0.74  # the setup table's two text columns, shares of the line (with the gap: under 1)
+ABSOLUTE_PATH = re.compile(r'(?<![\w.])(?:[A-Za-z]:[\\/]+|~[\\/]+|/+)[^\s",;)\]]+')
+
+
+def no_paths(text: str) -> str:
+    """``root="/home/me/data/voc"`` as ``root=".../voc"``: an absolute path names the author's machine, not
+    what was run; relative paths are kept."""
+    def short(m: re.Match) -> str:
+        parts = [p for p in re.split(r"[\\/]+", m.group(0)) if p and p != "~" and not p.endswith(":")]
+        return ".../" + parts[-1] if parts else "..."
+    return ABSOLUTE_PATH.sub(short, text)
 
 
 def tex(text: object) -> str:
-    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+    """A name or spec as LaTeX text (``bench.markdown.latex``), absolute paths shortened (``no_paths``)."""
+    return latex(no_paths(str(text)))
 
 
-def render_latex(rows: list[dict], ablations: list[str]) -> str:
-    """A booktabs table: one block per task (heading row with its metric and chance), a row per model."""
-    show_differs = any(r["differs"] for r in rows)
-    cols = ["Run", "Architecture", "Params", "Variant", "Score", *labels(rows, ablations)]
-    cols += ["Differs"] if show_differs else []
-    spec = "llrlr" + "r" * len(ablations) + ("l" if show_differs else "")
-    lines = ["% bench leaderboard; needs \\usepackage{booktabs}", r"\begin{table}[t]", r"\centering", r"\small",
-             rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(tex(c) for c in cols) + r" \\"]
+def tex_long(text: object) -> str:
+    """Like ``tex``, for notes that wrap: a line may also break after ``_ . / , =`` (a long spec or key)."""
+    out = tex(text)
+    for mark in (r"\_", ".", "/", ",", "="):
+        out = out.replace(mark, mark + r"\allowbreak{}")
+    return out
+
+
+def num(x: float | None) -> str:
+    return "---" if x is None else f"${x:.3f}$"
+
+
+def interval(low: float | None, high: float | None) -> str:
+    return "" if low is None or high is None else rf"{{\scriptsize $[{low:.3f}, {high:.3f}]$}}"
+
+
+def run_keys(rows: list[dict]) -> dict[int, str]:
+    """A, B, C, ... for the runs in the order given (R27 on from the 27th)."""
+    return {run: chr(65 + i) if i < 26 else f"R{i + 1}" for i, run in enumerate(sorted({r["run"] for r in rows}))}
+
+
+def name_cell(name: str, longest: int = 14) -> str:
+    """A model's alias or variant in a cell: a long one wraps in a narrow box instead of widening the table."""
+    if len(name) <= longest:
+        return tex(name)
+    return rf"\parbox[t]{{{longest // 2}em}}{{\raggedright {tex_long(name)}\strut}}"
+
+
+def column_heads(rows: list[dict], ablations: list[str]) -> list[str]:
+    """Short headings, ``$D_{1}$``, ``$S_{5}$``: the measure's letter and the ablation's number in the legend."""
+    return [rf"${label[0]}_{{{i}}}$" for i, label in enumerate(labels(rows, ablations), 1)]
+
+
+def d_cells(r: dict, ablations: list[str]) -> tuple[list[str], list[str]]:
+    """Each ablation's D on this row (the interval's own estimate where it has one), and its interval."""
+    means, cis = [], []
+    for a in ablations:
+        m = d_of(r, a)[0]
+        ci = r["intervals"].get(a)
+        if ci and ci[2] is not None:
+            m = ci[2]
+        means.append(num(m))
+        cis.append(interval(*ci[0]) if ci and m is not None else "")
+    return means, cis
+
+
+def model_panel(rows: list[dict], ablations: list[str], columns: list[str], keys: dict[int, str],
+                tasks: dict[str, str], score: bool) -> list[str]:
+    """One tabular: a heading row per task, a row per model (a variant indented under its baseline), the
+    intervals on a line of their own under the numbers; rows with nothing in these columns left out."""
+    multi = len(keys) > 1
+    spec = "@{}" + ("l" if multi else "") + "l" + ("r" if score else "") + "r" * len(ablations) + "@{}"
+    width = len(spec.replace("@{}", ""))
+    head = (["Run"] if multi else []) + ["Model"] + (["Score"] if score else []) + columns
+    lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(head) + r" \\"]
     for task_rows in groups(rows):
         first = task_rows[0]
-        aliases = ", ".join(dict.fromkeys(r["task"] for r in task_rows))
-        lines += [r"\midrule", rf"\multicolumn{{{len(cols)}}}{{l}}{{\textit{{{tex(aliases)}}}: "
-                  rf"\texttt{{{tex(first['task_spec'])}}} --- {tex(first['metric'])}, chance "
-                  rf"{fmt(chance_of(task_rows))}}} \\", r"\addlinespace"]
+        body = []
         for r in task_rows:
-            mean, sd, n = r["value"]
-            score = "---" if mean is None else f"${mean:.3f} \\pm {sd:.3f}$" if n > 1 else f"${mean:.3f}$"
-            if r["near_chance"]:
-                score += r"$^\dagger$"
-            ds = []
-            for a in ablations:
-                m = d_of(r, a)[0]
-                ci = r["intervals"].get(a)
-                m = ci[2] if ci and ci[2] is not None else m
-                ds.append("---" if m is None else f"${m:.3f}$" + (
-                    rf" {{\scriptsize[{ci[0][0]:.3f}, {ci[0][1]:.3f}]}}" if ci else ""))
-            variant = r["variant"] if r["variant"] == "baseline" else rf"\quad {tex(r['variant'])}"
-            cells = [tex(r["study"]), rf"{tex(r['architecture'])} {{\scriptsize\texttt{{{tex(r['arch_spec'])}}}}}",
-                     params_text(r["n_params"]), variant if r["variant"] != "baseline" else "baseline", score, *ds]
-            cells += [rf"{{\scriptsize {tex(differs_text(r['differs']))}}}"] if show_differs else []
-            lines.append(" & ".join(cells) + r" \\")
+            means, cis = d_cells(r, ablations)
+            if not score and all(m == "---" for m in means):
+                continue
+            model = name_cell(r["architecture"]) if r["variant"] == "baseline" else rf"\quad {name_cell(r['variant'])}"
+            cells = ([keys[r["run"]]] if multi else []) + [model]
+            under = [""] * len(cells)
+            if score:
+                mean, sd, n = r["value"]
+                cells.append(num(mean) + (r"$^\dagger$" if r["near_chance"] else ""))
+                under.append(rf"{{\scriptsize $\pm {sd:.3f}$}}" if mean is not None and n > 1 else "")
+            body.append(" & ".join(cells + means) + r" \\")
+            if any(under + cis):
+                body.append(" & ".join(under + cis) + r" \\[1pt]")
+        if not body:
+            continue
+        aliases = ", ".join(dict.fromkeys(r["task"] for r in task_rows))
+        lines += [r"\midrule", rf"\multicolumn{{{width}}}{{@{{}}l}}{{\textit{{{tex(aliases)}}}"
+                  rf"\textsuperscript{{{tasks[first['task_spec']]}}} --- {tex(first['metric'])}, chance "
+                  rf"{num(chance_of(task_rows))}}} \\", *body]
+    return lines + [r"\bottomrule", r"\end{tabular}"]
+
+
+def legend(rows: list[dict], ablations: list[str], heads: list[str], keys: dict[int, str]) -> str:
+    """Under a panel: the run keys and the panel's column headings spelled out (paragraph text: it wraps)."""
+    names = {r["run"]: r["study"] for r in rows}
+    runs = ("Runs: " + "; ".join(rf"{keys[i]}: {tex_long(names[i])}" for i in sorted(keys)) if len(keys) > 1
+            else f"Run: {tex_long(next(iter(names.values())))}")
+    cols = "; ".join(f"{h}: {tex(label)}" for h, label in zip(heads, labels(rows, ablations)))
+    return f"{runs}. {cols}. " + r"Task and model parameters: Table~\ref{tab:bench-setup}."
+
+
+def tt(text: object) -> str:
+    """A spec in typewriter type, breakable (``tex_long``)."""
+    return rf"\texttt{{{tex_long(text)}}}"
+
+
+def compact(value: object) -> object:
+    """A list of five or more consecutive whole numbers (seeds) as ``0..39``; anything else as it is."""
+    if isinstance(value, list) and len(value) >= 5 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                           for v in value) \
+            and value == list(range(value[0], value[0] + len(value))):
+        return f"{value[0]}..{value[-1]}"
+    return value
+
+
+def text_cell(text: str, share: float) -> str:
+    """Text that wraps ragged-right in a box ``share`` of the line wide (a cell of the setup table)."""
+    return rf"\parbox[t]{{{share}\linewidth}}{{\raggedright {text}\strut}}"
+
+
+def setup_table(rows: list[dict], keys: dict[int, str], tasks: dict[str, str], env: str) -> list[str]:
+    """What the short names stand for, as a second table: each run (its configuration differences), each task
+    (its registered name and parameters) and each model (likewise, with its size). Text wraps in its column."""
+    body = [r"\multicolumn{2}{@{}l}{\textit{Runs}} \\"]
+    names = {r["run"]: (r["study"], r["differs"]) for r in rows}
+    for i in sorted(keys):
+        study, differs = names[i]
+        extra = rf"; differs in \texttt{{{tex_long(differs_text({k: compact(v) for k, v in differs.items()}))}}}" \
+            if differs else ""
+        body.append(rf"{keys[i] if len(keys) > 1 else ''} & {text_cell(tex_long(study) + extra, WIDE)} \\")
+    body += [r"\midrule", r"\multicolumn{2}{@{}l}{\textit{Tasks}} \\"]
+    body += [rf"\textsuperscript{{{mark}}} & {text_cell(tt(spec), WIDE)} \\" for spec, mark in tasks.items()]
+    body += [r"\midrule", r"\multicolumn{2}{@{}l}{\textit{Models}} \\"]
+    models: dict[tuple[str, str], list[str]] = {}
+    size: dict[tuple[str, str], int | None] = {}
+    for r in rows:
+        runs = models.setdefault((r["architecture"], r["arch_spec"]), [])
+        size[(r["architecture"], r["arch_spec"])] = size.get((r["architecture"], r["arch_spec"])) or r["n_params"]
+        if keys[r["run"]] not in runs:
+            runs.append(keys[r["run"]])
+    for (alias, spec), runs in models.items():
+        n = size[(alias, spec)]
+        where = f" ({', '.join(runs)})" if len(keys) > 1 else ""
+        body.append(rf"{text_cell(tex_long(alias) + where, NARROW)} & "
+                    rf"{text_cell(tt(spec) + (f', {params_text(n)} parameters' if n else ''), WIDE)} \\")
+    return [rf"\begin{{{env}}}[t]", r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{4pt}",
+            r"\begin{tabular}{@{}ll@{}}", r"\toprule", *body, r"\bottomrule",
+            r"\end{tabular}", r"\caption{Setup of Table~\ref{tab:bench-leaderboard}: the runs (by folder or study name) "
+            r"and the configuration keys in which they differ, the tasks (superscripts) and the models, each with the "
+            r"parameters it was run with.}", r"\label{tab:bench-setup}", rf"\end{{{env}}}"]
+
+
+def verdict_table(rows: list[dict]) -> list[str]:
+    """Each run's headline, its own small table: the pair (a line that wraps), then D_dense, D_global, their
+    difference with its 95% interval (on the line under it), the seeds and the call."""
+    runs = {r["run"]: (r["study"], r.get("headlines") or []) for r in rows}
+    if not any(heads for _, heads in runs.values()):
+        return ["% no run has a verdict (the config names no dense/global pair)"]
+    lines = [r"\begin{table}[t]", r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{4pt}",
+             r"\begin{tabular}{@{}rrrrl@{}}", r"\toprule",
+             r"$D_{\mathrm{dense}}$ & $D_{\mathrm{global}}$ & $\Delta$ & Seeds & Call \\"]
+    for _, (study, heads) in sorted(runs.items()):
+        for h in heads:
+            pair = (f"{tex(h['label'])}: " if h.get("label") else "") + \
+                rf"{tex(h['dense_task'])} (dense) vs {tex(h['global_task'])} (global)"
+            if "missing" in h:
+                what = rf"{pair}; no headline: {tex(h['missing'])}"
+            else:
+                what = rf"{pair}, {tex(h['architecture'])}, {tex(h['ablation'])}; D on {tex(h['scale'].replace('_', ' '))}"
+            lines += [r"\midrule", rf"\multicolumn{{5}}{{@{{}}l@{{}}}}{{\parbox[t]{{0.98\linewidth}}{{\raggedright"
+                      rf" \textit{{{tex_long(study)}}}: {what}}}}} \\"]
+            if "missing" in h:
+                continue
+            est, low, high = h["difference"]
+            lines.append(rf"{num(h['dense'][0])} & {num(h['global_'][0])} & {num(est)} & {h['seeds']} & "
+                         rf"{tex(h['call'])} \\")
+            lines += [rf"& & {interval(low, high)} & & \\"] if interval(low, high) else []
     lines += [r"\bottomrule", r"\end{tabular}",
-              rf"\caption{{Identity dependence D (share of the above-chance score lost when identity paths are "
-              rf"ablated; S: sufficiency). Score: mean $\pm$ sd over seeds; D: mean over seeds with a 95\% "
-              rf"bootstrap interval where computed. $^\dagger$: within 10\% of the headroom above chance, D not "
-              rf"meaningful. {tex(MERGE.capitalize())}.}}", r"\end{table}", ""]
+              r"\caption{Verdict: each run's headline. $D_{\mathrm{dense}}$, $D_{\mathrm{global}}$: the identity "
+              r"dependence of the dense and the global task's model, means over seeds; $\Delta = D_{\mathrm{dense}} - "
+              r"D_{\mathrm{global}}$ with its 95\% interval over seeds and test examples (under it); Seeds: the seeds "
+              r"it rests on; Call: the study's pre-specified decision on $\Delta$.}", r"\label{tab:bench-verdict}",
+              r"\end{table}"]
+    return lines
+
+
+def render_latex(rows: list[dict], ablations: list[str], wide: bool = False) -> str:
+    """Booktabs tables for a manuscript, each its own float: the models (score and D per ablation under short
+    headings, ``PANEL[wide]`` ablations a table, the next ones continued in another) in one column, or across
+    the page with ``wide`` (``table*``); the setup (runs and their configuration differences, task and model
+    parameters) as a second table; and the verdict (each run's headline) as its own small table. Every name is
+    escaped (``bench.markdown.latex``) and no absolute path is written (``no_paths``): a run is named by its
+    folder or study name (``run_label``)."""
+    keys = run_keys(rows)
+    tasks = {spec: chr(97 + i) if i < 26 else str(i + 1) for i, spec in enumerate(dict.fromkeys(r["task_spec"] for r in rows))}
+    heads = column_heads(rows, ablations)
+    env = "table*" if wide else "table"
+    lines = ["% bench leaderboard; needs \\usepackage{booktabs}"]
+    k = PANEL[wide]
+    for start in range(0, max(len(ablations), 1), k):
+        part, part_heads = ablations[start:start + k], heads[start:start + k]
+        caption = (r"Identity dependence $D$ (the share of the above-chance score lost when the identity paths are "
+                   r"ablated; $S$: identity sufficiency) per model. Score: mean over seeds, $\pm$ sd under it; $D$: "
+                   r"mean over seeds, under it its 95\% interval (the verdict's, over seeds and test examples, where "
+                   r"it covers the row; else over seeds; one seed: bootstrap over test examples). $^\dagger$: within "
+                   rf"10\% of the headroom above chance, $D$ not meaningful. {tex(MERGE.capitalize())}."
+                   if not start else rf"Table~\ref{{tab:bench-leaderboard}}, continued: {', '.join(part_heads)}.")
+        label = "tab:bench-leaderboard" + (f"-{start // k + 1}" if start else "")
+        lines += [rf"\begin{{{env}}}[t]", r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{4pt}",
+                  *model_panel(rows, part, part_heads, keys, tasks, score=not start), r"\par\smallskip",
+                  r"\begin{minipage}{\linewidth}\scriptsize\raggedright", legend(rows, part, part_heads, keys),
+                  r"\end{minipage}", rf"\caption{{{caption}}}", rf"\label{{{label}}}", rf"\end{{{env}}}", ""]
+    lines += [*setup_table(rows, keys, tasks, env), "", *verdict_table(rows), ""]
     return "\n".join(lines)

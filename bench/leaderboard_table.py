@@ -150,6 +150,30 @@ def rows_of(res: Results) -> tuple[list[dict], list[str]]:
     return rows, ablations
 
 
+def decision(d: Any) -> tuple[float | None, float | None, float | None]:
+    """(estimate, low, high) of a ``bench.results.Decision``; Nones where absent."""
+    return (getattr(d, "estimate", None), getattr(d, "low", None), getattr(d, "high", None))
+
+
+def headlines_of(res: Results) -> list[dict]:
+    """Each verdict pair's headline row of one run, as the paper's verdict table shows it: the pair (dense and
+    global task), the architecture and ablation, D_dense, D_global and their difference (estimate, low, high),
+    the seeds it rests on and the call; ``missing`` (why) where the pair has no headline row."""
+    out = []
+    for v in res.verdicts or ([res.verdict] if res.verdict is not None else []):
+        entry: dict[str, Any] = {"label": v.label, "dense_task": v.dense_task, "global_task": v.global_task,
+                                 "scale": v.scale}
+        h = v.headline
+        if h is None:
+            entry["missing"] = v.headline_missing or "no headline row"
+        else:
+            entry.update(architecture=h.architecture, ablation=h.ablation, measure=h.measure, seeds=h.seeds,
+                         dense=decision(h.dense), global_=decision(h.global_), difference=decision(h.difference),
+                         call=h.verdict)
+        out.append(entry)
+    return out
+
+
 def d_of(row: dict, ablation: str) -> tuple:
     """(mean, sd, n) of the ablation's D (or S) on this row; ``EMPTY`` where it was not measured."""
     return row["ablations"].get(ablation, EMPTY)
@@ -205,7 +229,9 @@ def build(run_dirs: list[str]) -> tuple[list[dict], list[str]]:
         res = load_results(d)
         r, abl = rows_of(res)
         configs.append(res.config)
+        heads = headlines_of(res)
         for row in r:
+            row["headlines"] = heads  # the run's verdict (every row of a run shares it)
             row["study"] = run_label(res.study, d)
             row["run"] = i
             row["run_dir"] = str(run_dir(d))

@@ -75,3 +75,17 @@ def csv_cell(value: object) -> object:
 
 def csv_row(values: Iterable[object]) -> list[object]:
     return [csv_cell(v) for v in values]
+
+
+# LaTeX: every character TeX reads as markup, and the three that OT1 fonts set as other glyphs (< > |)
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                 "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}"}
+
+
+def latex(text: object) -> str:
+    """A user-chosen name as LaTeX text: on one line (a blank line would end a table cell's paragraph), control
+    characters dropped, and each of ``\\ & % $ # _ { } ~ ^ < > |`` written as the command that prints it, so
+    no name can open a group, a math shift, a comment or a column; a name made of letters, digits and ``.-``
+    is unchanged."""
+    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in one_line(text) if ch.isprintable())

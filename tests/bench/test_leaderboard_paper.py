@@ -1,0 +1,212 @@
+"""The leaderboard for a manuscript (issue 28, items 1 and 3), on the two committed real runs (no training).
+
+LaTeX: booktabs floats that fit one column by default (``--wide``: a ``table*``), a verdict table of each run's
+headline, the setup (task and model parameters, configuration differences) as a second table, no absolute
+path, every user-chosen name escaped; compiled with pdflatex where one is installed (skipped with the reason
+elsewhere), measuring each tabular against ``\\columnwidth``. HTML: the verdict and D_dense − D_global are
+visible table cells, the configuration differences collapsed in a ``<details>``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.leaderboard_render import PANEL, no_paths
+from bench.markdown import LATEX_SPECIAL, latex
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART, DECISIVE = ROOT / "reports" / "quickstart", ROOT / "reports" / "shapes_decisive"
+HOSTILE = "a_b % & # $ { } ~ ^ \\ <x>|"
+SECRET = "/home/someone/private/voc"
+
+
+def leaderboard(capsys, *args: str) -> str:
+    assert main(["leaderboard", *args]) == 0
+    return capsys.readouterr().out
+
+
+def run_copy(tmp_path: Path, name: str, edit=None) -> Path:
+    """quickstart's results.json in a folder of its own (``edit`` changes the data first)."""
+    data = json.loads((QUICKSTART / "results.json").read_text())
+    if edit:
+        data = edit(data)
+    folder = tmp_path / name
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(data))
+    return folder
+
+
+def hostile(data: dict) -> dict:
+    """The study, an architecture alias (resnet) and an ablation (skip_lesion) renamed to a TeX-hostile name,
+    and a task given an absolute data path."""
+    text = json.dumps(data)
+    text = text.replace('"resnet"', json.dumps(HOSTILE))
+    text = text.replace('"skip_lesion"', json.dumps(HOSTILE + " lesion"))
+    data = json.loads(text)
+    data["study"] = data["config"]["name"] = HOSTILE
+    data["config"]["tasks"]["shapes_seg"]["root"] = SECRET
+    data["config"]["data_dir"] = SECRET
+    return data
+
+
+def tabulars(tex: str) -> list[str]:
+    return re.findall(r"\\begin\{tabular\}\{([^}]*(?:\{\}[^}]*)*)\}", tex)
+
+
+# ------------------------------------------------------------------------------------------ LaTeX, static
+def test_latex_of_two_runs_is_booktabs_with_a_verdict_table(capsys):
+    tex = leaderboard(capsys, str(QUICKSTART), str(DECISIVE), "--format", "latex")
+    assert "needs \\usepackage{booktabs}" in tex and "table*" not in tex
+    n = tex.count(r"\begin{tabular}")
+    assert n == tex.count(r"\toprule") == tex.count(r"\bottomrule") == tex.count(r"\end{tabular}") >= 3
+    assert r"\hline" not in tex and "|" not in "".join(tabulars(tex))  # booktabs rules, no vertical rules
+    assert str(ROOT) not in tex and "/work" not in tex and not re.search(r"(?<![\w.])/[A-Za-z]", tex)
+    assert "A: quickstart; B: shapes\\_\\allowbreak{}decisive" in tex  # runs by name, never by path
+    # the verdict: its own table with each run's headline (pair, D_dense, D_global, Δ with interval, seeds, call)
+    verdict = tex[tex.index(r"\label{tab:bench-verdict}") - 3000:]
+    verdict = verdict[verdict.rindex(r"\begin{table}"):]
+    head = json.loads((DECISIVE / "results.json").read_text())["verdict"]["headline"]
+    for part in (r"\textit{shapes\_\allowbreak{}decisive}", "shapes\\_seg (dense) vs shapes\\_cls (global)",
+                 f"${head['dense']['estimate']:.3f}$ & ${head['global_']['estimate']:.3f}$ & "
+                 f"${head['difference']['estimate']:.3f}$ & {head['seeds']} & {head['verdict']}",
+                 f"$[{head['difference']['low']:.3f}, {head['difference']['high']:.3f}]$", r"\textit{quickstart}"):
+        assert part in verdict, part
+    # one column: at most PANEL[False] ablation columns a tabular, short headings, parameters in the setup table
+    for spec in tabulars(tex)[:-2]:
+        assert len(spec.replace("@{}", "")) <= 3 + PANEL[False], spec
+    assert "$D_{1}$ & $D_{2}$" in tex and "$D_{1}$: D skip\\_removal" in tex
+    assert r"\label{tab:bench-setup}" in tex and "seeds=\\allowbreak{}0.\\allowbreak{}.\\allowbreak{}39" in tex
+    wide = leaderboard(capsys, str(QUICKSTART), str(DECISIVE), "--format", "latex", "--wide")
+    assert r"\begin{table*}" in wide and "$D_{1}$ & $D_{2}$ & $D_{3}$ & $D_{4}$ & $S_{5}$" in wide
+
+
+def test_latex_escapes_every_name_and_writes_no_absolute_path(tmp_path, capsys):
+    run = run_copy(tmp_path, "hostile", hostile)
+    tex = leaderboard(capsys, str(run), str(DECISIVE), "--format", "latex")
+    escaped = latex(HOSTILE)
+    assert escaped == (r"a\_b \% \& \# \$ \{ \} \textasciitilde{} \textasciicircum{} \textbackslash{} "
+                       r"\textless{}x\textgreater{}\textbar{}")
+    plain = tex.replace(r"\allowbreak{}", "")  # where a long name may break
+    assert f"{escaped} (A)" in plain and f"{escaped} (hostile)" in plain  # the alias, the study
+    assert f"D {escaped} lesion" in plain  # the ablation
+    assert HOSTILE not in tex and "a_b %" not in tex
+    bare = re.sub(r"\\(?:[%&#$_{}]|[A-Za-z]+\{\})", "", escaped)
+    assert not re.search(r"[\\%&#$_{}~^<>|]", bare)  # nothing of the name is left for TeX to read
+    assert "private" not in plain and "/home" not in plain  # the task's root and the config's data_dir ...
+    assert 'root="...//voc"'.replace("//", "/") in plain and "data\\_dir=.../voc" in plain  # ... by their last part
+    assert no_paths('root="/data/x", rel="data/y", win="C:\\\\d\\\\z"') == 'root=".../x", rel="data/y", win=".../z"'
+    assert set(LATEX_SPECIAL) >= set("\\&%$#_{}~^")
+
+
+# --------------------------------------------------------------------------------------- LaTeX, compiled
+PREAMBLE = r"""\documentclass[twocolumn]{article}
+\usepackage{booktabs}
+\begin{document}
+\typeout{BENCH COLUMNWIDTH=\the\columnwidth}\typeout{BENCH TEXTWIDTH=\the\textwidth}
+"""
+
+
+def measured(tex: str) -> str:
+    """Each tabular set in a box whose width goes to the log (then typeset as it was)."""
+    return tex.replace(r"\begin{tabular}", r"\setbox0=\hbox\bgroup\begin{tabular}").replace(
+        r"\end{tabular}", r"\end{tabular}\egroup\typeout{BENCH TABULAR=\the\wd0}\box0")
+
+
+def compile_tex(tex: str, folder: Path) -> tuple[str, dict[str, float], list[float]]:
+    pdflatex = shutil.which("pdflatex")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "doc.tex").write_text(PREAMBLE + measured(tex) + "\n\\end{document}\n")
+    for _ in range(2):  # twice: the cross-references resolve
+        done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=folder,
+                              capture_output=True, text=True, timeout=120)
+        log = (folder / "doc.log").read_text(errors="replace")
+        assert done.returncode == 0, log[-3000:]
+    dims = {k: float(v) for k, v in re.findall(r"BENCH (COLUMNWIDTH|TEXTWIDTH)=([\d.]+)pt", log)}
+    return log, dims, [float(w) for w in re.findall(r"BENCH TABULAR=([\d.]+)pt", log)]
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None,
+                    reason="no pdflatex on PATH (Debian: apt-get install texlive-latex-recommended): the LaTeX is "
+                           "checked statically only")
+def test_latex_compiles_within_the_column(tmp_path, capsys):
+    hostile_run = run_copy(tmp_path, "hostile", hostile)
+    report = []
+    for wide, runs in ((False, (QUICKSTART, DECISIVE)), (True, (QUICKSTART, DECISIVE)), (False, (hostile_run,))):
+        tex = leaderboard(capsys, *map(str, runs), "--format", "latex", *(["--wide"] if wide else []))
+        log, dims, widths = compile_tex(tex, tmp_path / f"doc-{wide}-{len(runs)}")
+        limit = dims["TEXTWIDTH" if wide else "COLUMNWIDTH"]
+        report.append(f"wide={wide} runs={len(runs)}: tabulars {widths} pt, limit {limit} pt")
+        assert len(widths) == tex.count(r"\begin{tabular}") and all(0 < w <= limit for w in widths), (widths, limit)
+        assert "Overfull \\hbox" not in log and "Float too large" not in log
+        assert "undefined" not in log.lower()  # every \ref resolved
+    print("\n".join(report))
+
+
+# ------------------------------------------------------------------------------------------------- HTML
+class Cells(HTMLParser):
+    """Each leaderboard table's header texts and rows of cells; a cell's visible text (attributes, i.e.
+    tooltips, are not text), and the text that lies inside a <details> element."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables: list[dict] = []
+        self.cell: list[str] | None = None
+        self.details = 0
+        self.in_details: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append({"head": [], "rows": []})
+        elif tag == "tr" and self.tables:
+            self.tables[-1]["rows"].append([])
+        elif tag in ("td", "th"):
+            self.cell = []
+        elif tag == "details":
+            self.details += 1
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self.cell is not None:
+            text = " ".join("".join(self.cell).split())
+            self.tables[-1]["rows"][-1].append(text)
+            self.cell = None
+        elif tag == "details":
+            self.details -= 1
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+        if self.details:
+            self.in_details.append(data)
+
+
+def test_html_verdict_and_difference_are_cells_and_differences_collapse(tmp_path, capsys):
+    page = leaderboard(capsys, str(QUICKSTART), str(DECISIVE), "--format", "html")
+    parsed = Cells()
+    parsed.feed(page)
+    head = json.loads((DECISIVE / "results.json").read_text())["verdict"]["headline"]
+    found = 0
+    for table in parsed.tables:
+        header, *body = table["rows"]
+        verdict, diff, differs = header.index("verdict"), header.index("D dense − D global"), header.index("differs")
+        assert verdict < diff < min(i for i, h in enumerate(header) if h.startswith(("D ", "S ")) and i != diff)
+        for row in body:
+            if row[1] == "shapes_decisive" and row[4] == "baseline":  # the decided run's dense and global rows
+                found += 1
+                assert row[verdict] == f"★ skip_removal: {head['verdict']}"  # visible text, not a tooltip
+                d = head["difference"]
+                assert row[diff] == f"★ {d['estimate']:.3f} [{d['low']:.3f}, {d['high']:.3f}]"
+            if row[1]:  # a baseline row: its run's configuration differences, counted, the keys collapsed
+                assert re.match(r"\d+ keys?", row[differs]), row[differs]
+    assert found == 2
+    collapsed = "".join(parsed.in_details)
+    for key in ("seeds=[0, 1, 2, 3, 4]", "verdict.scale=recognition", "rounds.step=5"):
+        assert page.count(key) == collapsed.count(key) > 0  # only inside a <details>
+    assert page.count("<details>") == page.count('<td class="differs">') == 6
