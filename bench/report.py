@@ -49,6 +49,12 @@ def fmt_p(p: float | None) -> str:
     return "—" if p is None else (f"{p:.3f}" if p >= 0.001 else "<0.001")
 
 
+def level(alpha: float) -> str:
+    """The interval's confidence as written: 95%, or 98.7% for a sequential look's level (never rounded up)."""
+    pct = f"{100 * (1 - alpha):.1f}".rstrip("0").rstrip(".")
+    return f"{pct}%"
+
+
 def per_seed(d) -> str:
     return ", ".join(f"s{k}: {fmt(v)}" for k, v in d.per_seed.items()) or "—"
 
@@ -67,7 +73,8 @@ def verdict_section(res: Results) -> str:
             f"Pre-specified headline: `{esc(h.ablation)}` on `{esc(h.architecture)}`. Identity dependence D ("
             f"{scale_of(res.scale).label}, median over seeds) of the dense task `{esc(v.dense_task)}` is {fmt_ci(h.dense)} vs "
             f"{fmt_ci(h.global_)} for the global task `{esc(v.global_task)}`; difference {fmt_ci(h.difference)} "
-            + (f"({1 - v.alpha:.0%} interval, {h.seeds} seeds, p = {fmt_p(h.difference.p)})." if h.difference.low is not None
+            + (f"({level(v.alpha)} interval, {h.seeds} seeds, p = {fmt_p(h.difference.p)}"
+               + (", at this look" if res.sequential is not None else "") + ")." if h.difference.low is not None
                else f"({h.seeds} seeds: no distribution-free interval below 6; see the sizing table)."))
         out.append(f"\nPer seed, D_dense − D_global: {per_seed(h.difference)}.")
         if h.excluded_seeds:
@@ -76,6 +83,8 @@ def verdict_section(res: Results) -> str:
         out.append(f"\nConditioning: {esc(h.conditioning.note)}.")
         if v.sensitivity is not None and not res.verdicts:
             out.append("\n" + sensitivity_line(v))
+        if v.localisation is not None and not res.verdicts:
+            out.append("\n" + localisation_line(v))
         out.append("\nWhat would change it: " + WHAT_WOULD_CHANGE.get(h.verdict, ""))
     out.append(pairs_section(res))
     if res.sequential is not None:
@@ -171,6 +180,7 @@ def pairs_section(res: Results) -> str:
         ["pair", "dense task", "global task", "headline", "seeds", "D dense [CI]", "D global [CI]",
          "D_dense − D_global [CI]", "conditioning", "call", "per seed (difference)"], rows)]
     out += ["\n" + sensitivity_line(v) for v in res.verdicts if v.sensitivity is not None]
+    out += ["\n" + localisation_line(v) for v in res.verdicts if v.localisation is not None]
     i = res.interaction
     if i is not None:
         out.append(f"\nInteraction ({esc(i.ablation)} on {esc(i.architecture)}): (D_dense − D_global)"
@@ -193,6 +203,15 @@ def sensitivity_line(v) -> str:
     return (f"Sensitivity{name}, not the call: with D on {esc(sens.scale)} ({', '.join(map(esc, sens.tasks))}), "
             f"D_dense {fmt_ci(sens.dense)} vs D_global {fmt_ci(sens.global_)}; difference {fmt_ci(sens.difference)} "
             f"(p = {fmt_p(sens.difference.p)}; per seed {per_seed(sens.difference)}). {why}")
+
+
+def localisation_line(v) -> str:
+    """The dense task's D on localisation (results.Localisation): what recognition leaves out, beside the call."""
+    loc, name = v.localisation, f" (`{esc(v.label)}`)" if v.label else ""
+    return (f"Localisation{name}, not the call: D of `{esc(loc.task)}` on object vs background (balanced over the "
+            f"two, chance 1/2) is {fmt_ci(loc.dependence)} (per seed {per_seed(loc.dependence)}). Recognition reads "
+            "the object classes on object pixels only, so an ablated model that still tells the classes apart but "
+            "no longer finds the objects keeps its recognition; this row shows how much finding the objects lost.")
 
 
 def margin_words(scale: str) -> str:
@@ -394,7 +413,7 @@ def verdict_figure(res: Results, run_dir: Path) -> str:
                   plots.state_handles(states))], fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.3),
                   ncol=1, frameon=False)
     png = plots.save(fig, RunDir(run_dir).figure("verdict"))
-    return (f"![verdict: D of the dense and the global task per row, {1 - v.alpha:.0%} intervals; ★ = the "
+    return (f"![verdict: D of the dense and the global task per row, {level(v.alpha)} intervals; ★ = the "
             f"pre-specified headline; hatched: no call (ill-conditioned or underpowered); X: a baseline at or "
             f"below chance]({png})\n")
 
@@ -414,7 +433,7 @@ def run_summary(res: Results, run_dir: Path) -> str:
     v = res.verdict
     if v is not None and v.headline is not None:
         h = v.headline
-        interval = (f"{1 - v.alpha:.0%} interval, " if h.difference.low is not None else "no interval below 6 seeds, ")
+        interval = (f"{level(v.alpha)} interval, " if h.difference.low is not None else "no interval below 6 seeds, ")
         lines.append(f"verdict: {h.verdict.upper()} — {h.ablation} on {h.architecture}: median D({v.dense_task}) − "
                      f"D({v.global_task}) = {fmt_ci(h.difference)} ({interval}{h.seeds} seeds, "
                      f"p = {fmt_p(h.difference.p)}; conditioning {'ok' if h.conditioning.ok else 'FAILED'})")

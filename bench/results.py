@@ -260,6 +260,15 @@ class Sensitivity(_Model):
     difference: Decision
 
 
+class Localisation(_Model):
+    """The headline's dense task re-read on localisation — object vs background, chance 1/2 — beside the call:
+    recognition leaves out whether the ablated model still finds the objects, which this measures (a dense task
+    only: a global task has no pixels to place)."""
+
+    task: str
+    dependence: Decision  # D on localisation_balanced_accuracy, median over the headline's seeds
+
+
 class Verdict(_Model):
     label: str | None = None  # the pair's name when the config lists several (e.g. coarse / fine)
     dense_task: str
@@ -271,6 +280,7 @@ class Verdict(_Model):
     rows: list[VerdictRow]
     method: str
     sensitivity: Sensitivity | None = None  # the headline on the other scale (train-time headlines)
+    localisation: Localisation | None = None  # the dense task's D on object-vs-background (train-time headlines)
     scale: str = "balanced_accuracy"  # the scale D is read on (bench.metrics.SCALES); older results: all classes
 
 

@@ -40,6 +40,7 @@ from bench.metrics import (
     Outcome,
     Scale,
     margins,
+    metrics_from_sums,
     scales_of,
     shared_weights,
 )
@@ -49,6 +50,7 @@ from bench.results import (
     Conditioning,
     Decision,
     Interaction,
+    Localisation,
     Sensitivity,
     Verdict,
     VerdictRow,
@@ -81,6 +83,7 @@ def method(d_scale: Scale) -> str:
 
 Series = dict[int, tuple[float, np.ndarray]]  # seed -> (point value, bootstrap replicates)
 (ALL, _, _), (OBJECTS, OBJECT_METRIC, OBJECT_CHANCE) = CONDITIONING_SCALES
+LOCALISATION, LOCALISATION_CHANCE = "localisation_balanced_accuracy", "localisation_chance"
 
 
 @dataclass(frozen=True)
@@ -311,9 +314,28 @@ def _pair_verdict(spec: VerdictConfig, cfg: StudyConfig, ev: Evidence,
     if headline_row is not None:
         sensitivity = _sensitivity(dense, glob, head_arch, spec.ablation, declarations[spec.ablation], head_sides,
                                    ev, cfg.bootstrap, alpha, d_scale)
+    localisation = None
+    if headline_row is not None and declarations[spec.ablation]["phase"] == "train":
+        localisation = _localisation(dense, head_arch, spec.ablation, sorted(head_sides[0]), ev, cfg.bootstrap, alpha)
     return Verdict(label=spec.label, dense_task=dense, global_task=glob, alpha=alpha, min_seeds=min_seeds,
                    headline=headline_row, headline_missing=missing, rows=rows, method=method(d_scale),
-                   sensitivity=sensitivity, scale=d_scale.name), head_series
+                   sensitivity=sensitivity, localisation=localisation, scale=d_scale.name), head_series
+
+
+def _localisation(dense: str, arch: str, ablation: str, seeds: list[int], ev: Evidence, replicates: int,
+                  alpha: float) -> Localisation | None:
+    """The headline's dense D on localisation (object vs background, chance 1/2) over the headline's seeds; None
+    for a task without a background class, or cells from before bench 0.3.1 (their statistics lack the columns)."""
+    if ev.infos[dense].background_index is None or not all(_has_localisation(dense, arch, s, ev) for s in seeds):
+        return None
+    series = _dependence_on(dense, arch, ablation, ev, replicates, LOCALISATION, LOCALISATION_CHANCE)
+    kept = [s for s in seeds if s in series]
+    return Localisation(task=dense, dependence=_decision(series, kept, alpha)) if kept else None
+
+
+def _has_localisation(task: str, arch: str, seed: int, ev: Evidence) -> bool:
+    stats_ = ev.array(cell_id(task, arch, "baseline", seed), "stats")
+    return stats_ is not None and LOCALISATION in metrics_from_sums(stats_.sum(0), ev.infos[task])
 
 
 def _sensitivity(dense: str, glob: str, arch: str, ablation: str, decl: dict, sides: tuple[Series, Series],

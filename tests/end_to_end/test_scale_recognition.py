@@ -115,3 +115,16 @@ def test_a_plan_without_the_key_reads_all_classes(tmp_path):
     path = tmp_path / "old.yaml"
     path.write_text(CONFIG.replace(", scale: SCALE", ""))
     assert load_config(path).scale == "balanced_accuracy"
+
+
+def test_localisation_is_reported_beside_the_call(run):
+    """Recognition leaves out whether the ablated dense model still finds the objects: the verdict reads that
+    separately, D on object vs background (chance 1/2), from the same cells."""
+    res, folder = run
+    loc = res.verdict.localisation
+    assert loc is not None and loc.task == "seg"
+    full = stats_of(folder, "seg__unet__baseline__s0", SEG)
+    abl = stats_of(folder, "seg__unet__no_identity__s0", SEG)
+    want = d_of(abl, full, "localisation_balanced_accuracy", "localisation_chance")
+    assert loc.dependence.per_seed["0"] == pytest.approx(want, abs=1e-6)
+    assert "Localisation, not the call" in (folder / "report.md").read_text()
