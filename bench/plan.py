@@ -246,13 +246,7 @@ def checked_flow(cfg: StudyConfig, arch: str, path: Path) -> IdentityFlow:
     identity flow, and one forward pass that runs every merge point it declares."""
     where = f"{path}: architectures.{arch}"
     try:
-        try:
-            with torch.device("meta"):
-                model = build_model(cfg, arch, FLOW_INFO)
-        except (BenchError, ValueError, TypeError):
-            raise
-        except Exception:  # a factory that needs real tensors (pretrained weights, ...)
-            model = build_model(cfg, arch, FLOW_INFO)
+        model = build_on_meta(cfg, arch, FLOW_INFO)
     except (ValueError, TypeError) as exc:
         raise BenchError(f"{where}: {exc}") from None
     n = sum(p.numel() for p in model.parameters())
@@ -268,17 +262,23 @@ def checked_flow(cfg: StudyConfig, arch: str, path: Path) -> IdentityFlow:
     return flow
 
 
+def build_on_meta(cfg: StudyConfig, arch: str, info: TaskInfo) -> torch.nn.Module:
+    """The architecture's structure without its weights where its factory allows (the meta device), else built
+    for real: a factory that needs real tensors (pretrained weights, ...)."""
+    try:
+        with torch.device("meta"):
+            return build_model(cfg, arch, info)
+    except (BenchError, ValueError, TypeError):
+        raise
+    except Exception:
+        return build_model(cfg, arch, info)
+
+
 def check_joint(cfg: StudyConfig, arch: str, path: Path) -> None:
     """A multi_head architecture can carry both heads (bench.models.joint): built for a dense task (on the meta
     device where its factory allows), its head is bench's segmentation head, beside which the global head goes."""
     try:
-        try:
-            with torch.device("meta"):
-                model = build_model(cfg, arch, JOINT_INFO)
-        except (BenchError, ValueError, TypeError):
-            raise
-        except Exception:  # a factory that needs real tensors (pretrained weights, ...)
-            model = build_model(cfg, arch, JOINT_INFO)
+        model = build_on_meta(cfg, arch, JOINT_INFO)
         joint_model(model, JOINT_INFO, FLOW_INFO)
     except (ValueError, TypeError) as exc:
         raise BenchError(f"{path}: architectures.{arch}: multi_head: {exc}") from None

@@ -33,6 +33,24 @@ from bench.ablations.base import (
 )
 from bench.flow import FillIdentity, IdentityFlow, MergePoint
 
+NO_SKIPS = "no skip connections (set include_blocks: true for residual paths)"
+
+
+def identity_points(flow: IdentityFlow, include_blocks: bool) -> list[MergePoint]:
+    """The skips that carry an identity, then (``include_blocks``) the residual identity paths."""
+    pts = [p for p in flow.skips if p.has_identity]
+    if include_blocks:
+        pts += [p for p in flow.blocks if p.has_identity]
+    return pts
+
+
+def by_level(points: list[MergePoint]) -> dict[str, list[MergePoint]]:
+    """Points by level (``"0"``, ``"1"``, ... and ``"block2"`` for a residual stage), then ``all`` of them."""
+    out: dict[str, list[MergePoint]] = {}
+    for p in points:
+        out.setdefault(f"{p.role}{p.stage}" if p.role == "block" else str(p.stage), []).append(p)
+    return {**out, "all": points}
+
 
 class SkipLesionSummary(DependenceSummary):
     model_config = ConfigDict(extra="forbid")
@@ -74,13 +92,10 @@ class SkipLesion(TestTimeAblation):
             raise ValueError(f"headline_fill {self.params.headline_fill!r} is not in fills {self.params.fills}; add it")
 
     def points(self, flow: IdentityFlow) -> list[MergePoint]:
-        pts = [p for p in flow.skips if p.has_identity]
-        if self.params.include_blocks:
-            pts += [p for p in flow.blocks if p.has_identity]
-        return pts
+        return identity_points(flow, self.params.include_blocks)
 
     def applicable(self, flow: IdentityFlow) -> str | None:
-        return None if self.points(flow) else "no skip connections (set include_blocks: true for residual paths)"
+        return None if self.points(flow) else NO_SKIPS
 
     def calibrate(self, ctx: AblationContext, points: list[MergePoint]) -> dict[str, torch.Tensor]:
         """Mean identity tensor (C, H, W) at each merge over calibration batches, read with forward hooks."""
@@ -108,11 +123,7 @@ class SkipLesion(TestTimeAblation):
     def run(self, ctx: AblationContext) -> AblationResult:
         points = self.points(ctx.flow)
         means = self.calibrate(ctx, points) if "mean" in self.params.fills else {}
-        levels: dict[str, list[MergePoint]] = {}
-        for p in points:
-            levels.setdefault(f"{p.role}{p.stage}" if p.role == "block" else str(p.stage), []).append(p)
-        settings = [(fill, level, pts) for fill in self.params.fills
-                    for level, pts in [*levels.items(), ("all", points)]]
+        settings = [(fill, level, pts) for fill in self.params.fills for level, pts in by_level(points).items()]
         edit_sets = [{p.name: FillIdentity(fill, means.get(p.name)) for p in pts} for fill, _, pts in settings]
         n = len(ctx.split)
         batch = ctx.eval_batch_size

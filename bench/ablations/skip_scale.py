@@ -29,6 +29,7 @@ from bench.ablations.base import (
     TestTimeParams,
     record_of,
 )
+from bench.ablations.skip_lesion import NO_SKIPS, by_level, identity_points
 from bench.flow import IdentityFlow, MergePoint, ScaleIdentity
 
 
@@ -64,14 +65,6 @@ class SkipScaleKey(Key):
 SkipScaleRecord = record_of(SkipScaleKey)  # what ctx.record writes, with this key
 
 
-def levels(points: list[MergePoint]) -> dict[str, list[MergePoint]]:
-    """Points by level, named as skip_lesion names them (``"0"``, ``"1"``, ... ``"block2"``), then ``all``."""
-    out: dict[str, list[MergePoint]] = {}
-    for p in points:
-        out.setdefault(f"{p.role}{p.stage}" if p.role == "block" else str(p.stage), []).append(p)
-    return {**out, "all": points}
-
-
 def area(betas: list[float], values: np.ndarray) -> np.ndarray:
     """The trapezoid area under ``values`` (one row per beta, as listed) against 1 - beta, over the grid's
     span: a weighted mean of the rows whose weights are fixed by the grid, so points and replicates are
@@ -97,17 +90,14 @@ class SkipScale(TestTimeAblation):
     Record: ClassVar = SkipScaleRecord
 
     def points(self, flow: IdentityFlow) -> list[MergePoint]:
-        pts = [p for p in flow.skips if p.has_identity]
-        if self.params.include_blocks:
-            pts += [p for p in flow.blocks if p.has_identity]
-        return pts
+        return identity_points(flow, self.params.include_blocks)
 
     def applicable(self, flow: IdentityFlow) -> str | None:
-        return None if self.points(flow) else "no skip connections (set include_blocks: true for residual paths)"
+        return None if self.points(flow) else NO_SKIPS
 
     def settings(self, flow: IdentityFlow) -> list[tuple[str, float, list[MergePoint]]]:
         """(level, beta, points) for every level (then all levels) and every beta of the grid."""
-        return [(level, beta, pts) for level, pts in levels(self.points(flow)).items() for beta in self.params.betas]
+        return [(level, beta, pts) for level, pts in by_level(self.points(flow)).items() for beta in self.params.betas]
 
     def run(self, ctx: AblationContext) -> AblationResult:
         settings = self.settings(ctx.flow)
