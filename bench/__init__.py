@@ -3,6 +3,10 @@
 ``bench.run(config, **overrides)`` runs a study and returns its results; ``bench.load(run_dir)`` reads
 one back (``bench.api``); ``bench.tidy(run_dir)`` gives them as one pandas DataFrame (``bench.tidy_table``). They
 load on first use, so ``import bench`` stays light.
+
+PYTEST_DONT_REWRITE: pytest's marker for a module it need not rewrite (this one asserts nothing). ``bench check``
+runs pytest in the process that has imported bench, whose pytest11 plugin makes pytest mark the package for
+rewriting; without the marker pytest warns that it is already imported (once per installed copy of its metadata).
 """
 
 from __future__ import annotations

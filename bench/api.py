@@ -31,33 +31,36 @@ from bench.layout import RUN_FILES
 from bench.plan import Plan
 from bench.results import Results, load_results
 from bench.rundir import RunDir
+from bench.tracking import require as require_log
 
 
 def run(config: str | Path, *, out: str | Path | None = None, restart: bool = False,
         executor: Executor | str | None = None, workers: int | None = None, address: str | None = None,
         plugins: Sequence[str] = (), progress: bool = False, set_options: Sequence[str] = (),
-        **overrides: Any) -> Results | None:
+        log: str | None = None, **overrides: Any) -> Results | None:
     """Run (or resume) the study ``config`` describes; its ``Results`` (also in ``<out>/results.json``).
     Under torchrun only rank 0 writes and gets them; the other ranks get None.
 
     overrides: config keys (module docstring); set_options: ``key.path=value`` strings as ``--set`` takes them
     (the way to set the config keys named like this function's own keywords: ``executor.*``, ``plugins``).
     executor: an ``Executor`` or a kind (local, processes, ray, slurm; default the config's ``executor``),
-    with ``workers`` / ``address`` as ``--workers`` / ``--address``. A user error raises ``BenchError`` (one
+    with ``workers`` / ``address`` as ``--workers`` / ``--address``. log: ``--log`` (``"tensorboard"``: each cell's
+    curves as event files in ``<out>/logs/``; not part of the results). A user error raises ``BenchError`` (one
     line naming the file or key and the fix); a failure after the run folder was written says how many
     finished cells it keeps."""
     root = run_folder(config, out=out, restart=restart, executor=executor, workers=workers, address=address,
-                      plugins=plugins, progress=progress, set_options=set_options, **overrides)
+                      plugins=plugins, progress=progress, set_options=set_options, log=log, **overrides)
     return load(root) if writer() else None
 
 
 def run_folder(config: str | Path, *, out: str | Path | None = None, restart: bool = False,
                executor: Executor | str | None = None, workers: int | None = None, address: str | None = None,
                plugins: Sequence[str] = (), progress: bool = False, set_options: Sequence[str] = (),
-               **overrides: Any) -> Path:
+               log: str | None = None, **overrides: Any) -> Path:
     """``run``, returning the run folder instead of its results (what ``bench run`` prints from)."""
     if workers is not None and workers < 1:
         raise BenchError(f"--workers {workers}: give 1 or more")
+    require_log(log)  # a missing package: one line naming the extra, before the config is even read
     if out is not None:
         check_out(out)
     start = Path.cwd()  # relative paths mean from here, whatever a plugin's import does to the working directory
@@ -67,7 +70,7 @@ def run_folder(config: str | Path, *, out: str | Path | None = None, restart: bo
     rd = RunDir(start / (Path(out) if out is not None else plan.default_dir()))
     before = rd.state()
     try:
-        run_study(plan, chosen, Options(out=rd.root, restart=restart, show_progress=progress))
+        run_study(plan, chosen, Options(out=rd.root, restart=restart, show_progress=progress, log=log))
     except (Exception, SystemExit) as exc:
         err = translate(exc)
         if err is None:  # a bug in bench: the traceback stays

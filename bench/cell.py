@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 import traceback
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,6 +39,7 @@ from bench.provenance import CELL_PROVENANCE
 from bench.registry import TASKS, load_plugin
 from bench.rundir import RunDir
 from bench.stats import percentile_interval
+from bench.tracking import EventLog, numbers, open_log
 from bench.train import DivergedError, Joint, deterministic, train
 
 
@@ -66,6 +70,7 @@ class CellJob:
     provenance: dict[str, Any]  # the driver's: every cell names the code that computed it
     cwd: str  # data roots in the config are relative to where `bench run` was started
     driver: str  # the driver process's token (``PROCESS``): `local` computes cells in it, already set up
+    log: str | None = None  # --log: experiment tracking of the cell's curves (bench.tracking); never changes results
 
 
 @dataclass
@@ -132,24 +137,33 @@ def train_and_ablate(job: CellJob, task: Task, device: torch.device, progress: P
         "computed_with": {k: job.provenance.get(k) for k in CELL_PROVENANCE},
         "ablation_versions": plan.versions(unit), "code": plan.code_of(unit)}
     t0 = time.perf_counter()
-    try:
-        cell["train"] = train(model, task, train_cfg, seed=unit.seed, device=device,
-                              checkpoint=rd.checkpoint(unit.id), on_step=progress.step,
-                              resume=rd.load_checkpoint(unit.id, device), joint=joint)
-    except DivergedError as exc:
-        cell.update(status="failed", error=f"diverged: {exc}")
-        return cell, {}
-    if joint is not None:  # the two cells of one joint network record the same weights (CPU: bit for bit)
-        block = plan.cfg.joint_of(unit.arch)
-        cell["train"]["joint"] = {"dense": block.dense, "global": block.global_, "head": joint.own,
-                                  "loss_weights": {"dense": joint.weights[0], "global": joint.weights[1]},
-                                  "weights_sha256": weights_hash(model)}
-    cell["timings"]["train_s"] = round(time.perf_counter() - t0, 3)
-    t0 = time.perf_counter()
-    baseline = predict_stats(model, task.test, info, batch_size=train_cfg.eval_batch_size, device=device,
-                             amp=train_cfg.amp)
-    chance = chance_outcome(task.train.targets(), task.test.targets(), info)
-    cell["metrics"], cell["chance"] = baseline.metrics(), chance.metrics()
+    resume = rd.load_checkpoint(unit.id, device)
+    if resume is not None and writer():
+        print(f"resuming {unit.id} from step {int(resume['step'])}", file=sys.stderr, flush=True)
+    log = open_log(job.log, rd.root, rd.cell_log(unit.id), fresh=resume is None) if writer() else None
+    with closing_log(log):
+        try:
+            cell["train"] = train(model, task, train_cfg, seed=unit.seed, device=device,
+                                  checkpoint=rd.checkpoint(unit.id), on_step=progress.step, resume=resume,
+                                  joint=joint, on_log=None if log is None else
+                                  (lambda step, v: log.scalars(step, numbers(v, "train/"))))
+        except DivergedError as exc:
+            cell.update(status="failed", error=f"diverged: {exc}")
+            return cell, {}
+        if joint is not None:  # the two cells of one joint network record the same weights (CPU: bit for bit)
+            block = plan.cfg.joint_of(unit.arch)
+            cell["train"]["joint"] = {"dense": block.dense, "global": block.global_, "head": joint.own,
+                                      "loss_weights": {"dense": joint.weights[0], "global": joint.weights[1]},
+                                      "weights_sha256": weights_hash(model)}
+        cell["timings"]["train_s"] = round(time.perf_counter() - t0, 3)
+        t0 = time.perf_counter()
+        baseline = predict_stats(model, task.test, info, batch_size=train_cfg.eval_batch_size, device=device,
+                                 amp=train_cfg.amp)
+        chance = chance_outcome(task.train.targets(), task.test.targets(), info)
+        cell["metrics"], cell["chance"] = baseline.metrics(), chance.metrics()
+        if log is not None:  # the final metrics beside the curves, at the last step
+            log.scalars(cell["train"]["steps"], {**numbers(cell["metrics"], "final/"),
+                                                 **numbers({"train_loss": cell["train"]["final_loss"]}, "final/")})
     cell["timings"]["eval_s"] = round(time.perf_counter() - t0, 3)
     # the verdict's conditioning check reads the baseline's margins over chance from its stats
     arrays = {"stats": baseline.stats, "chance_stats": chance.stats}
@@ -173,6 +187,16 @@ def train_and_ablate(job: CellJob, task: Task, device: torch.device, progress: P
         if out.summary_boot is not None:
             arrays[f"boot__{name}"] = np.asarray(out.summary_boot)
     return cell, arrays
+
+
+@contextmanager
+def closing_log(log: EventLog | None) -> Iterator[Any]:
+    """The cell's log, closed (flushed) however training ends."""
+    try:
+        yield log
+    finally:
+        if log is not None:
+            log.close()
 
 
 def joint_training(plan: Plan, unit: Unit, task: Task, partner: Task) -> Joint:

@@ -37,6 +37,7 @@ from bench.report import write_report
 from bench.results import Invocation, Look, Results, Sequential, invocations_so_far
 from bench.rundir import RunDir
 from bench.sequential import look_alpha, look_sizes, should_stop
+from bench.tracking import require as require_log
 from bench.train import deterministic
 
 
@@ -47,6 +48,7 @@ class Options:
     out: Path | None = None  # the run folder; default: Plan.default_dir()
     restart: bool = False  # discard the folder's finished cells
     show_progress: bool = True
+    log: str | None = None  # --log: experiment tracking (bench.tracking), e.g. "tensorboard"; None: none
 
 
 def run_study(plan: Plan, executor: Executor | None = None, options: Options | None = None) -> Path:
@@ -63,6 +65,7 @@ def run_study(plan: Plan, executor: Executor | None = None, options: Options | N
 def _run(plan: Plan, executor: Executor | None, options: Options, rd: RunDir) -> Path:
     """The checklist: provenance, data, probe, claim, resume, dispatch, assemble, write."""
     t0 = time.perf_counter()
+    require_log(options.log)  # a missing package is one line before anything trains
     prov = provenance(resolve_device(plan.cfg.device))  # the code that computes the cells
     if options.show_progress and writer():  # the device is recorded in provenance too (results.json, report)
         print(f"device: {prov['device']} ({prov['device_name']}; config device: {plan.cfg.device})", file=sys.stderr)
@@ -77,7 +80,8 @@ def _run(plan: Plan, executor: Executor | None, options: Options, rd: RunDir) ->
         for look in look_plans(plan):  # one look, or seeds in rounds until the headline is decided
             todo = unfinished(look, rd)
             _barrier()
-            jobs = [CellJob(look, str(rd.root.resolve()), u, None, prov, os.getcwd(), PROCESS) for u in todo]
+            jobs = [CellJob(look, str(rd.root.resolve()), u, None, prov, os.getcwd(), PROCESS, options.log)
+                    for u in todo]
             with StudyProgress(len(look.units), len(look.units) - len(todo),
                                enabled=options.show_progress and writer()) as progress:
                 events = Events(progress)

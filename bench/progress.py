@@ -38,7 +38,8 @@ def cell_status(cell: dict) -> str:
 
 
 class PlainProgress:
-    """Line-by-line progress for logs: ``[3/8 0:01:02 ETA 0:02:04] cell · train step 40/100 loss 0.52``."""
+    """Line-by-line progress for logs: ``[3/8 done 0:01:02 ETA 0:02:04] cell · train step 40/100 loss 0.52`` (3 cells
+    finished of 8; the ETA counts down between cells)."""
 
     def __init__(self, total: int, done: int, stream: TextIO | None = None, every: float = 0.1):
         self.total, self.done = total, done
@@ -49,15 +50,18 @@ class PlainProgress:
         self.finished_here = 0  # cells finished by this process: the ETA's rate (resumed cells cost nothing)
         self.what = ""
         self._next = 0.0
+        self._estimate: tuple[float, float] | None = None  # (seconds left, when estimated)
 
     def _print(self, text: str) -> None:
         print(fit(text, self.stream), file=self.stream, flush=True)
 
     def _eta(self) -> str:
-        if not self.finished_here:
+        """Counted down from the estimate made when the last cell finished (time per finished cell times the cells
+        left), so it never rises while a cell runs; '?' before a first cell finishes here."""
+        if self._estimate is None:
             return "ETA ?"
-        rate = (time.monotonic() - self.t0) / self.finished_here
-        return f"ETA {clock(rate * (self.total - self.done))}"
+        estimate, at = self._estimate
+        return f"ETA {clock(estimate - (time.monotonic() - at))}"
 
     def __enter__(self) -> PlainProgress:
         if self.done:
@@ -71,8 +75,7 @@ class PlainProgress:
         if not what.startswith(self.what) or not self.what:  # a new cell, not an ablation phase of this one
             self.cell_t0 = time.monotonic()
         self.what, self._next = what, 0.0
-        current = min(self.done + 1, self.total)  # a status line after the last cell is not cell total + 1
-        self._print(f"[{current}/{self.total} {clock(time.monotonic() - self.t0)} {self._eta()}] {what}")
+        self._print(f"[{self.done}/{self.total} done {clock(time.monotonic() - self.t0)} {self._eta()}] {what}")
 
     def step(self, step: int, total: int, loss: float) -> None:
         frac = step / max(total, 1)
@@ -86,6 +89,8 @@ class PlainProgress:
     def finish(self, unit_id: str, cell: dict) -> None:
         self.done += 1
         self.finished_here += 1
+        now = time.monotonic()
+        self._estimate = ((now - self.t0) / self.finished_here * (self.total - self.done), now)
         self._print(f"  {unit_id}: {cell_status(cell)} ({clock(time.monotonic() - self.cell_t0)}; "
                     f"{self.done}/{self.total} cells)")
         self.what = ""

@@ -17,6 +17,7 @@ the folder holds): exit 2 with one line naming it and the fix.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -45,10 +46,10 @@ from bench.io import (
     write_json,
     write_text,
 )
-from bench.layout import CONFIG, FIGURE_SUFFIXES, LOCK, MARKER
+from bench.layout import CONFIG, FIGURE_SUFFIXES, LOCK, LOG_EVENTS, MARKER
 from bench.results import CELL_ID, Cell, load_results
 
-FOLDERS = ("cells", "checkpoints", ".slurm")
+FOLDERS = ("cells", "checkpoints", "logs", ".slurm")  # logs: --log tensorboard (bench.tracking)
 CELL_SUFFIXES = (".json", ".npz", ".dependence_boot.npy")  # the .npy: replicates written by bench < 0.3, now recomputed
 TOP_FILES = ("results.json", "report.md", CONFIG)
 
@@ -72,6 +73,11 @@ class RunDir:
     @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
+
+    @property
+    def logs(self) -> Path:
+        """``--log``'s files (bench.tracking): one folder per cell."""
+        return self.root / "logs"
 
     @property
     def config(self) -> Path:
@@ -106,6 +112,9 @@ class RunDir:
 
     def checkpoint(self, cid: str) -> Path:
         return self.checkpoints / f"{cid}.pt"
+
+    def cell_log(self, cid: str) -> Path:
+        return self.logs / cid
 
     def figure(self, name: str) -> Path:
         return self.root / f"{name}.png"
@@ -179,6 +188,18 @@ class RunDir:
             for p in self.checkpoints.iterdir():
                 if p.suffix == ".pt" and CELL_ID.match(p.stem) and p.is_file():
                     yield p
+        yield from self.own_logs()
+
+    def own_logs(self) -> Iterator[Path]:
+        """``--log``'s event files: ``logs/<cell id>/events.out.tfevents.*``, real files in real folders."""
+        if _lmode(self.logs) is None or not stat.S_ISDIR(_lmode(self.logs)):
+            return
+        for folder in self.logs.iterdir():
+            if not (CELL_ID.match(folder.name) and (m := _lmode(folder)) is not None and stat.S_ISDIR(m)):
+                continue
+            for p in folder.iterdir():
+                if p.name.startswith(LOG_EVENTS) and (m := _lmode(p)) is not None and stat.S_ISREG(m):
+                    yield p
 
     def stale_temporaries(self) -> Iterator[Path]:
         """``.<name>.<random>.tmp`` left by an atomic write cut short, where <name> is one of bench's."""
@@ -198,6 +219,11 @@ class RunDir:
         self.check_layout()  # again under the lock: what is cleaned is inside this folder
         for p in [*self.stale_temporaries(), *(self.own_files() if restart else ())]:
             p.unlink(missing_ok=True)
+        if restart and _lmode(self.logs) is not None and stat.S_ISDIR(_lmode(self.logs)):
+            for folder in self.logs.iterdir():  # the cells' log folders, emptied above (a user's file keeps its own)
+                if CELL_ID.match(folder.name) and (m := _lmode(folder)) is not None and stat.S_ISDIR(m):
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
         make_folder(self.cells, run=self.root)
 
     # -- lock -----------------------------------------------------------------------------------

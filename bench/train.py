@@ -170,26 +170,29 @@ def joint_loss(logits: tuple[torch.Tensor, torch.Tensor], targets: tuple[torch.T
 
 def train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: torch.device,
           checkpoint: Path | None = None, on_step: Callable[[int, int, float], None] | None = None,
-          resume: dict | None = None, joint: Joint | None = None) -> dict:
+          resume: dict | None = None, joint: Joint | None = None,
+          on_log: Callable[[int, dict[str, float]], None] | None = None) -> dict:
     """Train ``model`` in place; return a log (steps, final loss, precision, images/s, wall time).
 
-    ``checkpoint``: where each epoch's state is written; ``resume``: a state read back from it by the
+    ``on_log(step, {"loss": .., "lr": ..})`` after every step (experiment tracking, bench.tracking: the lr the step
+    used). ``checkpoint``: where each epoch's state is written; ``resume``: a state read back from it by the
     run folder's loader (``RunDir.load_checkpoint``), which checks it first. ``joint``: train both heads of a
     ``multi_head`` network on its two tasks (``task`` is one of them); the model reads ``joint.own`` after."""
     if joint is None:
         return _train(model, task, cfg, seed=seed, device=device, checkpoint=checkpoint, on_step=on_step,
-                      resume=resume)
+                      resume=resume, on_log=on_log)
     set_read(model, "both")
     try:
         return _train(model, task, cfg, seed=seed, device=device, checkpoint=checkpoint, on_step=on_step,
-                      resume=resume, joint=joint)
+                      resume=resume, joint=joint, on_log=on_log)
     finally:
         set_read(model, joint.own)
 
 
 def _train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device: torch.device,
            checkpoint: Path | None = None, on_step: Callable[[int, int, float], None] | None = None,
-           resume: dict | None = None, joint: Joint | None = None) -> dict:
+           resume: dict | None = None, joint: Joint | None = None,
+           on_log: Callable[[int, dict[str, float]], None] | None = None) -> dict:
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     per_epoch = math.ceil(len(task.train) / cfg.batch_size) if world == 1 else len(task.train) // (cfg.batch_size * world)
     if cfg.max_steps_per_epoch:
@@ -258,6 +261,7 @@ def _train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device:
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
+            lr = opt.param_groups[0]["lr"] if on_log is not None else 0.0  # the lr this step used
             sched.step()
             step, images = step + 1, images + len(x)
             loss_value = loss.item() if joint is None else own.item()
@@ -265,6 +269,8 @@ def _train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device:
                 joint_value = loss.item()
             if on_step is not None:
                 on_step(step, total, loss_value)
+            if on_log is not None:
+                on_log(step, {"loss": loss_value, "lr": lr})
             if step % per_epoch == 0 or step >= total:
                 break
         if checkpoint is not None and rank == 0:

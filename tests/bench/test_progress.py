@@ -36,7 +36,7 @@ def test_plain_lines_as_they_happen_each_cell_with_its_own_clock(monkeypatch):
         p.step(1, 4, 0.25)
     lines = out.getvalue().splitlines()
     assert "very_long_architecture_name_that_would_be_cut_by_a_bar__baseline__s0: accuracy 0.5000" in lines[-3]
-    assert lines[-2].startswith("[2/2 0:00:20 ETA 0:00:20] cell_b")  # one cell took 20 s, one is left
+    assert lines[-2].startswith("[1/2 done 0:00:20 ETA 0:00:20] cell_b")  # one cell took 20 s, one is left
     assert lines[-1] == "  cell_b · train step 1/4 loss 0.250 · 0:00:03 ETA 0:00:09"  # its own clock, not 0:00:23
     assert not any("…" in line for line in lines)
 
