@@ -145,7 +145,8 @@ def d_td(r: dict, ablation: str) -> str:
         if estimate is not None:  # the interval's own estimate: the number and its interval always agree
             mean = estimate
         inner = f'{mean:.3f}<span class="ci"> [{low:.3f}, {high:.3f}]</span>'
-        title = {"verdict": "the verdict's estimate and 95% interval, over seeds and test examples",
+        title = {"verdict": "the verdict's median and interval (its level: 95%, or a sequential look's), over seeds and "
+                            "test examples",
                  "seeds": f"mean and 95% t-interval over {n} seeds (between-seed spread only)",
                  }.get(source, "95% interval, bootstrap over test examples (one seed)")
     elif n > 1:
@@ -239,11 +240,13 @@ def render_html(rows: list[dict], ablations: list[str], out: Path | None = None)
     parts.append(
         f"<footer><p>Ranking: {e(RANKING)}; {e(MERGE)}. D = identity dependence: the share of the above-chance "
         "score lost when the identity paths are ablated; S = identity sufficiency. Score: mean ± sd over seeds "
-        "(n seeds). D: mean over seeds with a 95% interval in brackets: the verdict's (over seeds and test "
-        "examples) on the rows it covers, else a t-interval over seeds; one seed: its bootstrap over test "
+        "(n seeds). D: on the rows the verdict covers, its median over seeds with its interval in brackets (over "
+        "seeds and test examples; 95%, or a sequential study's per-look level); else the mean over seeds with a "
+        "95% t-interval over seeds; one seed: its bootstrap over test "
         "examples; hover a number for its source. ≈ chance: the score is above chance by less than 10% of the headroom, so its D is not "
         "meaningful. Verdict: the call on D dense − D global per architecture and ablation (★ the study's "
-        "headline); D dense − D global: its estimate with the 95% interval over seeds and test examples; "
+        "headline); D dense − D global: its median over seeds with the verdict's interval over seeds and test "
+        "examples; "
         "differs: the config keys in which the runs differ (click to open).</p></footer>")
     parts.append(f"<script>{JS}</script></body></html>\n")
     return "\n".join(parts)
@@ -413,6 +416,11 @@ def setup_table(rows: list[dict], keys: dict[int, str], tasks: dict[str, str], e
             r"parameters it was run with.}", r"\label{tab:bench-setup}", rf"\end{{{env}}}"]
 
 
+def confidence(alpha: float | None) -> str:
+    """1 − alpha as a percentage, as written: 95, or 98.7 for a sequential look's level (never rounded up)."""
+    return "95" if alpha is None else f"{100 * (1 - alpha):.1f}".rstrip("0").rstrip(".")
+
+
 def verdict_table(rows: list[dict]) -> list[str]:
     """Each run's headline, its own small table: the pair (a line that wraps), then D_dense, D_global, their
     difference with its 95% interval (on the line under it), the seeds and the call."""
@@ -429,7 +437,8 @@ def verdict_table(rows: list[dict]) -> list[str]:
             if "missing" in h:
                 what = rf"{pair}; no headline: {tex(h['missing'])}"
             else:
-                what = rf"{pair}, {tex(h['architecture'])}, {tex(h['ablation'])}; D on {tex(h['scale'].replace('_', ' '))}"
+                what = (rf"{pair}, {tex(h['architecture'])}, {tex(h['ablation'])}; D on {tex(h['scale'].replace('_', ' '))}"
+                        rf"; {confidence(h['alpha'])}\% interval")
             lines += [r"\midrule", rf"\multicolumn{{5}}{{@{{}}l@{{}}}}{{\parbox[t]{{0.98\linewidth}}{{\raggedright"
                       rf" \textit{{{tex_long(study)}}}: {what}}}}} \\"]
             if "missing" in h:
@@ -440,8 +449,9 @@ def verdict_table(rows: list[dict]) -> list[str]:
             lines += [rf"& & {interval(low, high)} & & \\"] if interval(low, high) else []
     lines += [r"\bottomrule", r"\end{tabular}",
               r"\caption{Verdict: each run's headline. $D_{\mathrm{dense}}$, $D_{\mathrm{global}}$: the identity "
-              r"dependence of the dense and the global task's model, means over seeds; $\Delta = D_{\mathrm{dense}} - "
-              r"D_{\mathrm{global}}$ with its 95\% interval over seeds and test examples (under it); Seeds: the seeds "
+              r"dependence of the dense and the global task's model, medians over seeds; $\Delta = D_{\mathrm{dense}} - "
+              r"D_{\mathrm{global}}$, median over seeds, with its interval over seeds and test examples (under it; its "
+              r"level on the run's line: 95\%, or a sequential study's per-look level); Seeds: the seeds "
               r"it rests on; Call: the study's pre-specified decision on $\Delta$.}", r"\label{tab:bench-verdict}",
               r"\end{table}"]
     return lines
@@ -464,8 +474,9 @@ def render_latex(rows: list[dict], ablations: list[str], wide: bool = False) -> 
         part, part_heads = ablations[start:start + k], heads[start:start + k]
         caption = (r"Identity dependence $D$ (the share of the above-chance score lost when the identity paths are "
                    r"ablated; $S$: identity sufficiency) per model. Score: mean over seeds, $\pm$ sd under it; $D$: "
-                   r"mean over seeds, under it its 95\% interval (the verdict's, over seeds and test examples, where "
-                   r"it covers the row; else over seeds; one seed: bootstrap over test examples). $^\dagger$: within "
+                   r"where the verdict covers the row, its median over seeds with its interval under it (over seeds "
+                   r"and test examples, at the level of Table~\ref{tab:bench-verdict}); else the mean over seeds with a "
+                   r"95\% interval over seeds (one seed: bootstrap over test examples). $^\dagger$: within "
                    rf"10\% of the headroom above chance, $D$ not meaningful. {tex(MERGE.capitalize())}."
                    if not start else rf"Table~\ref{{tab:bench-leaderboard}}, continued: {', '.join(part_heads)}.")
         label = "tab:bench-leaderboard" + (f"-{start // k + 1}" if start else "")

@@ -162,7 +162,7 @@ def headlines_of(res: Results) -> list[dict]:
     out = []
     for v in res.verdicts or ([res.verdict] if res.verdict is not None else []):
         entry: dict[str, Any] = {"label": v.label, "dense_task": v.dense_task, "global_task": v.global_task,
-                                 "scale": v.scale}
+                                 "scale": v.scale, "alpha": v.alpha}
         h = v.headline
         if h is None:
             entry["missing"] = v.headline_missing or "no headline row"

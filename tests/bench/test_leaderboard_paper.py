@@ -79,6 +79,8 @@ def test_latex_of_two_runs_is_booktabs_with_a_verdict_table(capsys):
                  f"${head['difference']['estimate']:.3f}$ & {head['seeds']} & {head['verdict']}",
                  f"$[{head['difference']['low']:.3f}, {head['difference']['high']:.3f}]$", r"\textit{quickstart}"):
         assert part in verdict, part
+    # each run's interval at its own level: the sequential study's per-look 98.7%, the quickstart's 95%; medians
+    assert r"98.7\% interval" in verdict and r"95\% interval" in verdict and "medians over seeds" in verdict
     # one column: at most PANEL[False] ablation columns a tabular, short headings, parameters in the setup table
     for spec in tabulars(tex)[:-2]:
         assert len(spec.replace("@{}", "")) <= 3 + PANEL[False], spec
