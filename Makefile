@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# kill-and-resume, torchrun, pip-installed plugin: minutes; CI runs them after `make test`
+# kill-and-resume, torchrun, pip-installed plugin, the trained ResNet/plain lesion pairs: minutes; CI runs them after `make test`
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 

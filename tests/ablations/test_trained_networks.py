@@ -86,6 +86,7 @@ def test_lesioning_nothing_reproduces_the_baseline(resnet, cls_task):
     assert np.array_equal(out.stats, ctx.baseline.stats)
 
 
+@pytest.mark.slow  # three ResNet-20 / plain-20 pairs trained (about 26 s): CI runs it in `make test-slow`
 def test_resnet_survives_single_lesions_plain_net_does_not(pairs, cls_task):
     """Veit et al. Fig. 3: deleting one non-downsampling block hurts a ResNet far less than a plain net.
 
