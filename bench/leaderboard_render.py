@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from bench.leaderboard_table import MERGE, RANKING, d_of, differs_text, labels
-from bench.markdown import fmt, latex
+from bench.markdown import confidence, fmt, latex
 
 VERDICT_WORD = {"supported": "supported", "contradicted": "contradicted", "inconclusive": "inconclusive"}
 
@@ -414,11 +414,6 @@ def setup_table(rows: list[dict], keys: dict[int, str], tasks: dict[str, str], e
             r"\end{tabular}", r"\caption{Setup of Table~\ref{tab:bench-leaderboard}: the runs (by folder or study name) "
             r"and the configuration keys in which they differ, the tasks (superscripts) and the models, each with the "
             r"parameters it was run with.}", r"\label{tab:bench-setup}", rf"\end{{{env}}}"]
-
-
-def confidence(alpha: float | None) -> str:
-    """1 − alpha as a percentage, as written: 95, or 98.7 for a sequential look's level (never rounded up)."""
-    return "95" if alpha is None else f"{100 * (1 - alpha):.1f}".rstrip("0").rstrip(".")
 
 
 def verdict_table(rows: list[dict]) -> list[str]:

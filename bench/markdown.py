@@ -89,3 +89,9 @@ def latex(text: object) -> str:
     no name can open a group, a math shift, a comment or a column; a name made of letters, digits and ``.-``
     is unchanged."""
     return "".join(LATEX_SPECIAL.get(ch, ch) for ch in one_line(text) if ch.isprintable())
+
+
+def confidence(alpha: float) -> str:
+    """An interval's level 1 − alpha as a percentage, to one decimal with trailing zeros dropped: "95", or "98.7"
+    for a sequential look's Pocock level (0.0130: a 98.7% interval, not a 99% one)."""
+    return f"{100 * (1 - alpha):.1f}".rstrip("0").rstrip(".")

@@ -12,7 +12,7 @@ import numpy as np
 
 from bench import plots, sections, stats
 from bench.io import write_text
-from bench.markdown import esc, fmt, fmt_ci, table
+from bench.markdown import confidence, esc, fmt, fmt_ci, table
 from bench.metrics import scale_of
 from bench.power import MAX_SEEDS, plan_rows, why_no_plan  # also imported from here by the other text outputs
 from bench.registry import ABLATIONS
@@ -50,9 +50,8 @@ def fmt_p(p: float | None) -> str:
 
 
 def level(alpha: float) -> str:
-    """The interval's confidence as written: 95%, or 98.7% for a sequential look's level (never rounded up)."""
-    pct = f"{100 * (1 - alpha):.1f}".rstrip("0").rstrip(".")
-    return f"{pct}%"
+    """The interval's level as the report writes it: 95%, or 98.7% for a sequential look."""
+    return f"{confidence(alpha)}%"
 
 
 def per_seed(d) -> str:
