@@ -45,9 +45,9 @@ def run(config: str | Path, *, out: str | Path | None = None, restart: bool = Fa
     (the way to set the config keys named like this function's own keywords: ``executor.*``, ``plugins``).
     executor: an ``Executor`` or a kind (local, processes, ray, slurm; default the config's ``executor``),
     with ``workers`` / ``address`` as ``--workers`` / ``--address``. log: ``--log`` (``"tensorboard"``: each cell's
-    curves as event files in ``<out>/logs/``; not part of the results). A user error raises ``BenchError`` (one
-    line naming the file or key and the fix); a failure after the run folder was written says how many
-    finished cells it keeps."""
+    curves as event files in ``<out>/logs/``; ``"mlflow"``: a run per cell in ``<out>/logs/mlflow``; not part of the
+    results). A user error raises ``BenchError`` (one line naming the file or key and the fix); a failure after the
+    run folder was written says how many finished cells it keeps."""
     root = run_folder(config, out=out, restart=restart, executor=executor, workers=workers, address=address,
                       plugins=plugins, progress=progress, set_options=set_options, log=log, **overrides)
     return load(root) if writer() else None

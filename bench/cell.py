@@ -39,7 +39,7 @@ from bench.provenance import CELL_PROVENANCE
 from bench.registry import TASKS, load_plugin
 from bench.rundir import RunDir
 from bench.stats import percentile_interval
-from bench.tracking import EventLog, numbers, open_log
+from bench.tracking import Tracker, cell_params, numbers, open_log
 from bench.train import DivergedError, Joint, deterministic, train
 
 
@@ -140,7 +140,10 @@ def train_and_ablate(job: CellJob, task: Task, device: torch.device, progress: P
     resume = rd.load_checkpoint(unit.id, device)
     if resume is not None and writer():
         print(f"resuming {unit.id} from step {int(resume['step'])}", file=sys.stderr, flush=True)
-    log = open_log(job.log, rd.root, rd.cell_log(unit.id), fresh=resume is None) if writer() else None
+    log = None
+    if job.log is not None and writer():  # the cell's curves: continued from the checkpoint's step if resumed
+        log = open_log(job.log, rd.root, unit.id, fresh=resume is None, step=0 if resume is None else
+                       int(resume["step"]), study=plan.name, params=cell_params(plan, unit))
     with closing_log(log):
         try:
             cell["train"] = train(model, task, train_cfg, seed=unit.seed, device=device,
@@ -149,6 +152,8 @@ def train_and_ablate(job: CellJob, task: Task, device: torch.device, progress: P
                                   (lambda step, v: log.scalars(step, numbers(v, "train/"))))
         except DivergedError as exc:
             cell.update(status="failed", error=f"diverged: {exc}")
+            if log is not None:
+                log.close(ok=False)
             return cell, {}
         if joint is not None:  # the two cells of one joint network record the same weights (CPU: bit for bit)
             block = plan.cfg.joint_of(unit.arch)
@@ -162,8 +167,7 @@ def train_and_ablate(job: CellJob, task: Task, device: torch.device, progress: P
         chance = chance_outcome(task.train.targets(), task.test.targets(), info)
         cell["metrics"], cell["chance"] = baseline.metrics(), chance.metrics()
         if log is not None:  # the final metrics beside the curves, at the last step
-            log.scalars(cell["train"]["steps"], {**numbers(cell["metrics"], "final/"),
-                                                 **numbers({"train_loss": cell["train"]["final_loss"]}, "final/")})
+            log.final(cell["train"]["steps"], cell)
     cell["timings"]["eval_s"] = round(time.perf_counter() - t0, 3)
     # the verdict's conditioning check reads the baseline's margins over chance from its stats
     arrays = {"stats": baseline.stats, "chance_stats": chance.stats}
@@ -190,10 +194,14 @@ def train_and_ablate(job: CellJob, task: Task, device: torch.device, progress: P
 
 
 @contextmanager
-def closing_log(log: EventLog | None) -> Iterator[Any]:
-    """The cell's log, closed (flushed) however training ends."""
+def closing_log(log: Tracker | None) -> Iterator[Any]:
+    """The cell's log, closed (flushed) however training ends; an exception marks it failed."""
     try:
         yield log
+    except BaseException:
+        if log is not None:
+            log.close(ok=False)
+        raise
     finally:
         if log is not None:
             log.close()

@@ -83,9 +83,10 @@ are kept and the line says so. The same command resumes an interrupted run, --re
                        help="where cells run (default: the config's executor.kind, else local)")
         p.add_argument("--workers", type=int, metavar="N", help="processes: pool size; ray: CPUs of a local instance")
         p.add_argument("--address", help="ray: the cluster to join (e.g. auto); none starts a local instance")
-        p.add_argument("--log", choices=["tensorboard"],
-                       help="experiment tracking: each cell's loss and lr per step and final metrics as TensorBoard "
-                            "event files in <out>/logs/ (needs the extra: pip install 'identity-bench[tensorboard]')")
+        p.add_argument("--log", choices=["tensorboard", "mlflow"],
+                       help="experiment tracking: each cell's loss and lr per step and final metrics, offline in "
+                            "<out>/logs/: TensorBoard event files, or a local MLflow file store (<out>/logs/mlflow, "
+                            "a run per cell); needs the extra: pip install 'identity-bench[tensorboard]' or '[mlflow]'")
 
     def __call__(self, args):
         root = api.run_folder(args.config, out=args.out, restart=args.restart, executor=args.executor,

@@ -37,6 +37,7 @@ from bench.report import write_report
 from bench.results import Invocation, Look, Results, Sequential, invocations_so_far
 from bench.rundir import RunDir
 from bench.sequential import look_alpha, look_sizes, should_stop
+from bench.tracking import prepare as prepare_log
 from bench.tracking import require as require_log
 from bench.train import deterministic
 
@@ -48,7 +49,7 @@ class Options:
     out: Path | None = None  # the run folder; default: Plan.default_dir()
     restart: bool = False  # discard the folder's finished cells
     show_progress: bool = True
-    log: str | None = None  # --log: experiment tracking (bench.tracking), e.g. "tensorboard"; None: none
+    log: str | None = None  # --log: experiment tracking (bench.tracking): "tensorboard", "mlflow"; None: none
 
 
 def run_study(plan: Plan, executor: Executor | None = None, options: Options | None = None) -> Path:
@@ -75,6 +76,7 @@ def _run(plan: Plan, executor: Executor | None, options: Options, rd: RunDir) ->
     try:
         if writer():
             prepare(plan, rd, options.restart)
+            prepare_log(options.log, rd.root, plan.name)  # MLflow: the store and the study's experiment, once
         _barrier()
         computed, looks = 0, []
         for look in look_plans(plan):  # one look, or seeds in rounds until the headline is decided

@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import socket
 import stat
 import sys
@@ -49,7 +50,7 @@ from bench.io import (
 from bench.layout import CONFIG, FIGURE_SUFFIXES, LOCK, LOG_EVENTS, MARKER
 from bench.results import CELL_ID, Cell, load_results
 
-FOLDERS = ("cells", "checkpoints", "logs", ".slurm")  # logs: --log tensorboard (bench.tracking)
+FOLDERS = ("cells", "checkpoints", "logs", ".slurm")  # logs: --log tensorboard|mlflow (bench.tracking)
 CELL_SUFFIXES = (".json", ".npz", ".dependence_boot.npy")  # the .npy: replicates written by bench < 0.3, now recomputed
 TOP_FILES = ("results.json", "report.md", CONFIG)
 
@@ -78,6 +79,11 @@ class RunDir:
     def logs(self) -> Path:
         """``--log``'s files (bench.tracking): one folder per cell."""
         return self.root / "logs"
+
+    @property
+    def mlflow_store(self) -> Path:
+        """``--log mlflow``'s file store (bench.tracking): an experiment for the study, a run per cell."""
+        return self.logs / "mlflow"
 
     @property
     def config(self) -> Path:
@@ -224,6 +230,8 @@ class RunDir:
                 if CELL_ID.match(folder.name) and (m := _lmode(folder)) is not None and stat.S_ISDIR(m):
                     with contextlib.suppress(OSError):
                         folder.rmdir()
+            if (m := _lmode(self.mlflow_store)) is not None and stat.S_ISDIR(m):  # --log mlflow's store: bench's own
+                shutil.rmtree(self.mlflow_store)  # a real folder; a link inside it is removed, never followed
         make_folder(self.cells, run=self.root)
 
     # -- lock -----------------------------------------------------------------------------------
