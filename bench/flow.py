@@ -8,7 +8,11 @@ model returns to its exact original behaviour on exit. An idle merge costs one a
 
 ``identity_flow(model)`` derives the declaration — residual blocks in order (stage, shape, shortcut
 kind) and skips (level, merge kind, channels) — by walking the modules, so a plugin that uses these
-blocks declares its identity flow for free.
+blocks declares its identity flow for free. Two optional declarations serve networks whose unit of
+depth holds several residual branches (a pre-norm transformer block: attention, then MLP): a block's
+``branch_kind`` (reported per kind by the lesion summaries) and a ``BlockGroup`` around the branches
+that move together (``reorder`` exchanges whole groups). Both default to nothing, which leaves every
+other declaration as it was.
 """
 
 from __future__ import annotations
@@ -188,11 +192,13 @@ class ResidualBlock(nn.Module):
 
     ``shortcut`` is None when no shape-compatible identity exists (a plain downsampling layer): such a
     block cannot be lesioned. ``same_shape`` says whether input and output shapes match (reorderable).
+    ``branch_kind`` names what the branch computes where a network mixes kinds ("attention", "mlp"), so
+    that lesions are summarised per kind; empty: one kind, nothing to break down.
     """
 
     def __init__(self, branch: nn.Module, shortcut: nn.Module | None = None, *, post: nn.Module | None = None,
                  has_identity: bool = True, same_shape: bool = True, stage: int = 0,
-                 shortcut_kind: str = "identity"):
+                 shortcut_kind: str = "identity", branch_kind: str = ""):
         super().__init__()
         self.branch = branch
         self.shortcut = shortcut
@@ -201,11 +207,18 @@ class ResidualBlock(nn.Module):
         self.same_shape = same_shape
         self.stage = stage
         self.shortcut_kind = shortcut_kind if shortcut is not None else "none"
+        self.branch_kind = branch_kind
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = self.shortcut(x) if self.shortcut is not None else None
         branch = None if self.merge.drops_branch else self.branch(x)
         return self.post(self.merge(identity, branch))
+
+
+class BlockGroup(nn.Sequential):
+    """Residual blocks that form one unit of depth and move as one: a transformer block's attention and
+    MLP branches. ``reorder`` exchanges whole groups (exchanging an attention branch with an MLP branch
+    would test something else), and ``block_lesion`` also lesions each group whole. Runs its blocks in order."""
 
 
 @dataclass(frozen=True)
@@ -221,6 +234,8 @@ class MergePoint:
     same_shape: bool = True
     shortcut: str = "identity"  # identity | projection | none
     channels: int = 0
+    branch: str = ""  # blocks: the branch's declared kind (ResidualBlock.branch_kind), "" when undeclared
+    unit: str = ""  # blocks: module path of the BlockGroup it moves with, "" when it moves alone
 
     @property
     def lesionable(self) -> bool:
@@ -253,13 +268,17 @@ class IdentityFlow:
 def identity_flow(model: nn.Module) -> IdentityFlow:
     """Walk the modules in registration (= forward) order and list every merge point."""
     owned: set[str] = set()
+    groups: list[str] = []
     points: list[MergePoint] = []
     for name, mod in model.named_modules():
-        if isinstance(mod, ResidualBlock):
+        if isinstance(mod, BlockGroup):
+            groups.append(name)
+        elif isinstance(mod, ResidualBlock):
             owned.add(f"{name}.merge")
             m = mod.merge
+            unit = next((g for g in reversed(groups) if name.startswith(f"{g}.")), "")
             points.append(MergePoint(name, "block", f"{name}.merge", m.kind, m.has_identity, mod.stage,
-                                     mod.same_shape, mod.shortcut_kind))
+                                     mod.same_shape, mod.shortcut_kind, branch=mod.branch_kind, unit=unit))
         elif isinstance(mod, Merge) and name not in owned:
             points.append(MergePoint(name, "skip", name, mod.kind, mod.has_identity, mod.level,
                                      channels=mod.channels))

@@ -6,6 +6,10 @@ may have fewer distinct orders than asked, and then gets all it has). Each recor
 between the original and the new block order, tau = 1 − 4·d / (n(n−1)), d = discordant pairs. Error is
 expected to rise smoothly as tau falls for a ResNet; the correlation of tau and error is reported only
 from at least 3 distinct tau values.
+
+Blocks declared in one ``BlockGroup`` (a transformer block's attention and MLP branches) move as one
+unit: the group is exchanged with another group of the same stage, and tau is over the units' order.
+An architecture that declares no group is reordered exactly as before (the same draws and records).
 """
 
 from __future__ import annotations
@@ -36,6 +40,18 @@ def kendall_tau(order: list[int]) -> float:
         return 1.0
     d = sum(order[i] > order[j] for i in range(n) for j in range(i + 1, n))
     return 1.0 - 4.0 * d / (n * (n - 1))
+
+
+def slots(flow: IdentityFlow) -> list[int]:
+    """Indices (into flow.blocks) of the blocks that stand for a place in the order: every block, except
+    that a declared unit is one place, stood for by its first block."""
+    seen: set[str] = set()
+    out = []
+    for i, b in enumerate(flow.blocks):
+        if not b.unit or b.unit not in seen:
+            seen.add(b.unit)
+            out.append(i)
+    return out
 
 
 MIN_TAUS = 3  # distinct tau values below which a correlation says nothing
@@ -81,10 +97,14 @@ class Reorder(TestTimeAblation):
     def groups(flow: IdentityFlow) -> list[list[int]]:
         """Indices (into flow.blocks) of exchangeable blocks: residual blocks of one stage whose input and
         output shapes match and whose shortcut is the identity (Veit et al.). Plain layers are left out:
-        the protocol is about the ensemble view of residual blocks."""
+        the protocol is about the ensemble view of residual blocks. A declared unit (``unit``: its
+        BlockGroup) is listed by its first block and exchangeable when all its blocks are, in one stage."""
         by_stage: dict[int, list[int]] = {}
-        for i, b in enumerate(flow.blocks):
-            if b.same_shape and b.has_identity and b.shortcut == "identity":
+        for i in slots(flow):
+            b = flow.blocks[i]
+            members = [p for p in flow.blocks if p.unit == b.unit] if b.unit else [b]
+            if all(p.same_shape and p.has_identity and p.shortcut == "identity" and p.stage == b.stage
+                   for p in members):
                 by_stage.setdefault(b.stage, []).append(i)
         return [g for g in by_stage.values() if len(g) >= 2]
 
@@ -112,13 +132,14 @@ class Reorder(TestTimeAblation):
         return out
 
     def run(self, ctx: AblationContext) -> AblationResult:
-        names = [b.name for b in ctx.flow.blocks]
+        names = [b.unit or b.name for b in ctx.flow.blocks]  # what moves: the block, or its whole unit
+        units = slots(ctx.flow)
         records, boots = [], []
         for swaps, s, order in self.permutations(ctx.flow, ctx.seed):
             mapping = {names[i]: names[j] for i, j in enumerate(order) if i != j}
             with reordered(ctx.model, mapping):
                 outcome = ctx.evaluate()
-            tau = kendall_tau(order)
+            tau = kendall_tau([units.index(order[i]) for i in units])
             records.append(ctx.record({"swaps": swaps, "sample": s, "kendall_tau": round(tau, 6),
                                        "moved": sorted(mapping)}, outcome))
             boots.append(ctx.dependence_boot(outcome))

@@ -27,10 +27,11 @@ SMALL = {  # n path edges kept small: 2^n copies of one image go through one bac
     "unet": {"depth": 2, "width": 4, "input_skip": True},
     "timm_resnet": {"model_name": "resnet18", "model_kwargs": {"channels": [8, 8, 8, 8], "stem_width": 8}},
     "smp_unet": {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [8, 8, 8]},
+    "vit": {"depth": 3, "width": 8, "heads": 2},  # 2 x 3 branches in series (attention, MLP)
 }
 INFO = {"classification": TaskInfo("classification", 3, image_size=(16, 16)),
         "segmentation": TaskInfo("segmentation", 3, image_size=(16, 16))}
-BUILTIN = ["cifar_resnet", "cifar_plain", "vgg", "unet", "timm_resnet", "smp_unet"]
+BUILTIN = ["cifar_resnet", "cifar_plain", "vgg", "unet", "timm_resnet", "smp_unet", "vit"]
 
 
 def build(arch: str, kind: str) -> torch.nn.Module:
