@@ -1,0 +1,234 @@
+"""Any model, no plugin code: ``{name: traced, model: "timm:convnext_atto", ...}``.
+
+The model is built by its library (``timm:NAME``, ``torchvision:NAME``, ``smp:ARCH`` or a dotted path
+``my_pkg.nets:make_net`` to a factory of your own that returns an ``nn.Module``), its feature extractor is traced
+with ``torch.fx`` (timm's leaf modules and functions honoured) and its merge points are read from the graph and
+rewritten into ``bench.flow`` modules (``models/traced_graph.py``: residual adds become ``ResidualBlock``s, long
+skips ``Merge``s), so every built-in ablation applies. A bench head reads the last feature map, as
+``FlowModel`` does for the built-ins: timm's ``forward_features``; a classifier cut back before its adaptive
+pooling; a ViT's patch tokens laid out as a (B, C, H/p, W/p) map, its class and register tokens left out.
+
+Every key besides ``model`` and ``checkpoint`` goes to the library as it is (``img_size: 32``, ``encoder_name:
+resnet18``, ``pretrained: true``). What the graph cannot decide is a one-line error naming the node and the fix.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import fx, nn
+
+from bench.data import TaskInfo
+from bench.errors import did_you_mean, first_line
+
+from .heads import FlowModel, make_head
+from .pretrained import fetch_failed, load_checkpoint
+from .traced_graph import FlowTracer, cut_to_features, propagate, read_flow, shape, trace
+
+LIBRARIES = ("timm", "torchvision", "smp")
+
+
+class TracedParams(BaseModel):
+    """``model`` and ``checkpoint``; any other key is passed on to the model's library (or factory) as it is."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = Field("timm:resnet18", min_length=1, max_length=300, description=(
+        "timm:NAME, torchvision:NAME, smp:ARCH (Unet, FPN, ...; encoder_name as a key) or a dotted path "
+        "pkg.module:factory returning an nn.Module; other keys go to it"))
+    checkpoint: str | None = Field(None, description=(
+        "A local state dict in the library's naming (or saved from bench), loaded after the graph is read."))
+
+
+class TokenGrid(nn.Module):
+    """ViT tokens (B, N, C) -> (B, C, H/p, W/p): the ``prefix`` class/register tokens dropped, patches laid out."""
+
+    def __init__(self, prefix: int, patch: tuple[int, int]):
+        super().__init__()
+        self.prefix, self.patch = prefix, tuple(patch)
+
+    def forward(self, tokens: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2] // self.patch[0], image.shape[-1] // self.patch[1]
+        x = tokens[:, self.prefix:]
+        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], h, w)
+
+
+class ChannelsFirst(nn.Module):
+    """(B, H, W, C) -> (B, C, H, W): a timm model whose features are NHWC (``output_fmt``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 3, 1, 2)
+
+
+class TimmFeatures(nn.Module):
+    """What gets traced of a timm model: ``forward_features`` (its head is bench's)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_features(x)
+
+
+class SmpFeatures(nn.Module):
+    """What gets traced of an smp model: encoder and decoder, as smp's own forward calls them (no input check)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.encoder, self.decoder = net.encoder, net.decoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+class Source:
+    """A built model ready to trace: the module, its naming for checkpoints, how its output reads, the tracer."""
+
+    def __init__(self, root: nn.Module, naming: nn.Module, *, strip: str = "", cut: bool = False,
+                 tokens: tuple[int, tuple[int, int]] | None = None, nhwc: bool = False,
+                 size: tuple[int, int] | None = None, pretraining: dict | None = None):
+        self.root, self.naming, self.strip, self.cut, self.tokens, self.nhwc = root, naming, strip, cut, tokens, nhwc
+        self.size, self.pretraining = size, pretraining
+
+
+def build_source(spec: str, task: TaskInfo, kwargs: dict[str, Any]) -> Source:
+    library, sep, name = spec.partition(":")
+    if sep and library in LIBRARIES:
+        try:
+            return {"timm": timm_source, "torchvision": torchvision_source, "smp": smp_source}[library](name, task, kwargs)
+        except TypeError as exc:  # a key the library does not take
+            raise ValueError(f"model {spec!r}: {first_line(exc)}; every key besides model and checkpoint is passed to "
+                             f"{library} as it is: check its name") from None
+    return factory_source(spec, task, kwargs)
+
+
+def pretrained_guard(what: str, wanted: bool, make):
+    try:
+        return make()
+    except (OSError, RuntimeError) as exc:  # no network / no such pretrained tag
+        if not wanted:
+            raise
+        raise fetch_failed(what, exc) from None
+
+
+def timm_source(name: str, task: TaskInfo, kwargs: dict[str, Any]) -> Source:
+    import timm
+
+    if not timm.is_model(name):
+        raise ValueError(f"model 'timm:{name}' is not a timm model{did_you_mean(name, timm.list_models())}")
+    wanted = bool(kwargs.get("pretrained"))
+    net = pretrained_guard(f"traced timm:{name}", wanted, lambda: timm.create_model(
+        name, num_classes=0, global_pool="", **{"in_chans": task.in_channels, **kwargs}))
+    embed = getattr(net, "patch_embed", None)
+    size = tuple(embed.img_size) if getattr(embed, "strict_img_size", False) and embed.img_size else None
+    tokens = (int(getattr(net, "num_prefix_tokens", 0)), tuple(embed.patch_size)) if embed is not None else None
+    pretraining = {"source": "timm", "weights": net.pretrained_cfg.get("hf_hub_id") or name} if wanted else None
+    return Source(TimmFeatures(net), net, strip="net.", tokens=tokens, size=size, pretraining=pretraining,
+                  nhwc=getattr(net, "output_fmt", "NCHW") == "NHWC")
+
+
+def torchvision_source(name: str, task: TaskInfo, kwargs: dict[str, Any]) -> Source:
+    import torchvision
+
+    if name not in torchvision.models.list_models():
+        raise ValueError(f"model 'torchvision:{name}' is not a torchvision model"
+                         f"{did_you_mean(name, torchvision.models.list_models())}")
+    if task.in_channels != 3:
+        raise ValueError(f"model 'torchvision:{name}' takes 3 input channels, the task has {task.in_channels}; use "
+                         "a timm model (in_chans follows the task)")
+    weights = kwargs.get("weights")
+    net = pretrained_guard(f"traced torchvision:{name}", bool(weights),
+                           lambda: torchvision.models.get_model(name, **kwargs))
+    return Source(net, net, cut=True, pretraining={"source": "torchvision", "weights": str(weights)} if weights else None)
+
+
+def smp_source(arch: str, task: TaskInfo, kwargs: dict[str, Any]) -> Source:
+    import segmentation_models_pytorch as smp
+
+    weights = kwargs.pop("encoder_weights", None)  # smp's default (imagenet) would download: opt in
+    net = pretrained_guard(f"traced smp:{arch}", bool(weights), lambda: smp.create_model(
+        arch, encoder_weights=weights, **{"in_channels": task.in_channels, "classes": 1, **kwargs}))
+    return Source(SmpFeatures(net), net, pretraining={"source": "smp", "weights": str(weights)} if weights else None)
+
+
+def factory_source(spec: str, task: TaskInfo, kwargs: dict[str, Any]) -> Source:
+    module, sep, attr = spec.partition(":") if ":" in spec else spec.rpartition(".")
+    if not module or not attr:
+        raise ValueError(f"model {spec!r}: give timm:NAME, torchvision:NAME, smp:ARCH or a dotted path "
+                         "pkg.module:factory")
+    try:
+        factory = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"model {spec!r}: cannot import it ({first_line(exc)}); give pkg.module:factory, importable "
+                         "from here") from None
+    params = inspect.signature(factory).parameters if callable(factory) else {}
+    if "in_channels" in params and "in_channels" not in kwargs:
+        kwargs = {**kwargs, "in_channels": task.in_channels}
+    net = factory(**kwargs)
+    if not isinstance(net, nn.Module):
+        raise ValueError(f"model {spec!r} returned {type(net).__name__}, not an nn.Module; return the network")
+    return Source(net, net, cut=True)
+
+
+def trace_features(source: Source, task: TaskInfo, what: str) -> fx.GraphModule:
+    """The source's graph with its merge points read and its output a (B, C, H, W) map."""
+    gm = trace(source.root, what, tracer())
+    size = source.size or task.image_size
+    sample = torch.zeros(2, task.in_channels, *size)
+    try:
+        propagate(gm, sample)
+    except Exception as exc:
+        if sample.is_meta:
+            raise  # an op the meta device lacks: the caller builds for real
+        raise ValueError(f"{what}: a {tuple(sample.shape)} input does not run through it ({first_line(exc, 160)}); "
+                         "check the image size the model takes") from None
+    if source.cut:
+        gm = cut_to_features(gm, what)
+    gm = read_flow(gm, sample, source.strip)
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    value, image = out.args[0], next(n for n in gm.graph.nodes if n.op == "placeholder")
+    dims = len(shape(value) or ())
+    if dims == 3 and source.tokens is not None:
+        gm.add_module("to_map", TokenGrid(*source.tokens))
+        last = ("to_map", (value, image))
+    elif dims == 4 and source.nhwc:
+        gm.add_module("to_map", ChannelsFirst())
+        last = ("to_map", (value,))
+    elif dims == 4:
+        return gm
+    else:
+        raise ValueError(f"{what}: its features have shape {shape(value)}; bench's heads read a (B, C, H, W) map or "
+                         "a timm ViT's tokens")
+    with gm.graph.inserting_before(out):
+        mapped = gm.graph.call_module(*last)
+    out.args = (mapped,)
+    gm.recompile()
+    propagate(gm, sample)
+    return gm
+
+
+def tracer() -> FlowTracer:
+    from timm.layers import get_notrace_functions, get_notrace_modules
+
+    return FlowTracer(get_notrace_modules(), get_notrace_functions())
+
+
+def traced(task: TaskInfo, model: str = "timm:resnet18", checkpoint: str | None = None, **kwargs: Any) -> FlowModel:
+    """Any timm / torchvision / smp model or nn.Module factory, its merge points read from its torch.fx graph."""
+    what = f"model {model!r}"
+    source = build_source(model, task, dict(kwargs))
+    original = source.naming.state_dict(keep_vars=True)  # live tensors: a checkpoint loads into the traced model
+    trunk = trace_features(source, task, what)
+    out = next(n for n in trunk.graph.nodes if n.op == "output").args[0]
+    flow_model = FlowModel(trunk, make_head(task, shape(out)[1]))
+    flow_model.pretraining = source.pretraining
+    if checkpoint:
+        flow_model.pretraining = load_checkpoint(checkpoint, original, flow_model.state_dict(keep_vars=True))
+    return flow_model
+
+
+traced.Params = TracedParams

@@ -1,0 +1,441 @@
+"""Reading an identity flow out of a ``torch.fx`` graph, and rewriting it into ``bench.flow`` modules.
+
+``read_flow(gm, sample)`` finds the merge points of a traced network and rewrites each into the module every
+built-in ablation already acts on, so a third-party model needs no plugin code (``models/traced.py``):
+
+* a **residual merge** is an ``add`` of two tensors of one shape whose sides both stay at the merge's
+  resolution from the node where they part (the *fork*). The identity is the side that is the fork itself
+  (``x + f(x)``), else the side with fewer operations (a projection ``downsample(x)``); equal sides cannot be
+  told apart and are an error. The nodes of each side move into their own GraphModule inside a
+  ``TracedBlock`` (a ``ResidualBlock``), so a lesion skips the branch instead of computing and discarding it.
+* a **long skip** is a channel ``cat`` (or an ``add``) where one operand stays at the merge's resolution from
+  the fork and every path to the other goes through a lower one (an encoder map joined into a decoder): a
+  ``TracedMerge`` (a free ``Merge``) with identity = the operand that stayed, at U-Net level log2(input /
+  merge resolution), -1 for the raw input.
+* everything else (an ``add`` of two maps that both went through lower resolutions, as an FPN's fusion of its
+  levels, a token ``cat``) is left as it is.
+
+Blocks and skips a model already declares (``ResidualBlock``, ``Merge``) stay single nodes and are kept as they
+are: that is how a merge the graph cannot decide is declared by hand. In-place ops are made out of place first:
+a lesion hands a block's input on as its output, which an in-place activation after it must not overwrite.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
+
+from bench.errors import first_line
+from bench.flow import Merge, ResidualBlock
+
+from .heads import ClassifierHead, SegmentationHead
+
+HOW = "docs/protocols.md, 'Any model: the traced adapter'"
+ADDS = (operator.add, torch.add)
+CATS = (torch.cat, torch.concat, torch.concatenate)
+INPLACE = {operator.iadd: operator.add, operator.isub: operator.sub, operator.imul: operator.mul,
+           operator.itruediv: operator.truediv}
+VIEWS = {"view", "view_as", "reshape", "transpose", "permute", "narrow", "select", "unsqueeze", "squeeze",
+         "expand", "flatten", "unflatten", "as_strided", "chunk", "split", "unbind", "t", "diagonal"}
+POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+ROOT = "merges"  # the ModuleDict that holds every merge point, in forward order
+
+
+class TracedBlock(ResidualBlock):
+    """A residual merge read from a graph: y = merge(shortcut(x), branch(x)); each side is a GraphModule of the
+    nodes that were exclusively on it. Values the branch reads from outside the block (``extras``: a position
+    table, a shape) are passed on after x."""
+
+    def forward(self, x: torch.Tensor, *extras: object) -> torch.Tensor:
+        identity = self.shortcut(x, *extras)
+        branch = None if self.merge.drops_branch else self.branch(x, *extras)
+        return self.post(self.merge(identity, branch))
+
+
+class Passthrough(nn.Identity):
+    """The shortcut of ``x + f(x)``: the block's input itself."""
+
+    def forward(self, x: torch.Tensor, *extras: object) -> torch.Tensor:
+        return x
+
+
+class TracedMerge(Merge):
+    """A long skip read from a graph; concatenates in the model's own order (``cat([skip, up])`` or
+    ``cat([up, skip])``), so that the idle merge is the original operation."""
+
+    def __init__(self, kind: str, *, level: int, channels: int, identity_first: bool):
+        super().__init__(kind, level=level, channels=channels)  # type: ignore[arg-type]
+        self.identity_first = identity_first
+
+    def _combine(self, identity: torch.Tensor | None, branch: torch.Tensor | None) -> torch.Tensor:
+        if self.kind == "concat" and self.identity_first:
+            return torch.cat([identity, branch], dim=1)
+        return super()._combine(identity, branch)
+
+
+class FlowTracer(fx.Tracer):
+    """torch.fx's tracer with timm's leaf modules and functions. Declared blocks and bench's heads stay leaves;
+    ``inline=True`` traces through ResidualBlock and Merge (the raw graph of a hand-declared model)."""
+
+    def __init__(self, leaves: Iterable[type] = (), functions: Iterable[Callable] = (), inline: bool = False):
+        super().__init__(autowrap_functions=tuple(functions))
+        self.leaves = (ClassifierHead, SegmentationHead, *leaves, *(() if inline else (ResidualBlock, Merge)))
+        self.failed_at: str | None = None
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, self.leaves) or super().is_leaf_module(m, module_qualified_name)
+
+    def call_module(self, m, forward, args, kwargs):
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            if self.failed_at is None:  # the innermost module is told first
+                self.failed_at = f"{self.path_of_module(m) or '<root>'} ({type(m).__name__})"
+            raise
+
+
+def trace(root: nn.Module, what: str, tracer: FlowTracer) -> fx.GraphModule:
+    """``root`` as a GraphModule, or a one-line ValueError naming the module torch.fx stopped in."""
+    try:
+        graph = tracer.trace(root)
+    except Exception as exc:
+        where = f" in {tracer.failed_at}" if tracer.failed_at else ""
+        raise ValueError(f"{what}: torch.fx cannot trace it{where} ({first_line(exc, 160)}); make that module one "
+                         "opaque node (timm.layers.register_notrace_module) or declare the model's merge points by hand "
+                         f"({HOW})") from None
+    return fx.GraphModule(root, graph, class_name=type(root).__name__)
+
+
+def shape(node: object) -> tuple[int, ...] | None:
+    meta = node.meta.get("tensor_meta") if isinstance(node, fx.Node) else None
+    return tuple(meta.shape) if isinstance(meta, TensorMetadata) else None
+
+
+def propagate(gm: fx.GraphModule, sample: torch.Tensor) -> None:
+    """Every node's output shape (ShapeProp) from one evaluation-mode pass, without touching BN statistics."""
+    was = gm.training
+    gm.eval()
+    try:
+        with torch.no_grad():
+            ShapeProp(gm).propagate(sample)
+    finally:
+        gm.train(was)
+
+
+def functionalize(gm: fx.GraphModule) -> None:
+    """In-place ops out of place; later readers of the mutated tensor read the result instead (same values)."""
+    order = {n: i for i, n in enumerate(gm.graph.nodes)}
+    for node in list(gm.graph.nodes):
+        target = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+        if target is None or (target.op == "call_method" and target.target in VIEWS) or target.target is operator.getitem:
+            continue  # writing through a view changes its base: left in place
+        if node.op == "call_module" and getattr(gm.get_submodule(node.target), "inplace", False) is True:
+            gm.get_submodule(node.target).inplace = False
+        elif node.op == "call_function" and node.target in INPLACE:
+            node.target = INPLACE[node.target]
+        elif node.op == "call_function" and node.kwargs.get("inplace") is True:
+            node.kwargs = {**node.kwargs, "inplace": False}
+        elif (node.op == "call_method" and node.target.endswith("_") and not node.target.startswith("_")
+              and hasattr(torch.Tensor, node.target[:-1])):
+            node.target = node.target[:-1]
+        else:
+            continue
+        for user in list(target.users):
+            if user is not node and order[user] > order[node]:
+                user.replace_input_with(target, node)
+    gm.recompile()
+
+
+def cut_to_features(gm: fx.GraphModule, what: str) -> fx.GraphModule:
+    """A classifier's graph ends at its last (B, C, H, W) map, before its adaptive pooling: bench puts the head."""
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    value = out.args[0]
+    if len(shape(value) or ()) == 4:
+        return gm
+    maps = [n for n in Ancestry(gm.graph).members(Ancestry(gm.graph).closure(value)) if len(shape(n) or ()) == 4] \
+        if isinstance(value, fx.Node) else []
+    if not maps:
+        raise ValueError(f"{what}: its output {shape(value) or type(value).__name__} is computed from no (B, C, H, W) "
+                         "feature map to put a head on; return one from the model")
+    last = maps[-1]
+    while last.op == "call_module" and isinstance(gm.get_submodule(last.target), POOLS) or (
+            last.op == "call_function" and last.target in (nn.functional.adaptive_avg_pool2d,
+                                                            nn.functional.adaptive_max_pool2d)):
+        last = last.args[0]
+    out.args = (last,)
+    gm.graph.eliminate_dead_code()
+    return fx.GraphModule(gm, gm.graph, class_name=type(gm).__name__)
+
+
+class Ancestry:
+    """Each node's ancestors as a bit set over the graph's (topological) node order. ``tensors=True`` follows
+    only edges that carry a tensor: an upsampling whose size is read off the skip (``skip.shape``) is not
+    computed from the skip's values."""
+
+    def __init__(self, graph: fx.Graph, tensors: bool = False):
+        self.nodes = list(graph.nodes)
+        self.index = {n: i for i, n in enumerate(self.nodes)}
+        self.anc: dict[fx.Node, int] = {}
+        for n in self.nodes:
+            bits = 0
+            for a in n.all_input_nodes:
+                if not tensors or "tensor_meta" in a.meta:
+                    bits |= self.anc[a] | (1 << self.index[a])
+            self.anc[n] = bits
+        self.data = sum(1 << self.index[n] for n in self.nodes if n.op == "placeholder")
+
+    def closure(self, n: fx.Node) -> int:
+        return self.anc[n] | (1 << self.index[n])
+
+    def members(self, bits: int) -> list[fx.Node]:
+        out = []
+        while bits:
+            low = bits & -bits
+            out.append(self.nodes[low.bit_length() - 1])
+            bits ^= low
+        return out
+
+    def descendants(self, f: fx.Node) -> int:
+        bit = 1 << self.index[f]
+        return sum(1 << i for i in range(self.index[f] + 1, len(self.nodes)) if self.anc[self.nodes[i]] & bit)
+
+    def depends_on_input(self, n: fx.Node) -> bool:
+        return bool(self.closure(n) & self.data)
+
+
+def operands(node: fx.Node) -> tuple[str, fx.Node, fx.Node] | None:
+    """(kind, a, b) of a two-tensor add of one shape, or of a channel cat of two maps of one size; else None."""
+    if (node.op == "call_function" and node.target in ADDS) or (node.op == "call_method" and node.target == "add"):
+        if len(node.args) == 2 and not node.kwargs and all(isinstance(a, fx.Node) for a in node.args):
+            a, b = node.args
+            if a is not b and shape(a) is not None and shape(a) == shape(b):
+                return "add", a, b
+    elif node.op == "call_function" and node.target in CATS:
+        parts = node.args[0] if node.args else node.kwargs.get("tensors")
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        if isinstance(parts, list | tuple) and len(parts) == 2 and all(isinstance(p, fx.Node) for p in parts):
+            sa, sb = shape(parts[0]), shape(parts[1])
+            if sa and sb and len(sa) == len(sb) == 4 and dim in (1, -3) and sa[2:] == sb[2:] and parts[0] is not parts[1]:
+                return "concat", parts[0], parts[1]
+    return None
+
+
+def lower(node: fx.Node, size: tuple[int, int]) -> bool:
+    """A map at a lower resolution than ``size`` in both spatial dimensions (an NHWC map never is)."""
+    s = shape(node)
+    return s is not None and len(s) == 4 and s[2] < size[0] and s[3] < size[1]
+
+
+class Found:
+    """One merge point found at node ``m``: its role, which operand is the identity, and the block's region."""
+
+    def __init__(self, role: str, kind: str, m: fx.Node, identity: fx.Node, branch: fx.Node, fork: fx.Node,
+                 id_side: list[fx.Node] = (), br_side: list[fx.Node] = ()):
+        self.role, self.kind, self.m, self.identity, self.branch, self.fork = role, kind, m, identity, branch, fork
+        self.id_side, self.br_side = list(id_side), list(br_side)
+
+
+def where(node: fx.Node) -> str:
+    return f"node {node.name!r} in {scope(node) or '<root>'}"
+
+
+def classify(data: Ancestry, full: Ancestry, m: fx.Node, skips: set[fx.Node] = frozenset()) -> Found | None:
+    """What merge point ``m`` is, if any (module docstring); a ValueError where a residual's roles are undecidable.
+    ``data`` follows tensor edges (which side is computed from which), ``full`` every edge (what a block holds)."""
+    anc = data
+    found = operands(m)
+    if found is None:
+        return None
+    kind, a, b = found
+    if not (anc.depends_on_input(a) and anc.depends_on_input(b)):
+        return None  # a learned constant added in (a position table): no path to merge
+    common = anc.closure(a) & anc.closure(b)
+    if not common:
+        return None
+    fork = anc.nodes[common.bit_length() - 1]  # the latest node both sides are computed from
+    s = shape(m)
+    size = s[2:] if s is not None and len(s) == 4 else None
+    stay_a, stay_b = stays(anc, fork, a, b, size, skips)
+    if stay_a != stay_b:
+        identity, branch = (a, b) if stay_a else (b, a)
+        return Found("skip", kind, m, *ROLES(identity, branch), fork)
+    if not stay_a or kind != "add":
+        return None
+    down = full.descendants(fork)
+    side_a, side_b = full.members(full.closure(a) & down), full.members(full.closure(b) & down)
+    if a is fork or (b is not fork and len(side_a) < len(side_b)):
+        identity, branch, id_side, br_side = a, b, side_a, side_b
+    elif b is fork or len(side_b) < len(side_a):
+        identity, branch, id_side, br_side = b, a, side_b, side_a
+    else:
+        raise ValueError(f"residual merge at {where(m)}: both sides have {len(side_a)} operations after "
+                         f"{fork.name!r}, so which one is the identity cannot be decided; declare that block by hand "
+                         f"({HOW})")
+    return Found("block", kind, m, *ROLES(identity, branch), fork, *ROLES(id_side, br_side))
+
+
+def keep(identity, branch):
+    return identity, branch
+
+
+ROLES = keep  # the one place the roles are assigned (tests swap it to check that they would notice)
+
+
+def stays(anc: Ancestry, fork: fx.Node, a: fx.Node, b: fx.Node, size: tuple[int, int] | None,
+          skips: set[fx.Node]) -> tuple[bool, bool]:
+    """Whether ``a`` and ``b`` are each reached from the fork along a path that never drops below ``size``; a
+    long skip already found passes on its branch only (a U-Net's input skip joins a decoder map that the level-0
+    skip also reaches: the decoder itself came up from below)."""
+    if size is None:
+        return True, True
+    high: set[fx.Node] = set()
+    if not lower(fork, size):
+        high.add(fork)
+    for n in anc.members((anc.closure(a) | anc.closure(b)) & anc.descendants(fork)):
+        inputs = [n.args[1]] if n in skips else n.all_input_nodes
+        if not lower(n, size) and any(i in high for i in inputs):
+            high.add(n)
+    return a in high, b in high
+
+
+def scope(node: fx.Node, strip: str = "") -> str:
+    """The module whose forward computed ``node`` (a hand-declared block, not its Merge), minus ``strip``."""
+    stack = list(node.meta.get("nn_module_stack", {}).values())
+    if not stack:
+        return ""
+    path, typ = stack[-1]
+    if isinstance(typ, type) and issubclass(typ, Merge) and len(stack) > 1 and issubclass(stack[-2][1], ResidualBlock):
+        path = stack[-2][0]
+    return path[len(strip):] if strip and path.startswith(strip) else path
+
+
+def subgraph(gm: fx.GraphModule, fork: fx.Node, extras: list[fx.Node], nodes: list[fx.Node], out: fx.Node,
+             name: str) -> fx.GraphModule:
+    """The nodes of one side as a GraphModule of (x, *extras); parameters read on the way come along."""
+    g = fx.Graph()
+    env = {fork: g.placeholder("x")}
+    for i, e in enumerate(extras):
+        env[e] = g.placeholder(f"extra_{i}")
+
+    def arg(n: fx.Node) -> fx.Node:
+        if n not in env:  # a get_attr: a parameter or constant read inside the side
+            env[n] = g.node_copy(n)
+        return env[n]
+
+    for n in nodes:
+        env[n] = g.node_copy(n, arg)
+    g.output(env[out])
+    return fx.GraphModule(gm, g, class_name=name)
+
+
+def extract(gm: fx.GraphModule, anc: Ancestry, f: Found) -> tuple[TracedBlock, list[fx.Node]]:
+    """The block of a residual merge, its extra inputs; a ValueError where a value inside escapes the block."""
+    region = set(f.id_side) | set(f.br_side)
+    tails = [u for n in f.br_side for u in n.users if u not in region and u is not f.m and not u.users
+             and all(i in region or i is f.fork or i.op == "get_attr" for i in u.all_input_nodes)]
+    f.br_side = sorted({*f.br_side, *tails}, key=anc.index.get)  # an assert on a shape inside the branch
+    region.update(tails)
+    for n in sorted(region, key=anc.index.get):
+        escapes = [u for u in n.users if u not in region and u is not f.m]
+        if escapes:
+            raise ValueError(f"residual merge at {where(f.m)}: {n.name!r} inside it is also read by {escapes[0].name!r} "
+                             f"outside, so the block cannot be cut out of the graph; declare that block by hand ({HOW})")
+    extras = sorted({i for n in region for i in n.all_input_nodes
+                     if i not in region and i is not f.fork and i.op != "get_attr"}, key=anc.index.get)
+    branch = subgraph(gm, f.fork, extras, f.br_side, f.branch, "Branch")
+    projection = [n for n in f.id_side if not (n.op == "call_module" and type(gm.get_submodule(n.target)) is nn.Identity)]
+    shortcut = subgraph(gm, f.fork, extras, f.id_side, f.identity, "Shortcut") if f.id_side else Passthrough()
+    kind = "projection" if projection else "identity"
+    block = TracedBlock(branch, shortcut, same_shape=kind == "identity" and shape(f.fork) == shape(f.m),
+                        shortcut_kind=kind)
+    return block, extras
+
+
+def read_flow(gm: fx.GraphModule, sample: torch.Tensor, strip: str = "") -> fx.GraphModule:
+    """``gm`` rewritten (its graph is reused): every merge point found becomes a module under ``merges``, in
+    forward order; ``strip`` is left off the names (a wrapper's attribute)."""
+    if hasattr(gm, ROOT):
+        raise ValueError(f"the traced model already has an attribute {ROOT!r}; rename it")
+    functionalize(gm)
+    gm.graph.eliminate_dead_code()  # an unused shape read inside a block would look like a value leaving it
+    propagate(gm, sample)
+    graph = gm.graph
+    found_scopes: dict[str, str] = {}  # temporary target -> scope of the merge it replaced
+    done: set[fx.Node] = set()
+    count = 0
+    while True:
+        anc, data = Ancestry(graph), Ancestry(graph, tensors=True)
+        skips = {n for n in anc.nodes if n.op == "call_module" and isinstance(gm.get_submodule(n.target), Merge)}
+        step = next(((m, f) for m in anc.nodes if m not in done and (f := classify(data, anc, m, skips)) is not None),
+                    None)
+        if step is None:
+            break
+        m, f = step
+        target = f"_flow_{count}"
+        count += 1
+        if f.role == "skip":
+            module: nn.Module = skip_merge(f, graph)
+            args: tuple = (f.identity, f.branch)
+            erase: list[fx.Node] = []
+        else:
+            module, extras = extract(gm, anc, f)
+            args, erase = (f.fork, *extras), sorted(set(f.id_side) | set(f.br_side), key=anc.index.get)
+        gm.add_submodule(target, module)
+        with graph.inserting_before(m):
+            new = graph.call_module(target, args)
+        new.meta = dict(m.meta)
+        found_scopes[target] = scope(m, strip)
+        m.replace_all_uses_with(new)
+        graph.erase_node(m)
+        for n in reversed(erase):
+            graph.erase_node(n)
+        done.add(new)
+    for n in list(graph.nodes):  # parameters that only the moved nodes read
+        if n.op == "get_attr" and not n.users:
+            graph.erase_node(n)
+    return collect(gm, found_scopes)
+
+
+def skip_merge(f: Found, graph: fx.Graph) -> TracedMerge:
+    source = next(n for n in graph.nodes if n.op == "placeholder")
+    level = -1 if f.identity is source else round(math.log2(shape(source)[2] / shape(f.m)[2]))
+    first = (f.m.args[0][0] if f.kind == "concat" else f.m.args[0]) is f.identity
+    return TracedMerge(f.kind, level=level, channels=shape(f.identity)[1], identity_first=first)
+
+
+def collect(gm: fx.GraphModule, found_scopes: dict[str, str]) -> fx.GraphModule:
+    """Every merge point (found or declared) under ``merges``, in forward order, named after its module, with each
+    found block's stage (+1 wherever the identity flow changes shape); a fresh GraphModule holds what is used."""
+    calls = [n for n in gm.graph.nodes
+             if n.op == "call_module" and isinstance(gm.get_submodule(n.target), ResidualBlock | Merge)]
+    targets = list(dict.fromkeys(n.target for n in calls))
+    scopes = {t: found_scopes.get(t, t) for t in targets}
+    totals, seen = Counter(scopes.values()), Counter()
+    names: dict[str, str] = {}
+    for t in targets:
+        base = scopes[t].replace(".", "_") or "root"
+        names[t] = base if totals[scopes[t]] == 1 else f"{base}_{seen[scopes[t]]}"
+        seen[scopes[t]] += 1
+    stage, previous = 0, None
+    for n in calls:
+        module = gm.get_submodule(n.target)
+        if isinstance(module, ResidualBlock):
+            if previous is not None and (not module.same_shape or shape(n.args[0]) != previous):
+                stage += 1
+            if isinstance(module, TracedBlock):
+                module.stage = stage
+            previous = shape(n)
+    holder = nn.Module()
+    for t in targets:
+        holder.add_module(names[t], gm.get_submodule(t))
+    gm.add_module(ROOT, holder)
+    for n in calls:
+        n.target = f"{ROOT}.{names[n.target]}"
+    gm.graph.lint()
+    return fx.GraphModule(gm, gm.graph, class_name=type(gm).__name__)  # copies only what the graph uses
