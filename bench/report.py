@@ -16,7 +16,7 @@ from bench.markdown import confidence, esc, fmt, fmt_ci, table
 from bench.metrics import scale_of
 from bench.power import MAX_SEEDS, plan_rows, why_no_plan  # also imported from here by the other text outputs
 from bench.registry import ABLATIONS
-from bench.results import Results
+from bench.results import Results, Verdict
 from bench.rundir import RunDir
 
 WHAT_WOULD_CHANGE = {
@@ -425,27 +425,39 @@ def render(res: Results, run_dir: Path) -> str:
     return "\n".join(p for p in parts if p)
 
 
+def verdict_summary(v: Verdict, headline_plans: list[dict], run_dir: Path) -> list[str]:
+    """One verdict pair's lines in `bench run`'s summary: the headline with its interval, its sizing, the
+    exploratory identity rows; a pair's label leads when the config lists several."""
+    name = f" [{v.label}]" if v.label else ""
+    if v.headline is None:
+        return [f"verdict{name}: none — {v.headline_missing}"]
+    h = v.headline
+    interval = (f"{level(v.alpha)} interval, " if h.difference.low is not None else "no interval below 6 seeds, ")
+    lines = [f"verdict{name}: {h.verdict.upper()} — {h.ablation} on {h.architecture}: median D({v.dense_task}) − "
+             f"D({v.global_task}) = {fmt_ci(h.difference)} ({interval}{h.seeds} seeds, "
+             f"p = {fmt_p(h.difference.p)}; conditioning {'ok' if h.conditioning.ok else 'FAILED'})"]
+    plan = next((r for r in headline_plans if r["pair"] == (v.label or v.dense_task)), None)
+    if plan and plan["seeds_for_halfwidth"]:
+        lines.append(f"  sizing: about {plan['seeds_for_halfwidth']} seeds for a half-width of ±0.1 "
+                     f"(bench power {run_dir})")
+    for r in v.rows:
+        if r.family == "identity" and r.role != "headline":
+            lines.append(f"  exploratory: {r.ablation} on {r.architecture}: {fmt_ci(r.difference)}, "
+                         f"Holm p = {fmt_p(r.p_holm)} -> {r.verdict}")
+    return lines
+
+
 def run_summary(res: Results, run_dir: Path) -> str:
     """What the end of `bench run` prints: the verdict with its interval, the identity rows, failed cells,
     and where the report, figures and leaderboard command are."""
     lines = []
-    v = res.verdict
-    if v is not None and v.headline is not None:
-        h = v.headline
-        interval = (f"{level(v.alpha)} interval, " if h.difference.low is not None else "no interval below 6 seeds, ")
-        lines.append(f"verdict: {h.verdict.upper()} — {h.ablation} on {h.architecture}: median D({v.dense_task}) − "
-                     f"D({v.global_task}) = {fmt_ci(h.difference)} ({interval}{h.seeds} seeds, "
-                     f"p = {fmt_p(h.difference.p)}; conditioning {'ok' if h.conditioning.ok else 'FAILED'})")
-        rows = [r for r in plan_rows(res) if r["role"] == "headline"]
-        if rows and rows[0]["seeds_for_halfwidth"]:
-            lines.append(f"  sizing: about {rows[0]['seeds_for_halfwidth']} seeds for a half-width of ±0.1 "
-                         f"(bench power {run_dir})")
-        for r in v.rows:
-            if r.family == "identity" and r.role != "headline":
-                lines.append(f"  exploratory: {r.ablation} on {r.architecture}: {fmt_ci(r.difference)}, "
-                             f"Holm p = {fmt_p(r.p_holm)} -> {r.verdict}")
-    elif v is not None:
-        lines.append(f"verdict: none — {v.headline_missing}")
+    headline_plans = [r for r in plan_rows(res) if r["role"] == "headline"]
+    for v in res.verdicts or ([res.verdict] if res.verdict else []):
+        lines += verdict_summary(v, headline_plans, run_dir)
+    i = res.interaction
+    if i is not None:
+        lines.append(f"interaction ({i.second} − {i.first}, {i.ablation} on {i.architecture}): "
+                     f"{fmt_ci(i.difference)} ({i.seeds} seeds) -> {i.call}")
     failed = [c for c in res.cells if c.status != "ok"]
     for c in failed:
         lines.append(f"FAILED cell {c.id}: {c.error}")

@@ -176,3 +176,23 @@ def test_pairs_must_share_alpha(tmp_path):
     text = PAIRS.replace("LABEL2", "fine").replace("architecture: unet}\n", "architecture: unet, alpha: 0.1}\n", 1)
     with pytest.raises(BenchError, match=r"verdict: the pairs' alpha differ \(\[0\.05, 0\.1\]\); give every pair"):
         load_config(write(tmp_path, BASE + text))
+
+
+def test_the_run_summary_prints_every_pairs_headline_and_the_interaction(tmp_path):
+    # `bench run`'s last lines used to name the first pair only: a two-level study's second verdict was in
+    # report.md alone
+    from bench.report import run_summary
+
+    a, b = _verdict("coarse"), _verdict("fine", call="supported")
+    vals = [0.1, 0.3, 0.2, 0.25, 0.15, 0.22, 0.18, 0.27]
+    inter = _interaction((a, _series(vals, 0.02, 1)), (b, _series([v + 0.3 for v in vals], 0.02, 2)),
+                         "skip_removal", "unet")
+    res = Results.model_construct(verdict=a, verdicts=[a, b], interaction=inter, cells=[], comparisons=[])
+    text = run_summary(res, tmp_path)
+    assert "verdict [coarse]: INCONCLUSIVE — skip_removal on unet: median D(coarse_seg) − D(coarse_cls)" in text
+    assert "verdict [fine]: SUPPORTED — skip_removal on unet: median D(fine_seg) − D(fine_cls)" in text
+    assert "interaction (fine − coarse, skip_removal on unet): " in text and f"-> {inter.call}" in text
+    one = a.model_copy(update={"label": None})  # a config with one pair: no label
+    single = run_summary(Results.model_construct(verdict=one, verdicts=[], interaction=None, cells=[],
+                                                 comparisons=[]), tmp_path)
+    assert single.startswith("verdict: INCONCLUSIVE — ") and "interaction" not in single
