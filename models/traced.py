@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import fx, nn
 
 from bench.data import TaskInfo
@@ -41,6 +42,14 @@ class TracedParams(BaseModel):
         "pkg.module:factory returning an nn.Module; other keys go to it"))
     checkpoint: str | None = Field(None, description=(
         "A local state dict in the library's naming (or saved from bench), loaded after the graph is read."))
+
+    @model_validator(mode="after")
+    def _finite(self) -> TracedParams:
+        """The keys passed on are the library's to check, except that inf and nan are never a setting."""
+        for key, value in (self.model_extra or {}).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{key}: {value} is not a setting; give a finite number")
+        return self
 
 
 class TokenGrid(nn.Module):

@@ -32,7 +32,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
 from bench.errors import first_line
-from bench.flow import Merge, ResidualBlock
+from bench.flow import BlockGroup, Merge, ResidualBlock
 
 from .heads import ClassifierHead, SegmentationHead
 
@@ -158,8 +158,8 @@ def cut_to_features(gm: fx.GraphModule, what: str) -> fx.GraphModule:
     value = out.args[0]
     if len(shape(value) or ()) == 4:
         return gm
-    maps = [n for n in Ancestry(gm.graph).members(Ancestry(gm.graph).closure(value)) if len(shape(n) or ()) == 4] \
-        if isinstance(value, fx.Node) else []
+    anc = Ancestry(gm.graph)
+    maps = [n for n in anc.members(anc.closure(value)) if len(shape(n) or ()) == 4] if isinstance(value, fx.Node) else []
     if not maps:
         raise ValueError(f"{what}: its output {shape(value) or type(value).__name__} is computed from no (B, C, H, W) "
                          "feature map to put a head on; return one from the model")
@@ -236,7 +236,7 @@ class Found:
     """One merge point found at node ``m``: its role, which operand is the identity, and the block's region."""
 
     def __init__(self, role: str, kind: str, m: fx.Node, identity: fx.Node, branch: fx.Node, fork: fx.Node,
-                 id_side: list[fx.Node] = (), br_side: list[fx.Node] = ()):
+                 id_side: Iterable[fx.Node] = (), br_side: Iterable[fx.Node] = ()):
         self.role, self.kind, self.m, self.identity, self.branch, self.fork = role, kind, m, identity, branch, fork
         self.id_side, self.br_side = list(id_side), list(br_side)
 
@@ -248,20 +248,19 @@ def where(node: fx.Node) -> str:
 def classify(data: Ancestry, full: Ancestry, m: fx.Node, skips: set[fx.Node] = frozenset()) -> Found | None:
     """What merge point ``m`` is, if any (module docstring); a ValueError where a residual's roles are undecidable.
     ``data`` follows tensor edges (which side is computed from which), ``full`` every edge (what a block holds)."""
-    anc = data
     found = operands(m)
     if found is None:
         return None
     kind, a, b = found
-    if not (anc.depends_on_input(a) and anc.depends_on_input(b)):
+    if not (data.depends_on_input(a) and data.depends_on_input(b)):
         return None  # a learned constant added in (a position table): no path to merge
-    common = anc.closure(a) & anc.closure(b)
+    common = data.closure(a) & data.closure(b)
     if not common:
         return None
-    fork = anc.nodes[common.bit_length() - 1]  # the latest node both sides are computed from
+    fork = data.nodes[common.bit_length() - 1]  # the latest node both sides are computed from
     s = shape(m)
     size = s[2:] if s is not None and len(s) == 4 else None
-    stay_a, stay_b = stays(anc, fork, a, b, size, skips)
+    stay_a, stay_b = stays(data, fork, a, b, size, skips)
     if stay_a != stay_b:
         identity, branch = (a, b) if stay_a else (b, a)
         return Found("skip", kind, m, *ROLES(identity, branch), fork)
@@ -280,7 +279,7 @@ def classify(data: Ancestry, full: Ancestry, m: fx.Node, skips: set[fx.Node] = f
     return Found("block", kind, m, *ROLES(identity, branch), fork, *ROLES(id_side, br_side))
 
 
-def keep(identity, branch):
+def keep(identity: object, branch: object) -> tuple[object, object]:
     return identity, branch
 
 
@@ -411,16 +410,30 @@ def skip_merge(f: Found, graph: fx.Graph) -> TracedMerge:
 
 def collect(gm: fx.GraphModule, found_scopes: dict[str, str]) -> fx.GraphModule:
     """Every merge point (found or declared) under ``merges``, in forward order, named after its module, with each
-    found block's stage (+1 wherever the identity flow changes shape); a fresh GraphModule holds what is used."""
+    found block's stage (+1 wherever the identity flow changes shape); a fresh GraphModule holds what is used.
+
+    Residual merges found in one module's forward (a transformer block's attention and MLP) form one unit of
+    depth: a ``BlockGroup`` named after that module, its members numbered, each branch's kind declared."""
     calls = [n for n in gm.graph.nodes
              if n.op == "call_module" and isinstance(gm.get_submodule(n.target), ResidualBlock | Merge)]
     targets = list(dict.fromkeys(n.target for n in calls))
     scopes = {t: found_scopes.get(t, t) for t in targets}
     totals, seen = Counter(scopes.values()), Counter()
+    groups = {s for s, k in totals.items() if k > 1 and all(
+        isinstance(gm.get_submodule(t), TracedBlock) and gm.get_submodule(t).same_shape for t in targets if scopes[t] == s)}
     names: dict[str, str] = {}
+    holder = nn.Module()
     for t in targets:
         base = scopes[t].replace(".", "_") or "root"
-        names[t] = base if totals[scopes[t]] == 1 else f"{base}_{seen[scopes[t]]}"
+        if scopes[t] in groups:
+            if seen[scopes[t]] == 0:
+                holder.add_module(base, BlockGroup())
+            getattr(holder, base).append(gm.get_submodule(t))
+            gm.get_submodule(t).branch_kind = branch_kind(gm.get_submodule(t).branch)
+            names[t] = f"{base}.{seen[scopes[t]]}"
+        else:
+            names[t] = base if totals[scopes[t]] == 1 else f"{base}_{seen[scopes[t]]}"
+            holder.add_module(names[t], gm.get_submodule(t))
         seen[scopes[t]] += 1
     stage, previous = 0, None
     for n in calls:
@@ -431,11 +444,24 @@ def collect(gm: fx.GraphModule, found_scopes: dict[str, str]) -> fx.GraphModule:
             if isinstance(module, TracedBlock):
                 module.stage = stage
             previous = shape(n)
-    holder = nn.Module()
-    for t in targets:
-        holder.add_module(names[t], gm.get_submodule(t))
     gm.add_module(ROOT, holder)
     for n in calls:
         n.target = f"{ROOT}.{names[n.target]}"
     gm.graph.lint()
-    return fx.GraphModule(gm, gm.graph, class_name=type(gm).__name__)  # copies only what the graph uses
+    out = fx.GraphModule(gm, gm.graph, class_name=type(gm).__name__)  # copies only what the graph uses
+    if calls:
+        out.add_module(ROOT, holder)  # the holder itself, in its place: GraphModule copied plain containers
+    return out
+
+
+ATTENTION = (nn.functional.scaled_dot_product_attention, torch.softmax, nn.functional.softmax)
+
+
+def branch_kind(branch: nn.Module) -> str:
+    """'attention' where the branch mixes positions (an attention op), else 'mlp'."""
+    graph = getattr(branch, "graph", None)
+    nodes = graph.nodes if graph is not None else ()
+    mixing = any((n.op == "call_function" and n.target in ATTENTION) or (n.op == "call_method" and n.target == "softmax")
+                 or (n.op == "call_module" and isinstance(branch.get_submodule(n.target), nn.MultiheadAttention))
+                 for n in nodes)
+    return "attention" if mixing else "mlp"

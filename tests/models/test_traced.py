@@ -23,6 +23,7 @@ from torch import nn
 from bench.ablations.base import AblationContext
 from bench.ablations.path_gradients import input_gradients, path_edges
 from bench.data import Task, TaskInfo, TensorSplit
+from bench.errors import BenchError
 from bench.evaluate import predict_stats
 from bench.flow import DropBranch, Merge, ResidualBlock, edited, identity_flow
 from bench.metrics import bootstrap_weights, chance_outcome
@@ -272,8 +273,12 @@ def test_traced_features_equal_the_library_model_and_heads_fit_both_kinds():
             assert model(x).shape == (2, 3, SIZE, SIZE)
         assert traced(CLS, f"timm:{spec}", **kwargs)(x).shape == (2, 3)
     flow = identity_flow(traced(SEG, "timm:vit_tiny_patch16_224", **TRACED_RESIDUAL["timm:vit_tiny_patch16_224"]))
-    assert [p.name for p in flow.blocks] == ["trunk.merges.blocks_0_0", "trunk.merges.blocks_0_1",
-                                             "trunk.merges.blocks_1_0", "trunk.merges.blocks_1_1"]
+    # the two merges of one transformer block form its unit (BlockGroup), their branches' kinds declared
+    assert [(p.name, p.unit, p.branch) for p in flow.blocks] == [
+        ("trunk.merges.blocks_0.0", "trunk.merges.blocks_0", "attention"),
+        ("trunk.merges.blocks_0.1", "trunk.merges.blocks_0", "mlp"),
+        ("trunk.merges.blocks_1.0", "trunk.merges.blocks_1", "attention"),
+        ("trunk.merges.blocks_1.1", "trunk.merges.blocks_1", "mlp")]
 
 
 def test_smp_long_skips_are_found_at_their_levels():
@@ -369,6 +374,8 @@ def test_parameters_are_validated_and_passed_on():
     factory = ARCHITECTURES.get("traced")
     params = validate_params(factory, {"model": "timm:resnet18", "img_size": 32}, "architectures.x")
     assert params == {"model": "timm:resnet18", "checkpoint": None, "img_size": 32}
+    with pytest.raises(BenchError, match=r"architectures.x: img_size: inf is not a setting"):
+        validate_params(factory, {"img_size": float("inf")}, "architectures.x")
     with pytest.raises(ValueError, match=r"'timm:resnet181' is not a timm model \(did you mean: resnet18"):
         traced(CLS, "timm:resnet181")
     with pytest.raises(ValueError, match=r"model 'timm:resnet18': TypeError: .*every key besides model and checkpoint"):
