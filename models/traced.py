@@ -197,7 +197,7 @@ def trace_features(source: Source, task: TaskInfo, what: str) -> fx.GraphModule:
                          "check the image size the model takes") from None
     if source.cut:
         gm = cut_to_features(gm, what)
-    gm = read_flow(gm, sample, source.strip)
+    gm = read_flow(gm, sample, source.strip, source.nhwc)
     out = next(n for n in gm.graph.nodes if n.op == "output")
     value, image = out.args[0], next(n for n in gm.graph.nodes if n.op == "placeholder")
     dims = len(shape(value) or ())

@@ -226,10 +226,19 @@ def operands(node: fx.Node) -> tuple[str, fx.Node, fx.Node] | None:
     return None
 
 
-def lower(node: fx.Node, size: tuple[int, int]) -> bool:
-    """A map at a lower resolution than ``size`` in both spatial dimensions (an NHWC map never is)."""
+def spatial(node: fx.Node, nhwc: bool = False) -> tuple[int, int, int] | None:
+    """(batch, height, width) of a 4-D map in the model's layout, else None."""
     s = shape(node)
-    return s is not None and len(s) == 4 and s[2] < size[0] and s[3] < size[1]
+    if s is None or len(s) != 4:
+        return None
+    return (s[0], s[1], s[2]) if nhwc else (s[0], s[2], s[3])
+
+
+def lower(node: fx.Node, size: tuple[int, int, int], nhwc: bool = False) -> bool:
+    """A map of the same batch at a lower resolution than ``size`` in both spatial dimensions (window or head
+    tensors, whose first dimension is not the batch, never are)."""
+    s = spatial(node, nhwc)
+    return s is not None and s[0] == size[0] and s[1] < size[1] and s[2] < size[2]
 
 
 class Found:
@@ -245,7 +254,8 @@ def where(node: fx.Node) -> str:
     return f"node {node.name!r} in {scope(node) or '<root>'}"
 
 
-def classify(data: Ancestry, full: Ancestry, m: fx.Node, skips: set[fx.Node] = frozenset()) -> Found | None:
+def classify(data: Ancestry, full: Ancestry, m: fx.Node, skips: set[fx.Node] = frozenset(),
+             nhwc: bool = False) -> Found | None:
     """What merge point ``m`` is, if any (module docstring); a ValueError where a residual's roles are undecidable.
     ``data`` follows tensor edges (which side is computed from which), ``full`` every edge (what a block holds)."""
     found = operands(m)
@@ -258,9 +268,7 @@ def classify(data: Ancestry, full: Ancestry, m: fx.Node, skips: set[fx.Node] = f
     if not common:
         return None
     fork = data.nodes[common.bit_length() - 1]  # the latest node both sides are computed from
-    s = shape(m)
-    size = s[2:] if s is not None and len(s) == 4 else None
-    stay_a, stay_b = stays(data, fork, a, b, size, skips)
+    stay_a, stay_b = stays(data, fork, a, b, spatial(m, nhwc), skips, nhwc)
     if stay_a != stay_b:
         identity, branch = (a, b) if stay_a else (b, a)
         return Found("skip", kind, m, *ROLES(identity, branch), fork)
@@ -286,19 +294,19 @@ def keep(identity: object, branch: object) -> tuple[object, object]:
 ROLES = keep  # the one place the roles are assigned (tests swap it to check that they would notice)
 
 
-def stays(anc: Ancestry, fork: fx.Node, a: fx.Node, b: fx.Node, size: tuple[int, int] | None,
-          skips: set[fx.Node]) -> tuple[bool, bool]:
+def stays(anc: Ancestry, fork: fx.Node, a: fx.Node, b: fx.Node, size: tuple[int, int, int] | None,
+          skips: set[fx.Node], nhwc: bool = False) -> tuple[bool, bool]:
     """Whether ``a`` and ``b`` are each reached from the fork along a path that never drops below ``size``; a
     long skip already found passes on its branch only (a U-Net's input skip joins a decoder map that the level-0
     skip also reaches: the decoder itself came up from below)."""
     if size is None:
         return True, True
     high: set[fx.Node] = set()
-    if not lower(fork, size):
+    if not lower(fork, size, nhwc):
         high.add(fork)
     for n in anc.members((anc.closure(a) | anc.closure(b)) & anc.descendants(fork)):
         inputs = [n.args[1]] if n in skips else n.all_input_nodes
-        if not lower(n, size) and any(i in high for i in inputs):
+        if not lower(n, size, nhwc) and any(i in high for i in inputs):
             high.add(n)
     return a in high, b in high
 
@@ -356,7 +364,7 @@ def extract(gm: fx.GraphModule, anc: Ancestry, f: Found) -> tuple[TracedBlock, l
     return block, extras
 
 
-def read_flow(gm: fx.GraphModule, sample: torch.Tensor, strip: str = "") -> fx.GraphModule:
+def read_flow(gm: fx.GraphModule, sample: torch.Tensor, strip: str = "", nhwc: bool = False) -> fx.GraphModule:
     """``gm`` rewritten (its graph is reused): every merge point found becomes a module under ``merges``, in
     forward order; ``strip`` is left off the names (a wrapper's attribute)."""
     if hasattr(gm, ROOT):
@@ -371,7 +379,7 @@ def read_flow(gm: fx.GraphModule, sample: torch.Tensor, strip: str = "") -> fx.G
     while True:
         anc, data = Ancestry(graph), Ancestry(graph, tensors=True)
         skips = {n for n in anc.nodes if n.op == "call_module" and isinstance(gm.get_submodule(n.target), Merge)}
-        step = next(((m, f) for m in anc.nodes if m not in done and (f := classify(data, anc, m, skips)) is not None),
+        step = next(((m, f) for m in anc.nodes if m not in done and (f := classify(data, anc, m, skips, nhwc)) is not None),
                     None)
         if step is None:
             break
@@ -379,7 +387,7 @@ def read_flow(gm: fx.GraphModule, sample: torch.Tensor, strip: str = "") -> fx.G
         target = f"_flow_{count}"
         count += 1
         if f.role == "skip":
-            module: nn.Module = skip_merge(f, graph)
+            module: nn.Module = skip_merge(f, graph, nhwc)
             args: tuple = (f.identity, f.branch)
             erase: list[fx.Node] = []
         else:
@@ -401,16 +409,17 @@ def read_flow(gm: fx.GraphModule, sample: torch.Tensor, strip: str = "") -> fx.G
     return collect(gm, found_scopes)
 
 
-def skip_merge(f: Found, graph: fx.Graph) -> TracedMerge:
+def skip_merge(f: Found, graph: fx.Graph, nhwc: bool) -> TracedMerge:
     source = next(n for n in graph.nodes if n.op == "placeholder")
-    level = -1 if f.identity is source else round(math.log2(shape(source)[2] / shape(f.m)[2]))
+    level = -1 if f.identity is source else round(math.log2(shape(source)[2] / spatial(f.m, nhwc)[1]))
     first = (f.m.args[0][0] if f.kind == "concat" else f.m.args[0]) is f.identity
-    return TracedMerge(f.kind, level=level, channels=shape(f.identity)[1], identity_first=first)
+    return TracedMerge(f.kind, level=level, channels=shape(f.identity)[-1 if nhwc else 1], identity_first=first)
 
 
 def collect(gm: fx.GraphModule, found_scopes: dict[str, str]) -> fx.GraphModule:
     """Every merge point (found or declared) under ``merges``, in forward order, named after its module, with each
-    found block's stage (+1 wherever the identity flow changes shape); a fresh GraphModule holds what is used.
+    found block's stage (+1 at a shape-changing block, or where the identity flow's size per example changed
+    between two blocks); a fresh GraphModule holds what is used.
 
     Residual merges found in one module's forward (a transformer block's attention and MLP) form one unit of
     depth: a ``BlockGroup`` named after that module, its members numbered, each branch's kind declared."""
@@ -439,11 +448,11 @@ def collect(gm: fx.GraphModule, found_scopes: dict[str, str]) -> fx.GraphModule:
     for n in calls:
         module = gm.get_submodule(n.target)
         if isinstance(module, ResidualBlock):
-            if previous is not None and (not module.same_shape or shape(n.args[0]) != previous):
+            if previous is not None and (not module.same_shape or per_example(n.args[0]) != previous):
                 stage += 1
             if isinstance(module, TracedBlock):
                 module.stage = stage
-            previous = shape(n)
+            previous = per_example(n)
     gm.add_module(ROOT, holder)
     for n in calls:
         n.target = f"{ROOT}.{names[n.target]}"
@@ -454,6 +463,13 @@ def collect(gm: fx.GraphModule, found_scopes: dict[str, str]) -> fx.GraphModule:
     return out
 
 
+def per_example(node: fx.Node) -> int | None:
+    """Elements per example: what a reshape between blocks keeps (a Swin block's NHWC and token views) and a
+    downsampling stage changes."""
+    s = shape(node)
+    return math.prod(s[1:]) if s else None
+
+
 ATTENTION = (nn.functional.scaled_dot_product_attention, torch.softmax, nn.functional.softmax)
 
 
@@ -462,6 +478,6 @@ def branch_kind(branch: nn.Module) -> str:
     graph = getattr(branch, "graph", None)
     nodes = graph.nodes if graph is not None else ()
     mixing = any((n.op == "call_function" and n.target in ATTENTION) or (n.op == "call_method" and n.target == "softmax")
-                 or (n.op == "call_module" and isinstance(branch.get_submodule(n.target), nn.MultiheadAttention))
+                 or (n.op == "call_module" and isinstance(branch.get_submodule(n.target), nn.MultiheadAttention | nn.Softmax))
                  for n in nodes)
     return "attention" if mixing else "mlp"
