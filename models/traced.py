@@ -17,6 +17,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -94,14 +96,18 @@ class SmpFeatures(nn.Module):
         return self.decoder(self.encoder(x))
 
 
+@dataclass
 class Source:
-    """A built model ready to trace: the module, its naming for checkpoints, how its output reads, the tracer."""
+    """A built model ready to trace, and how to read it."""
 
-    def __init__(self, root: nn.Module, naming: nn.Module, *, strip: str = "", cut: bool = False,
-                 tokens: tuple[int, tuple[int, int]] | None = None, nhwc: bool = False,
-                 size: tuple[int, int] | None = None, pretraining: dict | None = None):
-        self.root, self.naming, self.strip, self.cut, self.tokens, self.nhwc = root, naming, strip, cut, tokens, nhwc
-        self.size, self.pretraining = size, pretraining
+    root: nn.Module  # what is traced
+    naming: nn.Module  # the library's own module: a checkpoint in its naming loads through it
+    strip: str = ""  # a wrapper's attribute, left off the merge points' names
+    cut: bool = False  # a classifier: cut back to its last feature map
+    tokens: tuple[int, tuple[int, int]] | None = None  # a ViT's (prefix tokens, patch size)
+    nhwc: bool = False  # features (B, H, W, C)
+    size: tuple[int, int] | None = None  # the input size the model is fixed to, if any
+    pretraining: dict | None = None
 
 
 def build_source(spec: str, task: TaskInfo, kwargs: dict[str, Any]) -> Source:
@@ -115,7 +121,8 @@ def build_source(spec: str, task: TaskInfo, kwargs: dict[str, Any]) -> Source:
     return factory_source(spec, task, kwargs)
 
 
-def pretrained_guard(what: str, wanted: bool, make):
+def pretrained_guard(what: str, wanted: bool, make: Callable[[], nn.Module]) -> nn.Module:
+    """``make()``; where hub weights were asked for and could not be fetched, the one line that says what to do."""
     try:
         return make()
     except (OSError, RuntimeError) as exc:  # no network / no such pretrained tag
@@ -177,7 +184,11 @@ def factory_source(spec: str, task: TaskInfo, kwargs: dict[str, Any]) -> Source:
     params = inspect.signature(factory).parameters if callable(factory) else {}
     if "in_channels" in params and "in_channels" not in kwargs:
         kwargs = {**kwargs, "in_channels": task.in_channels}
-    net = factory(**kwargs)
+    try:
+        net = factory(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"model {spec!r}: {first_line(exc)}; every key besides model and checkpoint is passed to the "
+                         "factory as it is: check its signature") from None
     if not isinstance(net, nn.Module):
         raise ValueError(f"model {spec!r} returned {type(net).__name__}, not an nn.Module; return the network")
     return Source(net, net, cut=True)
