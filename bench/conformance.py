@@ -138,6 +138,10 @@ def build(arch: str, kind: str, params: dict) -> torch.nn.Module:
     for m in model.modules():  # undo zero-init of last BNs (timm): a zero branch would hide a broken edit
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.affine:
             torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+    with torch.no_grad():  # and layer scales (timm's `gamma`, ConvNeXt/ViT: 1e-6 at init), for the same reason:
+        for name, p in model.named_parameters():  # at 1e-6 a swap of two blocks moves the output below float32's
+            if name.rpartition(".")[2] == "gamma" and p.abs().max() < 1e-3:  # resolution and reorder looks broken
+                torch.nn.init.uniform_(p, 0.5, 1.5)
     return model
 
 
