@@ -50,8 +50,9 @@ def run(model: torch.nn.Module, inp: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("info, pool, shape", [(CLS, "cls", (4, 4)), (CLS, "mean", (4, 4)),
                                                (SEG, "cls", (4, 4, 16, 16)), (SEG, "mean", (4, 4, 16, 16))])
 @pytest.mark.parametrize("taps", [(), (1, 2)])
-def test_both_heads_give_their_task_shapes(info, pool, shape, taps):
-    assert run(build(info, pool=pool, taps=taps), x()).shape == shape
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_both_heads_give_their_task_shapes(info, pool, shape, taps, stem):
+    assert run(build(info, pool=pool, taps=taps, stem=stem), x()).shape == shape
 
 
 def test_declaration_lists_two_branches_per_block_with_their_kinds_and_unit():
@@ -195,7 +196,8 @@ def test_plain_twin_trains_without_any_identity():
 
 
 @pytest.mark.parametrize("kw, message", [({"width": 16, "heads": 3}, "divisible"), ({"patch": 5}, "divide"),
-                                         ({"taps": (3,)}, "1..2"), ({"taps": (1, 1)}, "distinct")])
+                                         ({"taps": (3,)}, "1..2"), ({"taps": (1, 1)}, "distinct"),
+                                         ({"stem": "conv", "patch": 12}, "power of 2")])
 def test_bad_parameters_name_the_fix(kw, message):
     with pytest.raises(ValueError, match=message):
         vit(CLS, **{**SMALL, **kw})
