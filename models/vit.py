@@ -20,12 +20,13 @@ see a tap. Tap levels are block counts (1..depth-1); the residual stream is stag
 with the patchify stem this ViT learned the synthetic shapes' dense task in 4 epochs but stayed at chance on
 their global label after 10 (seed 100; configs/vit_identity.yaml's comments); with the conv stem it learns both.
 
-Cost (the default: depth 6, width 96, 3 heads, patch 4 on 32 px, 0.46M parameters): one AdamW training
-step of a 32-image batch, one torch thread, took 145-180 images/s for classification and 130-180 for
-segmentation (taps [2, 4]: the same) on this project's shared 2-core AMD EPYC, against 243 for the
-quickstart U-Net (depth 3, width 12) and 232 for its ResNet-14 in the same process: a ViT cell costs about
-1.5 U-Net cells per epoch. Measured with the other cores busy (load 3-3.7); medians of 5 timings of 10
-steps after 5 warm-up steps.
+Cost (depth 6, width 96, 3 heads, patch 4 on 32 px, 0.46M parameters; one AdamW step of a 32-image batch, one
+torch thread, on this project's shared 2-core AMD EPYC, medians of timings of 10 steps after warm-up, U-Net
+(depth 3, width 12) and ResNet-14 timed in the same process): patchify stem 145-180 images/s with the other
+core busy (load 3-3.7), where the U-Net ran 243 and the ResNet 232; a step costs 1.6 U-Net steps with the
+patchify stem and 1.8 with the conv stem (1.5 for classification), measured again at load 8 (U-Net 58
+images/s, ViT conv stem 32). Training a 4-epoch cell on 1,000 images: about 22-27 s on an idle core
+(1.8 times the 12-15 s of a shapes_decisive U-Net cell, estimated, not timed idle).
 """
 
 from __future__ import annotations
@@ -170,7 +171,8 @@ def vit(task: TaskInfo, depth: ViTDepth = 6, width: Width = 96,
         taps: Annotated[tuple[int, ...], Field(max_length=64, description="blocks (1..depth-1) whose tokens the heads also read, as long skips")] = (),
         stem: Literal["patch", "conv"] = "patch", has_identity: bool = True) -> ViT:
     """Tiny pre-norm ViT: attention and MLP residual branches declared per block, CLS or mean pooling,
-    a Segmenter linear decoder, optional DPT-style taps as long skips; ``has_identity=False``: plain twin."""
+    a Segmenter linear decoder, optional DPT-style taps as long skips; ``stem="conv"``: Xiao et al.'s
+    convolutional stem; ``has_identity=False``: the plain (skipless) twin."""
     if width % heads:
         raise ValueError(f"width {width} is not divisible by heads {heads}; pick heads that divide it")
     if stem == "conv" and patch & (patch - 1):
