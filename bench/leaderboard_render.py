@@ -253,12 +253,25 @@ def render_html(rows: list[dict], ablations: list[str], out: Path | None = None)
 
 
 # --------------------------------------------------------------------------------------------- LaTeX
-# How many ablation columns one tabular holds: a single column (about 230 pt in a two-column article) has
-# room for two D columns beside the run, model and score; a full-width table* (``--wide``) for six. More
-# ablations continue in another panel of the same table, with the same rows.
+# Every table fits the column (or with ``--wide`` the text width) and the page whatever runs it holds: its
+# widths and heights are estimated from what it holds, conservatively, in pt of \footnotesize, against budgets
+# below the narrowest common article (a4, two columns: \columnwidth 221 pt, \textwidth 452 pt, \textheight 550 pt
+# on letter paper). D columns that would not fit beside each other continue in another table with the same rows
+# (at most ``PANEL[wide]`` a table); rows that would not fit the page continue in another float ("continued"),
+# so no table is shrunk and none is too large for a page. tests/bench/test_leaderboard_paper.py compiles every
+# pair of the committed runs (and all of them together) and finds no Overfull \hbox and no "Float too large".
 PANEL = {False: 2, True: 6}
+WIDTH = {False: 214.0, True: 440.0}  # pt
+HEIGHT = 420.0  # pt a float (caption and legend included)
+ROW, GAP, RULE = 9.5, 1.0, 4.5  # pt: a \footnotesize row, the gap under an interval line, a booktabs rule
+CHAR = {"name": 4.4, "text": 4.6, "tt": 4.3, "script": 3.9, "caption": 4.6, "legend": 3.9}  # pt per character (generous)
+SEP = 8.0  # pt between two columns (2 \tabcolsep)
 NARROW, WIDE = 0.2, 0.74  # the setup table's two text columns, shares of the line (with the gap: under 1)
 ABSOLUTE_PATH = re.compile(r'(?<![\w.])(?:[A-Za-z]:[\\/]+|~[\\/]+|/+)[^\s",;)\]]+')
+SCALES = {"balanced_accuracy": "balanced accuracy",
+          "recognition_balanced_accuracy": "recognition (balanced accuracy over the object classes)",
+          "recognition": "recognition (balanced accuracy over the object classes)"}
+MEDIAN_SEEDS = 6  # below this many seeds no distribution-free interval of a median exists (bench.stats)
 
 
 def no_paths(text: str) -> str:
@@ -283,6 +296,10 @@ def tex_long(text: object) -> str:
     return out
 
 
+def scale_text(scale: str | None) -> str:
+    return SCALES.get(scale or "balanced_accuracy", str(scale).replace("_", " "))
+
+
 def num(x: float | None) -> str:
     return "---" if x is None else f"${x:.3f}$"
 
@@ -291,16 +308,41 @@ def interval(low: float | None, high: float | None) -> str:
     return "" if low is None or high is None else rf"{{\scriptsize $[{low:.3f}, {high:.3f}]$}}"
 
 
+def lines_of(text: str, width: float, per_char: float) -> int:
+    """How many lines ``text`` (plain, as printed) takes in a box ``width`` pt wide."""
+    return max(1, -(-int(len(text) * per_char) // max(int(width), 1)))
+
+
+def printed(tex_text: str) -> str:
+    """Roughly what a LaTeX string prints: commands and braces dropped (for the size estimates)."""
+    out = re.sub(r"\\(?:allowbreak|strut|raggedright|quad|scriptsize|footnotesize|par|smallskip)\b(?:\{\})?", "", tex_text)
+    out = re.sub(r"\\(?:textit|texttt|textsuperscript|mathrm|ref)\{", "{", out)
+    out = re.sub(r"\\text(?:asciitilde|asciicircum|backslash|less|greater|bar)\{\}", "x", out)
+    return re.sub(r"[{}$\\]", "", out)
+
+
 def run_keys(rows: list[dict]) -> dict[int, str]:
     """A, B, C, ... for the runs in the order given (R27 on from the 27th)."""
     return {run: chr(65 + i) if i < 26 else f"R{i + 1}" for i, run in enumerate(sorted({r["run"] for r in rows}))}
 
 
-def name_cell(name: str, longest: int = 14) -> str:
+NAME_CHARS = 14  # a longer alias or variant wraps in a box of NAME_CHARS / 2 em
+
+
+def name_cell(name: str, longest: int = NAME_CHARS) -> str:
     """A model's alias or variant in a cell: a long one wraps in a narrow box instead of widening the table."""
     if len(name) <= longest:
         return tex(name)
     return rf"\parbox[t]{{{longest // 2}em}}{{\raggedright {tex_long(name)}\strut}}"
+
+
+def name_size(name: str, indent: bool) -> tuple[float, int]:
+    """(width in pt, lines) of ``name_cell(name)``, ``indent``: after a \\quad (a variant)."""
+    em = 8.0
+    extra = em if indent else 0.0
+    if len(name) <= NAME_CHARS:
+        return extra + len(name) * CHAR["name"], 1
+    return extra + NAME_CHARS // 2 * em, lines_of(name, NAME_CHARS // 2 * em, CHAR["text"]) + 1
 
 
 def column_heads(rows: list[dict], ablations: list[str]) -> list[str]:
@@ -308,61 +350,216 @@ def column_heads(rows: list[dict], ablations: list[str]) -> list[str]:
     return [rf"${label[0]}_{{{i}}}$" for i, label in enumerate(labels(rows, ablations), 1)]
 
 
+def d_source(r: dict, ablation: str) -> str | None:
+    """What the row's D cell shows: ``verdict`` (the verdict's median with its interval), ``seeds`` (the mean
+    with a t-interval over seeds), ``seed`` (one seed with its bootstrap interval), ``plain`` (a value alone),
+    None (no value)."""
+    if d_of(r, ablation)[0] is None:
+        return None
+    ci = r["intervals"].get(ablation)
+    return ci[1] if ci else "plain"
+
+
 def d_cells(r: dict, ablations: list[str]) -> tuple[list[str], list[str]]:
-    """Each ablation's D on this row (the interval's own estimate where it has one), and its interval."""
+    """Each ablation's D on this row (the interval's own estimate where it has one; the verdict's median marked
+    with a star), and its interval."""
     means, cis = [], []
     for a in ablations:
         m = d_of(r, a)[0]
         ci = r["intervals"].get(a)
         if ci and ci[2] is not None:
             m = ci[2]
-        means.append(num(m))
+        means.append(num(m) if m is None or d_source(r, a) != "verdict" else f"${m:.3f}^{{*}}$")
         cis.append(interval(*ci[0]) if ci and m is not None else "")
     return means, cis
 
 
-def model_panel(rows: list[dict], ablations: list[str], columns: list[str], keys: dict[int, str],
-                tasks: dict[str, str], score: bool) -> list[str]:
-    """One tabular: a heading row per task, a row per model (a variant indented under its baseline), the
-    intervals on a line of their own under the numbers; rows with nothing in these columns left out."""
+DIGITS = {"foot": {"-": 6.3, ".": 2.3, ",": 3.6, "[": 2.3, "]": 2.3, "*": 3.5, "+": 6.3},
+          "script": {"-": 5.5, ".": 2.0, ",": 3.2, "[": 2.0, "]": 2.0, "*": 3.0, "+": 5.5}}
+DIGIT = {"foot": 4.25, "script": 4.0}  # pt: a digit of Computer Modern at 8 pt (cmr8) and at 7 pt (cmr7)
+
+
+def number_width(text: str, size: str) -> float:
+    """The width (pt) of a number or an interval set in math at footnotesize (``foot``) or scriptsize."""
+    return sum(DIGITS[size].get(ch, DIGIT[size]) for ch in text) * 1.04
+
+
+def d_width(r: dict, ablation: str) -> float:
+    """The estimated width (pt) of the row's D cell: its number, or its interval under it, whichever is wider."""
+    mean = d_of(r, ablation)[0]
+    ci = r["intervals"].get(ablation)
+    if mean is None:
+        return 12.0
+    width = number_width(f"{(ci[2] if ci and ci[2] is not None else mean):.3f}*", "foot")
+    if ci:
+        low, high = ci[0]
+        width = max(width, number_width(f"[{low:.3f},{high:.3f}]", "script"))
+    return width
+
+
+def score_width(r: dict) -> float:
+    mean, sd, n = r["value"]
+    if mean is None:
+        return 12.0
+    return max(number_width(f"{mean:.3f}", "foot") + (4.0 if r["near_chance"] else 0.0),
+               number_width(f"+{sd:.3f}", "script") if n > 1 else 0.0)
+
+
+def panel_columns(rows: list[dict], ablations: list[str], keys: dict[int, str], wide: bool) -> list[list[int]]:
+    """The ablations (indices) of each table: as many D columns beside the run, model (and, in the first, score)
+    columns as fit ``WIDTH[wide]`` (at most ``PANEL[wide]``; one at least)."""
+    fixed = max(name_size(r["architecture"] if r["variant"] == "baseline" else r["variant"], r["variant"] != "baseline")[0]
+                for r in rows) if rows else 0.0
+    if len(keys) > 1:
+        fixed += SEP + max([len(k) * 7.0 for k in keys.values()] + [17.0])  # the keys, or the heading "Run"
+    score = SEP + max([score_width(r) for r in rows] + [24.0])
+    widths = [SEP + max([d_width(r, a) for r in rows] + [14.0]) for a in ablations]
+    out: list[list[int]] = []
+    used = fixed + score
+    for i, w in enumerate(widths):
+        if out and len(out[-1]) < PANEL[wide] and used + w <= WIDTH[wide]:
+            out[-1].append(i)
+            used += w
+        else:
+            out.append([i])
+            used = fixed + (score if len(out) == 1 else 0.0) + w
+    return out or [[]]
+
+
+def pack(sections: list[tuple[str, str, list[tuple[list[str], float]]]], budgets: tuple[float, float]) \
+        -> list[list[str]]:
+    """Table bodies, each within its height budget (``budgets``: the first body's, the next ones'): ``sections``
+    are (heading line, its continued form, blocks of (lines, height)); a section's heading comes before its
+    first block in each body it spans (the continued form after the first), and a block is never split."""
+    bodies: list[list[str]] = [[]]
+    room = budgets[0]
+    for heading, continued, blocks in sections:
+        here = started = False  # the section's heading is in the current body; the section has begun
+        for lines, height in blocks:
+            head = RULE + ROW if heading else 0.0
+            need = height + (0.0 if here else head)
+            if need > room and bodies[-1]:
+                bodies.append([])
+                room, here, need = budgets[1], False, height + head
+            if heading and not here:
+                bodies[-1].append(continued if started else heading)
+            bodies[-1] += lines
+            room -= need
+            here = started = True
+    return [b for b in bodies if b]
+
+
+def float_of(env: str, spec: str, header: str, body: list[str], after: list[str]) -> list[str]:
+    return [rf"\begin{{{env}}}[tbp]", r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{4pt}",
+            rf"\begin{{tabular}}{{{spec}}}", r"\toprule", *([header] if header else []), *body, r"\bottomrule",
+            r"\end{tabular}", *after, rf"\end{{{env}}}", ""]
+
+
+def text_height(text: str, width: float, per_char: float, line: float = ROW) -> float:
+    return lines_of(printed(text), width, per_char) * line + 6.0
+
+
+def model_tables(rows: list[dict], ablations: list[str], heads: list[str], labels_: list[str], keys: dict[int, str],
+                 tasks: dict[str, str], wide: bool, env: str) -> list[str]:
+    """The models' tables: per panel of D columns (``panel_columns``) one float or, when its rows are taller than
+    a page, several (continued): a heading row per task (its score metric and chance), a row per model (a
+    variant indented under its baseline), the intervals on a line of their own under the numbers."""
     multi = len(keys) > 1
-    spec = "@{}" + ("l" if multi else "") + "l" + ("r" if score else "") + "r" * len(ablations) + "@{}"
-    width = len(spec.replace("@{}", ""))
-    head = (["Run"] if multi else []) + ["Model"] + (["Score"] if score else []) + columns
-    lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(head) + r" \\"]
-    for task_rows in groups(rows):
-        first = task_rows[0]
-        body = []
-        for r in task_rows:
-            means, cis = d_cells(r, ablations)
-            if not score and all(m == "---" for m in means):
+    out: list[str] = []
+    panels_ = panel_columns(rows, ablations, keys, wide)
+    width = WIDTH[wide]
+    for p, idx in enumerate(panels_):
+        part, part_heads, part_labels = [ablations[i] for i in idx], [heads[i] for i in idx], [labels_[i] for i in idx]
+        score = p == 0
+        spec = "@{}" + ("l" if multi else "") + "l" + ("r" if score else "") + "r" * len(part) + "@{}"
+        ncol = len(spec.replace("@{}", ""))
+        header = " & ".join((["Run"] if multi else []) + ["Model"] + (["Score"] if score else []) + part_heads) + r" \\"
+        sections = []
+        for task_rows in groups(rows):
+            first = task_rows[0]
+            blocks = []
+            for unit in units(task_rows):
+                lines, height = [], 0.0
+                for r in unit:
+                    means, cis = d_cells(r, part)
+                    if not score and all(m == "---" for m in means):
+                        continue
+                    name = r["architecture"] if r["variant"] == "baseline" else r["variant"]
+                    model = name_cell(name) if r["variant"] == "baseline" else rf"\quad {name_cell(name)}"
+                    cells = ([keys[r["run"]]] if multi else []) + [model]
+                    under = [""] * len(cells)
+                    if score:
+                        mean, sd, n = r["value"]
+                        cells.append(num(mean) + (r"$^\dagger$" if r["near_chance"] else ""))
+                        under.append(rf"{{\scriptsize $\pm {sd:.3f}$}}" if mean is not None and n > 1 else "")
+                    lines.append(" & ".join(cells + means) + r" \\")
+                    rows_high = name_size(name, r["variant"] != "baseline")[1]
+                    if any(under + cis):
+                        lines.append(" & ".join(under + cis) + r" \\[1pt]")
+                        rows_high = max(rows_high, 2)
+                    height += rows_high * ROW + GAP
+                if lines:
+                    blocks.append((lines, height))
+            if not blocks:
                 continue
-            model = name_cell(r["architecture"]) if r["variant"] == "baseline" else rf"\quad {name_cell(r['variant'])}"
-            cells = ([keys[r["run"]]] if multi else []) + [model]
-            under = [""] * len(cells)
-            if score:
-                mean, sd, n = r["value"]
-                cells.append(num(mean) + (r"$^\dagger$" if r["near_chance"] else ""))
-                under.append(rf"{{\scriptsize $\pm {sd:.3f}$}}" if mean is not None and n > 1 else "")
-            body.append(" & ".join(cells + means) + r" \\")
-            if any(under + cis):
-                body.append(" & ".join(under + cis) + r" \\[1pt]")
-        if not body:
-            continue
-        aliases = ", ".join(dict.fromkeys(r["task"] for r in task_rows))
-        lines += [r"\midrule", rf"\multicolumn{{{width}}}{{@{{}}l}}{{\textit{{{tex(aliases)}}}"
-                  rf"\textsuperscript{{{tasks[first['task_spec']]}}} --- {tex(first['metric'])}, chance "
-                  rf"{num(chance_of(task_rows))}}} \\", *body]
-    return lines + [r"\bottomrule", r"\end{tabular}"]
+            aliases = ", ".join(dict.fromkeys(r["task"] for r in task_rows))
+            title = (rf"\textit{{{tex(aliases)}}}\textsuperscript{{{tasks[first['task_spec']]}}} --- Score: "
+                     rf"{tex(first['metric'])}, chance {num(chance_of(task_rows))}")
+            sections.append((rf"\midrule \multicolumn{{{ncol}}}{{@{{}}l}}{{{title}}} \\",
+                             rf"\midrule \multicolumn{{{ncol}}}{{@{{}}l}}{{{title} (continued)}} \\", blocks))
+        label = "tab:bench-leaderboard" + (f"-{p + 1}" if p else "")
+        note = legend(rows, part_heads, part_labels, keys)
+        caption = (leaderboard_caption(rows, ablations) if not p
+                   else rf"Table~\ref{{tab:bench-leaderboard}}, continued: {', '.join(part_heads)}.")
+        fixed = 2 * RULE + ROW + 12.0  # rules, the column headings, the caption's skip
+        first = HEIGHT - fixed - text_height(caption, width, CHAR["caption"]) - \
+            text_height(note, width, CHAR["legend"], 8.0)
+        cont_caption = rf"Table~\ref{{{label}}}, continued."
+        rest = HEIGHT - fixed - text_height(cont_caption, width, CHAR["caption"])
+        bodies = pack(sections, (first, rest))
+        for b, body in enumerate(bodies):
+            after = [r"\par\smallskip", r"\begin{minipage}{\linewidth}\scriptsize\raggedright", note,
+                     r"\end{minipage}", rf"\caption{{{caption}}}", rf"\label{{{label}}}"] if not b else \
+                [rf"\caption{{{cont_caption}}}"]
+            out += float_of(env, spec, header, body, after)
+    return out
 
 
-def legend(rows: list[dict], ablations: list[str], heads: list[str], keys: dict[int, str]) -> str:
-    """Under a panel: the run keys and the panel's column headings spelled out (paragraph text: it wraps)."""
-    names = {r["run"]: r["study"] for r in rows}
-    runs = ("Runs: " + "; ".join(rf"{keys[i]}: {tex_long(names[i])}" for i in sorted(keys)) if len(keys) > 1
-            else f"Run: {tex_long(next(iter(names.values())))}")
-    cols = "; ".join(f"{h}: {tex(label)}" for h, label in zip(heads, labels(rows, ablations)))
-    return f"{runs}. {cols}. " + r"Task and model parameters: Table~\ref{tab:bench-setup}."
+def leaderboard_caption(rows: list[dict], ablations: list[str]) -> str:
+    """The first models' table's caption: what the score and each kind of D cell that occurs in it is."""
+    sources = {d_source(r, a) for r in rows for a in ablations} - {None}
+    kinds = []
+    if "seeds" in sources:
+        kinds.append(r"the mean over seeds with its 95\% t-interval over seeds under it")
+    if "seed" in sources:
+        kinds.append(r"one seed's value with its 95\% bootstrap interval over test examples under it")
+    if "verdict" in sources:
+        kinds.append(r"$^{*}$: the verdict's median over seeds with its interval over seeds and test examples "
+                     r"under it (at the level of Table~\ref{tab:bench-verdict}), where the verdict has an interval")
+    if "plain" in sources:
+        kinds.append("no interval under it: one seed without a bootstrap interval")
+    near = r" $^\dagger$: within 10\% of the headroom above chance, $D$ not meaningful." \
+        if any(r["near_chance"] for r in rows) else ""
+    return (r"Identity dependence $D$ (the share of the above-chance score lost when the identity paths are ablated, "
+            r"on the scale the legend names; $S$: identity sufficiency) per model. Score: the task's primary metric "
+            r"(named in the task's heading with its chance level), mean over seeds, $\pm$ sd under it. $D$: "
+            + "; ".join(kinds) + "." + near + f" {tex(MERGE.capitalize())}.")
+
+
+def legend(rows: list[dict], heads: list[str], labels_: list[str], keys: dict[int, str]) -> str:
+    """Under a table: the run keys (each with D's scale), the column headings spelled out (paragraph text: it
+    wraps)."""
+    names = {r["run"]: (r["study"], r.get("scale")) for r in rows}
+    one_scale = len({s for _, s in names.values()}) == 1
+    scale = "" if not one_scale else rf" $D$ on {tex(scale_text(next(iter(names.values()))[1]))}."
+
+    def run(i: int) -> str:
+        study, s = names[i]
+        return tex_long(study) + ("" if one_scale else rf" ($D$ on {tex(scale_text(s))})")
+    runs = ("Runs: " + "; ".join(rf"{keys[i]}: {run(i)}" for i in sorted(keys)) if len(keys) > 1
+            else f"Run: {run(next(iter(keys)))}")
+    cols = "; ".join(f"{h}: {tex(label)}" for h, label in zip(heads, labels_))
+    return f"{runs}.{scale} {cols}. " + r"Task and model parameters: Table~\ref{tab:bench-setup}."
 
 
 def tt(text: object) -> str:
@@ -384,47 +581,96 @@ def text_cell(text: str, share: float) -> str:
     return rf"\parbox[t]{{{share}\linewidth}}{{\raggedright {text}\strut}}"
 
 
-def setup_table(rows: list[dict], keys: dict[int, str], tasks: dict[str, str], env: str) -> list[str]:
-    """What the short names stand for, as a second table: each run (its configuration differences), each task
-    (its registered name and parameters) and each model (likewise, with its size). Text wraps in its column."""
-    body = [r"\multicolumn{2}{@{}l}{\textit{Runs}} \\"]
+def chunks(text: str, size: int) -> list[str]:
+    """``text`` (``k=v, k=v, ...``) in pieces of at most about ``size`` characters, cut between items (an item
+    longer than ``size`` cut inside), so each piece is a table row that fits a page."""
+    out: list[str] = []
+    for item in text.split(", "):
+        while len(item) > size:
+            out.append(item[:size])
+            item = item[size:]
+        if out and len(out[-1]) + 2 + len(item) <= size:
+            out[-1] += ", " + item
+        else:
+            out.append(item)
+    return out
+
+
+def setup_tables(rows: list[dict], keys: dict[int, str], tasks: dict[str, str], env: str, wide: bool) -> list[str]:
+    """What the short names stand for: each run (its configuration differences), each task (its registered name
+    and parameters) and each model (likewise, with its size); text wraps in its column, a long run's differences
+    over several rows, and rows that do not fit a page continue in another float."""
+    width = WIDTH[wide]
+    wide_w, narrow_w = WIDE * width, NARROW * width
+    per_row = int(8 * wide_w / CHAR["tt"])  # about 8 lines of the run column a row
+
+    def block(left: str, right: str, right_plain: str, left_plain: str = "") -> tuple[list[str], float]:
+        h = max(lines_of(right_plain, wide_w, CHAR["tt"]), lines_of(left_plain, narrow_w, CHAR["text"]) if left_plain
+                else 1) * ROW + GAP
+        return [rf"{left} & {right} \\"], h
+
     names = {r["run"]: (r["study"], r["differs"]) for r in rows}
+    runs = []
     for i in sorted(keys):
         study, differs = names[i]
-        extra = rf"; differs in \texttt{{{tex_long(differs_text({k: compact(v) for k, v in differs.items()}))}}}" \
-            if differs else ""
-        body.append(rf"{keys[i] if len(keys) > 1 else ''} & {text_cell(tex_long(study) + extra, WIDE)} \\")
-    body += [r"\midrule", r"\multicolumn{2}{@{}l}{\textit{Tasks}} \\"]
-    body += [rf"\textsuperscript{{{mark}}} & {text_cell(tt(spec), WIDE)} \\" for spec, mark in tasks.items()]
-    body += [r"\midrule", r"\multicolumn{2}{@{}l}{\textit{Models}} \\"]
+        key = keys[i] if len(keys) > 1 else ""
+        text = differs_text({k: compact(v) for k, v in differs.items()})
+        pieces = chunks(text, per_row) if differs else []
+        first = tex_long(study) + (rf"; differs in \texttt{{{tex_long(pieces[0])}}}" if pieces else "")
+        runs.append(block(key, text_cell(first, WIDE), study + "; differs in " + (pieces[0] if pieces else "")))
+        runs += [block("", text_cell(tt(piece), WIDE), piece) for piece in pieces[1:]]
+    task_blocks = [block(rf"\textsuperscript{{{mark}}}", text_cell(tt(spec), WIDE), no_paths(spec))
+                   for spec, mark in tasks.items()]
     models: dict[tuple[str, str], list[str]] = {}
     size: dict[tuple[str, str], int | None] = {}
     for r in rows:
-        runs = models.setdefault((r["architecture"], r["arch_spec"]), [])
+        runs_of = models.setdefault((r["architecture"], r["arch_spec"]), [])
         size[(r["architecture"], r["arch_spec"])] = size.get((r["architecture"], r["arch_spec"])) or r["n_params"]
-        if keys[r["run"]] not in runs:
-            runs.append(keys[r["run"]])
-    for (alias, spec), runs in models.items():
+        if keys[r["run"]] not in runs_of:
+            runs_of.append(keys[r["run"]])
+    model_blocks = []
+    for (alias, spec), runs_of in models.items():
         n = size[(alias, spec)]
-        where = f" ({', '.join(runs)})" if len(keys) > 1 else ""
-        body.append(rf"{text_cell(tex_long(alias) + where, NARROW)} & "
-                    rf"{text_cell(tt(spec) + (f', {params_text(n)} parameters' if n else ''), WIDE)} \\")
-    return [rf"\begin{{{env}}}[t]", r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{4pt}",
-            r"\begin{tabular}{@{}ll@{}}", r"\toprule", *body, r"\bottomrule",
-            r"\end{tabular}", r"\caption{Setup of Table~\ref{tab:bench-leaderboard}: the runs (by folder or study name) "
-            r"and the configuration keys in which they differ, the tasks (superscripts) and the models, each with the "
-            r"parameters it was run with.}", r"\label{tab:bench-setup}", rf"\end{{{env}}}"]
+        where = f" ({', '.join(runs_of)})" if len(keys) > 1 else ""
+        params = f", {params_text(n)} parameters" if n else ""
+        model_blocks.append(block(text_cell(tex_long(alias) + where, NARROW), text_cell(tt(spec) + params, WIDE),
+                                  no_paths(spec) + params, alias + where))
+    sections = [(rf"\midrule \multicolumn{{2}}{{@{{}}l}}{{\textit{{{name}}}}} \\",
+                 rf"\midrule \multicolumn{{2}}{{@{{}}l}}{{\textit{{{name} (continued)}}}} \\", blocks)
+                for name, blocks in (("Runs", runs), ("Tasks", task_blocks), ("Models", model_blocks)) if blocks]
+    caption = (r"Setup of Table~\ref{tab:bench-leaderboard}: the runs (by folder or study name) and the configuration "
+               r"keys in which they differ, the tasks (superscripts) and the models, each with the parameters it was "
+               r"run with.")
+    cont = r"Table~\ref{tab:bench-setup}, continued."
+    fixed = 2 * RULE + 12.0
+    bodies = pack(sections, (HEIGHT - fixed - text_height(caption, width, CHAR["caption"]),
+                             HEIGHT - fixed - text_height(cont, width, CHAR["caption"])))
+    out: list[str] = []
+    for b, body in enumerate(bodies):
+        body = [line.replace(r"\midrule ", "", 1) if k == 0 else line for k, line in enumerate(body)]
+        after = [rf"\caption{{{caption}}}", r"\label{tab:bench-setup}"] if not b else [rf"\caption{{{cont}}}"]
+        out += float_of(env, "@{}ll@{}", "", body, after)
+    return out
 
 
-def verdict_table(rows: list[dict]) -> list[str]:
-    """Each run's headline, its own small table: the pair (a line that wraps), then D_dense, D_global, their
-    difference with its 95% interval (on the line under it), the seeds and the call."""
+def interval_note(h: dict) -> str:
+    """The headline's interval on the run's line: its level, or why there is none."""
+    est, low, high = h["difference"]
+    if low is not None and high is not None:
+        return rf"{confidence(h['alpha'])}\% interval"
+    if h["seeds"] < MEDIAN_SEEDS:
+        return rf"no interval: below {MEDIAN_SEEDS} seeds no distribution-free interval of the median exists"
+    return "no interval"
+
+
+def verdict_tables(rows: list[dict], env: str, wide: bool) -> list[str]:
+    """Each run's headline, in its own small table: the pair (a line that wraps), then D_dense, D_global, their
+    difference with its interval (on the line under it), the seeds and the call."""
     runs = {r["run"]: (r["study"], r.get("headlines") or []) for r in rows}
     if not any(heads for _, heads in runs.values()):
         return ["% no run has a verdict (the config names no dense/global pair)"]
-    lines = [r"\begin{table}[t]", r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{4pt}",
-             r"\begin{tabular}{@{}rrrrl@{}}", r"\toprule",
-             r"$D_{\mathrm{dense}}$ & $D_{\mathrm{global}}$ & $\Delta$ & Seeds & Call \\"]
+    width = WIDTH[wide]
+    blocks = []
     for _, (study, heads) in sorted(runs.items()):
         for h in heads:
             pair = (f"{tex(h['label'])}: " if h.get("label") else "") + \
@@ -432,52 +678,48 @@ def verdict_table(rows: list[dict]) -> list[str]:
             if "missing" in h:
                 what = rf"{pair}; no headline: {tex(h['missing'])}"
             else:
-                what = (rf"{pair}, {tex(h['architecture'])}, {tex(h['ablation'])}; D on {tex(h['scale'].replace('_', ' '))}"
-                        rf"; {confidence(h['alpha'])}\% interval")
-            lines += [r"\midrule", rf"\multicolumn{{5}}{{@{{}}l@{{}}}}{{\parbox[t]{{0.98\linewidth}}{{\raggedright"
-                      rf" \textit{{{tex_long(study)}}}: {what}}}}} \\"]
-            if "missing" in h:
-                continue
-            est, low, high = h["difference"]
-            lines.append(rf"{num(h['dense'][0])} & {num(h['global_'][0])} & {num(est)} & {h['seeds']} & "
-                         rf"{tex(h['call'])} \\")
-            lines += [rf"& & {interval(low, high)} & & \\"] if interval(low, high) else []
-    lines += [r"\bottomrule", r"\end{tabular}",
-              r"\caption{Verdict: each run's headline. $D_{\mathrm{dense}}$, $D_{\mathrm{global}}$: the identity "
-              r"dependence of the dense and the global task's model, medians over seeds; $\Delta = D_{\mathrm{dense}} - "
-              r"D_{\mathrm{global}}$, median over seeds, with its interval over seeds and test examples (under it; its "
-              r"level on the run's line: 95\%, or a sequential study's per-look level); Seeds: the seeds "
-              r"it rests on; Call: the study's pre-specified decision on $\Delta$.}", r"\label{tab:bench-verdict}",
-              r"\end{table}"]
-    return lines
+                what = rf"{pair}, {tex(h['architecture'])}, {tex(h['ablation'])}; D on {tex(scale_text(h['scale']))}" \
+                       rf"; {interval_note(h)}"
+            text = rf"\textit{{{tex_long(study)}}}: {what}"
+            lines = [r"\midrule", rf"\multicolumn{{5}}{{@{{}}l@{{}}}}{{\parbox[t]{{0.98\linewidth}}{{\raggedright"
+                     rf" {text}\strut}}}} \\"]
+            height = RULE + lines_of(printed(text), 0.98 * width, CHAR["text"]) * ROW
+            if "missing" not in h:
+                est, low, high = h["difference"]
+                lines.append(rf"{num(h['dense'][0])} & {num(h['global_'][0])} & {num(est)} & {h['seeds']} & "
+                             rf"{tex(h['call'])} \\")
+                lines += [rf"& & {interval(low, high)} & & \\"] if interval(low, high) else []
+                height += 2 * ROW + GAP
+            blocks.append((lines, height))
+    caption = (r"Verdict: each run's headline. $D_{\mathrm{dense}}$, $D_{\mathrm{global}}$: the identity dependence "
+               r"of the dense and the global task's model, medians over seeds, on the scale the run's line names; "
+               r"$\Delta = D_{\mathrm{dense}} - D_{\mathrm{global}}$, median over seeds, with its interval over seeds "
+               r"and test examples under it where there is one (its level on the run's line); Seeds: the seeds it "
+               r"rests on; Call: the study's pre-specified decision on $\Delta$.")
+    cont = r"Table~\ref{tab:bench-verdict}, continued."
+    fixed = 2 * RULE + ROW + 12.0
+    bodies = pack([("", "", blocks)], (HEIGHT - fixed - text_height(caption, width, CHAR["caption"]),
+                                       HEIGHT - fixed - text_height(cont, width, CHAR["caption"])))
+    header = r"$D_{\mathrm{dense}}$ & $D_{\mathrm{global}}$ & $\Delta$ & Seeds & Call \\"
+    out: list[str] = []
+    for b, body in enumerate(bodies):
+        after = [rf"\caption{{{caption}}}", r"\label{tab:bench-verdict}"] if not b else [rf"\caption{{{cont}}}"]
+        out += float_of(env, "@{}rrrrl@{}", header, [line for line in body if line], after)
+    return out
 
 
 def render_latex(rows: list[dict], ablations: list[str], wide: bool = False) -> str:
-    """Booktabs tables for a manuscript, each its own float: the models (score and D per ablation under short
-    headings, ``PANEL[wide]`` ablations a table, the next ones continued in another) in one column, or across
-    the page with ``wide`` (``table*``); the setup (runs and their configuration differences, task and model
-    parameters) as a second table; and the verdict (each run's headline) as its own small table. Every name is
-    escaped (``bench.markdown.latex``) and no absolute path is written (``no_paths``): a run is named by its
-    folder or study name (``run_label``)."""
+    """Booktabs tables for a manuscript, each its own float placed [tbp]: the models (score and D per ablation
+    under short headings, as many D columns a table as fit, the next ones continued in another) in one column,
+    or across the page with ``wide`` (``table*``); the setup (runs and their configuration differences, task
+    and model parameters) as a second table; and the verdict (each run's headline) as its own small table. A
+    table taller than a page continues in another float. Every name is escaped (``bench.markdown.latex``) and
+    no absolute path is written (``no_paths``): a run is named by its folder or study name (``run_label``)."""
     keys = run_keys(rows)
     tasks = {spec: chr(97 + i) if i < 26 else str(i + 1) for i, spec in enumerate(dict.fromkeys(r["task_spec"] for r in rows))}
     heads = column_heads(rows, ablations)
     env = "table*" if wide else "table"
     lines = ["% bench leaderboard; needs \\usepackage{booktabs}"]
-    k = PANEL[wide]
-    for start in range(0, max(len(ablations), 1), k):
-        part, part_heads = ablations[start:start + k], heads[start:start + k]
-        caption = (r"Identity dependence $D$ (the share of the above-chance score lost when the identity paths are "
-                   r"ablated; $S$: identity sufficiency) per model. Score: mean over seeds, $\pm$ sd under it; $D$: "
-                   r"where the verdict covers the row, its median over seeds with its interval under it (over seeds "
-                   r"and test examples, at the level of Table~\ref{tab:bench-verdict}); else the mean over seeds with a "
-                   r"95\% interval over seeds (one seed: bootstrap over test examples). $^\dagger$: within "
-                   rf"10\% of the headroom above chance, $D$ not meaningful. {tex(MERGE.capitalize())}."
-                   if not start else rf"Table~\ref{{tab:bench-leaderboard}}, continued: {', '.join(part_heads)}.")
-        label = "tab:bench-leaderboard" + (f"-{start // k + 1}" if start else "")
-        lines += [rf"\begin{{{env}}}[t]", r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{4pt}",
-                  *model_panel(rows, part, part_heads, keys, tasks, score=not start), r"\par\smallskip",
-                  r"\begin{minipage}{\linewidth}\scriptsize\raggedright", legend(rows, part, part_heads, keys),
-                  r"\end{minipage}", rf"\caption{{{caption}}}", rf"\label{{{label}}}", rf"\end{{{env}}}", ""]
-    lines += [*setup_table(rows, keys, tasks, env), "", *verdict_table(rows), ""]
+    lines += model_tables(rows, ablations, heads, labels(rows, ablations), keys, tasks, wide, env)
+    lines += [*setup_tables(rows, keys, tasks, env, wide), *verdict_tables(rows, env, wide)]
     return "\n".join(lines)

@@ -235,6 +235,7 @@ def build(run_dirs: list[str]) -> tuple[list[dict], list[str]]:
             row["study"] = run_label(res.study, d)
             row["run"] = i
             row["run_dir"] = str(run_dir(d))
+            row["scale"] = getattr(res, "scale", None)  # what D is computed on (results.json's ``scale``)
         rows += r
         columns += [a for a in abl if a not in columns]
     diffs = config_differences(configs) if len(configs) > 1 else [{} for _ in configs]

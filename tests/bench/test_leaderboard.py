@@ -118,7 +118,9 @@ def test_leaderboard_md_html_latex(runs, capsys, tmp_path):
     assert main(["leaderboard", str(a), str(b), "--format", "latex"]) == 0
     tex = capsys.readouterr().out
     assert all(k in tex for k in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}", "D block\\_lesion"))
-    assert tex.count(r"\textsuperscript{a} --- ") == tex.count(r"\textsuperscript{b} --- ") == 1 and "[" in tex  # a task each
+    # a heading per task (in each table that has rows of it: D columns that do not fit continue in another)
+    assert tex.count(r"\textsuperscript{a} --- Score: ") >= 1 and tex.count(r"\textsuperscript{b} --- Score: ") >= 1
+    assert "[" in tex
     assert r"\textsuperscript{c} --- " not in tex
 
 
