@@ -26,7 +26,7 @@ import torch.distributed as dist
 from pydantic import ValidationError
 
 from bench.ablations.base import AblationContext
-from bench.data import Task, pinned_for
+from bench.data import Task, cap_workers, pinned_for
 from bench.errors import BenchError, first_line, worker_error
 from bench.evaluate import predict_stats
 from bench.failures import translate
@@ -284,13 +284,17 @@ def release_tasks() -> None:
 
 
 def build_task(plan: Plan, alias: str) -> Task:
+    """The task ``alias`` of the plan, its DataLoader workers capped to the cores here (``cap_workers``: one note,
+    said by the writing process)."""
     try:
-        return TASKS.build(spec_dict(plan.cfg.tasks[alias]))
+        task = TASKS.build(spec_dict(plan.cfg.tasks[alias]))
     except BenchError:
         raise
     except Exception as exc:  # e.g. n_train: 0, num_classes: 0: parameters the factory cannot build
         raise BenchError(f"{plan.path}: tasks.{alias}: cannot build the task ({error_line(exc)}); "
                          "check its parameters (--debug shows the traceback)") from exc
+    cap_workers(task, alias, note=writer())
+    return task
 
 
 def setup_process(job: CellJob) -> None:

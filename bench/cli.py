@@ -294,7 +294,7 @@ def check_task_data(label: str, spec: dict) -> int:
     from bench.conformance import build_task, one_torch_thread, task_problems
 
     with one_torch_thread():
-        task, params = build_task(spec, f"bench check {label} --set")
+        task, params = build_task(spec, f"bench check {label} --set", label)
         problems = task_problems(label, task, {"name": spec["name"], **params})
     for line in problems:
         print(f"error: {line}", file=sys.stderr)

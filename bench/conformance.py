@@ -38,7 +38,8 @@ import torch
 from bench.ablations.reorder import Reorder
 from bench.ablations.skip_removal import SkipRemoval
 from bench.data import Task, TaskInfo
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
+from bench.failures import inplace_error
 from bench.flow import DropBranch, FillIdentity, GateGradient, Merge, ResidualBlock, edited, identity_flow, reordered
 from bench.params import validate_params
 from bench.registry import ARCHITECTURES, TASKS
@@ -160,11 +161,25 @@ def run(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x)
 
 
+def backward(out: torch.Tensor) -> None:
+    """``out``'s loss backpropagated; autograd's in-place error as one line naming the README's in-place rule
+    (as ``bench run`` says it: ``bench.failures.inplace_error``), not a raw RuntimeError."""
+    err = None
+    try:
+        out.float().square().mean().backward()
+    except RuntimeError as exc:
+        err = inplace_error(exc)
+        if err is None:
+            raise
+    if err is not None:  # outside the except: the report is the one line, not autograd's chained error
+        pytest.fail(str(err), pytrace=False)
+
+
 def test_forward_backward(arch, kind, params):
     model = build(arch, kind, params).train()
     out = model(inputs(kind))
     assert out.shape == out_shape(kind)
-    out.float().square().mean().backward()
+    backward(out)
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert grads and all(g is None or torch.isfinite(g).all() for g in grads)
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
@@ -242,7 +257,7 @@ def test_lesioning_every_residual_branch_leaves_the_identity_path(arch, kind, pa
     with edited(model, {b.name: DropBranch() for b in blocks}):
         out = model(inputs(kind))
         assert out.shape == out_shape(kind) and torch.isfinite(out).all()
-        out.float().square().mean().backward()
+        backward(out)
     for p in model.parameters():
         if id(p) in branches:
             assert p.grad is None, "a lesioned branch still ran"
@@ -265,12 +280,24 @@ def test_reordering_changes_the_output_and_is_undone(arch, params):
 # ---------------------------------------------------------------------------------------------------- tasks
 
 
-def build_task(spec: dict, where: str) -> tuple[Task, dict]:
-    """The task a spec names, built as a run builds it, and its validated parameters (defaults filled in)."""
+def build_task(spec: dict, where: str, label: str | None = None) -> tuple[Task, dict]:
+    """The task a spec names, built as a run builds it, and its validated parameters (defaults filled in). With
+    ``label``, an error raised while building it (the loader finding a bad mask, a missing root) is prefixed
+    ``task <label>: `` and keeps the loader's message."""
     params = dict(spec)
     name = params.pop("name")
     params = validate_params(TASKS.get(name), params, where)
-    return TASKS.build({"name": name, **params}), params
+    try:
+        return TASKS.build({"name": name, **params}), params
+    except BenchError as exc:
+        if label is None:
+            raise
+        raise BenchError(f"task {label}: {exc}") from exc
+    except Exception as exc:  # the factory's own error: one line, with the task named
+        if label is None:
+            raise
+        raise BenchError(f"task {label}: cannot build the task ({first_line(exc)}); fix the data or the parameters "
+                         "(--debug shows the traceback)") from exc
 
 
 def task_problems(label: str, task: Task, spec: dict | None = None) -> list[str]:
@@ -298,7 +325,11 @@ def task_problems(label: str, task: Task, spec: dict | None = None) -> list[str]
         if len(split) == 0:
             bad(f"the {name} split is empty; check the data root and the split's file list or subset")
             continue
-        targets = torch.as_tensor(split.targets())
+        try:  # a loader reads its labels here and may refuse one (a mask value out of range): its own message
+            targets = torch.as_tensor(split.targets())
+        except BenchError as exc:
+            bad(str(exc))
+            continue
         if targets.ndim != dims or len(targets) != len(split):
             what = "labels (N,)" if dims == 1 else "masks (N, H, W)"
             bad(f"{name} targets() has shape {tuple(targets.shape)} for {len(split)} examples; return {what}")
@@ -375,7 +406,7 @@ def test_task_conforms(task_spec):
     """One ``--bench-task``: every problem ``task_problems`` finds, one line each."""
     with one_torch_thread():
         try:
-            task, params = build_task(task_spec, f"--bench-task {task_spec['name']}")
+            task, params = build_task(task_spec, f"--bench-task {task_spec['name']}", task_spec["name"])
         except BenchError as exc:
             pytest.fail(str(exc), pytrace=False)
         problems = task_problems(task_spec["name"], task, {"name": task_spec["name"], **params})

@@ -9,6 +9,8 @@ decoded by DataLoader workers, e.g. albumentations pipelines for segmentation).
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -70,6 +72,38 @@ class Task:
     test: Split
     description: str = ""
     provenance: dict = field(default_factory=dict)  # data root, files, checksums: recorded in results
+
+
+def cpu_cores() -> int:
+    """The cores this process may use (its CPU affinity where the platform has one, else the machine's)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+_CAPPED: set[tuple[str, int, int]] = set()
+
+
+def cap_workers(task: Task, label: str, note: bool = True) -> int | None:
+    """Every file-backed split of ``task`` (a ``workers`` attribute: ``DatasetSplit``) reads with at most the
+    cores here: more DataLoader processes only contend, and torch warns about them once per loader. A cap is
+    said in one note on stderr naming the task (once per task, count and cores in a process; ``note``: False
+    where another process says it). Returns the count its DataLoaders use (also ``task.provenance["workers"]``,
+    and results.json's ``provenance.data_workers``), or None for a task held in memory."""
+    splits = [s for s in (task.train, task.test) if isinstance(getattr(s, "workers", None), int)]
+    if not splits:
+        return None
+    cores = cpu_cores()
+    asked = max(s.workers for s in splits)  # type: ignore[attr-defined]
+    if asked > cores and note and (label, asked, cores) not in _CAPPED:
+        _CAPPED.add((label, asked, cores))
+        print(f"note: task {label}: workers {asked} > {cores} CPU core(s) here; using {cores}", file=sys.stderr)
+    for s in splits:
+        s.workers = min(s.workers, cores)  # type: ignore[attr-defined]
+    used = max(s.workers for s in splits)  # type: ignore[attr-defined]
+    task.provenance["workers"] = used
+    return used
 
 
 def rank_batches(order: torch.Tensor, batch_size: int, rank: int = 0, world: int = 1) -> Iterator[torch.Tensor]:

@@ -72,6 +72,9 @@ def _run(plan: Plan, executor: Executor | None, options: Options, rd: RunDir) ->
         print(f"device: {prov['device']} ({prov['device_name']}; config device: {plan.cfg.device})", file=sys.stderr)
     timings: dict[str, float] = {}
     tasks = tasks_of(plan, timings)  # missing or malformed data fails here, before anything is written
+    workers = {alias: t.provenance["workers"] for alias, t in tasks.items() if "workers" in t.provenance}
+    if workers:  # the DataLoader processes each file-backed task read with (capped to the cores: cap_workers)
+        prov["data_workers"] = workers
     probe(plan, tasks)
     try:
         if writer():

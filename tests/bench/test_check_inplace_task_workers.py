@@ -1,0 +1,110 @@
+"""Issue 28 review: ``bench check`` of an architecture with an in-place operation names the README's in-place rule
+(as ``bench run`` does); ``bench check TASK`` names the task when its loader refuses a label; DataLoader
+``workers`` above the cores are capped for every file-backed task, with one note naming it, and the count used
+is what the run records."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import bench.data as data
+from bench.cell import build_task
+from bench.cli import main
+from bench.plan import Plan
+from tests.fixtures_data import write_seg_folder
+
+INPLACE = textwrap.dedent('''
+    import torch
+    from torch import nn
+    from bench.data import TaskInfo
+    from bench.flow import ResidualBlock
+    from bench.models.heads import make_head
+    from bench.registry import ARCHITECTURES
+
+
+    class Net(nn.Module):
+        def __init__(self, task: TaskInfo, width: int):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(task.in_channels, width, 3, padding=1), nn.ReLU())
+            self.block = ResidualBlock(nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+                                                     nn.Conv2d(width, width, 3, padding=1)),
+                                       nn.Identity(), post=nn.ReLU(inplace=True), same_shape=True, stage=0)
+            self.head = make_head(task, width)
+
+        def forward(self, x):
+            return self.head(self.block(self.stem(x)), x.shape[-2:])
+
+
+    @ARCHITECTURES.register("inplace_net")
+    def inplace_net(task: TaskInfo, width: int = 4) -> Net:
+        """One residual block whose post() is an in-place ReLU."""
+        return Net(task, width)
+''')
+
+
+def test_check_of_an_architecture_with_an_in_place_op_names_the_readme_rule(tmp_path, capsys):
+    plugin = tmp_path / "inplace_net.py"
+    plugin.write_text(INPLACE)
+    assert main(["--plugin", str(plugin), "check", "inplace_net"]) != 0
+    out = capsys.readouterr().out
+    assert "an in-place operation changed a tensor autograd needs" in out
+    assert "README, 'Register your own architecture', In-place operations" in out and "nn.ReLU()" in out
+    assert "During handling of the above exception" not in out and "RuntimeError" not in out
+
+
+def test_check_task_names_the_task_when_its_loader_refuses_a_mask(tmp_path, capsys):
+    root = write_seg_folder(tmp_path / "seg", splits=("train", "val"))
+    Image.fromarray(np.full((32, 32), 7, dtype=np.uint8), mode="L").save(root / "train" / "masks" / "1.png")
+    assert main(["check", "segmentation_folder", "--set", f"root={root}", "--set", "num_classes=3",
+                 "--set", "workers=0"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: task segmentation_folder: "), err
+    assert "masks/1.png: mask value 7 is outside 0..2" in err[0]  # the loader's own message, kept
+
+
+def test_workers_above_the_cores_are_capped_for_every_file_backed_task_with_one_note(tmp_path, monkeypatch, capsys):
+    root = write_seg_folder(tmp_path / "seg", splits=("train", "val"))
+    config = tmp_path / "study.yaml"
+    config.write_text(textwrap.dedent(f"""
+        name: workers
+        seeds: [0]
+        device: cpu
+        tasks:
+          seg: {{name: segmentation_folder, root: {root}, num_classes: 3, crop_size: 32, workers: 8}}
+          cls: {{name: classify_from_masks, source: {{name: segmentation_folder, root: {root}, num_classes: 3,
+                 background_index: 0, crop_size: 32, workers: 8}}}}
+        architectures:
+          unet: {{name: unet, depth: 2, width: 4}}
+        train: {{epochs: 1, batch_size: 4}}
+        ablations:
+          - {{name: skip_removal}}
+    """))
+    monkeypatch.setattr(data, "cpu_cores", lambda: 2)
+    monkeypatch.setattr(data, "_CAPPED", set())
+    plan = Plan.build(config)
+    capsys.readouterr()
+    tasks = {alias: build_task(plan, alias) for alias in ("seg", "cls", "seg")}
+    for task in tasks.values():
+        assert task.train.workers == task.test.workers == task.provenance["workers"] == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"note: task {alias}: workers 8 > 2 CPU core(s) here; using 2" for alias in ("seg", "cls")], err
+    monkeypatch.setattr(data, "cpu_cores", lambda: 16)
+    assert build_task(plan, "seg").train.workers == 8  # within the cores: as configured, no note
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("cores", [1])
+def test_a_task_held_in_memory_has_no_workers_to_cap(cores, monkeypatch):
+    import torch
+
+    from bench.data import Task, TaskInfo, TensorSplit, cap_workers
+
+    split = TensorSplit(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.zeros(2, dtype=torch.long), (0.5,) * 3,
+                        (0.5,) * 3)
+    monkeypatch.setattr(data, "cpu_cores", lambda: cores)
+    task = Task(TaskInfo("classification", 2, 3, (8, 8)), split, split)
+    assert cap_workers(task, "mem") is None and "workers" not in task.provenance
