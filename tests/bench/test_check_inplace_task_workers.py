@@ -108,3 +108,14 @@ def test_a_task_held_in_memory_has_no_workers_to_cap(cores, monkeypatch):
     monkeypatch.setattr(data, "cpu_cores", lambda: cores)
     task = Task(TaskInfo("classification", 2, 3, (8, 8)), split, split)
     assert cap_workers(task, "mem") is None and "workers" not in task.provenance
+
+
+def test_validate_says_the_sbd_requirement_once(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "unet_voc.yaml"
+    monkeypatch.chdir(tmp_path)  # no data here: validate says what a run downloads and what to add by hand
+    assert main(["validate", str(config), "--set", "tasks.voc.train_split=train_aug"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("SegmentationClassAug/ and ImageSets/Segmentation/train_aug.txt (SBD, not downloaded") == 1, out
+    assert "a run downloads" in out and "for train_split: train_aug also add" in out
