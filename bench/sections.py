@@ -164,13 +164,24 @@ def mean_error(cells: list, of: str = "metrics") -> float:
 
 
 # ------------------------------------------------------------------------------ the built-ins
+KIND_COLOURS = {"attention": "tab:orange", "mlp": "tab:green"}  # declared branch kinds (a ViT's); others: blue
+
+
+def single_lesions(cell, name: str) -> list[dict]:
+    """A cell's one-branch lesion records: the first ``summary.blocks`` (whole-unit lesions, a transformer
+    block's branches at once, follow them; bench.ablations.lesion)."""
+    result = cell.ablations[name]
+    return result.records[: result.summary.get("blocks", len(result.records))]
+
+
 @renders(BlockLesion)
 def block_lesion(res: Results, run_dir: Path, name: str) -> str:
     def panel(ax, task: str, arch: str, group: list) -> list[list]:
-        recs = group[0].ablations[name].records
-        err = np.array([[1 - r["primary"] for r in c.ablations[name].records] for c in group])
+        recs = single_lesions(group[0], name)
+        err = np.array([[1 - r["primary"] for r in single_lesions(c, name)] for c in group])
         base, chance = mean_error(group), mean_error(group, "chance")
-        colours = ["tab:red" if r["key"]["downsampling"] else "tab:blue" for r in recs]
+        colours = ["tab:red" if r["key"]["downsampling"] else KIND_COLOURS.get(r["key"].get("branch"), "tab:blue")
+                   for r in recs]
         x = np.arange(1, len(recs) + 1)
         hatch = plots.STATES[model_state(res, group)][1] if model_state(res, group) else None
         ax.bar(x, err.mean(0), yerr=err.std(0, ddof=1) if len(group) > 1 else None, color=colours, capsize=2,
@@ -182,7 +193,9 @@ def block_lesion(res: Results, run_dir: Path, name: str) -> str:
         plots.anchor(ax, base, chance)
         plots.integer_ticks(ax)
         state = mark_model(ax, res, group, f"{arch} on {task}")
-        ax.set_xlabel("lesioned block (red: downsampling)", fontsize=8)
+        kinds = sorted({r["key"].get("branch") for r in recs} & set(KIND_COLOURS))
+        ax.set_xlabel("lesioned block (red: downsampling" + "".join(f"; {KIND_COLOURS[k][4:]}: {k}" for k in kinds)
+                      + ")", fontsize=8)
         ax.set_ylabel(f"error (1 − {group[0].primary_metric})", fontsize=8)
         plots.legend_outside(ax, plots.state_handles([state]))
         deps = [c.ablations[name].summary for c in group]
@@ -192,7 +205,7 @@ def block_lesion(res: Results, run_dir: Path, name: str) -> str:
                  fmt(float(err.max())), fmt(mean_of([d["dependence"] for d in deps])),
                  fmt(mean_of([d["dependence_non_downsampling"] for d in deps]))]]
 
-    return grid_section(
+    text = grid_section(
         res, run_dir, name, title=f"{esc(name)} — single-block lesions (Veit et al. 2016, Fig. 3)",
         intro="Each block's residual branch removed at test time, its shortcut kept (plain layers: y = x). "
               "Bars: mean error over seeds, error bars: sd over seeds. BatchNorm: running statistics kept, as "
@@ -200,6 +213,32 @@ def block_lesion(res: Results, run_dir: Path, name: str) -> str:
         header=["task", "architecture", "seeds", "blocks", "error, intact", "mean error, one block lesioned",
                 "mean error, downsampling blocks", "mean error, other blocks", "worst", "mean D", "mean D, non-downsampling"],
         panel=panel, share="row")
+    return text + by_branch_table(res, name) if text else text
+
+
+def by_branch_table(res: Results, name: str) -> str:
+    """D per declared branch kind (a ViT's attention and MLP branches, and its blocks lesioned whole), per task
+    and architecture: mean over seeds, its sd and range; nothing for architectures that declare no kinds."""
+    rows = []
+    for task, arch, group in pair_groups(res, name):
+        per_seed: dict[str, list[float | None]] = {}
+        for c in group:
+            for kind, d in (c.ablations[name].summary.get("dependence_by_branch") or {}).items():
+                per_seed.setdefault(kind, []).append(d)
+        for kind, ds in sorted(per_seed.items(), key=lambda kv: (len(kv[0].split("+")), kv[0])):
+            v = np.asarray([d for d in ds if d is not None], dtype=float)
+            spread = [fmt(float(v.std(ddof=1))) if len(v) > 1 else "—",
+                      f"{fmt(float(v.min()))} – {fmt(float(v.max()))}" if len(v) else "—"]
+            rows.append([esc(task), esc(arch), esc(kind), f"{len(v)} of {len(ds)}",
+                         fmt(float(v.mean())) if len(v) else "—", *spread])
+    if not rows:
+        return ""
+    return ("\nD per branch kind: each kind's lesions of one branch (attention, mlp), and each unit lesioned "
+            "whole (attention+mlp: a transformer block, y = x over it); per seed the mean over that kind's "
+            "lesions, then over seeds with a D (none where the baseline is at or below chance). The "
+            "dense-vs-global reading with intervals is the verdict's ensemble row (single-branch lesions).\n\n"
+            + table(["task", "architecture", "lesioned", "seeds with a D", "mean D", "sd over seeds", "range over seeds"], rows)
+            + "\n")
 
 
 @renders(MultiLesion)
