@@ -45,7 +45,7 @@ REACH = 3.0  # ... and farther from the bulk than 3 times its span: only then is
 STATES = {
     "at or below chance": ("at or below chance (margin over chance <= 0)", "xx", 0.25),
     "ill-conditioned": ("ill-conditioned (margin over chance below the threshold: D unreliable)", "////", 0.35),
-    "underpowered": ("underpowered (fewer seeds than min_seeds: no call)", "\\\\", 0.6),
+    "underpowered": ("underpowered (too few seeds for a call)", "\\\\", 0.6),  # the figure says why: labels=
 }
 MARKERS = {"at or below chance": "X", "ill-conditioned": "D", "underpowered": "o"}
 
@@ -117,7 +117,8 @@ def legend_outside(ax, handles: list | None = None) -> None:
     for h in handles or []:
         own.append(h)
         labels.append(h.get_label())
-    ax.legend(own, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
+    ncol = 1 if any(len(label) > 24 for label in labels) else 2  # long entries one a line: none is cut off
+    ax.legend(own, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=ncol, frameon=False)
 
 
 # ------------------------------------------------------------------------------------- robust limits
@@ -202,12 +203,13 @@ def _finite(v) -> bool:
 
 
 # ---------------------------------------------------------------------------------- marked states
-def state_handles(states: Iterable[str]) -> list:
-    """Legend entries (hatched patches) naming each state in ``states`` that occurs, in ``STATES`` order."""
+def state_handles(states: Iterable[str], labels: dict[str, str] | None = None) -> list:
+    """Legend entries (hatched patches) naming each state in ``states`` that occurs, in ``STATES`` order;
+    ``labels``: a state's label as the figure's rows have it (an underpowered row's actual reason)."""
     from matplotlib.patches import Patch
 
     present = set(states)
-    return [Patch(facecolor="white", edgecolor="black", hatch=hatch, label=label)
+    return [Patch(facecolor="white", edgecolor="black", hatch=hatch, label=(labels or {}).get(s, label))
             for s, (label, hatch, _) in STATES.items() if s in present]
 
 

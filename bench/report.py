@@ -365,36 +365,61 @@ def provenance_section(res: Results) -> str:
             + f"- {preregistration_line(res)}\n")
 
 
+def fewest_for_interval(alpha: float) -> int:
+    """The fewest seeds with a distribution-free interval of the median at level 1 − alpha (6 at 95%)."""
+    return next(n for n in range(1, 1000) if stats.sign_rank(n, alpha) >= 1)
+
+
+def underpowered_label(v: Verdict, rows: list) -> str:
+    """The legend's underpowered entry, from the reason its rows have: fewer seeds than ``min_seeds``, or too few
+    for a distribution-free interval (``bench.verdict._call``)."""
+    reasons = []
+    need = fewest_for_interval(v.alpha)
+    for r in rows:
+        if r.verdict != "underpowered":
+            continue
+        why = (f"{r.seeds} seeds, fewer than min_seeds = {v.min_seeds}" if r.seeds < v.min_seeds else
+               f"{r.seeds} seeds: below {need} no distribution-free interval")
+        if why not in reasons:
+            reasons.append(why)
+    return f"underpowered ({'; '.join(reasons)}: no call)"
+
+
 def verdict_figure(res: Results, run_dir: Path) -> str:
-    """The verdict as a picture: per row, D (or sufficiency) of the dense and the global task with their
-    intervals, one panel per family, the headline starred; a row that makes no call (ill-conditioned,
-    underpowered) hatched, a side whose baseline is at or below chance drawn as an X, each named in the legend
-    (``plots.STATES``); markdown embedding it, or "" without rows."""
+    """The verdict as a picture: per row, D (or sufficiency) of the dense and the global task and their difference
+    Δ (what the call rests on), each with its interval where it has one, one panel per family, the headline
+    starred; a row that makes no call (ill-conditioned, underpowered: with its actual reason) hatched, a side whose
+    baseline is at or below chance drawn as an X, each named in the legend (``plots.STATES``); markdown embedding
+    it, or "" without rows."""
     v = res.verdict
     families = [f for f in FAMILY_TITLES if v is not None and any(r.family == f for r in v.rows)]
     if not families:
         return ""
     fig, axes = plots.grid(len(families), width=4.6, height=3.4)
+    intervals = False
+    sides = {"dense": (-0.22, "tab:blue", "dense"), "global_": (0.0, "tab:orange", "global"),
+             "difference": (0.22, "black", "Δ = dense − global (the call's)")}
     for ax, family in zip(axes, families):
         rows = [r for r in v.rows if r.family == family]
         states = [r.verdict if r.verdict in plots.STATES else None for r in rows]
         for i, state in enumerate(states):
             plots.shade(ax, i, state)
-        for side, (offset, colour) in {"dense": (-0.12, "tab:blue"), "global_": (0.12, "tab:orange")}.items():
-            margin = "dense_margin" if side == "dense" else "global_margin"
+        for side, (offset, colour, label) in sides.items():
+            margin = {"dense": "dense_margin", "global_": "global_margin"}.get(side)
             for i, r in enumerate(rows):
                 d = getattr(r, side)
                 if d.estimate is None:
                     continue
-                m = getattr(r.conditioning, margin)
+                m = getattr(r.conditioning, margin) if margin else None
                 below = m is not None and m.estimate is not None and m.estimate <= 0 and r.architecture != "(input)"
                 if below:
                     states.append("at or below chance")
                 hollow = below or states[i] == "ill-conditioned"
                 yerr = ([[d.estimate - d.low], [d.high - d.estimate]] if None not in (d.low, d.high) else None)
-                ax.errorbar([i + offset], [d.estimate], yerr=yerr, fmt=plots.MARKERS["at or below chance"] if below
-                            else "o", color=colour, mfc="white" if hollow else colour, ms=7 if below else 6,
-                            capsize=3, label="dense" if side == "dense" else "global")
+                intervals = intervals or yerr is not None
+                marker = plots.MARKERS["at or below chance"] if below else "s" if side == "difference" else "o"
+                ax.errorbar([i + offset], [d.estimate], yerr=yerr, fmt=marker, color=colour,
+                            mfc="white" if hollow else colour, ms=7 if below else 6, capsize=3, label=label)
                 plots.points(ax, [i + offset], [d.estimate])
                 plots.extent(ax, *(x for x in (d.low, d.high) if x is not None))
         ax.axhline(0, color="grey", lw=0.6)
@@ -408,11 +433,13 @@ def verdict_figure(res: Results, run_dir: Path) -> str:
         ax.set_title(f"{family} family", fontsize=9)
         handles, labels = ax.get_legend_handles_labels()
         keep = {label: h for h, label in zip(handles, labels)}  # one entry per side
-        ax.legend([*keep.values(), *plots.state_handles(states)], [*keep, *(h.get_label() for h in
-                  plots.state_handles(states))], fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.3),
-                  ncol=1, frameon=False)
+        marks = plots.state_handles(states, {"underpowered": underpowered_label(v, rows)})
+        ax.legend([*keep.values(), *marks], [*keep, *(h.get_label() for h in marks)], fontsize=6.5,
+                  loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=1, frameon=False)
     png = plots.save(fig, RunDir(run_dir).figure("verdict"))
-    return (f"![verdict: D of the dense and the global task per row, {level(v.alpha)} intervals; ★ = the "
+    bars = (f"with their {level(v.alpha)} intervals where a row has one" if intervals else
+            "medians over seeds (no interval drawn: no row has one)")
+    return (f"![verdict: D of the dense and the global task per row and their difference Δ, {bars}; ★ = the "
             f"pre-specified headline; hatched: no call (ill-conditioned or underpowered); X: a baseline at or "
             f"below chance]({png})\n")
 

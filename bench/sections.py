@@ -355,6 +355,13 @@ def path_gradients(res: Results, run_dir: Path, name: str) -> str:
                 "mean length of gradient", "mean path length"], panel=panel, share="none", height=3.0)
 
 
+def error_bar_handle(label: str):
+    """A legend entry saying what a figure's error bars are."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([0], [0], color="black", marker="|", ms=9, lw=0, mew=1.2, label=label)
+
+
 @renders(SkipLesion)
 def skip_lesion(res: Results, run_dir: Path, name: str) -> str:
     def panel(ax, task: str, arch: str, group: list) -> list[list]:
@@ -373,8 +380,9 @@ def skip_lesion(res: Results, run_dir: Path, name: str) -> str:
             vals = np.array([np.nan if means.get((fill, lv)) is None else means[fill, lv] for lv in levels])
             sd = np.array([sds.get((fill, lv), 0.0) for lv in levels])
             x = np.arange(len(levels)) + j * width
-            ax.bar(x, vals, width, label=fill, yerr=sd if len(group) > 1 else None, capsize=2,
-                   hatch=plots.STATES[state][1] if state else None, alpha=plots.STATES[state][2] if state else 1.0)
+            ax.bar(x, vals, width, label=f"{fill} fill: mean over seeds", yerr=sd if len(group) > 1 else None,
+                   capsize=2, hatch=plots.STATES[state][1] if state else None,
+                   alpha=plots.STATES[state][2] if state else 1.0)
             plots.points(ax, x, vals)
             plots.extent(ax, vals + sd, vals - sd)
         plots.anchor(ax, 0, 1)
@@ -382,9 +390,13 @@ def skip_lesion(res: Results, run_dir: Path, name: str) -> str:
         ax.axhline(1, color="grey", lw=0.6, ls=":")  # chance
         ax.set_xticks(np.arange(len(levels)) + width * (len(fills) - 1) / 2, levels, fontsize=7)
         mark_model(ax, res, group, f"{arch} on {task}")
-        ax.set_xlabel("skip level lesioned (0 = finest)", fontsize=8)
+        numbered = all(_level_order(lv)[0] == 0 for lv in levels if lv != "all")
+        ax.set_xlabel("skip level lesioned (0 = finest; all = every level at once)" if numbered else
+                      "skip lesioned, as the architecture names it, finest first (all = every one at once)",
+                      fontsize=8)
         ax.set_ylabel("identity dependence D\n(0 = nothing lost, 1 = chance)", fontsize=8)
-        plots.legend_outside(ax, plots.state_handles([state]))
+        extra = [error_bar_handle(f"error bar: sd over the {len(group)} seeds")] if len(group) > 1 else []
+        plots.legend_outside(ax, extra + plots.state_handles([state]))
         return [[task, arch, len(group), fill, ", ".join(f"{lv}: {fmt(means.get((fill, lv)))}" for lv in levels
                                                           if lv != "all"), fmt(means.get((fill, "all")))]
                 for fill in fills]
@@ -453,7 +465,8 @@ def identity_readout(res: Results, run_dir: Path, name: str) -> str:
     cells = [c for c in res.cells if name in c.ablations]
     if not cells:
         return ""
-    rows, labels, values, errors = [], [], [], []
+    rows, errors = [], []
+    seeds_of: dict[tuple[str, int], tuple[float | None, list[float]]] = {}  # (task, seed) -> (sufficiency, error)
     for task, seed in dict.fromkeys((c.task, c.seed) for c in cells):
         group = [c for c in cells if (c.task, c.seed) == (task, seed)]
         out = group[0].ablations[name]
@@ -464,18 +477,40 @@ def identity_readout(res: Results, run_dir: Path, name: str) -> str:
                      fmt(group[0].metrics.get(scale_of(res.scale).chance)), fmt_ci(out.summary_ci), relative])
         ci = out.summary_ci
         suff = out.summary["sufficiency"]
-        labels.append(f"{task}\ns{seed}")
-        values.append(suff)
         # a percentile interval need not contain the point estimate (chance is re-read in every replicate: 1/K of
         # the classes it holds), and a bar cannot draw a negative error: the table gives the interval as it is
         errors.append([max(suff - ci.low, 0.0), max(ci.high - suff, 0.0)] if ci is not None and ci.low is not None
-                      else [0.0, 0.0])
-    fig, (ax,) = plots.grid(1, width=max(4.2, 0.9 * len(labels)))
-    ax.bar(range(len(values)), values, yerr=np.array(errors).T, color="tab:green", capsize=3)
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xticks(range(len(labels)), labels, fontsize=7)
-    ax.set_ylabel("sufficiency (0 = chance, 1 = perfect)", fontsize=8)
-    ax.set_title("linear readout of the input alone", fontsize=9)
+                      and suff is not None else [0.0, 0.0])
+        seeds_of[task, seed] = (suff, errors[-1])
+    tasks = list(dict.fromkeys(task for task, _ in seeds_of))  # one row per task, a bar per seed
+    most = max(sum(t == task for t, _ in seeds_of) for task in tasks)
+    fig, axes = plots.panels(tasks, share="all", width=max(4.6, 0.45 * most + 2), height=2.6)
+    at_chance = False
+    for task in tasks:
+        ax = axes[task, ""]
+        points = [seeds_of[t, s] + (s,) for t, s in seeds_of if t == task]
+        for i, (suff, err, _seed) in enumerate(points):
+            chance = suff is None or suff <= 0  # the readout does no better than chance: no bar to draw
+            if chance:
+                at_chance = True
+                plots.shade(ax, i, "at or below chance", half=0.4)
+                ax.plot([i], [0.0], marker=plots.MARKERS["at or below chance"], color="black", ms=7, lw=0)
+                plots.points(ax, [i], [0.0])
+                continue
+            ax.bar([i], [suff], 0.7, yerr=np.array([err]).T, color="tab:green", capsize=3)
+            plots.points(ax, [i], [suff])
+            plots.extent(ax, suff - err[0], suff + err[1])
+        plots.anchor(ax, 0)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xlim(-0.6, len(points) - 0.4)
+        ax.set_xticks(range(len(points)), [f"s{seed}" for _, _, seed in points], fontsize=7)
+        ax.set_ylabel("sufficiency\n(0 = chance, 1 = perfect)", fontsize=8)
+        ax.set_title(f"linear readout of the input alone on {task}", fontsize=9)
+    bottom = axes[tasks[-1], ""]
+    plots.legend_outside(bottom, [error_bar_handle("error bar: 95% bootstrap interval (test set)"),
+                                  *(plots.state_handles(["at or below chance"],
+                                                        {"at or below chance": "X: readout at or below chance"})
+                                    if at_chance else [])])
     png = plots.save(fig, RunDir(run_dir).figure(name))
     return (f"## {esc(name)} — how much of the answer the input alone carries\n\n"
             "A linear readout of the input (per pixel for segmentation, of the flattened image for "

@@ -179,3 +179,64 @@ def test_the_recipe_in_docs_results_md_runs_as_written(run, tmp_path, monkeypatc
     exec(compile(code, "docs/results.md", "exec"), {})
     out = work / "skip_lesion_mine.pdf"
     assert out.is_file() and out.read_bytes().startswith(b"%PDF")
+
+
+# ---------------------------------------------------------------- legends and alt text say what is drawn
+def test_the_verdict_figure_says_why_a_row_is_underpowered_and_draws_the_difference(run, figures, monkeypatch):
+    monkeypatch.setenv(plots.FORMATS_ENV, "png")  # the legends are read, not the vector files
+    res = load_results(run).model_copy(deep=True)
+    with owning(run):
+        alt = verdict_figure(res, run)
+    texts = legend_texts(figures[-1])
+    # 5 seeds with min_seeds 5: the reason is the missing distribution-free interval, not min_seeds
+    assert "underpowered (5 seeds: below 6 no distribution-free interval: no call)" in texts
+    assert not any("min_seeds" in t for t in texts)
+    assert "Δ = dense − global (the call's)" in texts  # the difference the call rests on is drawn
+    assert "interval" in alt and "95% intervals" not in alt and "no interval drawn" in alt  # none is drawn
+    res.verdict.min_seeds = 10
+    head = res.verdict.headline
+    row = next(r for r in res.verdict.rows if (r.architecture, r.ablation) == (head.architecture, head.ablation))
+    row.difference.low, row.difference.high = row.difference.estimate - 0.1, row.difference.estimate + 0.2
+    with owning(run):
+        alt = verdict_figure(res, run)
+    assert "underpowered (5 seeds, fewer than min_seeds = 10: no call)" in legend_texts(figures[-1])
+    assert "with their 95% intervals where a row has one" in alt
+    ax = figures[-1].axes[0]
+    bars = [c for c in ax.containers if c.lines[0].get_color() == "black" and c.has_yerr]
+    assert len(bars) == 1  # the Δ with its interval
+
+
+def test_skip_lesion_error_bars_and_axis_are_explained(run, figures, monkeypatch):
+    monkeypatch.setenv(plots.FORMATS_ENV, "png")  # the legends are read, not the vector files
+    with owning(run):
+        sections.skip_lesion(load_results(run), run, "skip_lesion")
+    texts = legend_texts(figures[-1])
+    assert "error bar: sd over the 5 seeds" in texts and "mean fill: mean over seeds" in texts
+    assert figures[-1].axes[0].get_xlabel().startswith("skip level lesioned (0 = finest")
+    res = load_results(run).model_copy(deep=True)  # levels named by the architecture (a ResNet's blocks)
+    for c in res.cells:
+        for rec in c.ablations.get("skip_lesion", type("", (), {"records": []})).records:
+            if rec["key"]["level"] != "all":
+                rec["key"]["level"] = f"block{rec['key']['level']}"
+    with owning(run):
+        sections.skip_lesion(res, run, "skip_lesion")
+    ax = figures[-1].axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()][:1] == ["block0"]
+    assert "0 = finest" not in ax.get_xlabel() and "as the architecture names it" in ax.get_xlabel()
+
+
+def test_identity_readout_is_one_row_per_task_with_readouts_at_chance_marked(run, figures, monkeypatch):
+    monkeypatch.setenv(plots.FORMATS_ENV, "png")  # the legends are read, not the vector files
+    res = load_results(run)
+    with owning(run):
+        sections.identity_readout(res, run, "identity_readout")
+    (fig,) = figures
+    axes = [ax for ax in fig.axes if ax.axison]
+    tasks = list(dict.fromkeys(c.task for c in res.cells if "identity_readout" in c.ablations))
+    assert [ax.get_title().rsplit(" on ", 1)[1] for ax in axes] == tasks and len(tasks) == 2
+    assert len({round(ax.get_position().x0, 3) for ax in axes}) == 1  # one column: a row per task
+    seg = axes[tasks.index("shapes_seg")]  # every seed's readout of the segmentation task is at chance
+    assert [t.get_text() for t in seg.get_xticklabels()] == [f"s{s}" for s in range(5)]
+    assert sum(line.get_marker() == "X" for line in seg.get_lines()) == 5
+    assert "X: readout at or below chance" in legend_texts(fig)
+    assert "error bar: 95% bootstrap interval (test set)" in legend_texts(fig)
