@@ -391,8 +391,7 @@ def skip_lesion(res: Results, run_dir: Path, name: str) -> str:
         ax.set_xticks(np.arange(len(levels)) + width * (len(fills) - 1) / 2, levels, fontsize=7)
         mark_model(ax, res, group, f"{arch} on {task}")
         numbered = all(_level_order(lv)[0] == 0 for lv in levels if lv != "all")
-        ax.set_xlabel("skip level lesioned (0 = finest; all = every level at once)" if numbered else
-                      "skip lesioned, as the architecture names it, finest first (all = every one at once)",
+        ax.set_xlabel("skip level lesioned (0 = finest)" if numbered else "skip lesioned (as the model names it)",
                       fontsize=8)
         ax.set_ylabel("identity dependence D\n(0 = nothing lost, 1 = chance)", fontsize=8)
         extra = [error_bar_handle(f"error bar: sd over the {len(group)} seeds")] if len(group) > 1 else []

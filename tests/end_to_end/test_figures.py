@@ -212,7 +212,7 @@ def test_skip_lesion_error_bars_and_axis_are_explained(run, figures, monkeypatch
         sections.skip_lesion(load_results(run), run, "skip_lesion")
     texts = legend_texts(figures[-1])
     assert "error bar: sd over the 5 seeds" in texts and "mean fill: mean over seeds" in texts
-    assert figures[-1].axes[0].get_xlabel().startswith("skip level lesioned (0 = finest")
+    assert figures[-1].axes[0].get_xlabel() == "skip level lesioned (0 = finest)"
     res = load_results(run).model_copy(deep=True)  # levels named by the architecture (a ResNet's blocks)
     for c in res.cells:
         for rec in c.ablations.get("skip_lesion", type("", (), {"records": []})).records:
@@ -222,7 +222,7 @@ def test_skip_lesion_error_bars_and_axis_are_explained(run, figures, monkeypatch
         sections.skip_lesion(res, run, "skip_lesion")
     ax = figures[-1].axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()][:1] == ["block0"]
-    assert "0 = finest" not in ax.get_xlabel() and "as the architecture names it" in ax.get_xlabel()
+    assert "0 = finest" not in ax.get_xlabel() and ax.get_xlabel() == "skip lesioned (as the model names it)"
 
 
 def test_identity_readout_is_one_row_per_task_with_readouts_at_chance_marked(run, figures, monkeypatch):
