@@ -30,7 +30,7 @@ from bench.errors import did_you_mean, first_line
 
 from .heads import FlowModel, make_head
 from .pretrained import fetch_failed, load_checkpoint
-from .traced_graph import FlowTracer, cut_to_features, propagate, read_flow, shape, trace
+from .traced_graph import FlowTracer, cut_to_features, dominators, propagate, read_flow, shape, trace
 
 LIBRARIES = ("timm", "torchvision", "smp")
 
@@ -141,7 +141,7 @@ def timm_source(name: str, task: TaskInfo, kwargs: dict[str, Any]) -> Source:
         name, num_classes=0, global_pool="", **{"in_chans": task.in_channels, **kwargs}))
     embed = getattr(net, "patch_embed", None)
     size = tuple(embed.img_size) if getattr(embed, "strict_img_size", False) and embed.img_size else None
-    tokens = (int(getattr(net, "num_prefix_tokens", 0)), tuple(embed.patch_size)) if embed is not None else None
+    tokens = declared_tokens(net)
     pretraining = {"source": "timm", "weights": net.pretrained_cfg.get("hf_hub_id") or name} if wanted else None
     return Source(TimmFeatures(net), net, strip="net.", tokens=tokens, size=size, pretraining=pretraining,
                   nhwc=getattr(net, "output_fmt", "NCHW") == "NHWC")
@@ -191,7 +191,55 @@ def factory_source(spec: str, task: TaskInfo, kwargs: dict[str, Any]) -> Source:
                          "factory as it is: check its signature") from None
     if not isinstance(net, nn.Module):
         raise ValueError(f"model {spec!r} returned {type(net).__name__}, not an nn.Module; return the network")
-    return Source(net, net, cut=True)
+    return Source(net, net, cut=True, tokens=declared_tokens(net), size=fixed_size(net))
+
+
+def declared_tokens(net: nn.Module) -> tuple[int, tuple[int, int]] | None:
+    """A ViT's (prefix tokens, patch size) as its library declares them: timm's ``num_prefix_tokens`` and
+    ``patch_embed.patch_size``, torchvision's ``class_token`` and ``patch_size``; None for any other model."""
+    embed = getattr(net, "patch_embed", None)
+    if embed is not None and getattr(embed, "patch_size", None) is not None:
+        return int(getattr(net, "num_prefix_tokens", 0)), pair(embed.patch_size)
+    if isinstance(getattr(net, "class_token", None), torch.Tensor) and isinstance(getattr(net, "patch_size", None), int):
+        return 1, pair(net.patch_size)
+    return None
+
+
+def fixed_size(net: nn.Module) -> tuple[int, int] | None:
+    """The input size a ViT is fixed to (timm's strict patch embedding, torchvision's ``image_size``), if any."""
+    embed = getattr(net, "patch_embed", None)
+    if getattr(embed, "strict_img_size", False) and getattr(embed, "img_size", None):
+        return pair(embed.img_size)
+    if isinstance(getattr(net, "class_token", None), torch.Tensor) and isinstance(getattr(net, "image_size", None), int):
+        return pair(net.image_size)
+    return None
+
+
+def pair(v: int | tuple | list) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def token_layout(gm: fx.GraphModule, source: Source, size: tuple[int, int], what: str) -> tuple[int, tuple[int, int]]:
+    """How a (B, N, C) output lays out as a map: (prefix tokens, patch size). Declared by the library (checked
+    against N), else read from the graph: the last (B, C, h, w) map on the main path before the tokens (the
+    patch embedding) gives the grid, the tokens before it are the prefix. Anything else is a one-line error."""
+    value = next(n for n in gm.graph.nodes if n.op == "output").args[0]
+    n_tokens, channels = shape(value)[1], shape(value)[2]
+    if source.tokens is not None:
+        prefix, patch = source.tokens
+        grid = (size[0] // patch[0]) * (size[1] // patch[1])
+        if n_tokens in (prefix + grid, grid):  # timm's mean pooling reads the patch tokens alone
+            return (prefix if n_tokens == prefix + grid else 0), patch
+        raise ValueError(f"{what}: its features are {n_tokens} tokens, not {prefix} prefix tokens + {grid} patches of "
+                         f"{patch} on a {size} input, so they cannot be laid out as a map; return a feature map from "
+                         "the model")
+    maps = [n for n in dominators(gm, value)[:-1] if len(shape(n) or ()) == 4 and shape(n)[1] == channels]
+    if maps:
+        h, w = shape(maps[-1])[2:]
+        if 0 <= n_tokens - h * w <= 8 and size[0] % h == 0 and size[1] % w == 0:
+            return n_tokens - h * w, (size[0] // h, size[1] // w)
+    raise ValueError(f"{what}: its features are tokens {shape(value)} whose grid cannot be read from the graph (no "
+                     f"{channels}-channel patch map before them on every path); return a feature map from the model")
 
 
 def trace_features(source: Source, task: TaskInfo, what: str) -> fx.GraphModule:
@@ -206,16 +254,20 @@ def trace_features(source: Source, task: TaskInfo, what: str) -> fx.GraphModule:
             raise  # an op the meta device lacks: the caller builds for real
         raise ValueError(f"{what}: a {tuple(sample.shape)} input does not run through it ({first_line(exc, 160)}); "
                          "check the image size the model takes") from None
+    nhwc, tokens = source.nhwc, source.tokens
     if source.cut:
-        gm = cut_to_features(gm, what)
-    gm = read_flow(gm, sample, source.strip, source.nhwc)
+        gm, layout = cut_to_features(gm, what)
+        nhwc = layout == "nhwc"
+        if layout == "tokens":
+            tokens = token_layout(gm, source, size, what)
+    gm = read_flow(gm, sample, source.strip, nhwc)
     out = next(n for n in gm.graph.nodes if n.op == "output")
     value, image = out.args[0], next(n for n in gm.graph.nodes if n.op == "placeholder")
     dims = len(shape(value) or ())
-    if dims == 3 and source.tokens is not None:
-        gm.add_module("to_map", TokenGrid(*source.tokens))
+    if dims == 3 and tokens is not None:
+        gm.add_module("to_map", TokenGrid(*tokens))
         last = ("to_map", (value, image))
-    elif dims == 4 and source.nhwc:
+    elif dims == 4 and nhwc:
         gm.add_module("to_map", ChannelsFirst())
         last = ("to_map", (value,))
     elif dims == 4:

@@ -152,25 +152,100 @@ def functionalize(gm: fx.GraphModule) -> None:
     gm.recompile()
 
 
-def cut_to_features(gm: fx.GraphModule, what: str) -> fx.GraphModule:
-    """A classifier's graph ends at its last (B, C, H, W) map, before its adaptive pooling: bench puts the head."""
+REDUCE = {"mean", "amax", "max", "sum", "logsumexp"}
+FUNCTIONAL_POOLS = (nn.functional.adaptive_avg_pool2d, nn.functional.adaptive_max_pool2d)
+
+
+def dominators(gm: fx.GraphModule, value: fx.Node) -> list[fx.Node]:
+    """The nodes every tensor path from the input to ``value`` goes through, input first, ``value`` last (the
+    main path: a residual block's inside is not on it, its merge is)."""
+    data = Ancestry(gm.graph, tensors=True)
+    nodes = [n for n in data.nodes if data.depends_on_input(n) and data.closure(value) >> data.index[n] & 1]
+    idom: dict[fx.Node, fx.Node | None] = {}
+    depth: dict[fx.Node, int] = {}
+    for n in nodes:
+        preds = [a for a in n.all_input_nodes if a in idom and "tensor_meta" in a.meta]
+        if not preds:
+            idom[n], depth[n] = None, 0
+            continue
+        d = preds[0]
+        for q in preds[1:]:  # the nearest common dominator of all predecessors
+            while d is not q:
+                if d is None or q is None:
+                    d = None
+                    break
+                if depth[d] >= depth[q]:
+                    d = idom[d]
+                else:
+                    q = idom[q]
+        idom[n], depth[n] = d, (depth[d] + 1 if d is not None else 0)
+    chain, n = [], value
+    while n is not None:
+        chain.append(n)
+        n = idom.get(n)
+    return chain[::-1]
+
+
+def pooling(gm: fx.GraphModule, n: fx.Node) -> str | None:
+    """'map' / 'nhwc' / 'tokens' where ``n`` pools its input globally (an adaptive pool, a mean or max over a
+    map's spatial dimensions or over the tokens, one token selected: ``x[:, 0]``), else None."""
+    src = n.args[0] if n.args and isinstance(n.args[0], fx.Node) else None
+    s = shape(src)
+    if s is None:
+        return None
+    if (n.op == "call_module" and isinstance(gm.get_submodule(n.target), POOLS)) or (
+            n.op == "call_function" and n.target in FUNCTIONAL_POOLS):
+        return "map" if len(s) == 4 else None
+    name = n.target if n.op == "call_method" else getattr(n.target, "__name__", None) if n.op == "call_function" else None
+    if name in REDUCE and len(s) in (3, 4):
+        dim = n.args[1] if len(n.args) > 1 else n.kwargs.get("dim")
+        dims = {d % len(s) for d in (dim if isinstance(dim, list | tuple) else [dim])} if dim is not None else None
+        if len(s) == 4 and dims == {2, 3}:
+            return "map"
+        if len(s) == 4 and dims == {1, 2}:
+            return "nhwc"
+        if len(s) == 3 and dims == {1}:
+            return "tokens"
+    if n.op == "call_function" and n.target is operator.getitem and len(s) == 3:
+        index = n.args[1]
+        if isinstance(index, tuple) and len(index) >= 2 and index[0] == slice(None) and isinstance(index[1], int) and all(
+                i == slice(None) for i in index[2:]):
+            return "tokens"
+    return None
+
+
+def cut_to_features(gm: fx.GraphModule, what: str) -> tuple[fx.GraphModule, str]:
+    """A classifier's graph cut back to its features, where bench puts the head: the input of the last global
+    pooling on the main path to the output (the dominators of the output: every path from the input goes
+    through it), so neither a map inside a block nor the classifier's own maps (a LayerNorm2d on the pooled
+    map) is taken. Returns the graph and the features' layout: 'map' (B, C, H, W), 'nhwc' or 'tokens' (B, N, C).
+    Where no global pooling is on the main path, a one-line error: the cut cannot be decided."""
+    functionalize(gm)  # nothing off the main path is dropped that wrote into it
     out = next(n for n in gm.graph.nodes if n.op == "output")
     value = out.args[0]
     if len(shape(value) or ()) == 4:
-        return gm
-    anc = Ancestry(gm.graph)
-    maps = [n for n in anc.members(anc.closure(value)) if len(shape(n) or ()) == 4] if isinstance(value, fx.Node) else []
-    if not maps:
-        raise ValueError(f"{what}: its output {shape(value) or type(value).__name__} is computed from no (B, C, H, W) "
-                         "feature map to put a head on; return one from the model")
-    last = maps[-1]
-    while last.op == "call_module" and isinstance(gm.get_submodule(last.target), POOLS) or (
-            last.op == "call_function" and last.target in (nn.functional.adaptive_avg_pool2d,
-                                                            nn.functional.adaptive_max_pool2d)):
-        last = last.args[0]
+        return gm, "map"
+    if not isinstance(value, fx.Node) or shape(value) is None:
+        raise ValueError(f"{what}: its output is a {type(value).__name__}, not one tensor; return the feature map "
+                         "from the model")
+    chain = dominators(gm, value)
+    pools = [(n, layout) for n in chain if (layout := pooling(gm, n)) is not None]
+    if not pools or pools[-1][0].args[0] not in chain:
+        raise ValueError(f"{what}: no global pooling (adaptive pool, mean over the map or the tokens, a class-token "
+                         f"select) lies on every path to its output {shape(value)}, so where its head begins cannot "
+                         "be decided; return the feature map from the model (a factory returning the trunk)")
+    node, layout = pools[-1]
+    last = node.args[0]
+    while last.op == "call_module" and isinstance(gm.get_submodule(last.target), POOLS):
+        last = last.args[0]  # a pool already at 1x1 before the flattening mean
     out.args = (last,)
+    keep = Ancestry(gm.graph).closure(last)
+    index = {n: i for i, n in enumerate(gm.graph.nodes)}
+    for n in reversed(list(gm.graph.nodes)):  # the head, and the asserts on shapes (a ViT's) that kept it alive
+        if n.op != "placeholder" and n is not out and not keep >> index[n] & 1:
+            gm.graph.erase_node(n)
     gm.graph.eliminate_dead_code()
-    return fx.GraphModule(gm, gm.graph, class_name=type(gm).__name__)
+    return fx.GraphModule(gm, gm.graph, class_name=type(gm).__name__), layout
 
 
 class Ancestry:
@@ -406,7 +481,23 @@ def read_flow(gm: fx.GraphModule, sample: torch.Tensor, strip: str = "", nhwc: b
     for n in list(graph.nodes):  # parameters that only the moved nodes read
         if n.op == "get_attr" and not n.users:
             graph.erase_node(n)
+    on_path(graph, done, found_scopes)
     return collect(gm, found_scopes)
+
+
+def on_path(graph: fx.Graph, found: set[fx.Node], found_scopes: dict[str, str]) -> None:
+    """Every merge point found lies on a path from the input to the features; one kept alive by an assert or a
+    shape read alone (the features were cut before it) is a one-line error, never a silent ablation of nothing."""
+    data = Ancestry(graph, tensors=True)
+    out = next(n for n in graph.nodes if n.op == "output")
+    feeds = 0
+    for a in out.all_input_nodes:
+        feeds |= data.closure(a)
+    for n in sorted(found, key=data.index.get):
+        if not feeds >> data.index[n] & 1:
+            raise ValueError(f"the merge found at node {n.name!r} in {found_scopes.get(n.target) or '<root>'} does not "
+                             f"feed the features (only {sorted(u.name for u in n.users)} read it): the traced adapter "
+                             f"read the graph wrong; declare the model's merge points by hand ({HOW}) and report it")
 
 
 def skip_merge(f: Found, graph: fx.Graph, nhwc: bool) -> TracedMerge:

@@ -396,3 +396,101 @@ def test_checkpoint_in_the_library_naming_loads_into_the_traced_model(tmp_path):
         assert torch.equal(model.trunk(x), src.forward_features(x))
     assert model.pretraining["loaded"] == len(src.state_dict()) and model.pretraining["missing"] == 0
     assert np.isclose(sum(p.numel() for p in model.trunk.parameters()), sum(p.numel() for p in src.parameters()))
+
+
+def tv_vit_tokens(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A torchvision ViT's final tokens (after its encoder's LayerNorm), the class token left out, as a map."""
+    got = {}
+    hook = model.encoder.register_forward_hook(lambda m, a, out: got.update(out=out))
+    with torch.no_grad():
+        model(x)
+    hook.remove()
+    tokens = got["out"][:, 1:]
+    side = int(tokens.shape[1] ** 0.5)
+    return tokens.transpose(1, 2).reshape(x.shape[0], -1, side, side)
+
+
+def test_classifiers_are_cut_at_the_input_of_their_global_pooling():
+    """The features are the input of the last global pooling on every path to the output (a dominator of it): a
+    torchvision / factory ViT's final tokens (not its patch-embedding conv, not a map inside attention), a
+    torchvision ConvNeXt's last stage (not the classifier's LayerNorm2d on the pooled map), a ResNet whose last
+    stage is already 1x1 at this size. Each trunk equals the library's own features on the same weights."""
+    import torchvision
+    from torchvision.models.convnext import CNBlockConfig
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    x = torch.randn(2, 3, SIZE, SIZE)
+    tv_vit = {"image_size": SIZE, "patch_size": 4, "num_layers": 2, "num_heads": 2, "hidden_dim": 16, "mlp_dim": 32}
+    convnext = {"block_setting": [CNBlockConfig(8, 16, 1), CNBlockConfig(16, None, 1)]}
+    cases = [
+        ("torchvision.models.vision_transformer:VisionTransformer", tv_vit, lambda: VisionTransformer(**tv_vit),
+         tv_vit_tokens),
+        ("torchvision.models.convnext:ConvNeXt", convnext,
+         lambda: torchvision.models.convnext.ConvNeXt(**convnext), lambda m, x: m.features(x)),
+        ("torchvision:resnet18", {}, torchvision.models.resnet18, lambda m, x: nn.Sequential(*list(m.children())[:-2])(x)),
+    ]
+    for pool in ("token", "avg"):  # timm's full model by factory path: the head is cut, the class token left out
+        kw = {**TRACED_RESIDUAL["timm:vit_tiny_patch16_224"], "global_pool": pool}
+        cases.append(("timm.models.vision_transformer:vit_tiny_patch16_224", kw,
+                      lambda kw=kw: timm.create_model("vit_tiny_patch16_224", **kw),
+                      lambda m, x: m.forward_features(x)[:, 1:].transpose(1, 2).reshape(2, -1, SIZE // 4, SIZE // 4)))
+    for spec, kwargs, make, features in cases:
+        torch.manual_seed(0)
+        model = traced(CLS, spec, **kwargs).eval()
+        torch.manual_seed(0)
+        ref = make().eval()
+        with torch.no_grad():
+            assert torch.equal(model.trunk(x), features(ref, x)), spec
+            base = model(x)
+            flow = identity_flow(model)
+            with edited(model, {b.name: DropBranch() for b in flow.blocks}):
+                assert not torch.equal(model(x), base), spec  # every block found is on the path to the output
+        if "vision_transformer" in spec:
+            assert [b.branch for b in flow.blocks] == ["attention", "mlp"] * 2 and len({b.unit for b in flow.blocks}) == 2
+
+
+class HeadOnly(nn.Module):
+    """A classifier whose only global reduction is inside a squeeze-excitation gate (off the main path) and whose
+    head flattens the map: where its head begins cannot be decided."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.fc = nn.Conv2d(3, 4, 3, 2, 1), nn.Linear(4 * (SIZE // 2) ** 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = x * torch.sigmoid(x.mean((2, 3), keepdim=True))
+        return self.fc(x.flatten(1))
+
+
+def head_only() -> nn.Module:
+    return HeadOnly()
+
+
+def test_an_undecidable_cut_is_one_line():
+    with pytest.raises(ValueError, match=r"no global pooling .* lies on every path to its output .*return the feature "
+                                         r"map from the model") as err:
+        traced(CLS, "tests.models.test_traced:head_only")
+    assert "\n" not in str(err.value)
+
+
+class AssertedBlock(nn.Module):
+    """A residual block whose output only an assert reads: what a ViT's encoder looked like cut at its stem."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.c = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        y = h + self.c(torch.relu(h))
+        torch._assert(y.dim() == 4, "a map")
+        return h
+
+
+def test_a_merge_off_the_path_to_the_features_is_an_error():
+    gm = trace(AssertedBlock(), "asserted", FlowTracer())
+    with pytest.raises(ValueError, match=r"the merge found at node .* does not feed the features .*read the graph "
+                                         r"wrong") as err:
+        read_flow(gm, torch.zeros(2, 3, SIZE, SIZE))
+    assert "\n" not in str(err.value)
