@@ -512,15 +512,19 @@ def collect(gm: fx.GraphModule, found_scopes: dict[str, str]) -> fx.GraphModule:
     found block's stage (+1 at a shape-changing block, or where the identity flow's size per example changed
     between two blocks); a fresh GraphModule holds what is used.
 
-    Residual merges found in one module's forward (a transformer block's attention and MLP) form one unit of
-    depth: a ``BlockGroup`` named after that module, its members numbered, each branch's kind declared."""
+    Residual merges found in one module's forward form one unit of depth only where that forward holds both an
+    attention branch and an MLP one (a transformer block): a ``BlockGroup`` named after that module, its members
+    numbered, each branch's kind declared. Elsewhere (residual adds written inline in one forward, a ResNet
+    stage) each merge is its own unit and declares no kind: the kinds mean something only beside each other."""
     calls = [n for n in gm.graph.nodes
              if n.op == "call_module" and isinstance(gm.get_submodule(n.target), ResidualBlock | Merge)]
     targets = list(dict.fromkeys(n.target for n in calls))
     scopes = {t: found_scopes.get(t, t) for t in targets}
     totals, seen = Counter(scopes.values()), Counter()
+    kinds = {t: branch_kind(gm.get_submodule(t).branch) for t in targets if isinstance(gm.get_submodule(t), TracedBlock)}
     groups = {s for s, k in totals.items() if k > 1 and all(
-        isinstance(gm.get_submodule(t), TracedBlock) and gm.get_submodule(t).same_shape for t in targets if scopes[t] == s)}
+        t in kinds and gm.get_submodule(t).same_shape for t in targets if scopes[t] == s) and {
+        kinds[t] for t in targets if scopes[t] == s} == {"attention", "mlp"}}
     names: dict[str, str] = {}
     holder = nn.Module()
     for t in targets:
@@ -529,7 +533,7 @@ def collect(gm: fx.GraphModule, found_scopes: dict[str, str]) -> fx.GraphModule:
             if seen[scopes[t]] == 0:
                 holder.add_module(base, BlockGroup())
             getattr(holder, base).append(gm.get_submodule(t))
-            gm.get_submodule(t).branch_kind = branch_kind(gm.get_submodule(t).branch)
+            gm.get_submodule(t).branch_kind = kinds[t]
             names[t] = f"{base}.{seen[scopes[t]]}"
         else:
             names[t] = base if totals[scopes[t]] == 1 else f"{base}_{seen[scopes[t]]}"

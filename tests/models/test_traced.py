@@ -494,3 +494,70 @@ def test_a_merge_off_the_path_to_the_features_is_an_error():
                                          r"wrong") as err:
         read_flow(gm, torch.zeros(2, 3, SIZE, SIZE))
     assert "\n" not in str(err.value)
+
+
+class Flat(nn.Module):
+    """Four residual blocks written inline in one forward, no block modules: four units, no kinds."""
+
+    def __init__(self, width: int = 4):
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        self.cs = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for c in self.cs:
+            x = x + c(torch.relu(x))
+        return x
+
+
+class SoftmaxBlock(nn.Module):
+    """A user's pre-norm transformer block, its attention written out with torch.softmax."""
+
+    def __init__(self, dim: int = 8):
+        super().__init__()
+        self.n1, self.qkv, self.proj = nn.LayerNorm(dim), nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.n2, self.mlp = nn.LayerNorm(dim), nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(self.n1(x)).chunk(3, dim=-1)
+        x = x + self.proj(torch.softmax(q @ k.transpose(1, 2), dim=-1) @ v)
+        return x + self.mlp(self.n2(x))
+
+
+class SoftmaxViT(nn.Module):
+    def __init__(self, dim: int = 8):
+        super().__init__()
+        self.embed = nn.Conv2d(3, dim, 4, 4)
+        self.blocks = nn.Sequential(SoftmaxBlock(dim), SoftmaxBlock(dim))
+        self.fc = nn.Linear(dim, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.embed(x).flatten(2).transpose(1, 2))
+        return self.fc(x.mean(1))
+
+
+def flat() -> nn.Module:
+    return Flat()
+
+
+def softmax_vit() -> nn.Module:
+    return SoftmaxViT()
+
+
+def test_units_are_transformer_blocks_only():
+    """A BlockGroup only where one module's forward holds an attention and an MLP branch: inline residual adds stay
+    separate units (reorder can exchange them), with no kinds; a user's block with a plain softmax is attention."""
+    from bench.ablations.reorder import Reorder
+
+    torch.manual_seed(0)
+    flow = identity_flow(traced(CLS, "tests.models.test_traced:flat"))
+    assert [(p.name, p.unit, p.branch) for p in flow.blocks] == [(f"trunk.merges.root_{i}", "", "") for i in range(4)]
+    assert Reorder.groups(flow) == [[0, 1, 2, 3]]
+    torch.manual_seed(0)
+    model = traced(SEG, "tests.models.test_traced:softmax_vit")
+    flow = identity_flow(model)
+    assert [(p.name, p.unit, p.branch) for p in flow.blocks] == [
+        (f"trunk.merges.blocks_{i}.{j}", f"trunk.merges.blocks_{i}", kind)
+        for i in range(2) for j, kind in enumerate(["attention", "mlp"])]
+    assert model.trunk(torch.randn(2, 3, SIZE, SIZE)).shape == (2, 8, SIZE // 4, SIZE // 4)
