@@ -325,12 +325,12 @@ class Found:
         self.id_side, self.br_side = list(id_side), list(br_side)
 
 
-def where(node: fx.Node) -> str:
-    return f"node {node.name!r} in {scope(node) or '<root>'}"
+def where(node: fx.Node, strip: str = "") -> str:
+    return f"node {node.name!r} in {scope(node, strip) or '<root>'}"
 
 
 def classify(data: Ancestry, full: Ancestry, m: fx.Node, skips: set[fx.Node] = frozenset(),
-             nhwc: bool = False) -> Found | None:
+             nhwc: bool = False, merges: set[fx.Node] = frozenset(), strip: str = "") -> Found | None:
     """What merge point ``m`` is, if any (module docstring); a ValueError where a residual's roles are undecidable.
     ``data`` follows tensor edges (which side is computed from which), ``full`` every edge (what a block holds)."""
     found = operands(m)
@@ -356,9 +356,14 @@ def classify(data: Ancestry, full: Ancestry, m: fx.Node, skips: set[fx.Node] = f
     elif b is fork or len(side_b) < len(side_a):
         identity, branch, id_side, br_side = b, a, side_b, side_a
     else:
-        raise ValueError(f"residual merge at {where(m)}: both sides have {len(side_a)} operations after "
+        raise ValueError(f"residual merge at {where(m, strip)}: both sides have {len(side_a)} operations after "
                          f"{fork.name!r}, so which one is the identity cannot be decided; declare that block by hand "
                          f"({HOW})")
+    inner = [n for n in id_side if n in merges]
+    if inner:  # x + a(x) + b(x): (x + a(x)) would be the "identity" of b, a block nested in a shortcut
+        raise ValueError(f"residual merge at {where(m, strip)}: its identity side holds another merge "
+                         f"(in {scope(inner[0], strip) or '<root>'}), as in x + a(x) + b(x) (two branches added to one identity), which "
+                         f"the graph reader does not split; declare that block by hand ({HOW})")
     return Found("block", kind, m, *ROLES(identity, branch), fork, *ROLES(id_side, br_side))
 
 
@@ -416,7 +421,7 @@ def subgraph(gm: fx.GraphModule, fork: fx.Node, extras: list[fx.Node], nodes: li
     return fx.GraphModule(gm, g, class_name=name)
 
 
-def extract(gm: fx.GraphModule, anc: Ancestry, f: Found) -> tuple[TracedBlock, list[fx.Node]]:
+def extract(gm: fx.GraphModule, anc: Ancestry, f: Found, strip: str = "") -> tuple[TracedBlock, list[fx.Node]]:
     """The block of a residual merge, its extra inputs; a ValueError where a value inside escapes the block."""
     region = set(f.id_side) | set(f.br_side)
     tails = [u for n in f.br_side for u in n.users if u not in region and u is not f.m and not u.users
@@ -426,8 +431,8 @@ def extract(gm: fx.GraphModule, anc: Ancestry, f: Found) -> tuple[TracedBlock, l
     for n in sorted(region, key=anc.index.get):
         escapes = [u for u in n.users if u not in region and u is not f.m]
         if escapes:
-            raise ValueError(f"residual merge at {where(f.m)}: {n.name!r} inside it is also read by {escapes[0].name!r} "
-                             f"outside, so the block cannot be cut out of the graph; declare that block by hand ({HOW})")
+            raise ValueError(f"residual merge at {where(f.m, strip)}: {n.name!r} inside it is also read by "
+                             f"{escapes[0].name!r} outside, so the block cannot be cut out of the graph; declare that block by hand ({HOW})")
     extras = sorted({i for n in region for i in n.all_input_nodes
                      if i not in region and i is not f.fork and i.op != "get_attr"}, key=anc.index.get)
     branch = subgraph(gm, f.fork, extras, f.br_side, f.branch, "Branch")
@@ -453,9 +458,11 @@ def read_flow(gm: fx.GraphModule, sample: torch.Tensor, strip: str = "", nhwc: b
     count = 0
     while True:
         anc, data = Ancestry(graph), Ancestry(graph, tensors=True)
-        skips = {n for n in anc.nodes if n.op == "call_module" and isinstance(gm.get_submodule(n.target), Merge)}
-        step = next(((m, f) for m in anc.nodes if m not in done and (f := classify(data, anc, m, skips, nhwc)) is not None),
-                    None)
+        merges = {n for n in anc.nodes if n.op == "call_module" and isinstance(gm.get_submodule(n.target),
+                                                                               Merge | ResidualBlock)}
+        skips = {n for n in merges if isinstance(gm.get_submodule(n.target), Merge)}
+        step = next(((m, f) for m in anc.nodes
+                     if m not in done and (f := classify(data, anc, m, skips, nhwc, merges, strip)) is not None), None)
         if step is None:
             break
         m, f = step
@@ -466,7 +473,7 @@ def read_flow(gm: fx.GraphModule, sample: torch.Tensor, strip: str = "", nhwc: b
             args: tuple = (f.identity, f.branch)
             erase: list[fx.Node] = []
         else:
-            module, extras = extract(gm, anc, f)
+            module, extras = extract(gm, anc, f, strip)
             args, erase = (f.fork, *extras), sorted(set(f.id_side) | set(f.br_side), key=anc.index.get)
         gm.add_submodule(target, module)
         with graph.inserting_before(m):

@@ -561,3 +561,28 @@ def test_units_are_transformer_blocks_only():
         (f"trunk.merges.blocks_{i}.{j}", f"trunk.merges.blocks_{i}", kind)
         for i in range(2) for j, kind in enumerate(["attention", "mlp"])]
     assert model.trunk(torch.randn(2, 3, SIZE, SIZE)).shape == (2, 8, SIZE // 4, SIZE // 4)
+
+
+class TwoBranch(nn.Module):
+    """y = x + a(x) + b(x): two branches added to one identity (a parallel block)."""
+
+    def __init__(self, width: int = 4):
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        self.a = nn.Sequential(nn.ReLU(), nn.Conv2d(width, width, 3, padding=1))
+        self.b = nn.Sequential(nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return x + self.a(x) + self.b(x)
+
+
+def two_branch() -> nn.Module:
+    return TwoBranch()
+
+
+def test_two_branches_on_one_identity_are_one_line_pointing_to_the_hand_declaration():
+    with pytest.raises(ValueError, match=r"residual merge at node 'add_1' in <root>: its identity side holds another "
+                                         r"merge .*x \+ a\(x\) \+ b\(x\).*declare that block by hand \(docs") as err:
+        traced(CLS, "tests.models.test_traced:two_branch")
+    assert "\n" not in str(err.value) and "_flow" not in str(err.value)
