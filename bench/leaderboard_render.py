@@ -262,7 +262,7 @@ def render_html(rows: list[dict], ablations: list[str], out: Path | None = None)
 # pair of the committed runs (and all of them together) and finds no Overfull \hbox and no "Float too large".
 PANEL = {False: 2, True: 6}
 WIDTH = {False: 214.0, True: 440.0}  # pt
-HEIGHT = 420.0  # pt a float (caption and legend included)
+HEIGHT = 480.0  # pt a float, caption and legend included (an article's \textheight: 550 pt on letter paper)
 ROW, GAP, RULE = 9.5, 1.0, 4.5  # pt: a \footnotesize row, the gap under an interval line, a booktabs rule
 CHAR = {"name": 4.4, "text": 4.6, "tt": 4.3, "script": 3.9, "caption": 4.6, "legend": 3.9}  # pt per character (generous)
 SEP = 8.0  # pt between two columns (2 \tabcolsep)
