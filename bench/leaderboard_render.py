@@ -240,13 +240,14 @@ def render_html(rows: list[dict], ablations: list[str], out: Path | None = None)
     parts.append(
         f"<footer><p>Ranking: {e(RANKING)}; {e(MERGE)}. D = identity dependence: the share of the above-chance "
         "score lost when the identity paths are ablated; S = identity sufficiency. Score: mean ± sd over seeds "
-        "(n seeds). D: on the rows the verdict covers, its median over seeds with its interval in brackets (over "
-        "seeds and test examples; 95%, or a sequential study's per-look level); else the mean over seeds with a "
+        "(n seeds). D: on the rows the verdict covers where it has an interval, its median over seeds with that "
+        "interval in brackets (over seeds and test examples; 95%, or a sequential study's per-look level; none "
+        "below 6 seeds); else the mean over seeds with a "
         "95% t-interval over seeds; one seed: its bootstrap over test "
         "examples; hover a number for its source. ≈ chance: the score is above chance by less than 10% of the headroom, so its D is not "
         "meaningful. Verdict: the call on D dense − D global per architecture and ablation (★ the study's "
         "headline); D dense − D global: its median over seeds with the verdict's interval over seeds and test "
-        "examples; "
+        "examples where it has one; "
         "differs: the config keys in which the runs differ (click to open).</p></footer>")
     parts.append(f"<script>{JS}</script></body></html>\n")
     return "\n".join(parts)

@@ -128,6 +128,8 @@ def test_each_d_cell_is_what_the_caption_says(capsys):
     assert r"the mean over seeds with its 95\% t-interval over seeds under it" in caption
     assert "the verdict's median over seeds" in caption and "where the verdict has an interval" in caption
     assert "one seed" not in caption  # no such cell in these two runs
+    page = leaderboard(capsys, str(QUICKSTART), str(DECISIVE), "--format", "html")  # the HTML's footer says the same
+    assert "on the rows the verdict covers where it has an interval" in page
 
 
 # --------------------------------------------------------------------------------------- LaTeX, compiled
