@@ -284,9 +284,12 @@ def trace_features(source: Source, task: TaskInfo, what: str) -> fx.GraphModule:
 
 
 def tracer() -> FlowTracer:
-    from timm.layers import get_notrace_functions, get_notrace_modules
+    """timm's leaf modules and functions, and stochastic depth (timm's DropPath, torchvision's StochasticDepth) as
+    leaves: traced through, its ``training`` flag would be frozen at trace time."""
+    from timm.layers import DropPath, get_notrace_functions, get_notrace_modules
+    from torchvision.ops import StochasticDepth
 
-    return FlowTracer(get_notrace_modules(), get_notrace_functions())
+    return FlowTracer([*get_notrace_modules(), DropPath, StochasticDepth], get_notrace_functions())
 
 
 def traced(task: TaskInfo, model: str = "timm:resnet18", checkpoint: str | None = None, **kwargs: Any) -> FlowModel:

@@ -101,7 +101,11 @@ class FlowTracer(fx.Tracer):
 
 
 def trace(root: nn.Module, what: str, tracer: FlowTracer) -> fx.GraphModule:
-    """``root`` as a GraphModule, or a one-line ValueError naming the module torch.fx stopped in."""
+    """``root`` as a GraphModule, or a one-line ValueError naming the module torch.fx stopped in. Traced in
+    evaluation mode: a Python ``if self.training`` is frozen at trace time, and frozen in training mode it would
+    draw stochastic depth in every evaluation (stochastic depth modules stay leaves, so training still drops)."""
+    was = root.training
+    root.eval()
     try:
         graph = tracer.trace(root)
     except Exception as exc:
@@ -109,7 +113,9 @@ def trace(root: nn.Module, what: str, tracer: FlowTracer) -> fx.GraphModule:
         raise ValueError(f"{what}: torch.fx cannot trace it{where} ({first_line(exc, 160)}); make that module one "
                          "opaque node (timm.layers.register_notrace_module) or declare the model's merge points by hand "
                          f"({HOW})") from None
-    return fx.GraphModule(root, graph, class_name=type(root).__name__)
+    finally:
+        root.train(was)
+    return fx.GraphModule(root, graph, class_name=type(root).__name__).train(was)
 
 
 def shape(node: object) -> tuple[int, ...] | None:
@@ -424,9 +430,18 @@ def subgraph(gm: fx.GraphModule, fork: fx.Node, extras: list[fx.Node], nodes: li
 def extract(gm: fx.GraphModule, anc: Ancestry, f: Found, strip: str = "") -> tuple[TracedBlock, list[fx.Node]]:
     """The block of a residual merge, its extra inputs; a ValueError where a value inside escapes the block."""
     region = set(f.id_side) | set(f.br_side)
-    tails = [u for n in f.br_side for u in n.users if u not in region and u is not f.m and not u.users
-             and all(i in region or i is f.fork or i.op == "get_attr" for i in u.all_input_nodes)]
-    f.br_side = sorted({*f.br_side, *tails}, key=anc.index.get)  # an assert on a shape inside the branch
+    tails: set[fx.Node] = set()  # an assert on a value inside the branch (x.dim() -> eq -> _assert) belongs to it
+    start = min(anc.index[n] for n in f.br_side) if f.br_side else len(anc.nodes)
+    below = set(region)  # what is computed from the branch alone (with the fork and parameters)
+    for u in anc.nodes[start:]:
+        if u not in region and u is not f.m and u.op not in ("output", "placeholder") and any(
+                i in below for i in u.all_input_nodes) and all(
+                i in below or i is f.fork or i.op == "get_attr" for i in u.all_input_nodes):
+            below.add(u)
+    for u in reversed(anc.nodes[start:]):  # ... and read by nothing else
+        if u in below and u not in region and all(v in tails for v in u.users):
+            tails.add(u)
+    f.br_side = sorted({*f.br_side, *tails}, key=anc.index.get)
     region.update(tails)
     for n in sorted(region, key=anc.index.get):
         escapes = [u for u in n.users if u not in region and u is not f.m]

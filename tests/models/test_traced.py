@@ -440,7 +440,8 @@ def test_classifiers_are_cut_at_the_input_of_their_global_pooling():
         torch.manual_seed(0)
         ref = make().eval()
         with torch.no_grad():
-            assert torch.equal(model.trunk(x), features(ref, x)), spec
+            got, want = model.trunk(x), features(ref, x)  # ConvNeXt's Linear on NHWC views: not bit-exact
+            assert got.shape == want.shape and torch.allclose(got, want, rtol=0, atol=1e-5), spec
             base = model(x)
             flow = identity_flow(model)
             with edited(model, {b.name: DropBranch() for b in flow.blocks}):
@@ -507,7 +508,9 @@ class Flat(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         for c in self.cs:
-            x = x + c(torch.relu(x))
+            h = c(torch.relu(x))
+            torch._assert(h.dim() == 4, "a map")  # an assert on a branch's value belongs to the branch
+            x = x + h
         return x
 
 
@@ -586,3 +589,85 @@ def test_two_branches_on_one_identity_are_one_line_pointing_to_the_hand_declarat
                                          r"merge .*x \+ a\(x\) \+ b\(x\).*declare that block by hand \(docs") as err:
         traced(CLS, "tests.models.test_traced:two_branch")
     assert "\n" not in str(err.value) and "_flow" not in str(err.value)
+
+
+class CatUNet(nn.Module):
+    """A two-level U-Net joining each skip by cat, in either order (``cat([skip, up])`` or ``cat([up, skip])``); the
+    level-0 encoder map, which has negatives, also feeds a residual block followed by an in-place ReLU."""
+
+    def __init__(self, skip_first: bool = True, width: int = 4):
+        super().__init__()
+        self.skip_first = skip_first
+        self.e0, self.c = nn.Conv2d(3, width, 3, padding=1), nn.Conv2d(width, width, 3, padding=1)
+        self.act = nn.ReLU(inplace=True)
+        self.e1 = nn.Conv2d(width, width, 3, stride=2, padding=1)
+        self.mid = nn.Conv2d(width, width, 3, stride=2, padding=1)
+        self.u1, self.u0 = nn.ConvTranspose2d(width, width, 2, 2), nn.ConvTranspose2d(width, width, 2, 2)
+        self.d1, self.d0 = nn.Conv2d(2 * width, width, 3, padding=1), nn.Conv2d(2 * width, width, 3, padding=1)
+
+    def join(self, skip: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        return torch.cat([skip, up] if self.skip_first else [up, skip], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s0 = self.e0(x)
+        h = self.act(s0 + self.c(s0))  # in place on the block's output: a lesion hands s0 itself on
+        s1 = torch.relu(self.e1(h))
+        y = torch.relu(self.d1(self.join(s1, self.u1(torch.relu(self.mid(s1))))))
+        return self.d0(self.join(s0, self.u0(y)))
+
+
+def cat_unet(skip_first: bool = True) -> nn.Module:
+    return CatUNet(skip_first)
+
+
+def test_long_skips_keep_the_model_s_cat_order_and_a_lesion_keeps_the_skip_intact():
+    """The idle traced model computes the original (either cat order); lesioning the block hands its input on, and
+    the in-place ReLU after it must not overwrite that input, which the level-0 skip also reads."""
+    x = torch.randn(2, 3, SIZE, SIZE)
+    for first in (True, False):
+        torch.manual_seed(0)
+        model = traced(SEG, "tests.models.test_traced:cat_unet", skip_first=first).eval()
+        torch.manual_seed(0)
+        ref = CatUNet(first).eval()
+        flow = identity_flow(model)
+        assert [(s.kind, s.stage) for s in flow.skips] == [("concat", 1), ("concat", 0)] and len(flow.blocks) == 1
+        with torch.no_grad():
+            assert torch.equal(model.trunk(x), ref(x)), first
+            with edited(model, {flow.blocks[0].name: DropBranch()}):
+                got = model.trunk(x)
+            s0 = ref.e0(x)
+            s1 = torch.relu(ref.e1(torch.relu(s0)))
+            y = torch.relu(ref.d1(ref.join(s1, ref.u1(torch.relu(ref.mid(s1))))))
+            assert torch.equal(got, ref.d0(ref.join(s0, ref.u0(y)))), first
+
+
+def test_swin_reads_as_its_blocks_without_false_skips():
+    """NHWC with window and head tensors whose first dimension is not the batch: 2 stages x 2 blocks x
+    (attention, mlp), one unit per block, no long skip; the trunk is timm's features, channels first."""
+    kwargs = {"img_size": 32, "window_size": 2, "embed_dim": 8, "depths": (2, 2), "num_heads": (1, 2)}
+    torch.manual_seed(0)
+    model = traced(CLS, "timm:swin_tiny_patch4_window7_224", **kwargs).eval()
+    flow = identity_flow(model)
+    assert not flow.skips
+    assert [(b.unit[len("trunk.merges."):], b.branch, b.stage) for b in flow.blocks] == [
+        (f"layers_{s}_blocks_{i}", kind, s) for s in range(2) for i in range(2) for kind in ("attention", "mlp")]
+    torch.manual_seed(0)
+    ref = timm.create_model("swin_tiny_patch4_window7_224", num_classes=0, global_pool="", **kwargs).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model.trunk(x), ref.forward_features(x).permute(0, 3, 1, 2), rtol=0, atol=1e-5)
+
+
+def test_stochastic_depth_drops_in_training_only():
+    """Traced in training mode, timm's drop_path would have been frozen into the graph: every evaluation drew it."""
+    kwargs = {**TRACED_RESIDUAL["timm:resnet18"], "drop_path_rate": 0.5, "zero_init_last": False}
+    torch.manual_seed(0)
+    model = traced(CLS, "timm:resnet18", **kwargs)
+    torch.manual_seed(0)
+    ref = timm.create_model("resnet18", num_classes=0, global_pool="", **kwargs).eval()
+    x = torch.randn(4, 3, 2 * SIZE, 2 * SIZE)
+    with torch.no_grad():
+        model.eval()
+        assert torch.equal(model.trunk(x), ref.forward_features(x)) and torch.equal(model.trunk(x), model.trunk(x))
+        model.train()
+        assert not torch.equal(model.trunk(x), model.trunk(x))
