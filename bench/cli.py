@@ -295,7 +295,10 @@ checks in pytest: python -m pytest --pyargs bench.conformance --bench-task '{"na
             return check_task_data(args.arch, {"name": args.arch, **params})
         import pytest  # a dev dependency: only `bench check` of an architecture needs it
 
-        validate_params(ARCHITECTURES.get(args.arch), params, f"bench check {args.arch} --set")
+        values = validate_params(ARCHITECTURES.get(args.arch), params, f"bench check {args.arch} --set")
+        preflight = getattr(ARCHITECTURES.get(args.arch), "check", None)  # traced: the model built once, one line
+        if callable(preflight):
+            preflight(values, f"bench check {args.arch} --set")
         argv = ["-p", "no:cacheprovider", "--pyargs", "bench.conformance", "--bench-arch", args.arch]
         if args.overrides:
             argv += ["--bench-params", json.dumps(params)]

@@ -136,6 +136,10 @@ def timm_source(name: str, task: TaskInfo, kwargs: dict[str, Any]) -> Source:
 
     if not timm.is_model(name):
         raise ValueError(f"model 'timm:{name}' is not a timm model{did_you_mean(name, timm.list_models())}")
+    for key in ("num_classes", "global_pool"):
+        if key in kwargs:
+            raise ValueError(f"model 'timm:{name}': {key} is set by bench (num_classes=0, global_pool='': bench's head "
+                             f"reads the features, and pools them itself); leave {key} out")
     wanted = bool(kwargs.get("pretrained"))
     net = pretrained_guard(f"traced timm:{name}", wanted, lambda: timm.create_model(
         name, num_classes=0, global_pool="", **{"in_chans": task.in_channels, **kwargs}))
@@ -306,4 +310,16 @@ def traced(task: TaskInfo, model: str = "timm:resnet18", checkpoint: str | None 
     return flow_model
 
 
+def check(params: dict[str, Any], where: str) -> None:
+    """``bench check traced``'s preflight: the model built and its graph read once (a 32-pixel classification
+    task, as conformance's), so a factory or reading error is one line before any test runs."""
+    from bench.errors import BenchError
+
+    try:
+        traced(TaskInfo("classification", 3, image_size=(32, 32)), **params)
+    except ValueError as exc:
+        raise BenchError(f"{where}: {str(exc).strip().splitlines()[0]}") from None
+
+
 traced.Params = TracedParams
+traced.check = check

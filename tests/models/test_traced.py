@@ -671,3 +671,13 @@ def test_stochastic_depth_drops_in_training_only():
         assert torch.equal(model.trunk(x), ref.forward_features(x)) and torch.equal(model.trunk(x), model.trunk(x))
         model.train()
         assert not torch.equal(model.trunk(x), model.trunk(x))
+
+
+def test_bench_check_traced_says_a_reading_error_in_one_line_before_pytest(capsys):
+    from bench.cli import main
+
+    assert main(["check", "traced", "--set", "model=tests.models.test_traced:symmetric"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: bench check traced --set: residual merge at node 'add'") and "\n" not in err
+    assert main(["check", "traced", "--set", "model=timm:resnet18", "--set", "global_pool=avg"]) == 2
+    assert "global_pool is set by bench" in capsys.readouterr().err
