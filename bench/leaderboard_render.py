@@ -289,9 +289,16 @@ def tex(text: object) -> str:
     return latex(no_paths(str(text)))
 
 
-def tex_long(text: object) -> str:
-    """Like ``tex``, for notes that wrap: a line may also break after ``_ . / , =`` (a long spec or key)."""
-    out = tex(text)
+def tex_long(text: object, every: int = 0) -> str:
+    """Like ``tex``, for notes that wrap: a line may also break after ``_ . / , =`` (a long spec or key), and with
+    ``every``, inside a run of more than ``every`` characters without one (a long word of an alias, in a narrow
+    box)."""
+    if every > 0:
+        words = re.split(r"([_./,=\s]+)", no_paths(str(text)))
+        out = "".join(r"\allowbreak{}".join(latex(w[i:i + every]) for i in range(0, len(w), every))
+                      if len(w) > every else latex(w) for w in words)
+    else:
+        out = tex(text)
     for mark in (r"\_", ".", "/", ",", "="):
         out = out.replace(mark, mark + r"\allowbreak{}")
     return out
@@ -334,7 +341,7 @@ def name_cell(name: str, longest: int = NAME_CHARS) -> str:
     """A model's alias or variant in a cell: a long one wraps in a narrow box instead of widening the table."""
     if len(name) <= longest:
         return tex(name)
-    return rf"\parbox[t]{{{longest // 2}em}}{{\raggedright {tex_long(name)}\strut}}"
+    return rf"\parbox[t]{{{longest // 2}em}}{{\raggedright {tex_long(name, NAME_CHARS * 2 // 3)}\strut}}"
 
 
 def name_size(name: str, indent: bool) -> tuple[float, int]:
@@ -409,12 +416,7 @@ def score_width(r: dict) -> float:
 def panel_columns(rows: list[dict], ablations: list[str], keys: dict[int, str], wide: bool) -> list[list[int]]:
     """The ablations (indices) of each table: as many D columns beside the run, model (and, in the first, score)
     columns as fit ``WIDTH[wide]`` (at most ``PANEL[wide]``; one at least)."""
-    fixed = max(name_size(r["architecture"] if r["variant"] == "baseline" else r["variant"], r["variant"] != "baseline")[0]
-                for r in rows) if rows else 0.0
-    if len(keys) > 1:
-        fixed += SEP + max([len(k) * 7.0 for k in keys.values()] + [17.0])  # the keys, or the heading "Run"
-    score = SEP + max([score_width(r) for r in rows] + [24.0])
-    widths = [SEP + max([d_width(r, a) for r in rows] + [14.0]) for a in ablations]
+    fixed, score, widths = column_widths(rows, ablations, keys)
     out: list[list[int]] = []
     used = fixed + score
     for i, w in enumerate(widths):
@@ -425,6 +427,25 @@ def panel_columns(rows: list[dict], ablations: list[str], keys: dict[int, str], 
             out.append([i])
             used = fixed + (score if len(out) == 1 else 0.0) + w
     return out or [[]]
+
+
+def column_widths(rows: list[dict], ablations: list[str], keys: dict[int, str]) -> tuple[float, float, list[float]]:
+    """Estimated widths (pt) of a models' table's columns: (run and model, score, each ablation's D)."""
+    fixed = max(name_size(r["architecture"] if r["variant"] == "baseline" else r["variant"], r["variant"] != "baseline")[0]
+                for r in rows) if rows else 0.0
+    if len(keys) > 1:
+        fixed += SEP + max([len(k) * 7.0 for k in keys.values()] + [17.0])  # the keys, or the heading "Run"
+    score = SEP + max([score_width(r) for r in rows] + [24.0])
+    widths = [SEP + max([d_width(r, a) for r in rows] + [14.0]) for a in ablations]
+    return fixed, score, widths
+
+
+def heading_row(ncol: int, title: str, width: float) -> str:
+    """A task's heading row across the table: on one line where it fits ``width`` pt (the table's estimated
+    width), else wrapped in a box that wide (a long alias breaks after its underscores, or inside a long word)."""
+    if len(printed(title)) * CHAR["text"] <= width:
+        return rf"\midrule \multicolumn{{{ncol}}}{{@{{}}l}}{{{title}}} \\"
+    return rf"\midrule \multicolumn{{{ncol}}}{{@{{}}l}}{{\parbox[t]{{{width:.0f}pt}}{{\raggedright {title}\strut}}}} \\"
 
 
 def pack(sections: list[tuple[str, str, list[tuple[list[str], float]]]], budgets: tuple[float, float]) \
@@ -469,11 +490,13 @@ def model_tables(rows: list[dict], ablations: list[str], heads: list[str], label
     out: list[str] = []
     panels_ = panel_columns(rows, ablations, keys, wide)
     width = WIDTH[wide]
+    fixed_w, score_w, widths = column_widths(rows, ablations, keys)
     for p, idx in enumerate(panels_):
         part, part_heads, part_labels = [ablations[i] for i in idx], [heads[i] for i in idx], [labels_[i] for i in idx]
         score = p == 0
         spec = "@{}" + ("l" if multi else "") + "l" + ("r" if score else "") + "r" * len(part) + "@{}"
         ncol = len(spec.replace("@{}", ""))
+        table_w = min(width, fixed_w + (score_w if score else 0.0) + sum(widths[i] for i in idx))
         header = " & ".join((["Run"] if multi else []) + ["Model"] + (["Score"] if score else []) + part_heads) + r" \\"
         sections = []
         for task_rows in groups(rows):
@@ -504,10 +527,13 @@ def model_tables(rows: list[dict], ablations: list[str], heads: list[str], label
             if not blocks:
                 continue
             aliases = ", ".join(dict.fromkeys(r["task"] for r in task_rows))
-            title = (rf"\textit{{{tex(aliases)}}}\textsuperscript{{{tasks[first['task_spec']]}}} --- Score: "
+            title = (rf"\textit{{{tex_long(aliases, 16)}}}\textsuperscript{{{tasks[first['task_spec']]}}} --- Score: "
                      rf"{tex(first['metric'])}, chance {num(chance_of(task_rows))}")
-            sections.append((rf"\midrule \multicolumn{{{ncol}}}{{@{{}}l}}{{{title}}} \\",
-                             rf"\midrule \multicolumn{{{ncol}}}{{@{{}}l}}{{{title} (continued)}} \\", blocks))
+            lines_high = lines_of(printed(title + " (continued)"), table_w, CHAR["text"])
+            if lines_high > 1:  # a wrapped heading is taller: its first block carries the extra lines
+                blocks[0] = (blocks[0][0], blocks[0][1] + (lines_high - 1) * ROW)
+            sections.append((heading_row(ncol, title, table_w), heading_row(ncol, title + " (continued)", table_w),
+                             blocks))
         label = "tab:bench-leaderboard" + (f"-{p + 1}" if p else "")
         note = legend(rows, part_heads, part_labels, keys)
         caption = (leaderboard_caption(rows, ablations) if not p
@@ -564,8 +590,8 @@ def legend(rows: list[dict], heads: list[str], labels_: list[str], keys: dict[in
 
 
 def tt(text: object) -> str:
-    """A spec in typewriter type, breakable (``tex_long``)."""
-    return rf"\texttt{{{tex_long(text)}}}"
+    """A spec in typewriter type, breakable (``tex_long``; inside a word of more than 24 characters too)."""
+    return rf"\texttt{{{tex_long(text, 24)}}}"
 
 
 def compact(value: object) -> object:
@@ -617,7 +643,7 @@ def setup_tables(rows: list[dict], keys: dict[int, str], tasks: dict[str, str], 
         key = keys[i] if len(keys) > 1 else ""
         text = differs_text({k: compact(v) for k, v in differs.items()})
         pieces = chunks(text, per_row) if differs else []
-        first = tex_long(study) + (rf"; differs in \texttt{{{tex_long(pieces[0])}}}" if pieces else "")
+        first = tex_long(study, 24) + (rf"; differs in \texttt{{{tex_long(pieces[0], 24)}}}" if pieces else "")
         runs.append(block(key, text_cell(first, WIDE), study + "; differs in " + (pieces[0] if pieces else "")))
         runs += [block("", text_cell(tt(piece), WIDE), piece) for piece in pieces[1:]]
     task_blocks = [block(rf"\textsuperscript{{{mark}}}", text_cell(tt(spec), WIDE), no_paths(spec))
@@ -634,7 +660,7 @@ def setup_tables(rows: list[dict], keys: dict[int, str], tasks: dict[str, str], 
         n = size[(alias, spec)]
         where = f" ({', '.join(runs_of)})" if len(keys) > 1 else ""
         params = f", {params_text(n)} parameters" if n else ""
-        model_blocks.append(block(text_cell(tex_long(alias) + where, NARROW), text_cell(tt(spec) + params, WIDE),
+        model_blocks.append(block(text_cell(tex_long(alias, 8) + where, NARROW), text_cell(tt(spec) + params, WIDE),
                                   no_paths(spec) + params, alias + where))
     sections = [(rf"\midrule \multicolumn{{2}}{{@{{}}l}}{{\textit{{{name}}}}} \\",
                  rf"\midrule \multicolumn{{2}}{{@{{}}l}}{{\textit{{{name} (continued)}}}} \\", blocks)

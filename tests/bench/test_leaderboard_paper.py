@@ -57,6 +57,16 @@ def hostile(data: dict) -> dict:
     return data
 
 
+LONG_TASK = "my_very_long_segmentation_task_alias_name_ver2xy"  # 48 characters: the longest alias a config allows
+LONG_ARCH = "unet_with_an_extraordinarilylongarchitecturename"  # 48, with a 30-character word
+
+
+def long_names(data: dict) -> dict:
+    """The task alias shapes_seg and the architecture alias unet renamed to aliases of the longest length allowed."""
+    text = json.dumps(data).replace('"shapes_seg"', json.dumps(LONG_TASK)).replace('"unet"', json.dumps(LONG_ARCH))
+    return json.loads(text)
+
+
 def tabulars(tex: str) -> list[str]:
     return re.findall(r"\\begin\{tabular\}\{([^}]*(?:\{\}[^}]*)*)\}", tex)
 
@@ -180,13 +190,15 @@ COMMITTED = sorted(p.parent for p in (ROOT / "reports").glob("*/results.json"))
                            "checked statically only")
 @pytest.mark.parametrize("wide", [False, True], ids=["column", "wide"])
 def test_latex_of_every_pair_of_committed_runs_fits_the_column_and_the_page(tmp_path, capsys, wide):
-    """Every pair of the committed runs, all of them together, and a hostile run, in one two-column a4 article
+    """Every pair of the committed runs, all of them together, a hostile run, and a run whose task and model
+    aliases have the longest length allowed beside another, in one two-column a4 article
     (the narrowest column and text of the usual ones), T1 fonts: no Overfull \\hbox, no float too large for the
     page, every tabular within \\columnwidth (``--wide``: \\textwidth), every reference resolved."""
     import itertools
 
     assert len(COMMITTED) >= 7
-    runs = [*itertools.combinations(COMMITTED, 2), tuple(COMMITTED), (run_copy(tmp_path, "hostile", hostile),)]
+    runs = [*itertools.combinations(COMMITTED, 2), tuple(COMMITTED), (run_copy(tmp_path, "hostile", hostile),),
+            (run_copy(tmp_path, "long", long_names), QUICKSTART)]  # a long task heading and model name wrap
     parts = []
     for group in runs:
         tex = leaderboard(capsys, *map(str, group), "--format", "latex", *(["--wide"] if wide else []))
