@@ -26,7 +26,7 @@ import torch.distributed as dist
 from pydantic import ValidationError
 
 from bench.ablations.base import AblationContext
-from bench.data import Task, cap_workers, pinned_for
+from bench.data import Task, cap_workers, cpu_cores, pinned_for
 from bench.errors import BenchError, first_line, worker_error
 from bench.evaluate import predict_stats
 from bench.failures import translate
@@ -90,9 +90,10 @@ def compute_cell(job: CellJob, progress: Progress | None = None) -> CellResult:
     """Compute one cell and write it; the entry point of every executor."""
     try:
         setup_process(job)
-        task = task_of(job.plan, job.unit.task)
+        caps = job.provenance.get("data_workers", {}) if job.driver != PROCESS else None
+        task = task_of(job.plan, job.unit.task, caps=caps)
         partner = job.plan.partner(job.unit)  # a multi_head network trains on its other task too
-        other = task_of(job.plan, partner) if partner is not None else None
+        other = task_of(job.plan, partner, caps=caps) if partner is not None else None
     except Exception as exc:  # a plugin that fails to import here, data missing on this node, ...
         return failed(job.unit.id, f"cannot set up the worker: {first_line(exc)}", traceback.format_exc())
     try:
@@ -256,9 +257,10 @@ _TASKS: dict[tuple[str, str], dict[str, Task]] = {}  # (plan hash, cwd) -> its t
 _PLUGINS: set[str] = set()
 
 
-def task_of(plan: Plan, alias: str, timings: dict[str, float] | None = None) -> Task:
+def task_of(plan: Plan, alias: str, timings: dict[str, float] | None = None, processes: int = 1,
+            caps: dict[str, int] | None = None) -> Task:
     """A task of the plan, built once per process (a worker loads only the tasks of the cells it gets);
-    ``timings`` gets its load time."""
+    ``timings`` gets its load time. ``processes`` and ``caps``: as ``build_task``."""
     key = (plan.hash, os.getcwd())  # data roots in a config are relative to the working directory
     if key not in _TASKS:
         _TASKS.clear()  # one study per process at a time: a worker moving on frees the last one's data
@@ -266,16 +268,16 @@ def task_of(plan: Plan, alias: str, timings: dict[str, float] | None = None) -> 
     loaded = _TASKS[key]
     if alias not in loaded:
         t0 = time.perf_counter()
-        loaded[alias] = build_task(plan, alias)
+        loaded[alias] = build_task(plan, alias, processes, caps)
         if timings is not None:
             timings[f"load_task.{alias}"] = round(time.perf_counter() - t0, 3)
     return loaded[alias]
 
 
-def tasks_of(plan: Plan, timings: dict[str, float] | None = None) -> dict[str, Task]:
+def tasks_of(plan: Plan, timings: dict[str, float] | None = None, processes: int = 1) -> dict[str, Task]:
     """Every task of the plan: the driver builds them to check the data before it writes anything, and
-    ``local`` cells then reuse them."""
-    return {alias: task_of(plan, alias, timings) for alias in dict.fromkeys(t for t, _ in plan.cfg.pairs())}
+    ``local`` cells then reuse them. ``processes``: the cell processes that will share this machine's cores."""
+    return {alias: task_of(plan, alias, timings, processes) for alias in dict.fromkeys(t for t, _ in plan.cfg.pairs())}
 
 
 def release_tasks() -> None:
@@ -283,9 +285,10 @@ def release_tasks() -> None:
     _TASKS.clear()
 
 
-def build_task(plan: Plan, alias: str) -> Task:
-    """The task ``alias`` of the plan, its DataLoader workers capped to the cores here (``cap_workers``: one note,
-    said by the writing process)."""
+def build_task(plan: Plan, alias: str, processes: int = 1, caps: dict[str, int] | None = None) -> Task:
+    """The task ``alias`` of the plan, its DataLoader workers capped to the cores here, or to cores // ``processes``
+    where a pool of that many cell processes shares them (``cap_workers``: one note, said by the writing process).
+    ``caps``: in a pool worker, the driver's counts (its ``provenance.data_workers``): the same cap, no note."""
     try:
         task = TASKS.build(spec_dict(plan.cfg.tasks[alias]))
     except BenchError:
@@ -293,7 +296,10 @@ def build_task(plan: Plan, alias: str) -> Task:
     except Exception as exc:  # e.g. n_train: 0, num_classes: 0: parameters the factory cannot build
         raise BenchError(f"{plan.path}: tasks.{alias}: cannot build the task ({error_line(exc)}); "
                          "check its parameters (--debug shows the traceback)") from exc
-    cap_workers(task, alias, note=writer())
+    if caps is not None:  # a pool worker: the driver decided the count and said the note
+        cap_workers(task, alias, note=False, limit=min(caps.get(alias, cpu_cores()), cpu_cores()))
+    else:
+        cap_workers(task, alias, note=writer(), processes=processes)
     return task
 
 

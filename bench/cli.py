@@ -308,9 +308,11 @@ checks in pytest: python -m pytest --pyargs bench.conformance --bench-task '{"na
 def check_task_data(label: str, spec: dict) -> int:
     """``bench check TASK``: the task built as a run builds it, then ``task_problems``; one line per failure."""
     from bench.conformance import build_task, one_torch_thread, task_problems
+    from bench.data import cap_workers
 
     with one_torch_thread():
         task, params = build_task(spec, f"bench check {label} --set", label)
+        cap_workers(task, label)  # workers above the cores: one note, as a run says it (no torch warning per loader)
         problems = task_problems(label, task, {"name": spec["name"], **params})
     for line in problems:
         print(f"error: {line}", file=sys.stderr)

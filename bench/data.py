@@ -85,22 +85,33 @@ def cpu_cores() -> int:
 _CAPPED: set[tuple[str, int, int]] = set()
 
 
-def cap_workers(task: Task, label: str, note: bool = True) -> int | None:
-    """Every file-backed split of ``task`` (a ``workers`` attribute: ``DatasetSplit``) reads with at most the
-    cores here: more DataLoader processes only contend, and torch warns about them once per loader. A cap is
-    said in one note on stderr naming the task (once per task, count and cores in a process; ``note``: False
+def worker_share(processes: int = 1) -> int:
+    """The DataLoader workers one of ``processes`` cell processes sharing this machine may start: its share of
+    the cores, at least 1 (the share of torch threads a process pool gives each cell, ``ProcessExecutor``)."""
+    return max(1, cpu_cores() // max(1, processes))
+
+
+def cap_workers(task: Task, label: str, note: bool = True, processes: int = 1, limit: int | None = None) -> int | None:
+    """Every file-backed split of ``task`` (a ``workers`` attribute: ``DatasetSplit``) reads with at most its
+    process's share of the cores here (``worker_share``: all of them, or cores // ``processes`` where a pool of
+    cell processes shares the machine; ``limit``: a count already decided, a pool worker's from the driver's
+    provenance): more DataLoader processes only contend, and torch warns about them once per loader. A cap is
+    said in one note on stderr naming the task (once per task, count and share in a process; ``note``: False
     where another process says it). Returns the count its DataLoaders use (also ``task.provenance["workers"]``,
     and results.json's ``provenance.data_workers``), or None for a task held in memory."""
     splits = [s for s in (task.train, task.test) if isinstance(getattr(s, "workers", None), int)]
     if not splits:
         return None
     cores = cpu_cores()
+    share = limit if limit is not None else worker_share(processes)
     asked = max(s.workers for s in splits)  # type: ignore[attr-defined]
-    if asked > cores and note and (label, asked, cores) not in _CAPPED:
-        _CAPPED.add((label, asked, cores))
-        print(f"note: task {label}: workers {asked} > {cores} CPU core(s) here; using {cores}", file=sys.stderr)
+    if asked > share and note and (label, asked, share) not in _CAPPED:
+        _CAPPED.add((label, asked, share))
+        where = (f"{cores} CPU core(s) here" if processes <= 1 else
+                 f"{share} per cell process ({cores} CPU core(s) here, {processes} processes)")
+        print(f"note: task {label}: workers {asked} > {where}; using {share}", file=sys.stderr)
     for s in splits:
-        s.workers = min(s.workers, cores)  # type: ignore[attr-defined]
+        s.workers = min(s.workers, share)  # type: ignore[attr-defined]
     used = max(s.workers for s in splits)  # type: ignore[attr-defined]
     task.provenance["workers"] = used
     return used

@@ -27,7 +27,7 @@ from bench.config import load_config, safe_load
 from bench.data import Task
 from bench.diff import config_diff
 from bench.errors import BenchError, first_line
-from bench.executors import Events, Executor, LocalExecutor
+from bench.executors import Events, Executor, LocalExecutor, ProcessExecutor
 from bench.io import write_json
 from bench.plan import Plan, Unit, build_model, merges_run, resolve_device, unused_merge_error
 from bench.precision import resolve_precision
@@ -71,7 +71,9 @@ def _run(plan: Plan, executor: Executor | None, options: Options, rd: RunDir) ->
     if options.show_progress and writer():  # the device is recorded in provenance too (results.json, report)
         print(f"device: {prov['device']} ({prov['device_name']}; config device: {plan.cfg.device})", file=sys.stderr)
     timings: dict[str, float] = {}
-    tasks = tasks_of(plan, timings)  # missing or malformed data fails here, before anything is written
+    # a pool of cell processes shares the cores: each process's DataLoaders get cores // pool (cap_workers)
+    pool = executor.workers if isinstance(executor, ProcessExecutor) else 1
+    tasks = tasks_of(plan, timings, pool)  # missing or malformed data fails here, before anything is written
     workers = {alias: t.provenance["workers"] for alias, t in tasks.items() if "workers" in t.provenance}
     if workers:  # the DataLoader processes each file-backed task read with (capped to the cores: cap_workers)
         prov["data_workers"] = workers

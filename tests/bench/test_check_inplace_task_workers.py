@@ -119,3 +119,64 @@ def test_validate_says_the_sbd_requirement_once(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert out.count("SegmentationClassAug/ and ImageSets/Segmentation/train_aug.txt (SBD, not downloaded") == 1, out
     assert "a run downloads" in out and "for train_split: train_aug also add" in out
+
+
+def test_check_task_caps_workers_with_one_note_and_no_torch_warning(tmp_path, monkeypatch, capsys):
+    import warnings
+
+    root = write_seg_folder(tmp_path / "seg", splits=("train", "val"))
+    monkeypatch.setattr(data, "cpu_cores", lambda: 2)
+    monkeypatch.setattr(data, "_CAPPED", set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["check", "segmentation_folder", "--set", f"root={root}", "--set", "num_classes=3",
+                     "--set", "workers=8"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["note: task segmentation_folder: workers 8 > 2 CPU core(s) here; using 2"], err
+    assert not [w for w in caught if "worker" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_a_process_pool_shares_the_cores_one_note_from_the_driver(tmp_path, monkeypatch, capsys):
+    """``executor: processes`` with 2 workers on 2 cores: 1 DataLoader worker per cell process (the driver's
+    count, recorded in provenance.data_workers, is what each pool worker uses), said once by the driver."""
+    import dataclasses
+    import json
+
+    import bench.cell as cell
+    from bench.driver import Options, run_study
+    from bench.executors import ProcessExecutor
+
+    class InProcessPool(ProcessExecutor):
+        """A pool of 2 whose 'workers' are this process, each cell loading its tasks afresh as a worker does."""
+
+        def map(self, fn, jobs, events):
+            for job in jobs:
+                cell._TASKS.clear()
+                data._CAPPED.clear()  # a fresh process has said no note yet
+                events.started(job.unit.id)
+                events.finished(fn(dataclasses.replace(job, driver="a pool worker"), None))
+
+    used = []
+    cap = cell.cap_workers
+    monkeypatch.setattr(cell, "cap_workers", lambda *a, **k: used.append(cap(*a, **k)) or used[-1])
+    root = write_seg_folder(tmp_path / "seg", splits=("train", "val"))
+    config = tmp_path / "pool.yaml"
+    config.write_text(textwrap.dedent(f"""
+        name: pool
+        seeds: [0]
+        device: cpu
+        tasks:
+          seg: {{name: segmentation_folder, root: {root}, num_classes: 3, crop_size: 32, workers: 8}}
+        architectures:
+          unet: {{name: unet, depth: 2, width: 4}}
+        train: {{epochs: 1, batch_size: 8}}
+        ablations:
+          - {{name: skip_removal}}
+    """))
+    monkeypatch.setattr(data, "cpu_cores", lambda: 2)
+    monkeypatch.setattr(data, "_CAPPED", set())
+    out = run_study(Plan.build(config), InProcessPool(2), Options(out=tmp_path / "run", show_progress=False))
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: task")]
+    assert notes == ["note: task seg: workers 8 > 1 per cell process (2 CPU core(s) here, 2 processes); using 1"], notes
+    assert used and set(used) == {1}, used  # the driver's tasks and each worker's
+    assert json.loads((out / "results.json").read_text())["provenance"]["data_workers"] == {"seg": 1}
