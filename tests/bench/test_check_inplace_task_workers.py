@@ -180,3 +180,15 @@ def test_a_process_pool_shares_the_cores_one_note_from_the_driver(tmp_path, monk
     assert notes == ["note: task seg: workers 8 > 1 per cell process (2 CPU core(s) here, 2 processes); using 1"], notes
     assert used and set(used) == {1}, used  # the driver's tasks and each worker's
     assert json.loads((out / "results.json").read_text())["provenance"]["data_workers"] == {"seg": 1}
+
+
+def test_readme_says_bench_check_is_the_in_place_check_and_bench_run_may_say_nothing():
+    """The re-review found ``bench run`` with ``post=nn.ReLU(inplace=True)`` finishing rc 0 with no message: the
+    README must not promise that a run fails on it."""
+    from pathlib import Path
+
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    rule = readme[readme.index("**In-place operations.**"):]
+    rule = rule[:rule.index("A complete package")]
+    assert "`bench check NAME` is the check to run" in rule and "`bench run` does not check it" in rule
+    assert "finishes with no message" in rule and "Breaking the rule fails in the backward pass" not in rule
