@@ -63,7 +63,7 @@ def assemble(plan: Plan, cells: list[Cell], arrays: Arrays, infos: Mapping[str, 
     comps, boots = comparisons(plan, cells, arrays, infos)
     evidence = Evidence(cells=cells, comparisons=comps, arrays=arrays, dependence_boots=boots, infos=infos)
     declarations = {n: type(a).declaration() for n, a in plan.ablations.items()}
-    verdict, verdicts, interaction = compute_verdicts(plan.cfg, evidence, declarations)
+    verdict, verdicts, interaction, interactions = compute_verdicts(plan.cfg, evidence, declarations)
     # the compute behind the results: the cells' own time (training, evaluation, ablations), whichever
     # invocation computed them
     timings = {**timings, "cells": round(sum(sum(c.timings.values()) + sum(a.wall_s for a in c.ablations.values())
@@ -71,7 +71,7 @@ def assemble(plan: Plan, cells: list[Cell], arrays: Arrays, infos: Mapping[str, 
     return Results(schema_version=SCHEMA_VERSION, study=plan.name, config=plan.resolved, provenance=provenance,
                    timings=timings, scale=SCALES[plan.cfg.scale].metric,
                    ablations=declarations, cells=cells, comparisons=comps,
-                   verdict=verdict, verdicts=verdicts, interaction=interaction, code=recorded_code(cells))
+                   verdict=verdict, verdicts=verdicts, interaction=interaction, interactions=interactions, code=recorded_code(cells))
 
 
 def recorded_code(cells: list[Cell]) -> dict[str, str]:

@@ -180,13 +180,13 @@ def pairs_section(res: Results) -> str:
          "D_dense − D_global [CI]", "conditioning", "call", "per seed (difference)"], rows)]
     out += ["\n" + sensitivity_line(v) for v in res.verdicts if v.sensitivity is not None]
     out += ["\n" + localisation_line(v) for v in res.verdicts if v.localisation is not None]
-    i = res.interaction
-    if i is not None:
+    for i in ([res.interaction] if res.interaction is not None else []) + list(res.interactions):
         out.append(f"\nInteraction ({esc(i.ablation)} on {esc(i.architecture)}): (D_dense − D_global)"
                    f"[{esc(i.second)}] − (D_dense − D_global)[{esc(i.first)}] = {fmt_ci(i.difference)} ({i.seeds} "
                    f"seeds, p = {fmt_p(i.difference.p)}; bootstrap replicate by replicate): **{i.call}** — "
                    f"{esc(i.note)}. "
                    f"Per seed: {per_seed(i.difference)}.")
+    if res.interaction is not None:
         out.append("\n" + explanation(res))
     out.append("\n" + multiplicity(res))
     return "\n".join(out)
@@ -226,6 +226,7 @@ def multiplicity(res: Results) -> str:
     tests = [(f"{v.label or v.dense_task} headline", v.headline.difference.p) for v in res.verdicts if v.headline]
     if res.interaction is not None:
         tests.append(("interaction", res.interaction.difference.p))
+    tests += [(f"interaction {i.second} − {i.first}", i.difference.p) for i in res.interactions]
     adjusted = stats.holm([p for _, p in tests])
     listed = ", ".join(f"{esc(name)} {fmt_p(p)}" for (name, _), p in zip(tests, adjusted))
     return (f"Multiplicity: {len(tests)} pre-specified tests, each called above at its pair's alpha; Holm over them "
@@ -481,8 +482,7 @@ def run_summary(res: Results, run_dir: Path) -> str:
     headline_plans = [r for r in plan_rows(res) if r["role"] == "headline"]
     for v in res.verdicts or ([res.verdict] if res.verdict else []):
         lines += verdict_summary(v, headline_plans, run_dir)
-    i = res.interaction
-    if i is not None:
+    for i in ([res.interaction] if res.interaction is not None else []) + list(res.interactions):
         lines.append(f"interaction ({i.second} − {i.first}, {i.ablation} on {i.architecture}): "
                      f"{fmt_ci(i.difference)} ({i.seeds} seeds) -> {i.call}")
     failed = [c for c in res.cells if c.status != "ok"]

@@ -29,7 +29,16 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidatorFunctionWrapHandler, WrapValidator, with_config
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_serializer,
+    with_config,
+)
 from typing_extensions import TypedDict
 
 from bench.errors import BenchError
@@ -350,9 +359,19 @@ class Results(_Model):
     verdict: Verdict | None = None  # the (first) pair's verdict: what every single-verdict reader uses
     verdicts: list[Verdict] = []  # every pair's verdict when the config lists several, in config order
     interaction: Interaction | None = None  # exactly two listed pairs on the same headline
+    interactions: list[Interaction] = []  # more than two listed pairs: every two that share a headline ablation
     invocations: list[Invocation] = []  # every `bench run` on the folder, oldest first; wall time = their sum
     code: dict[str, str] = {}  # component -> content hash of the code the cells were computed with (bench.codehash)
     sequential: Sequential | None = None  # a study run in seed rounds: its looks and where it stopped
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_interactions(self, handler: SerializerFunctionWrapHandler) -> dict:
+        """``interactions`` is written only when a study has them (more than two pairs): every results.json
+        written before it existed re-assembles to the same file."""
+        out = handler(self)
+        if isinstance(out, dict) and not out.get("interactions"):
+            out.pop("interactions", None)
+        return out
 
 
 def invocations_so_far(results_file: Path) -> list[Invocation]:

@@ -216,23 +216,27 @@ def _has_identity(cells: list[Cell], arch: str) -> bool:
 
 
 def compute_verdicts(cfg: StudyConfig, ev: Evidence, declarations: dict[str, dict],
-                     ) -> tuple[Verdict | None, list[Verdict], Interaction | None]:
-    """(first pair's verdict, every pair's verdict when the config lists several, their interaction when
-    it lists exactly two with the same headline ablation). A pure function of the config and the evidence."""
+                     ) -> tuple[Verdict | None, list[Verdict], Interaction | None, list[Interaction]]:
+    """(first pair's verdict, every pair's verdict when the config lists several, their interaction when it
+    lists exactly two with the same headline ablation, and — when it lists more than two — the interaction of
+    every two pairs that share a headline ablation, in config order). A pure function of the config and the
+    evidence."""
     specs = cfg.verdict_pairs()
     done = [_pair_verdict(s, cfg, ev, declarations) for s in specs]
     if not isinstance(cfg.verdict, list):
-        return (done[0][0] if done else None), [], None
+        return (done[0][0] if done else None), [], None, []
     done = _across_pairs(done)
     first = done[0][0] if done else None
     verdicts = [v for v, _ in done]
-    interaction = None
     heads = [(s.ablation, headline_architecture(cfg, s)) for s in specs]
-    if len(done) == 2 and heads[0][0] == heads[1][0]:  # one headline ablation: two evidence scales on one
-        # architecture, or two arms of one design (separate networks vs both heads in one: ``multi_head``)
-        archs = dict.fromkeys(a for _, a in heads)
-        interaction = _interaction(done[0], done[1], heads[0][0], " → ".join(archs))
-    return first, verdicts, interaction
+    pairs = [(i, j) for i in range(len(done)) for j in range(i + 1, len(done)) if heads[i][0] == heads[j][0]]
+    # one headline ablation: two evidence scales on one architecture, two arms of one design (separate networks
+    # vs both heads in one: ``multi_head``), or two architectures' identity paths (a U-Net's skips, a ViT's taps)
+    found = [_interaction(done[i], done[j], heads[i][0], " → ".join(dict.fromkeys((heads[i][1], heads[j][1]))))
+             for i, j in pairs]
+    if len(done) == 2:
+        return first, verdicts, (found[0] if found else None), []
+    return first, verdicts, None, found
 
 
 def _interaction(a: tuple[Verdict, Series], b: tuple[Verdict, Series], ablation: str, arch: str) -> Interaction:
@@ -400,13 +404,21 @@ def _holm(rows: list[VerdictRow]) -> list[VerdictRow]:
 
 def _across_pairs(done: list[tuple[Verdict, Series]]) -> list[tuple[Verdict, Series]]:
     """Several pairs: each family's exploratory rows of EVERY pair are one Holm family, so a study that
-    asks the same question on two evidence scales pays for both; each row is then called at its pair's alpha."""
-    pooled = _holm([r for v, _ in done for r in v.rows])
-    out, start = [], 0
+    asks the same question on two evidence scales pays for both; each row is then called at its pair's alpha.
+    A row that several pairs share (the same dense and global tasks, architecture, ablation and family: pairs
+    on one task pair list the same exploratory rows) is one test, counted once."""
+    def key(v: Verdict, r: VerdictRow) -> tuple:
+        return (r.family, r.role, r.architecture, r.ablation, v.dense_task, v.global_task, v.scale)
+
+    unique: dict[tuple, VerdictRow] = {}
+    for v, _ in done:
+        for r in v.rows:
+            unique.setdefault(key(v, r), r)
+    adjusted = dict(zip(unique, _holm(list(unique.values()))))
+    out = []
     for v, series in done:
-        rows = [r.model_copy(update={"verdict": _call(r, v.alpha, v.min_seeds)})
-                for r in pooled[start:start + len(v.rows)]]
-        start += len(v.rows)
+        rows = [r.model_copy(update={"p_holm": adjusted[key(v, r)].p_holm}) for r in v.rows]
+        rows = [r.model_copy(update={"verdict": _call(r, v.alpha, v.min_seeds)}) for r in rows]
         out.append((v.model_copy(update={"rows": rows, "headline": next((r for r in rows if r.role == "headline"),
                                                                          None)}), series))
     return out

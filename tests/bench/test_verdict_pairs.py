@@ -196,3 +196,41 @@ def test_the_run_summary_prints_every_pairs_headline_and_the_interaction(tmp_pat
     single = run_summary(Results.model_construct(verdict=one, verdicts=[], interaction=None, cells=[],
                                                  comparisons=[]), tmp_path)
     assert single.startswith("verdict: INCONCLUSIVE — ") and "interaction" not in single
+
+
+def test_a_row_several_pairs_share_is_one_test_in_the_holm_family():
+    # pairs on the same dense and global tasks list the same exploratory rows: counting each once per pair
+    # made four pairs pay Holm over four copies of one test (0.03 -> 0.12), so no exploratory row could call
+    same = [_with_exploratory("shapes", 0.03).model_copy(update={"label": f"pair{i}"}) for i in range(4)]
+    for v, _ in _across_pairs([(v, {}) for v in same]):
+        assert v.rows[1].p_holm == pytest.approx(0.03) and v.rows[1].verdict == "supported"
+
+
+def test_more_than_two_pairs_get_the_interaction_of_every_two_that_share_a_headline_ablation(monkeypatch):
+    import bench.verdict as verdict
+    from bench.config import StudyConfig
+
+    vals = [0.1, 0.3, 0.2, 0.25, 0.15, 0.22, 0.18, 0.27]
+    shifts = {"u": 0.0, "v": 0.4, "ut": 0.0, "vt": -0.4}
+    monkeypatch.setattr(verdict, "_pair_verdict", lambda spec, *a: (
+        _verdict(spec.label, call="supported"), _series([x + shifts[spec.label] for x in vals], 0.02, 1)))
+    pairs = [("u", "skip_removal", "unet"), ("v", "skip_removal", "vit"), ("ut", "skip_lesion", "unet"),
+             ("vt", "skip_lesion", "vit")]
+    cfg = StudyConfig.model_validate({
+        "verdict": [{"label": lab, "dense": "x", "global": "y", "ablation": abl, "architecture": arch}
+                    for lab, abl, arch in pairs],
+        "tasks": {"x": {"name": "t"}, "y": {"name": "t"}},
+        "architectures": {"unet": {"name": "unet"}, "vit": {"name": "vit"}},
+        "ablations": [{"name": "skip_removal"}, {"name": "skip_lesion"}], "seeds": [0], "bootstrap": 100})
+    ev = Evidence(cells=[], comparisons=[], arrays={}, dependence_boots={}, infos={})
+    _, verdicts, interaction, interactions = verdict.compute_verdicts(cfg, ev, {})
+    assert len(verdicts) == 4 and interaction is None
+    assert [(i.first, i.second, i.ablation, i.architecture) for i in interactions] == [
+        ("u", "v", "skip_removal", "unet → vit"), ("ut", "vt", "skip_lesion", "unet → vit")]
+    assert interactions[0].difference.estimate == pytest.approx(0.4, abs=1e-6)
+    assert interactions[1].difference.estimate == pytest.approx(-0.4, abs=1e-6)
+    res = Results.model_construct(verdict=verdicts[0], verdicts=verdicts, interaction=None,
+                                  interactions=interactions)
+    text = pairs_section(res)
+    assert "(D_dense − D_global)[v] − (D_dense − D_global)[u]" in text and "[vt] − (D_dense − D_global)[ut]" in text
+    assert "interaction v − u" in text and "interaction vt − ut" in text  # in the multiplicity line

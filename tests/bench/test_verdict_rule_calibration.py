@@ -178,7 +178,7 @@ def test_compute_verdicts_returns_the_rules_interval_for_the_headline(tmp_path, 
     x_glob = draw(rng, "skew", 0.3, seeds)
     losses = np.where(rng.random(seeds) < 0.2, 2.0, 0.5)  # a fifth of the global baselines did not converge
     ev = evidence(x_dense, x_glob, losses, rng)
-    verdict, _, _ = compute_verdicts(cfg, ev, {"skip_removal": ABLATIONS.get("skip_removal").declaration()})
+    verdict, _, _, _ = compute_verdicts(cfg, ev, {"skip_removal": ABLATIONS.get("skip_removal").declaration()})
     head = verdict.headline
     kept = [s for s in range(seeds) if losses[s] <= 1.0]
     assert head.excluded_seeds == {str(s): "cls baseline final training loss 2.000 > 1" for s in range(seeds)
