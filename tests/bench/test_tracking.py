@@ -78,17 +78,22 @@ def test_tensorboard_one_event_file_per_cell_and_results_unchanged(tmp_path):
     assert not any((root / "logs").rglob("*"))
 
 
-def test_missing_package_is_one_line_naming_the_extra_before_anything_is_written(tmp_path, monkeypatch):
-    for name in ("tensorboardX", "tensorboardX.proto.event_pb2"):
+@pytest.mark.parametrize("log, modules, package", [
+    ("tensorboard", ("tensorboardX", "tensorboardX.proto.event_pb2"), r"tensorboardX"),
+    ("mlflow", ("mlflow", "mlflow.entities", "mlflow.tracking"), r"mlflow-skinny \(or mlflow\)"),
+])
+def test_missing_package_is_one_line_naming_the_extra_before_anything_is_written(tmp_path, monkeypatch, log, modules,
+                                                                                 package):
+    for name in modules:
         monkeypatch.setitem(sys.modules, name, None)  # `import` of it raises ImportError
     out = tmp_path / "out"
-    with pytest.raises(BenchError, match=r"^--log tensorboard: needs the package tensorboardX.*"
-                                         r"pip install 'identity-bench\[tensorboard\]'$"):
-        run(study(tmp_path), out, log="tensorboard")
+    with pytest.raises(BenchError, match=rf"^--log {log}: needs the package {package}.*"
+                                         rf"pip install 'identity-bench\[{log}\]'$"):
+        run(study(tmp_path), out, log=log)
     assert not out.exists()
     from bench.cli import main
 
-    assert main(["run", str(study(tmp_path)), "--out", str(out), "--quiet", "--log", "tensorboard"]) == 2
+    assert main(["run", str(study(tmp_path)), "--out", str(out), "--quiet", "--log", log]) == 2
     assert not out.exists()
 
 
