@@ -159,7 +159,7 @@ def data_status(task: str, params: dict) -> list[str]:
     status = getattr(obj, "status", None)
     if callable(status):
         try:
-            return said_once([str(line) for line in status(**params)])
+            return [str(line) for line in status(**params)]
         except Exception as exc:  # a plugin's hook must not make validate fail: say it, carry on
             return [f"status hook failed ({first_line(exc)})"]
     root = params.get("root", inspect_default(obj, "root"))
@@ -167,19 +167,6 @@ def data_status(task: str, params: dict) -> list[str]:
         path = Path(os.path.abspath(Path(root).expanduser()))
         return [f"{'present at' if path.exists() else 'MISSING:'} {path}"]
     return []
-
-
-def said_once(lines: list[str]) -> list[str]:
-    """A status hook's lines without one that repeats what an earlier line already says: its words after the
-    first three (``train_split train_aug needs ...``) found in an earlier line (voc2012's SBD requirement, in its
-    by-hand instructions and again on a line of its own)."""
-    out: list[str] = []
-    for line in lines:
-        rest = " ".join(line.split()[3:])
-        if len(rest) >= 30 and any(rest in earlier for earlier in out):
-            continue
-        out.append(line)
-    return out
 
 
 def inspect_default(obj, name: str):

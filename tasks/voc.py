@@ -140,7 +140,7 @@ def _status(root: str = "data", download: bool = False, train_split: str = "trai
         lines.append(f"a run downloads {URL} (about {TAR_GB:.0f} GB, MD5-checked) into {base} and extracts it "
                      "there (about 4 GB of disk in all, the tar kept)")
         lines.append(by_hand(base, train_split).replace("without network, ", "or, without network: "))
-    if train_split == "train_aug":
+    if train_split == "train_aug" and not download:  # with download, the by-hand line above already says it
         lines.append(f"train_split train_aug needs {SBD}")
     return lines
 
