@@ -165,10 +165,11 @@ class VerdictConfig(Strict):
     min_seeds: int = Field(10, ge=3, le=1000, description="Fewer seeds than this: a row is 'underpowered', never "
                            "supported/contradicted (power is small below 10; docs/protocols.md). Below 6 seeds no "
                            "distribution-free 95% interval exists, so such a row is underpowered whatever this says.")
-    stop: Literal["decided", "halfwidth"] = Field("decided", description="With seed rounds (`seeds: {start, step, "
-                                                  "max}`): stop when every pair's headline is supported or "
-                                                  "contradicted (each look at Pocock's level), or when its interval "
-                                                  "is narrower than `halfwidth` (each look at alpha).")
+    stop: Literal["decided", "halfwidth", "interaction"] = Field(
+        "decided", description="With seed rounds (`seeds: {start, step, max}`): stop when every pair's headline is "
+        "supported or contradicted (each look at Pocock's level), when its interval is narrower than `halfwidth` "
+        "(each look at alpha), or — with exactly two pairs on one headline ablation — when their interaction is "
+        "decided (each look at Pocock's level).")
     halfwidth: float | None = Field(None, gt=0, lt=10, description="stop: halfwidth: the target interval half-width.")
     max_train_loss: dict[str, Annotated[float, Field(gt=0, allow_inf_nan=False)]] = Field(
         {}, description="Blind exclusion of seeds that did not converge, fixed before results: {task alias: loss}; a "
@@ -533,6 +534,11 @@ def resolve(cfg: StudyConfig, path: Path) -> StudyConfig:
         _check_verdict_matrix(v, cfg, kinds, path, where)
         _check_verdict_family(v, names, path, where)
     labels = [v.label or v.dense for v in pairs]
+    if any(v.stop == "interaction" for v in pairs) and (len(pairs) != 2 or len({v.ablation for v in pairs}) > 1):
+        raise BenchError(f"{path}: verdict: stop: interaction needs exactly two pairs with the same headline "
+                         f"ablation (this lists {len(pairs)}); list two, or use stop: decided")
+    if len({(v.stop, v.halfwidth) for v in pairs}) > 1:  # one study stops on one rule (the driver reads the first)
+        raise BenchError(f"{path}: verdict: the pairs' stop rules differ; give every pair the same stop (and halfwidth)")
     if len(set(labels)) != len(labels):
         raise BenchError(f"{path}: verdict: two pairs share the label {labels!r}; give each a distinct `label`")
     if len({v.scale for v in pairs}) > 1:  # the cells' test-time ablations are computed on it

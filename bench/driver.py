@@ -146,6 +146,8 @@ def stop_here(plan: Plan, look: Plan, results: Results | None, looks: list[Look]
     if len(look.cfg.seeds) == len(plan.cfg.seeds):
         return True
     pairs = plan.cfg.verdict_pairs()
+    if pairs and pairs[0].stop == "interaction":
+        return should_stop([(interaction_call(results), None)], "interaction", None)
     heads = [v.headline for v in (results.verdicts or [results.verdict]) if v is not None]
     if not pairs or len(heads) < len(pairs) or any(h is None for h in heads):
         return False
@@ -153,12 +155,22 @@ def stop_here(plan: Plan, look: Plan, results: Results | None, looks: list[Look]
                         for h in heads], pairs[0].stop, pairs[0].halfwidth)
 
 
+def interaction_call(results: Results) -> str:
+    """The two pairs' interaction read as a stopping call: decided either way is supported / contradicted."""
+    inter = results.interaction
+    return {"second higher": "supported", "first higher": "contradicted"}.get(inter.call if inter else "", "inconclusive")
+
+
 def look_record(look: Plan, results: Results) -> Look:
     verdicts = results.verdicts or ([results.verdict] if results.verdict else [])
+    pairs = look.cfg.verdict_pairs()
+    inter = results.interaction if pairs and pairs[0].stop == "interaction" else None
     return Look(seeds=len(look.cfg.seeds), headlines={
         (v.label or v.dense_task): ({"estimate": v.headline.difference.estimate, "low": v.headline.difference.low,
                                      "high": v.headline.difference.high, "call": v.headline.verdict}
-                                    if v.headline else {"call": "missing"}) for v in verdicts})
+                                    if v.headline else {"call": "missing"}) for v in verdicts},
+        interaction=None if inter is None else {"estimate": inter.difference.estimate, "low": inter.difference.low,
+                                                "high": inter.difference.high, "call": inter.call})
 
 
 def sequential_record(plan: Plan, looks: list[Look]) -> Sequential | None:
@@ -169,10 +181,12 @@ def sequential_record(plan: Plan, looks: list[Look]) -> Sequential | None:
     stop = pairs[0].stop if pairs else "decided"
     alpha = pairs[0].alpha if pairs else 0.05
     last = looks[-1]
-    decided = last.seeds < len(plan.cfg.seeds) or all(h.get("call") in ("supported", "contradicted")
-                                                      for h in last.headlines.values())
-    reason = (("every headline decided" if stop == "decided" else f"every headline's half-width within "
-               f"{pairs[0].halfwidth:g}") if decided and pairs else "the last planned look (max seeds)")
+    calls = ([{"second higher": "supported", "first higher": "contradicted"}.get((last.interaction or {}).get("call"))]
+             if stop == "interaction" else [h.get("call") for h in last.headlines.values()])
+    decided = last.seeds < len(plan.cfg.seeds) or all(c in ("supported", "contradicted") for c in calls)
+    rules = {"decided": "every headline decided", "interaction": "the interaction decided",
+             "halfwidth": f"every headline's half-width within {pairs[0].halfwidth or 0:g}" if pairs else ""}
+    reason = rules[stop] if decided and pairs else "the last planned look (max seeds)"
     return Sequential(start=rounds.start, step=rounds.step, max=len(plan.cfg.seeds), stop=stop,
                       halfwidth=pairs[0].halfwidth if pairs else None, alpha=alpha,
                       alpha_per_look=look_alpha(alpha, len(sizes), stop), planned_looks=sizes, looks=looks,

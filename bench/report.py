@@ -318,10 +318,14 @@ def sequential_line(seq) -> str:
     looks = "; ".join(f"{lk.seeds} seeds: " + ", ".join(
         f"{esc(pair)} {fmt_ci({k: h[k] for k in ('estimate', 'low', 'high')}) if 'estimate' in h else '—'} "
         f"{h.get('call', '?')}" for pair, h in lk.headlines.items())
+        + (f"; interaction {fmt_ci({k: lk.interaction[k] for k in ('estimate', 'low', 'high')})} "
+           f"{lk.interaction.get('call', '?')}" if lk.interaction else "")
         for lk in seq.looks)
-    rule = "every headline decided" if seq.stop == "decided" else f"every headline's half-width ≤ {seq.halfwidth:g}"
+    rule = {"decided": "every headline decided", "interaction": "the two pairs' interaction is decided",
+            "halfwidth": f"every headline's half-width ≤ {seq.halfwidth or 0:g}"}[seq.stop]
+    pocock = seq.stop in ("decided", "interaction")
     return (f"Seeds until decided: looks planned at {', '.join(map(str, seq.planned_looks))} seeds, each at "
-            f"α = {seq.alpha_per_look:g} ({'Pocock, for an overall ' + format(seq.alpha, 'g') if seq.stop == 'decided' else 'the fixed level'}), "
+            f"α = {seq.alpha_per_look:g} ({'Pocock, for an overall ' + format(seq.alpha, 'g') if pocock else 'the fixed level'}), "
             f"stopping when {rule}. **Stopped at {seq.stopped_at} seeds** ({esc(seq.reason)}). Looks: {looks}.")
 
 

@@ -317,6 +317,15 @@ class Look(_Model):
 
     seeds: int
     headlines: dict[str, dict[str, Any]]  # pair label -> {estimate, low, high, call}
+    interaction: dict[str, Any] | None = None  # stop: interaction: {estimate, low, high, call} of the two pairs'
+
+    @model_serializer(mode="wrap")
+    def _omit_no_interaction(self, handler: SerializerFunctionWrapHandler) -> dict:
+        """Written only for a ``stop: interaction`` study: every results.json before it re-assembles the same."""
+        out = handler(self)
+        if isinstance(out, dict) and out.get("interaction") is None:
+            out.pop("interaction", None)
+        return out
 
 
 class Sequential(_Model):
@@ -325,10 +334,10 @@ class Sequential(_Model):
     start: int
     step: int
     max: int
-    stop: Literal["decided", "halfwidth"]
+    stop: Literal["decided", "halfwidth", "interaction"]
     halfwidth: float | None = None
     alpha: float  # the overall error rate of a call
-    alpha_per_look: float  # what each look tested at (Pocock's level for stop: decided)
+    alpha_per_look: float  # what each look tested at (Pocock's level for stop: decided and interaction)
     planned_looks: list[int]
     looks: list[Look]
     stopped_at: int  # seeds at the look the study stopped at

@@ -3,7 +3,8 @@
 Looking after every round and stopping at the first call would call a null study far more often than
 alpha (five looks at 0.05 each: about 14% for Gaussian seeds). So every look of a ``stop: decided`` study
 tests at Pocock's constant nominal level for its planned number of looks (Pocock 1977; Jennison & Turnbull
-2000, Table 2.1), which holds the overall two-sided error at alpha over all looks together. A ``stop:
+2000, Table 2.1), which holds the overall two-sided error at alpha over all looks together; a ``stop:
+interaction`` study (two pairs) looks the same way at their interaction, the same rule on its per-seed series. A ``stop:
 halfwidth`` study stops on the interval's width, which does not depend on the sign of the effect, and
 tests at alpha at the look where it stops. tests/bench/test_sequential_calibration.py checks both by
 simulation with the verdict's own rule, in the same worlds as the fixed-size calibration.
@@ -25,9 +26,10 @@ def look_sizes(seeds: int, start: int, step: int) -> list[int]:
 
 
 def look_alpha(alpha: float, looks: int, stop: str) -> float:
-    """The level each look tests at: Pocock's for ``stop: decided`` (the table is for an overall 0.05; another
-    alpha is scaled in proportion, an approximation the docs state), alpha itself for ``stop: halfwidth``."""
-    if stop != "decided" or looks <= 1:
+    """The level each look tests at: Pocock's for ``stop: decided`` and ``stop: interaction`` (the table is for
+    an overall 0.05; another alpha is scaled in proportion, an approximation the docs state), alpha itself for
+    ``stop: halfwidth``."""
+    if stop == "halfwidth" or looks <= 1:
         return alpha
     return POCOCK_05[looks] * alpha / 0.05
 
@@ -36,6 +38,6 @@ def should_stop(calls_and_widths: list[tuple[str, float | None]], stop: str, hal
     """Every verdict pair's headline (its call, its interval half-width) meets the stopping rule."""
     if not calls_and_widths:
         return False
-    if stop == "decided":
+    if stop in ("decided", "interaction"):  # the interaction's call is passed in as supported / contradicted
         return all(call in ("supported", "contradicted") for call, _ in calls_and_widths)
     return all(width is not None and halfwidth is not None and width <= halfwidth for _, width in calls_and_widths)

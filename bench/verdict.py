@@ -245,7 +245,8 @@ def _interaction(a: tuple[Verdict, Series], b: tuple[Verdict, Series], ablation:
     (va, da), (vb, db) = a, b
     first, second = va.label or va.dense_task, vb.label or vb.dense_task
     seeds = sorted(set(da) & set(db))
-    series = {s: (db[s][0] - da[s][0], db[s][1] - da[s][1]) for s in seeds}
+    with np.errstate(invalid="ignore"):  # inf − inf (a replicate whose baseline hit chance in both): NaN, dropped
+        series = {s: (db[s][0] - da[s][0], db[s][1] - da[s][1]) for s in seeds}  # by the rule as non-finite
     alpha, min_seeds = max(va.alpha, vb.alpha), max(va.min_seeds, vb.min_seeds)
     decision = _decision(series, seeds, alpha)
     heads = (va.headline, vb.headline)

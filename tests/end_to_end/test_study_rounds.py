@@ -160,3 +160,26 @@ def test_stop_decided_tests_every_look_at_pococks_level(tmp_path):
     plans = list(look_plans(Plan.from_config(cfg, tmp_path / "study.yaml")))
     assert [len(p.cfg.seeds) for p in plans] == [10, 15, 20, 25, 30, 35, 40]
     assert {p.cfg.verdict.alpha for p in plans} == {0.0130}
+
+
+def test_stop_interaction_stops_when_the_two_pairs_interaction_is_decided(tmp_path, monkeypatch):
+    """The driver's side of ``stop: interaction``: it reads the two pairs' interaction at each look (its rule
+    at Pocock's level: tests/bench/test_sequential_calibration.py), records it in the look and the report, and
+    stops at the first look where it is decided."""
+    import bench.driver  # noqa: PLC0415
+
+    calls = iter(["no detectable difference", "second higher"])
+    real = bench.driver.interaction_call
+    monkeypatch.setattr(bench.driver, "interaction_call",
+                        lambda res: {"second higher": "supported"}.get(next(calls), "inconclusive") if res else real(res))
+    two = ("verdict=[{label: a, dense: seg, global: cls, ablation: skip_removal, architecture: unet, stop: interaction},"
+           " {label: b, dense: seg, global: cls, ablation: skip_removal, architecture: unet, stop: interaction}]")
+    out = tmp_path / "run"
+    assert run(config(tmp_path, [0]), out, "--set", "headline_only=true", "--set",
+               "seeds={start: 6, step: 1, max: 8}", "--set", two) == 0
+    seq = results(out)["sequential"]
+    assert ([lk["seeds"] for lk in seq["looks"]], seq["stopped_at"], seq["reason"]) == ([6, 7], 7,
+                                                                                          "the interaction decided")
+    assert seq["stop"] == "interaction" and seq["alpha_per_look"] == 0.0221  # Pocock, three planned looks (6, 7, 8)
+    assert all(set(lk["interaction"]) == {"estimate", "low", "high", "call"} for lk in seq["looks"])
+    assert "stopping when the two pairs' interaction is decided" in (out / "report.md").read_text()
