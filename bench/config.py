@@ -16,7 +16,15 @@ from typing import Annotated, Any, Literal, get_args
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from bench import limits
 from bench.errors import BenchError, did_you_mean
@@ -175,6 +183,11 @@ class VerdictConfig(Strict):
         {}, description="Blind exclusion of seeds that did not converge, fixed before results: {task alias: loss}; a "
         "seed whose baseline's final training loss on that task is above it is left out of every row of the pair "
         "(listed as excluded_seeds). It reads the baseline alone, on training data: never the ablation's effect.")
+    exclusion_loss: Literal["final", "last_epoch"] = Field(
+        "final", description="Which training loss `max_train_loss` reads: final — the last batch's (every plan "
+        "recorded before this option); last_epoch — the mean over the last epoch's batches (train.last_epoch_loss), "
+        "which one noisy batch cannot push over the limit (a joint network's global head: docs/protocols.md, "
+        "'Stable twins').")
     min_margin: float = Field(0.1, ge=0, lt=1, description="Conditioning: each baseline's mean margin over chance "
                               "on the scale (D's denominator) must exceed this (interval lower bound), or the row "
                               "is ill-conditioned.")
@@ -184,6 +197,15 @@ class VerdictConfig(Strict):
         "background logit left out, so the same evidence loss reads the same D on a dense and a global task "
         "(recommended; docs/protocols.md, 'The dependence scale'); balanced_accuracy — over all classes, background "
         "included: the scale of every study before bench 0.3.2, and what a recorded plan without this key read.")
+
+    @model_serializer(mode="wrap")
+    def _omit_default_exclusion_loss(self, handler: SerializerFunctionWrapHandler) -> dict:
+        """``exclusion_loss`` is written only when it is not the final loss: every recorded plan before it existed
+        resolves, and re-assembles, to the same config."""
+        out = handler(self)
+        if isinstance(out, dict) and out.get("exclusion_loss") == "final":
+            out.pop("exclusion_loss")
+        return out
 
     @model_validator(mode="after")
     def _stop_has_its_width(self) -> VerdictConfig:

@@ -199,14 +199,19 @@ def _conditioning(dense: str, glob: str, arch: str, seeds: list[int], ev: Eviden
 
 
 def _excluded(spec: VerdictConfig, arch: str, cells: list[Cell]) -> dict[str, str]:
-    """Seeds left out of a row before any D is read: the config's blind rule on each baseline's final training
-    loss (``max_train_loss``), seed -> why."""
+    """Seeds left out of a row before any D is read: the config's blind rule on each baseline's training loss
+    (``max_train_loss``; the last batch's or the last epoch's mean, ``exclusion_loss``), seed -> why."""
     out: dict[str, str] = {}
+    key, words = (("final_loss", "final training loss") if spec.exclusion_loss == "final"
+                  else ("last_epoch_loss", "last-epoch mean training loss"))
     for task, limit in spec.max_train_loss.items():
         for c in _baselines(cells, task, arch):
-            loss = c.train.get("final_loss")
-            if not isinstance(loss, (int, float)) or not loss <= limit:
-                out.setdefault(str(c.seed), f"{task} baseline final training loss {fmt(loss)} > {limit:g}")
+            loss = c.train.get(key)
+            if not isinstance(loss, (int, float)):
+                out.setdefault(str(c.seed), f"{task} baseline {words} not recorded (a cell computed before bench "
+                                            "recorded it: recompute it, or exclude on the final loss)")
+            elif not loss <= limit:
+                out.setdefault(str(c.seed), f"{task} baseline {words} {fmt(loss)} > {limit:g}")
     return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
 
 

@@ -87,3 +87,36 @@ def test_a_cap_without_balanced_weights_is_refused_in_one_line(tmp_path):
     with pytest.raises(BenchError, match=r"c\.yaml: train: class_weight_cap caps balanced class weights.*set "
                                          r"class_weights: balanced or remove the cap"):
         load_config(cfg)
+
+
+def test_last_epoch_loss_is_the_mean_of_the_last_epochs_step_losses_and_survives_a_resume(tmp_path):
+    """``train.last_epoch_loss`` (what ``verdict.exclusion_loss: last_epoch`` reads): the mean of the own loss
+    over the last epoch's steps, not the last batch's alone; a run resumed from an epoch's checkpoint records
+    the same value."""
+    task = _task(torch.tensor([0, 1, 2, 0, 1, 2, 0, 1] * 2), TaskInfo("classification", 3))
+    cfg = TrainConfig(epochs=2.5, batch_size=4, optimizer="adamw", lr=0.05)  # 4 steps an epoch, 10 in all
+    losses: list[float] = []
+    torch.manual_seed(0)
+    log = train(cifar_resnet(task.info, depth=8, width=4), task, cfg, seed=0, device=CPU,
+                on_step=lambda step, total, loss: losses.append(loss))
+    assert len(losses) == 10 and log["final_loss"] == pytest.approx(losses[-1], abs=1e-6)
+    assert log["last_epoch_loss"] == pytest.approx(sum(losses[8:]) / 2, abs=1e-6)  # the half epoch: steps 9, 10
+    assert log["last_epoch_loss"] != pytest.approx(log["final_loss"], abs=1e-6)  # not the last batch in disguise
+    ckpt, kept = tmp_path / "ckpt.pt", []
+
+    def keep_the_second_epochs_checkpoint(step: int, total: int, loss: float) -> None:
+        if step == 9:  # written after step 8 (the end of epoch 2), overwritten after step 10
+            kept.append(torch.load(ckpt, weights_only=False))
+
+    torch.manual_seed(0)
+    train(cifar_resnet(task.info, depth=8, width=4), task, cfg, seed=0, device=CPU, checkpoint=ckpt,
+          on_step=keep_the_second_epochs_checkpoint)
+    assert kept[0]["step"] == 8 and kept[0]["epoch_loss_n"] == 4
+    resumed = train(cifar_resnet(task.info, depth=8, width=4), task, cfg, seed=0, device=CPU, resume=kept[0])
+    assert resumed["resumed_from_step"] == 8
+    assert resumed["last_epoch_loss"] == pytest.approx(log["last_epoch_loss"], abs=1e-5)
+    # the last checkpoint is written mid-epoch (step 10 of 12): a cell resumed from it trains nothing and
+    # records the loss the checkpoint carried (an interrupted evaluation)
+    done = train(cifar_resnet(task.info, depth=8, width=4), task, cfg, seed=0, device=CPU,
+                 resume=torch.load(ckpt, weights_only=False))
+    assert done["resumed_from_step"] == 10 and done["last_epoch_loss"] == pytest.approx(log["last_epoch_loss"], abs=1e-5)

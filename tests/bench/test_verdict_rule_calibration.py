@@ -244,3 +244,28 @@ def test_conditioning_reads_the_mean_margin_so_it_gains_with_seeds():
         ok_share[seeds] = float(np.mean(oks))
     print(f"well-conditioned share in the weak-global world: {ok_share}")
     assert ok_share[30] >= ok_share[6] and ok_share[30] == 1.0
+
+
+def test_exclusion_loss_last_epoch_reads_the_last_epochs_mean_not_the_last_batch(tmp_path):
+    """``verdict.exclusion_loss: last_epoch``: a baseline whose last batch was noisy (final loss 2.0) but whose
+    last epoch's mean was low (0.5) is kept; one whose mean is high is excluded; a cell without the record is
+    excluded with a reason that says so. With the default (final) the last batch decides, as before."""
+    rng = np.random.default_rng(7)
+    seeds = 12
+    path = tmp_path / "study.yaml"
+    path.write_text(STUDY.format(seeds=list(range(seeds))))
+    noisy = np.where(np.arange(seeds) < 4, 2.0, 0.5)  # seeds 0-3: a last batch over the limit
+    ev = evidence(draw(rng, "gauss", 0.0, seeds) + 0.3, draw(rng, "gauss", 0.0, seeds), noisy, rng)
+    for c in ev.cells:
+        if c.task == "cls":
+            c.train["last_epoch_loss"] = {3: 1.5}.get(c.seed, 0.5)
+            if c.seed == 5:
+                del c.train["last_epoch_loss"]
+    decl = {"skip_removal": ABLATIONS.get("skip_removal").declaration()}
+    final = compute_verdicts(load_config(path), ev, decl)[0].headline
+    assert set(final.excluded_seeds) == {"0", "1", "2", "3"} and final.seeds == seeds - 4
+    epoch = compute_verdicts(load_config(path, ["verdict.exclusion_loss=last_epoch"]), ev, decl)[0].headline
+    assert epoch.excluded_seeds == {"3": "cls baseline last-epoch mean training loss 1.500 > 1",
+                                    "5": "cls baseline last-epoch mean training loss not recorded (a cell computed "
+                                         "before bench recorded it: recompute it, or exclude on the final loss)"}
+    assert epoch.seeds == seeds - 2
