@@ -185,7 +185,7 @@ class VerdictConfig(Strict):
         "(listed as excluded_seeds). It reads the baseline alone, on training data: never the ablation's effect.")
     exclusion_loss: Literal["final", "last_epoch"] = Field(
         "final", description="Which training loss `max_train_loss` reads: final — the last batch's (every plan "
-        "recorded before this option); last_epoch — the mean over the last epoch's batches (train.last_epoch_loss), "
+        "recorded before this option); last_epoch — the mean over the last epoch's worth of batches (train.last_epoch_loss), "
         "which one noisy batch cannot push over the limit (a joint network's global head: docs/protocols.md, "
         "'Stable twins').")
     min_margin: float = Field(0.1, ge=0, lt=1, description="Conditioning: each baseline's mean margin over chance "

@@ -145,20 +145,20 @@ def stop_here(plan: Plan, look: Plan, results: Results | None, looks: list[Look]
     looks.append(look_record(look, results))
     if len(look.cfg.seeds) == len(plan.cfg.seeds):
         return True
-    pairs = plan.cfg.verdict_pairs()
-    if pairs and pairs[0].stop == "interaction":
-        return should_stop([(interaction_call(results), None)], "interaction", None)
-    heads = [v.headline for v in (results.verdicts or [results.verdict]) if v is not None]
-    if not pairs or len(heads) < len(pairs) or any(h is None for h in heads):
+    pairs, last = plan.cfg.verdict_pairs(), looks[-1]
+    if not pairs or (pairs[0].stop != "interaction" and len(last.headlines) < len(pairs)):
         return False
-    return should_stop([(h.verdict, None if h.difference.low is None else (h.difference.high - h.difference.low) / 2)
-                        for h in heads], pairs[0].stop, pairs[0].halfwidth)
+    return should_stop(look_calls(last, pairs[0].stop), pairs[0].stop, pairs[0].halfwidth)
 
 
-def interaction_call(results: Results) -> str:
-    """The two pairs' interaction read as a stopping call: decided either way is supported / contradicted."""
-    inter = results.interaction
-    return {"second higher": "supported", "first higher": "contradicted"}.get(inter.call if inter else "", "inconclusive")
+def look_calls(look: Look, stop: str) -> list[tuple[str, float | None]]:
+    """A recorded look as ``should_stop`` reads it: each headline's (call, half-width), or the interaction's
+    (decided either way is supported / contradicted). The stop and the reason recorded for it both read this."""
+    if stop == "interaction":
+        call = (look.interaction or {}).get("call")
+        return [({"second higher": "supported", "first higher": "contradicted"}.get(call, "inconclusive"), None)]
+    return [(h.get("call", "missing"), None if h.get("low") is None or h.get("high") is None
+             else (h["high"] - h["low"]) / 2) for h in look.headlines.values()]
 
 
 def look_record(look: Plan, results: Results) -> Look:
@@ -181,12 +181,10 @@ def sequential_record(plan: Plan, looks: list[Look]) -> Sequential | None:
     stop = pairs[0].stop if pairs else "decided"
     alpha = pairs[0].alpha if pairs else 0.05
     last = looks[-1]
-    calls = ([{"second higher": "supported", "first higher": "contradicted"}.get((last.interaction or {}).get("call"))]
-             if stop == "interaction" else [h.get("call") for h in last.headlines.values()])
-    decided = last.seeds < len(plan.cfg.seeds) or all(c in ("supported", "contradicted") for c in calls)
+    met = bool(pairs) and should_stop(look_calls(last, stop), stop, pairs[0].halfwidth)  # read from the look itself
     rules = {"decided": "every headline decided", "interaction": "the interaction decided",
              "halfwidth": f"every headline's half-width within {pairs[0].halfwidth or 0:g}" if pairs else ""}
-    reason = rules[stop] if decided and pairs else "the last planned look (max seeds)"
+    reason = rules[stop] if met else "the last planned look (max seeds)"
     return Sequential(start=rounds.start, step=rounds.step, max=len(plan.cfg.seeds), stop=stop,
                       halfwidth=pairs[0].halfwidth if pairs else None, alpha=alpha,
                       alpha_per_look=look_alpha(alpha, len(sizes), stop), planned_looks=sizes, looks=looks,

@@ -239,7 +239,7 @@ def explanation(res: Results) -> str:
     makes of it (e.g. density vs detail: which hypothesis predicts which pattern) is written in that study's
     config, beside its pairs (configs/density_vs_detail.yaml), not here: this report serves every study."""
     i, a = res.interaction, res.verdicts[0]
-    if i.call in ("missing", "ill-conditioned", "underpowered"):
+    if i.call in ("missing", "ill-conditioned", "underpowered", "undefined"):
         return f"Reading of the two pairs: cannot tell — the interaction is {i.call} ({esc(i.note)})."
     first = a.headline.verdict if a.headline else "no verdict"
     if i.call == "no detectable difference":

@@ -308,7 +308,7 @@ class Interaction(_Model):
     seeds: int
     difference: Decision  # (D_dense − D_global)[second] − (D_dense − D_global)[first]
     call: Literal["second higher", "first higher", "no detectable difference", "underpowered", "ill-conditioned",
-                  "missing"]
+                  "undefined", "missing"]  # undefined: a seed's value is not finite (a D undefined), so no interval
     note: str
 
 

@@ -221,7 +221,7 @@ def _train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device:
     source = task.train if joint is None else joint
     joint_value = float("nan")
     step, images, loss_value, t0 = 0, 0, float("nan"), time.perf_counter()
-    epoch_sum, epoch_n = 0.0, 0  # the own loss summed over this epoch's steps: the last epoch's mean is recorded
+    recent: list[float] = []  # the own loss of the last steps_per_epoch steps: their mean is recorded
     if resume is not None:
         state = resume
         model.load_state_dict(state["model"])
@@ -233,13 +233,11 @@ def _train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         step, loss_value = int(state["step"]), float(state["loss"])
         joint_value = float(state.get("joint_loss", "nan"))
-        epoch_sum, epoch_n = float(state.get("epoch_loss_sum", 0.0)), int(state.get("epoch_loss_n", 0))
+        recent = [float(v) for v in state.get("recent_losses", [])]
     resumed_from = step
     net.train()
     while step < total:
         epoch = step // per_epoch
-        if step % per_epoch == 0:
-            epoch_sum, epoch_n = 0.0, 0
         seed_host_rngs(seed, epoch)
         for i, (x, y) in enumerate(source.batches(cfg.batch_size, train=True, epoch=epoch, seed=seed,
                                                   rank=rank, world=world)):
@@ -269,7 +267,7 @@ def _train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device:
             sched.step()
             step, images = step + 1, images + len(x)
             loss_value = loss.item() if joint is None else own.item()
-            epoch_sum, epoch_n = epoch_sum + loss_value, epoch_n + 1
+            recent = [*recent[1 - per_epoch:], loss_value] if per_epoch > 1 else [loss_value]
             if joint is not None:
                 joint_value = loss.item()
             if on_step is not None:
@@ -282,12 +280,13 @@ def _train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                      "scaler": scaler.state_dict(), "rng": torch.get_rng_state(),
                      "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-                     "step": step, "loss": loss_value, "epoch_loss_sum": epoch_sum, "epoch_loss_n": epoch_n,
+                     "step": step, "loss": loss_value, "recent_losses": recent,
                      **({} if joint is None else {"joint_loss": joint_value})}
             atomic_write(checkpoint, lambda f, s=state: torch.save(s, f), mode="wb")
     wall = time.perf_counter() - t0
     extra = {} if joint is None else {"final_joint_loss": round(joint_value, 6)}
-    last_epoch = round(epoch_sum / epoch_n, 6) if epoch_n else None  # the steps since the last epoch boundary
+    last_epoch = round(sum(recent) / len(recent), 6) if recent else None  # an epoch's worth of steps, however
+    # the epochs fall: a fractional last epoch does not shrink it to one batch
     return {"steps": total, "steps_per_epoch": per_epoch, "final_loss": round(loss_value, 6),
             "last_epoch_loss": last_epoch, "precision": precision,
             "resumed_from_step": resumed_from,  # 0: trained from scratch; else the checkpoint it continued

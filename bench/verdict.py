@@ -209,7 +209,7 @@ def _excluded(spec: VerdictConfig, arch: str, cells: list[Cell]) -> dict[str, st
             loss = c.train.get(key)
             if not isinstance(loss, (int, float)):
                 out.setdefault(str(c.seed), f"{task} baseline {words} not recorded (a cell computed before bench "
-                                            "recorded it: recompute it, or exclude on the final loss)")
+                                            "recorded it: read the final loss, exclusion_loss: final, or recompute with bench run --restart)")
             elif not loss <= limit:
                 out.setdefault(str(c.seed), f"{task} baseline {words} {fmt(loss)} > {limit:g}")
     return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
@@ -262,6 +262,10 @@ def _interaction(a: tuple[Verdict, Series], b: tuple[Verdict, Series], ablation:
     elif len(seeds) < min_seeds or stats.sign_rank(len(seeds), alpha) < 1:
         call, note = "underpowered", (f"{len(seeds)} seeds in both pairs, fewer than min_seeds = {min_seeds} (or than "
                                       "a distribution-free interval needs)")
+    elif decision.low is None:  # the rule gives no interval when a seed's value is not finite
+        bad = [str(s) for s in seeds if not np.isfinite(series[s][0])]
+        call, note = "undefined", (f"seed(s) {', '.join(bad) or '?'} have no finite value (a D undefined: a baseline at "
+                                   "or below chance), so the rule gives no interval")
     else:
         direction = stats.call(stats.Estimate(decision.estimate, decision.low, decision.high, decision.se,
                                               decision.df, decision.p))
@@ -282,6 +286,7 @@ def _pair_verdict(spec: VerdictConfig, cfg: StudyConfig, ev: Evidence,
     rows: list[VerdictRow] = []
     head_series: Series = {}
     head_sides: tuple[Series, Series] = ({}, {})
+    head_excluded: dict[str, str] = {}  # the headline's blind exclusions, to say why it has no row when it has none
     for abl in (a.name for a in cfg.ablations):
         decl = declarations[abl]
         family = decl["family"]
@@ -294,6 +299,8 @@ def _pair_verdict(spec: VerdictConfig, cfg: StudyConfig, ev: Evidence,
             d = _series(dense, arch, abl, decl["phase"], decl["measure"], ev)
             g = _series(glob, arch, abl, decl["phase"], decl["measure"], ev)
             excluded = _excluded(spec, arch, ev.cells)
+            if (arch, abl) == (head_arch, spec.ablation):
+                head_excluded = excluded
             seeds = sorted((set(d) & set(g)) - {int(s) for s in excluded})
             if not seeds:
                 continue
@@ -318,6 +325,9 @@ def _pair_verdict(spec: VerdictConfig, cfg: StudyConfig, ev: Evidence,
     rows = _decide(rows, alpha, min_seeds)
     headline_row = next((r for r in rows if r.role == "headline"), None)
     missing = None if headline_row else (
+        f"no result for {spec.ablation} on {head_arch}: the blind rule (max_train_loss) excluded every seed "
+        f"({len(head_excluded)}; e.g. s{next(iter(head_excluded))}: {next(iter(head_excluded.values()))})"
+        if head_excluded else
         f"no result for {spec.ablation} on {head_arch}: every seed of a pair failed, the ablation was not "
         "applicable, or a task is missing from the matrix for it")
     sensitivity = None

@@ -164,9 +164,13 @@ def _kept_classes(classes: list[int] | None, num_classes: int) -> list[int]:
     return list(classes)
 
 
-def _check(source: dict, **_) -> None:
+def _check(source: dict, rule: str = "dominant", classes: list[int] | None = None, **_) -> None:
     """The nested ``source`` gets the checks a top-level task gets: its name, its parameters (typos included),
-    its own ``check`` hook and its kind, so ``validate`` finds what only building it found before."""
+    its own ``check`` hook and its kind, so ``validate`` finds what only building it found before; and a
+    dominant-rule class list is checked as far as it can be without the source's class count."""
+    if rule == "dominant" and classes is not None and (len(set(classes)) != len(classes) or len(classes) < 2):
+        raise BenchError(f"classes: the dominant rule needs two or more distinct class indices, got {classes}; list "
+                         "the classes a label may take")
     if not isinstance(source, dict) or "name" not in source:
         raise BenchError("source: needs {name: <segmentation task>, ...}; add name")
     spec = dict(source)

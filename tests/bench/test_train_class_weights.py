@@ -91,7 +91,8 @@ def test_a_cap_without_balanced_weights_is_refused_in_one_line(tmp_path):
 
 def test_last_epoch_loss_is_the_mean_of_the_last_epochs_step_losses_and_survives_a_resume(tmp_path):
     """``train.last_epoch_loss`` (what ``verdict.exclusion_loss: last_epoch`` reads): the mean of the own loss
-    over the last epoch's steps, not the last batch's alone; a run resumed from an epoch's checkpoint records
+    over the last steps_per_epoch steps — an epoch's worth even when the schedule ends mid-epoch, never the last
+    batch alone; a run resumed from a checkpoint (at an epoch boundary, or the final mid-epoch one) records
     the same value."""
     task = _task(torch.tensor([0, 1, 2, 0, 1, 2, 0, 1] * 2), TaskInfo("classification", 3))
     cfg = TrainConfig(epochs=2.5, batch_size=4, optimizer="adamw", lr=0.05)  # 4 steps an epoch, 10 in all
@@ -100,7 +101,7 @@ def test_last_epoch_loss_is_the_mean_of_the_last_epochs_step_losses_and_survives
     log = train(cifar_resnet(task.info, depth=8, width=4), task, cfg, seed=0, device=CPU,
                 on_step=lambda step, total, loss: losses.append(loss))
     assert len(losses) == 10 and log["final_loss"] == pytest.approx(losses[-1], abs=1e-6)
-    assert log["last_epoch_loss"] == pytest.approx(sum(losses[8:]) / 2, abs=1e-6)  # the half epoch: steps 9, 10
+    assert log["last_epoch_loss"] == pytest.approx(sum(losses[6:]) / 4, abs=1e-6)  # steps 7-10, across the boundary
     assert log["last_epoch_loss"] != pytest.approx(log["final_loss"], abs=1e-6)  # not the last batch in disguise
     ckpt, kept = tmp_path / "ckpt.pt", []
 
@@ -111,7 +112,7 @@ def test_last_epoch_loss_is_the_mean_of_the_last_epochs_step_losses_and_survives
     torch.manual_seed(0)
     train(cifar_resnet(task.info, depth=8, width=4), task, cfg, seed=0, device=CPU, checkpoint=ckpt,
           on_step=keep_the_second_epochs_checkpoint)
-    assert kept[0]["step"] == 8 and kept[0]["epoch_loss_n"] == 4
+    assert kept[0]["step"] == 8 and kept[0]["recent_losses"] == pytest.approx(losses[4:8], abs=1e-6)
     resumed = train(cifar_resnet(task.info, depth=8, width=4), task, cfg, seed=0, device=CPU, resume=kept[0])
     assert resumed["resumed_from_step"] == 8
     assert resumed["last_epoch_loss"] == pytest.approx(log["last_epoch_loss"], abs=1e-5)

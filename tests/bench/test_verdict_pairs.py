@@ -101,6 +101,20 @@ def test_interaction_calls(coarse_kw, fine_kw, seeds, call):
     assert _interaction(a, b, "skip_removal", "unet").call == call
 
 
+def test_an_interaction_with_a_non_finite_seed_is_undefined_not_no_difference():
+    """A seed whose D is undefined (a baseline at chance: inf) leaves the rule without an interval: the call says
+    so, instead of "no detectable difference" (which a stop: interaction study would read as 'not decided')."""
+    coarse = _series([0.1] * 8, sd=0.02, seed=1)
+    fine = _series([1.1] * 8, sd=0.02, seed=2)
+    decided = _interaction((_verdict("coarse"), coarse), (_verdict("fine"), fine), "skip_removal", "unet")
+    assert decided.call == "second higher"
+    coarse[3] = (float("inf"), coarse[3][1])
+    out = _interaction((_verdict("coarse"), coarse), (_verdict("fine"), fine), "skip_removal", "unet")
+    assert out.call == "undefined" and "seed(s) 3 have no finite value" in out.note
+    res = Results.model_construct(verdicts=[_verdict("coarse"), _verdict("fine")], interaction=out)
+    assert "cannot tell — the interaction is undefined" in explanation(res)
+
+
 @pytest.mark.parametrize("coarse_call, shift, favoured", [
     # the generic report reads the two pairs by their labels; a study's hypotheses (density: a gap with coarse
     # evidence and no interaction; detail: the gap grows with fine) are read off this line in its config

@@ -267,5 +267,12 @@ def test_exclusion_loss_last_epoch_reads_the_last_epochs_mean_not_the_last_batch
     epoch = compute_verdicts(load_config(path, ["verdict.exclusion_loss=last_epoch"]), ev, decl)[0].headline
     assert epoch.excluded_seeds == {"3": "cls baseline last-epoch mean training loss 1.500 > 1",
                                     "5": "cls baseline last-epoch mean training loss not recorded (a cell computed "
-                                         "before bench recorded it: recompute it, or exclude on the final loss)"}
+                                         "before bench recorded it: read the final loss, exclusion_loss: final, or recompute with bench run "
+                                         "--restart)"}
     assert epoch.seeds == seeds - 2
+    for c in ev.cells:  # cells computed before the record existed: every seed out, and the verdict says why
+        c.train.pop("last_epoch_loss", None)
+    none = compute_verdicts(load_config(path, ["verdict.exclusion_loss=last_epoch"]), ev, decl)[0]
+    assert none.headline is None and none.headline_missing.startswith(
+        "no result for skip_removal on unet: the blind rule (max_train_loss) excluded every seed (12; e.g. s0: cls "
+        "baseline last-epoch mean training loss not recorded")

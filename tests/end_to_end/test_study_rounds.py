@@ -168,10 +168,9 @@ def test_stop_interaction_stops_when_the_two_pairs_interaction_is_decided(tmp_pa
     stops at the first look where it is decided."""
     import bench.driver  # noqa: PLC0415
 
-    calls = iter(["no detectable difference", "second higher"])
-    real = bench.driver.interaction_call
-    monkeypatch.setattr(bench.driver, "interaction_call",
-                        lambda res: {"second higher": "supported"}.get(next(calls), "inconclusive") if res else real(res))
+    real = bench.driver.look_calls
+    monkeypatch.setattr(bench.driver, "look_calls",  # the tiny nets' interaction is decided at the second look
+                        lambda look, stop: [("supported", None)] if look.seeds == 7 else real(look, stop))
     two = ("verdict=[{label: a, dense: seg, global: cls, ablation: skip_removal, architecture: unet, stop: interaction},"
            " {label: b, dense: seg, global: cls, ablation: skip_removal, architecture: unet, stop: interaction}]")
     out = tmp_path / "run"
@@ -183,3 +182,22 @@ def test_stop_interaction_stops_when_the_two_pairs_interaction_is_decided(tmp_pa
     assert seq["stop"] == "interaction" and seq["alpha_per_look"] == 0.0221  # Pocock, three planned looks (6, 7, 8)
     assert all(set(lk["interaction"]) == {"estimate", "low", "high", "call"} for lk in seq["looks"])
     assert "stopping when the two pairs' interaction is decided" in (out / "report.md").read_text()
+
+
+def test_a_recorded_look_is_read_the_way_the_stop_reads_it():
+    """The reason a study records for stopping comes from the last look itself: supported headlines whose
+    half-width (0.4) is over the target (0.1) do not meet stop: halfwidth, and an interaction that is not decided
+    does not meet stop: interaction, whatever the look's index."""
+    from bench.driver import look_calls  # noqa: PLC0415
+    from bench.results import Look  # noqa: PLC0415
+    from bench.sequential import should_stop  # noqa: PLC0415
+
+    wide = Look(seeds=40, headlines={"a": {"estimate": 0.5, "low": 0.1, "high": 0.9, "call": "supported"}},
+                interaction={"estimate": 0.0, "low": None, "high": None, "call": "ill-conditioned"})
+    assert look_calls(wide, "halfwidth") == [("supported", pytest.approx(0.4))]
+    assert not should_stop(look_calls(wide, "halfwidth"), "halfwidth", 0.1)
+    assert should_stop(look_calls(wide, "decided"), "decided", None)
+    assert not should_stop(look_calls(wide, "interaction"), "interaction", None)
+    decided = wide.model_copy(update={"interaction": {"estimate": -0.5, "low": -0.9, "high": -0.1,
+                                                      "call": "first higher"}})
+    assert look_calls(decided, "interaction") == [("contradicted", None)]
