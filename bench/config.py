@@ -629,12 +629,13 @@ def _check_multi_head(block: MultiHeadConfig, cfg: StudyConfig, kinds: dict[str,
 
 def _same_images(dense: PluginSpec, glob: PluginSpec, block: MultiHeadConfig, path: Path, where: str) -> None:
     """The two tasks of a joint network label the same images: the same task whose parameters differ only in those
-    that choose the labels (a parameter that changes the task's kind, e.g. ``target``), or the global task is
-    ``classify_from_masks`` of the dense one. The cell also checks the images batch by batch (bench.train)."""
+    that choose the labels (a parameter that changes the task's kind, e.g. ``target``), or the global task is a
+    twin of the dense one: ``classify_from_masks``, or any task whose factory says ``twin_of_source`` (e.g.
+    ``classify_among``), with ``source:`` the dense task. The cell also checks the images batch by batch."""
     d, g = block.dense, block.global_
     fix = (f"give both the same parameters except the one that picks the labels (target), or make {g} "
            f"classify_from_masks with source: the mapping of {d} (a YAML alias)")
-    if glob.name == "classify_from_masks":
+    if glob.name == "classify_from_masks" or getattr(TASKS.get(glob.name), "twin_of_source", False):
         spec = dict(glob.params.get("source") or {})
         name = spec.pop("name", None)
         try:

@@ -11,9 +11,6 @@ background too (not an object class: bench.metrics). Rules:
   so the twin's test set is the dense test set, in the same order, and the verdict's bootstrap is
   paired); ``drop`` removes it (kept images stay in order). A source without a background class has
   nothing to map to, so such images are dropped; provenance records how many.
-  With ``classes``, only the listed classes compete and the label is the listed place of the winner
-  (e.g. CamVid's twin without car, dominant in one training image: docs/protocols.md, "Stable twins");
-  an image with none of them is unlabelled as above (background only if the background is listed).
 - ``present_any``: binary, 1 if the image has at least ``min_pixels`` pixels of any of ``classes``.
 
 Training uses the SOURCE's geometric augmentation (its scale, crop and flip for file-backed sources;
@@ -50,15 +47,11 @@ def class_counts(masks: torch.Tensor, num_classes: int, ignore: int | None, chun
     return out
 
 
-def dominant_labels(masks: torch.Tensor, num_classes: int, ignore: int | None, skip: int | None,
-                    keep: list[int] | None = None) -> torch.Tensor:
-    """(N,) most frequent class per mask (ignore and ``skip`` not counted; ties -> lowest index); -1 if none.
-    With ``keep``, only those classes compete and the label is the place of the winner in ``keep``."""
+def dominant_labels(masks: torch.Tensor, num_classes: int, ignore: int | None, skip: int | None) -> torch.Tensor:
+    """(N,) most frequent class per mask (ignore and ``skip`` not counted; ties -> lowest index); -1 if none."""
     counts = class_counts(masks, num_classes, ignore)
     if skip is not None:
         counts[:, skip] = 0
-    if keep is not None:
-        counts = counts[:, keep]
     labels = counts.argmax(1)
     return torch.where(counts.max(1).values > 0, labels, torch.full_like(labels, -1))
 
@@ -125,18 +118,13 @@ def classify_from_masks(source: dict, rule: Literal["dominant", "present_any"] =
         num_classes = 2
         names = ("absent", "present:" + "+".join(names[c] for c in classes))
     else:
-        keep = _kept_classes(classes, si.num_classes)
         fallback = si.background_index if unlabelled == "background" else None
-        if fallback is not None and fallback not in keep:
-            fallback = None  # the background is not one of the kept classes: an image without them is dropped
-        index = {c: i for i, c in enumerate(keep)}  # a kept class's label: its place in `classes`
 
         def rule(masks: torch.Tensor) -> torch.Tensor:
-            y = dominant_labels(masks, si.num_classes, si.ignore_index, skip, keep)
-            return y if fallback is None else torch.where(y < 0, index[fallback], y)
+            y = dominant_labels(masks, si.num_classes, si.ignore_index, skip)
+            return y if fallback is None else torch.where(y < 0, fallback, y)
 
-        num_classes, names = len(keep), tuple(names[c] for c in keep)
-        fallback = None if fallback is None else index[fallback]
+        num_classes = si.num_classes
     y_train, y_test = rule(seg.train.targets()), rule(seg.test.targets())
     train, test = _derive(seg.train, y_train, True, rule), _derive(seg.test, y_test, False, rule)
     if not len(train) or not len(test):
@@ -153,24 +141,9 @@ def classify_from_masks(source: dict, rule: Literal["dominant", "present_any"] =
         "dropped_test_images": dropped, "paired_with_source": dropped == 0, "source_provenance": seg.provenance})
 
 
-def _kept_classes(classes: list[int] | None, num_classes: int) -> list[int]:
-    """The classes a dominant-rule label may take, in their order (all by default): e.g. CamVid's twin without
-    the classes too few training images are dominant in (docs/protocols.md, "Stable twins")."""
-    if classes is None:
-        return list(range(num_classes))
-    if len(set(classes)) != len(classes) or len(classes) < 2 or any(not 0 <= c < num_classes for c in classes):
-        raise BenchError(f"classify_from_masks.classes: the dominant rule needs two or more distinct class indices "
-                         f"in 0..{num_classes - 1}, got {classes}; list the classes a label may take")
-    return list(classes)
-
-
-def _check(source: dict, rule: str = "dominant", classes: list[int] | None = None, **_) -> None:
+def _check(source: dict, **_) -> None:
     """The nested ``source`` gets the checks a top-level task gets: its name, its parameters (typos included),
-    its own ``check`` hook and its kind, so ``validate`` finds what only building it found before; and a
-    dominant-rule class list is checked as far as it can be without the source's class count."""
-    if rule == "dominant" and classes is not None and (len(set(classes)) != len(classes) or len(classes) < 2):
-        raise BenchError(f"classes: the dominant rule needs two or more distinct class indices, got {classes}; list "
-                         "the classes a label may take")
+    its own ``check`` hook and its kind, so ``validate`` finds what only building it found before."""
     if not isinstance(source, dict) or "name" not in source:
         raise BenchError("source: needs {name: <segmentation task>, ...}; add name")
     spec = dict(source)

@@ -416,21 +416,26 @@ def test_real_cifar_jpegs():
     assert task.train.images.shape[1:] == (3, 32, 32)
 
 
-def test_dominant_rule_with_classes_keeps_only_those_and_every_image(tmp_path):
+
+def test_classify_among_keeps_only_the_listed_classes_and_every_image(tmp_path):
     """Stable twins (issue 26, item 4): CamVid's twin restricted to the classes enough training images are
-    dominant in. Only the listed classes compete; labels are their places in the list; the default (all
-    classes) gives the labels it always gave; every test image stays, in order, when each has a listed class."""
-    masks = torch.tensor([[[8, 8, 8, 3]], [[1, 1, 3, 11]], [[8, 8, 8, 8]]])  # car-dominant, building, car only
-    assert dominant_labels(masks, 11, 11, None).tolist() == [8, 1, 8]
-    assert dominant_labels(masks, 11, 11, None, keep=[0, 1, 3, 5]).tolist() == [2, 1, -1]  # road, building, none
+    dominant in. Only the listed classes compete; labels are their places in the list; every test image stays,
+    in order, when each has a listed class; the images are the source's."""
+    from bench.tasks.twin_among import classify_among, dominant_among  # noqa: PLC0415
+
+    masks = torch.tensor([[[8, 8, 8, 3]], [[1, 1, 3, 11]], [[8, 8, 8, 8]], [[5, 3, 11, 11]]])  # car-dominant, ...
+    assert dominant_labels(masks, 11, 11, None).tolist() == [8, 1, 8, 3]
+    assert dominant_among(masks, 11, 11, None, [0, 1, 3, 5]).tolist() == [2, 1, -1, 2]  # tie 3/5: lower index
+    assert dominant_among(masks, 11, 11, None, [5, 3]).tolist() == [1, 1, -1, 1]  # place in the list, not index
     base = write_camvid(tmp_path, n=5)
     spec = {"name": "camvid", "root": str(base), "resize": [32, 48], "crop_size": [32, 48], "workers": 0}
-    full, kept = classify_from_masks(spec), classify_from_masks(spec, classes=[0, 1, 3, 5])
+    seg = camvid(**{k: v for k, v in spec.items() if k != "name"})
+    kept = classify_among(spec, classes=[0, 1, 3, 5])
     assert kept.info.num_classes == 4 and kept.info.class_names == ("sky", "building", "road", "tree")
-    y = camvid(**{k: v for k, v in spec.items() if k != "name"}).test.targets()
-    assert torch.equal(full.test.targets(), dominant_labels(y, 11, 11, None))
-    assert torch.equal(kept.test.targets(), dominant_labels(y, 11, 11, None, keep=[0, 1, 3, 5]))
-    assert len(kept.test) == len(full.test) and kept.provenance["paired_with_source"]
-    for bad in ([0], [0, 0, 1], [0, 11]):
-        with pytest.raises(BenchError, match=r"classify_from_masks.classes: the dominant rule needs two or more"):
-            classify_from_masks(spec, classes=bad)
+    assert torch.equal(kept.test.targets(), dominant_among(seg.test.targets(), 11, 11, None, [0, 1, 3, 5]))
+    assert len(kept.test) == len(seg.test) and kept.provenance["paired_with_source"]
+    x_seg, _ = next(seg.test.batches(5, train=False))
+    x_cls, _ = next(kept.test.batches(5, train=False))
+    assert torch.equal(x_seg, x_cls)
+    with pytest.raises(BenchError, match=r"classify_among.classes: class indices must be in 0..10"):
+        classify_among(spec, classes=[0, 11])
