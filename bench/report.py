@@ -181,8 +181,9 @@ def pairs_section(res: Results) -> str:
     out += ["\n" + sensitivity_line(v) for v in res.verdicts if v.sensitivity is not None]
     out += ["\n" + localisation_line(v) for v in res.verdicts if v.localisation is not None]
     for i in ([res.interaction] if res.interaction is not None else []) + list(res.interactions):
-        out.append(f"\nInteraction ({esc(i.ablation)} on {esc(i.architecture)}): (D_dense − D_global)"
-                   f"[{esc(i.second)}] − (D_dense − D_global)[{esc(i.first)}] = {fmt_ci(i.difference)} ({i.seeds} "
+        out.append(f"\nInteraction ({esc(i.ablation)} on {esc(i.architecture)}): median over seeds of the per-seed "
+                   f"(D_dense − D_global)[{esc(i.second)}] − (D_dense − D_global)[{esc(i.first)}] = "
+                   f"{fmt_ci(i.difference)} ({i.seeds} "
                    f"seeds, p = {fmt_p(i.difference.p)}; bootstrap replicate by replicate): **{i.call}** — "
                    f"{esc(i.note)}. "
                    f"Per seed: {per_seed(i.difference)}.")

@@ -262,10 +262,11 @@ def _interaction(a: tuple[Verdict, Series], b: tuple[Verdict, Series], ablation:
     elif len(seeds) < min_seeds or stats.sign_rank(len(seeds), alpha) < 1:
         call, note = "underpowered", (f"{len(seeds)} seeds in both pairs, fewer than min_seeds = {min_seeds} (or than "
                                       "a distribution-free interval needs)")
-    elif decision.low is None:  # the rule gives no interval when a seed's value is not finite
+    elif decision.low is None:  # the rule gives no interval: a seed's value, or too many replicates, not finite
         bad = [str(s) for s in seeds if not np.isfinite(series[s][0])]
-        call, note = "undefined", (f"seed(s) {', '.join(bad) or '?'} have no finite value (a D undefined: a baseline at "
-                                   "or below chance), so the rule gives no interval")
+        call, note = "undefined", (f"seed(s) {', '.join(bad)} have no finite value, so the rule gives no interval" if bad
+                                   else "fewer than two bootstrap replicates are finite in every seed (a D undefined "
+                                   "there), so the rule gives no interval")
     else:
         direction = stats.call(stats.Estimate(decision.estimate, decision.low, decision.high, decision.se,
                                               decision.df, decision.p))
@@ -286,7 +287,7 @@ def _pair_verdict(spec: VerdictConfig, cfg: StudyConfig, ev: Evidence,
     rows: list[VerdictRow] = []
     head_series: Series = {}
     head_sides: tuple[Series, Series] = ({}, {})
-    head_excluded: dict[str, str] = {}  # the headline's blind exclusions, to say why it has no row when it has none
+    head_excluded: dict[str, str] = {}  # set when the blind rule took every headline seed that had results
     for abl in (a.name for a in cfg.ablations):
         decl = declarations[abl]
         family = decl["family"]
@@ -299,8 +300,8 @@ def _pair_verdict(spec: VerdictConfig, cfg: StudyConfig, ev: Evidence,
             d = _series(dense, arch, abl, decl["phase"], decl["measure"], ev)
             g = _series(glob, arch, abl, decl["phase"], decl["measure"], ev)
             excluded = _excluded(spec, arch, ev.cells)
-            if (arch, abl) == (head_arch, spec.ablation):
-                head_excluded = excluded
+            if (arch, abl) == (head_arch, spec.ablation) and set(d) & set(g) <= {int(s) for s in excluded}:
+                head_excluded = excluded  # every seed with results was excluded: the verdict says so
             seeds = sorted((set(d) & set(g)) - {int(s) for s in excluded})
             if not seeds:
                 continue
