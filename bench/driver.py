@@ -34,7 +34,7 @@ from bench.precision import resolve_precision
 from bench.progress import StudyProgress
 from bench.provenance import plan_record, provenance
 from bench.report import write_report
-from bench.results import Invocation, Look, Results, Sequential, invocations_so_far
+from bench.results import INTERACTION_CALL, Invocation, Look, Results, Sequential, invocations_so_far
 from bench.rundir import RunDir
 from bench.sequential import look_alpha, look_sizes, should_stop
 from bench.tracking import prepare as prepare_log
@@ -156,7 +156,7 @@ def look_calls(look: Look, stop: str) -> list[tuple[str, float | None]]:
     (decided either way is supported / contradicted). The stop and the reason recorded for it both read this."""
     if stop == "interaction":
         call = (look.interaction or {}).get("call")
-        return [({"second higher": "supported", "first higher": "contradicted"}.get(call, "inconclusive"), None)]
+        return [(next((d for d, c in INTERACTION_CALL.items() if c == call), "inconclusive"), None)]
     return [(h.get("call", "missing"), None if h.get("low") is None or h.get("high") is None
              else (h["high"] - h["low"]) / 2) for h in look.headlines.values()]
 

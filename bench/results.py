@@ -293,6 +293,10 @@ class Verdict(_Model):
     scale: str = "balanced_accuracy"  # the scale D is read on (bench.metrics.SCALES); older results: all classes
 
 
+# the verdict rule's direction on (second) − (first) -> the interaction's call; the driver reads it back to stop
+INTERACTION_CALL = {"supported": "second higher", "contradicted": "first higher"}
+
+
 class Interaction(_Model):
     """Does the headline's D_dense − D_global differ between two verdict pairs (``second`` − ``first``)?
 

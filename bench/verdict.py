@@ -45,6 +45,7 @@ from bench.metrics import (
     shared_weights,
 )
 from bench.results import (
+    INTERACTION_CALL,
     Cell,
     Comparison,
     Conditioning,
@@ -270,7 +271,7 @@ def _interaction(a: tuple[Verdict, Series], b: tuple[Verdict, Series], ablation:
     else:
         direction = stats.call(stats.Estimate(decision.estimate, decision.low, decision.high, decision.se,
                                               decision.df, decision.p))
-        call = {"supported": "second higher", "contradicted": "first higher"}.get(direction,
+        call = INTERACTION_CALL.get(direction,
                                                                                 "no detectable difference")
         note = f"the interval of ({second}) − ({first}) is {'above' if direction == 'supported' else 'below' if direction == 'contradicted' else 'across'} 0"
     return Interaction(first=first, second=second, architecture=arch, ablation=ablation, seeds=len(seeds),
@@ -300,9 +301,10 @@ def _pair_verdict(spec: VerdictConfig, cfg: StudyConfig, ev: Evidence,
             d = _series(dense, arch, abl, decl["phase"], decl["measure"], ev)
             g = _series(glob, arch, abl, decl["phase"], decl["measure"], ev)
             excluded = _excluded(spec, arch, ev.cells)
-            if (arch, abl) == (head_arch, spec.ablation) and set(d) & set(g) <= {int(s) for s in excluded}:
+            out = {int(s) for s in excluded}
+            if (arch, abl) == (head_arch, spec.ablation) and set(d) & set(g) <= out:
                 head_excluded = excluded  # every seed with results was excluded: the verdict says so
-            seeds = sorted((set(d) & set(g)) - {int(s) for s in excluded})
+            seeds = sorted((set(d) & set(g)) - out)
             if not seeds:
                 continue
             missing = [s for s in cfg.seeds if s not in seeds and str(s) not in excluded]
