@@ -102,7 +102,10 @@ def _run(plan: Plan, executor: Executor | None, options: Options, rd: RunDir) ->
                     raise cells_failed(events.failed, len(look.units))
                 timings["study"] = round(time.perf_counter() - t0, 3)
                 results = load_and_assemble(look, rd, tasks, prov, timings)
-            if _agree(stop_here(plan, look, results, looks) if writer() else False):
+            stops = _agree(stop_here(plan, look, results, looks) if writer() else False)
+            if options.show_progress and writer() and plan.cfg.rounds is not None and looks:
+                print(look_line(looks[-1], None if stops else next_look(plan, look)), file=sys.stderr)
+            if stops:
                 break
         if not writer():
             return rd.root
@@ -159,6 +162,32 @@ def look_calls(look: Look, stop: str) -> list[tuple[str, float | None]]:
         return [(next((d for d, c in INTERACTION_CALL.items() if c == call), "inconclusive"), None)]
     return [(h.get("call", "missing"), None if h.get("low") is None or h.get("high") is None
              else (h["high"] - h["low"]) / 2) for h in look.headlines.values()]
+
+
+def next_look(plan: Plan, look: Plan) -> int | None:
+    """The seed count of the look after ``look``, None after the last planned one."""
+    rounds = plan.cfg.rounds
+    sizes = look_sizes(len(plan.cfg.seeds), rounds.start, rounds.step) if rounds else []
+    return next((n for n in sizes if n > len(look.cfg.seeds)), None)
+
+
+def look_line(look: Look, next_seeds: int | None) -> str:
+    """One line per look while a study grows: each headline (and the interaction) as the look saw it, and
+    whether the study goes on. results.json is written only when the study stops, so a run interrupted
+    between looks shows here what its looks said (a resume recomputes them from the kept cells)."""
+    parts = [_called(label, h) for label, h in look.headlines.items()]
+    if look.interaction is not None:
+        parts.append(_called("interaction", look.interaction))
+    then = f"going on to {next_seeds} seeds" if next_seeds is not None else "stopping here"
+    return f"look at {look.seeds} seeds: {'; '.join(parts)} -> {then}"
+
+
+def _called(name: str, h: dict[str, Any]) -> str:
+    """``name estimate [low, high] call``; without an interval, the call and the estimate if there is one."""
+    if h.get("low") is None or h.get("high") is None:
+        estimate = f" ({h['estimate']:+.3f})" if h.get("estimate") is not None else ""
+        return f"{name} {h.get('call', 'missing')}{estimate}"
+    return f"{name} {h['estimate']:+.3f} [{h['low']:+.3f}, {h['high']:+.3f}] {h['call']}"
 
 
 def look_record(look: Plan, results: Results) -> Look:

@@ -141,9 +141,14 @@ def test_rounds_stop_at_the_first_look_that_meets_the_rule_and_a_resume_stops_th
     assert without(again["sequential"], VOLATILE) == without(seq, VOLATILE)
 
 
-def test_rounds_walk_every_look_until_the_last_when_the_rule_is_never_met(tmp_path):
+def test_rounds_walk_every_look_until_the_last_when_the_rule_is_never_met(tmp_path, capsys):
     out = tmp_path / "run"
-    assert run(config(tmp_path, [0]), out, *ROUNDS, "--set", "verdict.halfwidth=0.0001") == 0
+    with one_torch_thread():  # not --quiet: each look prints one line of what it saw and whether the study goes on
+        assert main(["run", str(config(tmp_path, [0])), "--out", str(out), *ROUNDS,
+                     "--set", "verdict.halfwidth=0.0001"]) == 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("look at ")]
+    assert len(lines) == 2 and lines[0].startswith("look at 6 seeds: ") and lines[0].endswith("-> going on to 7 seeds")
+    assert lines[1].startswith("look at 7 seeds: ") and lines[1].endswith("-> stopping here")
     seq = results(out)["sequential"]
     assert ([lk["seeds"] for lk in seq["looks"]], seq["stopped_at"]) == ([6, 7], 7)
     assert seq["reason"] == "the last planned look (max seeds)"
@@ -201,3 +206,19 @@ def test_a_recorded_look_is_read_the_way_the_stop_reads_it():
     decided = wide.model_copy(update={"interaction": {"estimate": -0.5, "low": -0.9, "high": -0.1,
                                                       "call": "first higher"}})
     assert look_calls(decided, "interaction") == [("contradicted", None)]
+
+
+def test_a_look_prints_each_headline_the_interaction_and_what_comes_next():
+    """The line a growing study prints per look (results.json is written only at its stop): intervals where the
+    look has them, the call and estimate where it has none, and the next planned look or the stop."""
+    from bench.driver import look_line  # noqa: PLC0415
+    from bench.results import Look  # noqa: PLC0415
+
+    look = Look(seeds=10, headlines={"separate": {"estimate": -0.12, "low": -0.5, "high": 0.3, "call": "inconclusive"},
+                                     "joint": {"estimate": 0.2, "low": None, "high": None, "call": "underpowered"}},
+                interaction={"estimate": 0.1, "low": -0.2, "high": 0.4, "call": "no detectable difference"})
+    assert look_line(look, 15) == ("look at 10 seeds: separate -0.120 [-0.500, +0.300] inconclusive; joint underpowered"
+                                   " (+0.200); interaction +0.100 [-0.200, +0.400] no detectable difference"
+                                   " -> going on to 15 seeds")
+    missing = Look(seeds=40, headlines={"a": {"call": "missing"}})
+    assert look_line(missing, None) == "look at 40 seeds: a missing -> stopping here"
