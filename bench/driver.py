@@ -103,8 +103,11 @@ def _run(plan: Plan, executor: Executor | None, options: Options, rd: RunDir) ->
                 timings["study"] = round(time.perf_counter() - t0, 3)
                 results = load_and_assemble(look, rd, tasks, prov, timings)
             stops = _agree(stop_here(plan, look, results, looks) if writer() else False)
-            if options.show_progress and writer() and plan.cfg.rounds is not None and looks:
-                print(look_line(looks[-1], None if stops else next_look(plan, look)), file=sys.stderr)
+            if writer() and plan.cfg.rounds is not None and looks:  # what each look said, before the next trains
+                coming = None if stops else next_look(plan, look)
+                write_json(rd.looks, looks_so_far(plan, looks, coming))
+                if options.show_progress:
+                    print(look_line(looks[-1], coming), file=sys.stderr)
             if stops:
                 break
         if not writer():
@@ -169,6 +172,18 @@ def next_look(plan: Plan, look: Plan) -> int | None:
     rounds = plan.cfg.rounds
     sizes = look_sizes(len(plan.cfg.seeds), rounds.start, rounds.step) if rounds else []
     return next((n for n in sizes if n > len(look.cfg.seeds)), None)
+
+
+def looks_so_far(plan: Plan, looks: list[Look], next_seeds: int | None) -> dict[str, Any]:
+    """looks.json: a growing study's looks up to now and the next planned one (None: it stops here). Rewritten at
+    every look, so a study interrupted between looks, or one still growing over several sessions, has its
+    looks' numbers in a file; at the stop its ``looks`` equal results.json's ``sequential.looks``."""
+    rounds, pairs = plan.cfg.rounds, plan.cfg.verdict_pairs()
+    sizes = look_sizes(len(plan.cfg.seeds), rounds.start, rounds.step) if rounds else []
+    stop = pairs[0].stop if pairs else "decided"
+    return {"study": plan.name, "stop": stop, "planned_looks": sizes,
+            "alpha_per_look": look_alpha(pairs[0].alpha if pairs else 0.05, len(sizes), stop),
+            "looks": [lk.model_dump(mode="json") for lk in looks], "next_look": next_seeds}
 
 
 def look_line(look: Look, next_seeds: int | None) -> str:

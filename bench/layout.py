@@ -6,8 +6,9 @@ from __future__ import annotations
 MARKER = ".bench-run"  # written first: the folder is bench's
 LOCK = ".bench.lock"  # held by the run writing the folder
 CONFIG = "config.resolved.yaml"
+LOOKS = "looks.json"  # a study in seed rounds: its looks so far, written at each look (results.json only at its stop)
 # a run folder's own entries: only the run that holds the folder writes them
-RUN_FILES = frozenset({"results.json", "report.md", CONFIG, "cells", "checkpoints", "logs", MARKER, LOCK, ".slurm"})
+RUN_FILES = frozenset({"results.json", "report.md", CONFIG, LOOKS, "cells", "checkpoints", "logs", MARKER, LOCK, ".slurm"})
 LOG_EVENTS = "events.out.tfevents."  # --log tensorboard's files in logs/<cell id>/ (bench.tracking)
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")  # the report's figures, at the run folder's top
 

@@ -47,12 +47,12 @@ from bench.io import (
     write_json,
     write_text,
 )
-from bench.layout import CONFIG, FIGURE_SUFFIXES, LOCK, LOG_EVENTS, MARKER
+from bench.layout import CONFIG, FIGURE_SUFFIXES, LOCK, LOG_EVENTS, LOOKS, MARKER
 from bench.results import CELL_ID, Cell, load_results
 
 FOLDERS = ("cells", "checkpoints", "logs", ".slurm")  # logs: --log tensorboard|mlflow (bench.tracking)
 CELL_SUFFIXES = (".json", ".npz", ".dependence_boot.npy")  # the .npy: replicates written by bench < 0.3, now recomputed
-TOP_FILES = ("results.json", "report.md", CONFIG)
+TOP_FILES = ("results.json", "report.md", CONFIG, LOOKS)
 
 
 class DamagedFile(BenchError):
@@ -92,6 +92,10 @@ class RunDir:
     @property
     def results(self) -> Path:
         return self.root / "results.json"
+
+    @property
+    def looks(self) -> Path:
+        return self.root / LOOKS
 
     @property
     def report(self) -> Path:

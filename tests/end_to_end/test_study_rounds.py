@@ -150,9 +150,33 @@ def test_rounds_walk_every_look_until_the_last_when_the_rule_is_never_met(tmp_pa
     assert len(lines) == 2 and lines[0].startswith("look at 6 seeds: ") and lines[0].endswith("-> going on to 7 seeds")
     assert lines[1].startswith("look at 7 seeds: ") and lines[1].endswith("-> stopping here")
     seq = results(out)["sequential"]
+    looks = json.loads((out / "looks.json").read_text())  # rewritten at each look; at the stop it agrees
+    assert (looks["looks"], looks["next_look"], looks["planned_looks"]) == (seq["looks"], None, [6, 7])
     assert ([lk["seeds"] for lk in seq["looks"]], seq["stopped_at"]) == ([6, 7], 7)
     assert seq["reason"] == "the last planned look (max seeds)"
     assert results(out)["verdict"]["headline"]["seeds"] + len(results(out)["verdict"]["headline"]["missing_seeds"]) == 7
+
+
+def test_a_study_stopped_between_looks_keeps_what_its_looks_said(tmp_path, monkeypatch):
+    """results.json is written at the stop; looks.json at every look, so a study that grows over several
+    sessions (or is killed between looks) has its looks' numbers in a file bench wrote."""
+    import bench.driver  # noqa: PLC0415
+
+    real, calls = bench.driver.load_and_assemble, []
+
+    def second_look_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a SIGINT while the second look assembles
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench.driver, "load_and_assemble", second_look_fails)
+    out = tmp_path / "run"
+    assert run(config(tmp_path, [0]), out, *ROUNDS, "--set", "verdict.halfwidth=0.0001") == 130  # cells kept
+    looks = json.loads((out / "looks.json").read_text())
+    assert not (out / "results.json").exists()
+    assert ([lk["seeds"] for lk in looks["looks"]], looks["next_look"], looks["stop"]) == ([6], 7, "halfwidth")
+    assert set(looks["looks"][0]["headlines"]["seg"]) == {"estimate", "low", "high", "call"}
 
 
 def test_stop_decided_tests_every_look_at_pococks_level(tmp_path):
