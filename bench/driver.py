@@ -107,7 +107,7 @@ def _run(plan: Plan, executor: Executor | None, options: Options, rd: RunDir) ->
                 coming = None if stops else next_look(plan, look)
                 write_json(rd.looks, looks_so_far(plan, looks, coming))
                 if options.show_progress:
-                    print(look_line(looks[-1], coming), file=sys.stderr)
+                    print(look_line(looks[-1], coming, stop_rule(plan)), file=sys.stderr)
             if stops:
                 break
         if not writer():
@@ -174,25 +174,31 @@ def next_look(plan: Plan, look: Plan) -> int | None:
     return next((n for n in sizes if n > len(look.cfg.seeds)), None)
 
 
+def stop_rule(plan: Plan) -> str:
+    """The study's ``verdict.stop`` (one rule for all its pairs: the config refuses differing rules)."""
+    pairs = plan.cfg.verdict_pairs()
+    return pairs[0].stop if pairs else "decided"
+
+
 def looks_so_far(plan: Plan, looks: list[Look], next_seeds: int | None) -> dict[str, Any]:
     """looks.json: a growing study's looks up to now and the next planned one (None: it stops here). Rewritten at
     every look, so a study interrupted between looks, or one still growing over several sessions, has its
     looks' numbers in a file; at the stop its ``looks`` equal results.json's ``sequential.looks``."""
     rounds, pairs = plan.cfg.rounds, plan.cfg.verdict_pairs()
     sizes = look_sizes(len(plan.cfg.seeds), rounds.start, rounds.step) if rounds else []
-    stop = pairs[0].stop if pairs else "decided"
+    stop = stop_rule(plan)
     return {"study": plan.name, "stop": stop, "planned_looks": sizes,
             "alpha_per_look": look_alpha(pairs[0].alpha if pairs else 0.05, len(sizes), stop),
             "looks": [lk.model_dump(mode="json") for lk in looks], "next_look": next_seeds}
 
 
-def look_line(look: Look, next_seeds: int | None) -> str:
+def look_line(look: Look, next_seeds: int | None, stop: str = "decided") -> str:
     """One line per look while a study grows: each headline (and the interaction) as the look saw it, and
     whether the study goes on. results.json is written only when the study stops, so a run interrupted
     between looks shows here what its looks said (a resume recomputes them from the kept cells)."""
     parts = [_called(label, h) for label, h in look.headlines.items()]
-    if look.interaction is not None:
-        parts.append(_called("interaction", look.interaction))
+    if look.interaction is not None or stop == "interaction":  # missing: the stop reads it as not decided
+        parts.append(_called("interaction", look.interaction or {"call": "missing"}))
     then = f"going on to {next_seeds} seeds" if next_seeds is not None else "stopping here"
     return f"look at {look.seeds} seeds: {'; '.join(parts)} -> {then}"
 
@@ -222,7 +228,7 @@ def sequential_record(plan: Plan, looks: list[Look]) -> Sequential | None:
     if rounds is None or not looks:
         return None
     sizes = look_sizes(len(plan.cfg.seeds), rounds.start, rounds.step)
-    stop = pairs[0].stop if pairs else "decided"
+    stop = stop_rule(plan)
     alpha = pairs[0].alpha if pairs else 0.05
     last = looks[-1]
     met = bool(pairs) and should_stop(look_calls(last, stop), stop, pairs[0].halfwidth)  # read from the look itself

@@ -225,9 +225,12 @@ class RunDir:
                     yield p
 
     def clean(self, restart: bool) -> None:
-        """Remove stale temporaries; with ``restart`` also every cell and checkpoint bench wrote."""
-        self.check_layout()  # again under the lock: what is cleaned is inside this folder
-        for p in [*self.stale_temporaries(), *(self.own_files() if restart else ())]:
+        """Remove stale temporaries; with ``restart`` also every cell and checkpoint bench wrote, and the earlier
+        plan's looks.json (results.json and report.md are replaced at the stop; looks.json, written only by a
+        study in seed rounds, would otherwise outlive a restart as another plan's looks)."""
+        self.check_layout()  # again under the lock: what is cleaned is inside this folder (looks.json a real file)
+        for p in [*self.stale_temporaries(), *(self.own_files() if restart else ()),
+                  *([self.looks] if restart else [])]:
             p.unlink(missing_ok=True)
         if restart and _lmode(self.logs) is not None and stat.S_ISDIR(_lmode(self.logs)):
             for folder in self.logs.iterdir():  # the cells' log folders, emptied above (a user's file keeps its own)

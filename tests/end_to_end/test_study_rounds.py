@@ -177,6 +177,9 @@ def test_a_study_stopped_between_looks_keeps_what_its_looks_said(tmp_path, monke
     assert not (out / "results.json").exists()
     assert ([lk["seeds"] for lk in looks["looks"]], looks["next_look"], looks["stop"]) == ([6], 7, "halfwidth")
     assert set(looks["looks"][0]["headlines"]["seg"]) == {"estimate", "low", "high", "call"}
+    # --restart starts over: the earlier plan's looks do not outlive it (a plan without rounds never writes one)
+    assert run(config(tmp_path, [0, 1]), out, "--restart", "--set", "headline_only=true") == 0
+    assert (out / "results.json").exists() and not (out / "looks.json").exists()
 
 
 def test_stop_decided_tests_every_look_at_pococks_level(tmp_path):
@@ -246,3 +249,4 @@ def test_a_look_prints_each_headline_the_interaction_and_what_comes_next():
                                    " -> going on to 15 seeds")
     missing = Look(seeds=40, headlines={"a": {"call": "missing"}})
     assert look_line(missing, None) == "look at 40 seeds: a missing -> stopping here"
+    assert look_line(missing, None, "interaction") == "look at 40 seeds: a missing; interaction missing -> stopping here"
