@@ -8,7 +8,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
+from contextlib import redirect_stderr
 from pathlib import Path
 
 import pytest
@@ -141,12 +144,20 @@ def test_rounds_stop_at_the_first_look_that_meets_the_rule_and_a_resume_stops_th
     assert without(again["sequential"], VOLATILE) == without(seq, VOLATILE)
 
 
-def test_rounds_walk_every_look_until_the_last_when_the_rule_is_never_met(tmp_path, capsys):
-    out = tmp_path / "run"
-    with one_torch_thread():  # not --quiet: each look prints one line of what it saw and whether the study goes on
-        assert main(["run", str(config(tmp_path, [0])), "--out", str(out), *ROUNDS,
+@pytest.fixture(scope="module")
+def walked(tmp_path_factory) -> tuple[Path, list[str]]:
+    """A study in rounds whose rule is never met, walked to its last look once for the tests below: its folder
+    and the look lines it printed (not --quiet)."""
+    folder = tmp_path_factory.mktemp("walked")
+    out, err = folder / "run", io.StringIO()
+    with one_torch_thread(), redirect_stderr(err):
+        assert main(["run", str(config(folder, [0])), "--out", str(out), *ROUNDS,
                      "--set", "verdict.halfwidth=0.0001"]) == 0
-    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("look at ")]
+    return out, [ln for ln in err.getvalue().splitlines() if ln.startswith("look at ")]
+
+
+def test_rounds_walk_every_look_until_the_last_when_the_rule_is_never_met(walked):
+    out, lines = walked  # each look printed one line of what it saw and whether the study goes on
     assert len(lines) == 2 and lines[0].startswith("look at 6 seeds: ") and lines[0].endswith("-> going on to 7 seeds")
     assert lines[1].startswith("look at 7 seeds: ") and lines[1].endswith("-> stopping here")
     seq = results(out)["sequential"]
@@ -157,29 +168,30 @@ def test_rounds_walk_every_look_until_the_last_when_the_rule_is_never_met(tmp_pa
     assert results(out)["verdict"]["headline"]["seeds"] + len(results(out)["verdict"]["headline"]["missing_seeds"]) == 7
 
 
-def test_a_study_stopped_between_looks_keeps_what_its_looks_said(tmp_path, monkeypatch):
-    """results.json is written at the stop; looks.json at every look, so a study that grows over several
-    sessions (or is killed between looks) has its looks' numbers in a file bench wrote."""
+def test_a_study_stopped_between_looks_keeps_what_its_looks_said(walked, tmp_path, monkeypatch):
+    """results.json is written at the stop; looks.json at every look, before the next one's cells: a study that
+    grows over several sessions (or is killed between looks) has its looks' numbers in a file bench wrote. Shown
+    by walking the finished study again (nothing trains) and interrupting its second look; --restart removes it."""
     import bench.driver  # noqa: PLC0415
+    from bench.rundir import RunDir  # noqa: PLC0415
 
+    out = tmp_path / "run"
+    shutil.copytree(walked[0], out)
     real, calls = bench.driver.load_and_assemble, []
 
-    def second_look_fails(*args, **kwargs):
+    def second_look_interrupted(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt  # as a SIGINT while the second look assembles
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(bench.driver, "load_and_assemble", second_look_fails)
-    out = tmp_path / "run"
+    monkeypatch.setattr(bench.driver, "load_and_assemble", second_look_interrupted)
     assert run(config(tmp_path, [0]), out, *ROUNDS, "--set", "verdict.halfwidth=0.0001") == 130  # cells kept
     looks = json.loads((out / "looks.json").read_text())
-    assert not (out / "results.json").exists()
     assert ([lk["seeds"] for lk in looks["looks"]], looks["next_look"], looks["stop"]) == ([6], 7, "halfwidth")
-    assert set(looks["looks"][0]["headlines"]["seg"]) == {"estimate", "low", "high", "call"}
-    # --restart starts over: the earlier plan's looks do not outlive it (a plan without rounds never writes one)
-    assert run(config(tmp_path, [0, 1]), out, "--restart", "--set", "headline_only=true") == 0
-    assert (out / "results.json").exists() and not (out / "looks.json").exists()
+    assert looks["looks"][0] == results(out)["sequential"]["looks"][0]  # the same look as the finished walk's
+    RunDir(out).clean(restart=True)  # what --restart does first: an earlier plan's looks do not outlive it
+    assert not (out / "looks.json").exists() and (out / "results.json").exists()
 
 
 def test_stop_decided_tests_every_look_at_pococks_level(tmp_path):
