@@ -135,7 +135,7 @@ def look_plans(plan: Plan) -> Iterator[Plan]:
     if rounds is None:
         yield plan
         return
-    sizes = look_sizes(len(plan.cfg.seeds), rounds.start, rounds.step)
+    sizes = planned_looks(plan)
     pairs = plan.cfg.verdict_pairs()
     alpha = look_alpha(pairs[0].alpha, len(sizes), pairs[0].stop) if pairs else None
     for n in sizes:
@@ -169,9 +169,13 @@ def look_calls(look: Look, stop: str) -> list[tuple[str, float | None]]:
 
 def next_look(plan: Plan, look: Plan) -> int | None:
     """The seed count of the look after ``look``, None after the last planned one."""
+    return next((n for n in planned_looks(plan) if n > len(look.cfg.seeds)), None)
+
+
+def planned_looks(plan: Plan) -> list[int]:
+    """The seed counts the study looks at (``bench.sequential.look_sizes``); none without rounds."""
     rounds = plan.cfg.rounds
-    sizes = look_sizes(len(plan.cfg.seeds), rounds.start, rounds.step) if rounds else []
-    return next((n for n in sizes if n > len(look.cfg.seeds)), None)
+    return look_sizes(len(plan.cfg.seeds), rounds.start, rounds.step) if rounds else []
 
 
 def stop_rule(plan: Plan) -> str:
@@ -184,9 +188,7 @@ def looks_so_far(plan: Plan, looks: list[Look], next_seeds: int | None) -> dict[
     """looks.json: a growing study's looks up to now and the next planned one (None: it stops here). Rewritten at
     every look, so a study interrupted between looks, or one still growing over several sessions, has its
     looks' numbers in a file; at the stop its ``looks`` equal results.json's ``sequential.looks``."""
-    rounds, pairs = plan.cfg.rounds, plan.cfg.verdict_pairs()
-    sizes = look_sizes(len(plan.cfg.seeds), rounds.start, rounds.step) if rounds else []
-    stop = stop_rule(plan)
+    pairs, sizes, stop = plan.cfg.verdict_pairs(), planned_looks(plan), stop_rule(plan)
     return {"study": plan.name, "stop": stop, "planned_looks": sizes,
             "alpha_per_look": look_alpha(pairs[0].alpha if pairs else 0.05, len(sizes), stop),
             "looks": [lk.model_dump(mode="json") for lk in looks], "next_look": next_seeds}
@@ -227,7 +229,7 @@ def sequential_record(plan: Plan, looks: list[Look]) -> Sequential | None:
     rounds, pairs = plan.cfg.rounds, plan.cfg.verdict_pairs()
     if rounds is None or not looks:
         return None
-    sizes = look_sizes(len(plan.cfg.seeds), rounds.start, rounds.step)
+    sizes = planned_looks(plan)
     stop = stop_rule(plan)
     alpha = pairs[0].alpha if pairs else 0.05
     last = looks[-1]
