@@ -2,9 +2,12 @@
 
 ``python -m bench reports`` (``refresh`` here) rewrites the table between the
 markers; tests/bench/test_reports_index.py fails when the committed table differs from the regenerated
-one, so a stale table cannot land. Columns: the verdict per study (headline row, 95% CI), device with
-its CPU model, the wall time of every invocation on the folder and the cells' compute; then per task × architecture × variant the metric and the D of every ablation any
-committed study measured (S where it declares a sufficiency), as in ``bench leaderboard``.
+one, so a stale table cannot land. Columns: the verdict per study (its first pair's headline row), device with
+its CPU model, the wall time of every invocation on the folder and the cells' compute; then every verdict pair's
+headline and interaction with its interval's level, the seeds it rests on and where the study stopped (a study with
+several pairs shows them all: the answer is read from this table); the sizing of each headline; then per task ×
+architecture × variant the metric and the D of every ablation any committed study measured (S where it declares a
+sufficiency), as in ``bench leaderboard``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from bench.leaderboard_table import _cell, d_of, labels, rows_of
 from bench.markdown import esc, fmt, link_target
 from bench.power import MAX_SEEDS, plan_rows, why_no_plan
 from bench.report import fmt_ci, table
-from bench.results import load_results
+from bench.results import Decision, Results, load_results
 
 START, END = "<!-- results-table:start -->", "<!-- results-table:end -->"
 EMPTY_STATE = "No committed studies yet."
@@ -62,11 +65,51 @@ def render_table(reports: Path) -> str:
     body = [[study_link(run), *(esc(r[k]) for k in ("task", "architecture", "variant", "metric")),
              _cell(r["value"]), _cell(r["chance"]), *(_cell(d_of(r, c)) for c in columns)]
             for run, rows in studies for r in rows]
-    return (table(["study", "verdict (95% CI)", "device; CPU", "wall time (all invocations)", "compute (all cells)"],
-                  verdicts) + "\n\n"
+    return (table(["study", "verdict (first pair)", "device; CPU", "wall time (all invocations)",
+                   "compute (all cells)"], verdicts) + "\n\n"
+            + headlines_table(runs) + "\n\n"
             + sizing_table(runs) + "\n\n"
             + table(["study", "task", "architecture", "variant", "metric", "value (mean ± sd, n seeds)", "chance",
                      *(esc(label) for label in labels([r for _, rows in studies for r in rows], columns))], body))
+
+
+def stopped_at(res: Results) -> str:
+    """Where a study in seed rounds stopped and why (its look of the planned ones), or that its seeds were fixed."""
+    seq = res.sequential
+    if seq is None:
+        return "fixed seeds"
+    look = seq.planned_looks.index(seq.stopped_at) + 1 if seq.stopped_at in seq.planned_looks else "?"
+    return f"look {look} of {len(seq.planned_looks)}: {seq.reason}"
+
+
+def level_of(difference: Decision | None, alpha: float) -> str:
+    """The interval's coverage, 1 − the level it was tested at; none without an interval (below 6 seeds)."""
+    return "—" if difference is None or difference.low is None else f"{100 * (1 - alpha):.1f}%"
+
+
+def headlines_table(runs: list[Path]) -> str:
+    """Every verdict pair's headline and every interaction of every study: the call, the median difference with
+    its interval and that interval's level (Pocock's per look for a study in seed rounds), the seeds it rests on
+    of those the study ran (the rest excluded by the blind rule or missing), and where the study stopped."""
+    body = []
+    for run in runs:
+        res = load_results(run)
+        seq = res.sequential
+        ran = seq.stopped_at if seq else len(res.config["seeds"])
+        alpha = seq.alpha_per_look if seq else res.verdict.alpha if res.verdict else 0.05
+        for v in res.verdicts or ([res.verdict] if res.verdict else []):
+            h = v.headline
+            body.append([study_link(run), esc(v.label or v.dense_task),
+                         f"**{h.verdict}**" if h else f"no headline ({esc(v.headline_missing)})",
+                         fmt_ci(h.difference) if h else "—", level_of(h.difference if h else None, alpha),
+                         f"{h.seeds} of {ran}" if h else "—",
+                         esc(stopped_at(res))])
+        for i in [res.interaction] if res.interaction else res.interactions:
+            body.append([study_link(run), esc(f"{i.second} − {i.first}"), f"**{i.call}**", fmt_ci(i.difference),
+                         level_of(i.difference, alpha), f"{i.seeds} of {ran}", esc(stopped_at(res))])
+    return ("Every headline (each verdict pair, and the interaction of two pairs; dense − global is the median over "
+            "seeds of D_dense − D_global, docs/protocols.md):\n\n"
+            + table(["study", "pair", "call", "dense − global [interval]", "level", "seeds used", "stopped"], body))
 
 
 def sizing_table(runs: list[Path]) -> str:

@@ -67,3 +67,25 @@ def test_refresh_is_what_bench_reports_prints(tmp_path):
     assert refresh(tmp_path) == f"{readme}: updated"
     assert refresh(tmp_path) == f"{readme}: already up to date"
     assert committed_table(readme) == EMPTY_STATE
+
+
+def test_every_pair_and_interaction_has_a_headline_row(tmp_path):
+    """A study with two pairs and their interaction (a committed one: nothing trains) shows all three, each with
+    the level its interval was tested at, the seeds it rests on and the look the study stopped at."""
+    res = json.loads((REPORTS / "shapes_multi_head" / "results.json").read_text())
+    (tmp_path / "smh").mkdir()
+    shutil.copy(REPORTS / "shapes_multi_head" / "results.json", tmp_path / "smh" / "results.json")
+    text = render_table(tmp_path)
+    seq = res["sequential"]
+    level, look = f"{100 * (1 - seq['alpha_per_look']):.1f}%", seq["planned_looks"].index(seq["stopped_at"]) + 1
+    stopped = f"look {look} of {len(seq['planned_looks'])}: {seq['reason']}"
+    inter = res["interaction"]
+    expected = [(v["label"], v["headline"]["verdict"], v["headline"]["difference"], v["headline"]["seeds"])
+                for v in res["verdicts"]]
+    expected.append((f"{inter['second']} − {inter['first']}", inter["call"], inter["difference"], inter["seeds"]))
+    assert len(expected) == 3 and seq["stopped_at"] < len(res["config"]["seeds"])  # stopped before its max
+    for pair, call, d, seeds in expected:
+        row = (f"| [smh](smh/report.md) | {pair} | **{call}** | {d['estimate']:.3f} [{d['low']:.3f}, {d['high']:.3f}] | "
+               f"{level} | {seeds} of {seq['stopped_at']} | {stopped} |")
+        assert row in text, row
+    assert "| 98.7% |" in text  # Pocock's per-look level for seven looks, not 95%
