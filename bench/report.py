@@ -12,11 +12,12 @@ import numpy as np
 
 from bench import plots, sections, stats
 from bench.io import write_text
+from bench.layout import CONFIG
 from bench.markdown import confidence, esc, fmt, fmt_ci, table
 from bench.metrics import scale_of
 from bench.power import MAX_SEEDS, plan_rows, why_no_plan  # also imported from here by the other text outputs
 from bench.registry import ABLATIONS
-from bench.results import Results, Verdict
+from bench.results import Invocation, Results, Verdict
 from bench.rundir import RunDir
 
 WHAT_WOULD_CHANGE = {
@@ -331,11 +332,30 @@ def sequential_line(seq) -> str:
 
 
 def preregistration_line(res: Results) -> str:
-    """Was the analysis plan (the config) committed before the cells it reads? From each invocation's plan record."""
+    """Was the analysis plan (the config) committed before the cells it reads? From each invocation's plan record.
+
+    A re-assembly (no cell computed) from the run folder's own config.resolved.yaml analyses the plan recorded
+    with the cells — bench wrote that file when they were computed, and refuses a run on the folder under any
+    other plan — so it is judged by the invocations before it: the file's commit (made with the cells, so after
+    them) says nothing about when the plan was fixed. A re-assembly from the study's own config file is judged
+    as before: that file carries the plan's words (its rules in comments), and a change to them is disclosed."""
     records = [(i, i.plan) for i in res.invocations if i.plan is not None]
     if not records:
         return ("Pre-registration: not recorded (results from before bench 0.3.1, or a config outside a git "
                 "repository).")
+    kept = [k for k, (i, p) in enumerate(records) if not recorded_plan(i, p)] or list(range(len(records)))
+    judged, later = [records[k] for k in kept], len(records) - 1 - kept[-1]
+    since = (f" Re-assembled since from the run folder's own `{CONFIG}` ({later} invocation(s), no cell "
+             "computed): the plan recorded with the cells.") if later else ""
+    return preregistration_of(judged) + since
+
+
+def recorded_plan(invocation: Invocation, plan: dict) -> bool:
+    """A re-assembly from a run folder's own config.resolved.yaml: the plan recorded with its cells."""
+    return invocation.cells_computed == 0 and Path(plan.get("config") or "").name == CONFIG
+
+
+def preregistration_of(records: list[tuple[Invocation, dict]]) -> str:
     last = records[-1][1]
     where = f"`{esc(Path(last['config']).name)}`"
     uncommitted = [i for i, p in records if i.cells_computed != 0 and (p.get("dirty") or not p.get("commit"))]

@@ -91,3 +91,19 @@ def test_an_uncommitted_change_after_the_cells_is_flagged_even_when_nothing_trai
     again = run(repo / "study.yaml", out)
     assert again["invocations"][-1]["cells_computed"] == 0 and again["invocations"][-1]["plan"]["dirty"] is True
     assert "the plan changed after cells existed" in (out / "report.md").read_text()
+
+
+def test_a_reassembly_from_the_run_folders_own_config_keeps_the_pre_registration(repo, tmp_path):
+    """Found by review: re-assembling a committed study from its folder's config.resolved.yaml (committed with the
+    cells, so 'changed after' them) called a pre-registered plan a new one. That file is the recorded plan (a run on
+    the folder under another plan is refused), so the invocations that computed the cells decide."""
+    out = repo / "reports" / "prereg"
+    run(repo / "study.yaml", out)
+    git(repo, "add", "-f", "reports")
+    git(repo, "commit", "-q", "-m", "the cells and the folder's config.resolved.yaml")
+    again = run(out / "config.resolved.yaml", out)
+    plan = again["invocations"][-1]["plan"]
+    assert again["invocations"][-1]["cells_computed"] == 0 and plan["changed_after_cells"] is True  # as recorded
+    report = (out / "report.md").read_text()
+    assert "before the first cells were computed" in report and "the plan changed after cells existed" not in report
+    assert "Re-assembled since from the run folder's own `config.resolved.yaml` (1 invocation(s)" in report
