@@ -17,7 +17,7 @@ from bench.markdown import confidence, esc, fmt, fmt_ci, table
 from bench.metrics import scale_of
 from bench.power import MAX_SEEDS, plan_rows, why_no_plan  # also imported from here by the other text outputs
 from bench.registry import ABLATIONS
-from bench.results import Invocation, Results, Verdict
+from bench.results import INTERACTION_CALL, Invocation, Results, Verdict
 from bench.rundir import RunDir
 
 WHAT_WOULD_CHANGE = {
@@ -225,15 +225,26 @@ def margin_words(scale: str) -> str:
 def multiplicity(res: Results) -> str:
     """The pre-specified tests of a several-pair study (each pair's headline, the interaction) are each called
     at alpha; the family-wise reading (Holm over them) is stated beside, never silently swapped in."""
-    tests = [(f"{v.label or v.dense_task} headline", v.headline.difference.p) for v in res.verdicts if v.headline]
+    decided = ("supported", "contradicted", *INTERACTION_CALL.values())
+    tests = [(f"{v.label or v.dense_task} headline", v.headline.difference.p, v.headline.verdict)
+             for v in res.verdicts if v.headline]
     if res.interaction is not None:
-        tests.append(("interaction", res.interaction.difference.p))
-    tests += [(f"interaction {i.second} − {i.first}", i.difference.p) for i in res.interactions]
-    adjusted = stats.holm([p for _, p in tests])
-    listed = ", ".join(f"{esc(name)} {fmt_p(p)}" for (name, _), p in zip(tests, adjusted))
-    return (f"Multiplicity: {len(tests)} pre-specified tests, each called above at its pair's alpha; Holm over them "
-            f"(family-wise) gives p = {listed}. Exploratory rows are Holm-adjusted within their family across every "
-            "pair.")
+        tests.append(("interaction", res.interaction.difference.p, res.interaction.call))
+    tests += [(f"interaction {i.second} − {i.first}", i.difference.p, i.call) for i in res.interactions]
+    adjusted = stats.holm([p for _, p, _ in tests])
+    listed = ", ".join(f"{esc(name)} {fmt_p(p)}" for (name, _, _), p in zip(tests, adjusted))
+    seq = res.sequential
+    level = seq.alpha_per_look if seq else res.verdicts[0].alpha
+    at = f"α = {level:g}{' per look' if seq else ''}"
+    calls = [(name, p) for (name, _, call), p in zip(tests, adjusted) if call in decided]
+    held = [esc(name) for name, p in calls if p is not None and p < level]
+    lost = [esc(name) for name, p in calls if p is None or p >= level]
+    reading = (f" Of the calls made, family-wise (Holm p < {level:g}) {', '.join(held) or 'none'} "
+               f"{'holds' if len(held) == 1 else 'hold'}" + (f"; {', '.join(lost)} {'does' if len(lost) == 1 else 'do'} "
+               "not" if lost else "") + "." if calls else "")
+    return (f"Multiplicity: {len(tests)} pre-specified tests, each called above at {at}; Holm over them "
+            f"(family-wise) gives p = {listed}.{reading} Exploratory rows are Holm-adjusted within their family "
+            "across every pair.")
 
 
 def explanation(res: Results) -> str:
