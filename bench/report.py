@@ -250,18 +250,20 @@ def multiplicity(res: Results) -> str:
 def explanation(res: Results) -> str:
     """What the two pairs and their interaction say together, in terms of the pairs' own labels. What a study
     makes of it (e.g. density vs detail: which hypothesis predicts which pattern) is written in that study's
-    config, beside its pairs (configs/density_vs_detail.yaml), not here: this report serves every study."""
-    i, a = res.interaction, res.verdicts[0]
+    config, beside its pairs (configs/density_vs_detail.yaml), not here: this report serves every study. Both
+    pairs' calls are named: a reading that named only the first (camvid_multi_head: 'separate is inconclusive')
+    hid a decided second pair."""
+    i = res.interaction
     if i.call in ("missing", "ill-conditioned", "underpowered", "undefined"):
         return f"Reading of the two pairs: cannot tell — the interaction is {i.call} ({esc(i.note)})."
-    first = a.headline.verdict if a.headline else "no verdict"
+    calls = {(v.label or v.dense_task): (v.headline.verdict if v.headline else "no verdict") for v in res.verdicts}
+    each = " and ".join(f"`{esc(label)}` is **{calls.get(label, 'no verdict')}**" for label in (i.first, i.second))
     if i.call == "no detectable difference":
-        return (f"Reading of the two pairs: `{esc(i.first)}` alone is **{first}**, and the dense − global gap does not "
-                f"detectably differ between `{esc(i.first)}` and `{esc(i.second)}` (the interaction's interval "
-                "includes 0).")
+        return (f"Reading of the two pairs: {each}, and the dense − global gap does not detectably differ between "
+                f"`{esc(i.first)}` and `{esc(i.second)}` (the interaction's interval includes 0).")
     larger, smaller = (i.second, i.first) if i.call == "second higher" else (i.first, i.second)
-    return (f"Reading of the two pairs: `{esc(i.first)}` alone is **{first}**, and the dense − global gap is larger "
-            f"with `{esc(larger)}` than with `{esc(smaller)}`.")
+    return (f"Reading of the two pairs: {each}, and the dense − global gap is larger with `{esc(larger)}` than with "
+            f"`{esc(smaller)}`.")
 
 
 def r_measure(rows) -> str:

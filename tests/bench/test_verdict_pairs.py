@@ -118,15 +118,17 @@ def test_an_interaction_with_a_non_finite_seed_is_undefined_not_no_difference():
 @pytest.mark.parametrize("coarse_call, shift, favoured", [
     # the generic report reads the two pairs by their labels; a study's hypotheses (density: a gap with coarse
     # evidence and no interaction; detail: the gap grows with fine) are read off this line in its config
-    ("supported", 0.0, "`coarse` alone is **supported**, and the dense − global gap does not detectably differ"),
-    ("inconclusive", 0.3, "`coarse` alone is **inconclusive**, and the dense − global gap is larger with `fine` "
-                          "than with `coarse`"),
-    ("supported", 0.3, "`coarse` alone is **supported**, and the dense − global gap is larger with `fine`"),
+    ("supported", 0.0, "`coarse` is **supported** and `fine` is **contradicted**, and the dense − global gap does "
+                       "not detectably differ"),
+    ("inconclusive", 0.3, "`coarse` is **inconclusive** and `fine` is **contradicted**, and the dense − global gap "
+                          "is larger with `fine` than with `coarse`"),
+    ("supported", 0.3, "`coarse` is **supported** and `fine` is **contradicted**, and the dense − global gap is "
+                       "larger with `fine`"),
     ("inconclusive", -0.3, "the dense − global gap is larger with `coarse` than with `fine`"),
 ])
 def test_report_reads_the_two_pairs_by_their_labels(coarse_call, shift, favoured):
     vals = [0.1, 0.3, 0.2, 0.25, 0.15, 0.22, 0.18, 0.27]
-    a, b = _verdict("coarse", call=coarse_call), _verdict("fine")
+    a, b = _verdict("coarse", call=coarse_call), _verdict("fine", call="contradicted")  # both calls are read
     inter = _interaction((a, _series(vals, 0.02, 1)), (b, _series([v + shift for v in vals], 0.02, 2)),
                          "skip_removal", "unet")
     res = Results.model_construct(verdicts=[a, b], interaction=inter)
