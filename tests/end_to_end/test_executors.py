@@ -119,6 +119,7 @@ KILLED = (STUDY.replace("n_train: 32", "n_train: 128").replace("epochs: 1", "epo
           .replace("  cls: {name: synthetic_shapes, target: image, n_train: 128, n_test: 16, image_size: 16, num_classes: 3}\n", ""))
 
 
+@pytest.mark.slow  # 33 s, the default suite's slowest test: the suite stood at 595 s of its 600 s budget
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds worker processes through /proc (Linux)")
 def test_a_worker_killed_mid_cell_loses_only_its_cell_and_a_rerun_resumes(tmp_path):
     cfg = tmp_path / "study.yaml"
