@@ -68,12 +68,14 @@ def test_processes_equal_local(config, reference, tmp_path):
     assert stable(res) == stable(reference)
 
 
+@pytest.mark.slow  # a transport's end-to-end run (10-15 s): the default suite is at its 600 s budget
 def test_ray_equals_local(config, reference, tmp_path):
     pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'identity-bench[ray]')")
     res = run_with(config, tmp_path / "run", "ray", workers=2)
     assert stable(res) == stable(reference)
 
 
+@pytest.mark.slow  # a transport's end-to-end run (10-15 s): the default suite is at its 600 s budget
 def test_slurm_through_submitit_local_equals_local(config, reference, tmp_path):
     pytest.importorskip("submitit", reason="the slurm extra is not installed (pip install 'identity-bench[slurm]')")
     res = run_with(config, tmp_path / "run", "slurm", set_options=[  # `executor` names the API's own keyword
@@ -240,6 +242,7 @@ bootstrap: 100
     assert stable(pool) == stable(run_study(config, tmp_path / "local"))
 
 
+@pytest.mark.slow  # 12.5 s: the default suite is at its 600 s budget
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds worker processes through /proc (Linux)")
 def test_ctrl_c_on_a_pool_with_many_queued_cells_exits(tmp_path):
     """Interrupted with most cells still queued (more pickled jobs than a pipe holds), the driver exits:

@@ -89,6 +89,7 @@ def test_examples_run_in_a_study(tmp_path):
     assert cells["stripes_seg__runet__baseline__s0"]["ablations"]["skip_lesion"]["records"]
 
 
+@pytest.mark.slow  # 15 s: the default suite is at its 600 s budget
 def test_conformance_runs_from_outside_the_repository_with_parameters(tmp_path):
     """What a plugin author types in their own project: no checkout of bench, parameters given."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
