@@ -222,6 +222,14 @@ def margin_words(scale: str) -> str:
     return "balanced accuracy, over all classes and, where the task has a background, over the object classes"
 
 
+def call_level(res: Results) -> float:
+    """The level a study's headlines were called at: Pocock's per look in seed rounds, else its first pair's alpha
+    (0.05 for a study without a verdict)."""
+    if res.sequential is not None:
+        return res.sequential.alpha_per_look
+    return res.verdict.alpha if res.verdict else 0.05
+
+
 def multiplicity(res: Results) -> str:
     """The pre-specified tests of a several-pair study (each pair's headline, the interaction) are each called
     at alpha; the family-wise reading (Holm over them) is stated beside, never silently swapped in."""
@@ -233,9 +241,8 @@ def multiplicity(res: Results) -> str:
     tests += [(f"interaction {i.second} − {i.first}", i.difference.p, i.call) for i in res.interactions]
     adjusted = stats.holm([p for _, p, _ in tests])
     listed = ", ".join(f"{esc(name)} {fmt_p(p)}" for (name, _, _), p in zip(tests, adjusted))
-    seq = res.sequential
-    level = seq.alpha_per_look if seq else res.verdicts[0].alpha
-    at = f"α = {level:g}{' per look' if seq else ''}"
+    level = call_level(res)
+    at = f"α = {level:g}{' per look' if res.sequential else ''}"
     calls = [(name, p) for (name, _, call), p in zip(tests, adjusted) if call in decided]
     held = [esc(name) for name, p in calls if p is not None and p < level]
     lost = [esc(name) for name, p in calls if p is None or p >= level]

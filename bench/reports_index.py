@@ -19,7 +19,7 @@ from bench.io import write_text
 from bench.leaderboard_table import _cell, d_of, labels, rows_of
 from bench.markdown import esc, fmt, link_target
 from bench.power import MAX_SEEDS, plan_rows, why_no_plan
-from bench.report import fmt_ci, table
+from bench.report import call_level, fmt_ci, table
 from bench.results import Decision, Results, load_results
 
 START, END = "<!-- results-table:start -->", "<!-- results-table:end -->"
@@ -96,7 +96,7 @@ def headlines_table(runs: list[Path]) -> str:
         res = load_results(run)
         seq = res.sequential
         ran = seq.stopped_at if seq else len(res.config["seeds"])
-        alpha = seq.alpha_per_look if seq else res.verdict.alpha if res.verdict else 0.05
+        alpha = call_level(res)
         for v in res.verdicts or ([res.verdict] if res.verdict else []):
             h = v.headline
             body.append([study_link(run), esc(v.label or v.dense_task),
