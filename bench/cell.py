@@ -34,6 +34,7 @@ from bench.flow import identity_flow, set_edits
 from bench.io import save_npz, write_json
 from bench.metrics import SCALES, chance_outcome, primary_metric, shared_weights
 from bench.models.joint import weights_hash
+from bench.phases import phase
 from bench.plan import Plan, Unit, resolve_device, spec_dict
 from bench.provenance import CELL_PROVENANCE
 from bench.registry import TASKS, load_plugin
@@ -147,10 +148,11 @@ def train_and_ablate(job: CellJob, task: Task, device: torch.device, progress: P
                        int(resume["step"]), study=plan.name, params=cell_params(plan, unit))
     with closing_log(log):
         try:
-            cell["train"] = train(model, task, train_cfg, seed=unit.seed, device=device,
-                                  checkpoint=rd.checkpoint(unit.id), on_step=progress.step, resume=resume,
-                                  joint=joint, on_log=None if log is None else
-                                  (lambda step, v: log.scalars(step, numbers(v, "train/"))))
+            with phase("train"):  # the phases a profile reads (bench.phases)
+                cell["train"] = train(model, task, train_cfg, seed=unit.seed, device=device,
+                                      checkpoint=rd.checkpoint(unit.id), on_step=progress.step, resume=resume,
+                                      joint=joint, on_log=None if log is None else
+                                      (lambda step, v: log.scalars(step, numbers(v, "train/"))))
         except DivergedError as exc:
             cell.update(status="failed", error=f"diverged: {exc}")
             if log is not None:
@@ -163,9 +165,10 @@ def train_and_ablate(job: CellJob, task: Task, device: torch.device, progress: P
                                       "weights_sha256": weights_hash(model)}
         cell["timings"]["train_s"] = round(time.perf_counter() - t0, 3)
         t0 = time.perf_counter()
-        baseline = predict_stats(model, task.test, info, batch_size=train_cfg.eval_batch_size, device=device,
-                                 amp=train_cfg.amp)
-        chance = chance_outcome(task.train.targets(), task.test.targets(), info)
+        with phase("evaluate"):
+            baseline = predict_stats(model, task.test, info, batch_size=train_cfg.eval_batch_size, device=device,
+                                     amp=train_cfg.amp)
+            chance = chance_outcome(task.train.targets(), task.test.targets(), info)
         cell["metrics"], cell["chance"] = baseline.metrics(), chance.metrics()
         if log is not None:  # the final metrics beside the curves, at the last step
             log.final(cell["train"]["steps"], cell)
@@ -182,7 +185,8 @@ def train_and_ablate(job: CellJob, task: Task, device: torch.device, progress: P
         ctx = AblationContext(model, flow, task, device, unit.seed, baseline, chance, weights,
                               train_cfg.eval_batch_size, train_cfg.amp, abl.params, SCALES[plan.cfg.scale])
         t1 = time.perf_counter()
-        out = abl.run(ctx)
+        with phase(f"ablation:{name}"):
+            out = abl.run(ctx)
         summary = declared(name, type(abl).Summary, out.summary, "its summary")  # the declared types
         records = [declared(name, type(abl).Record, r, f"record {i}") for i, r in enumerate(out.records)]
         cell["ablations"][name] = {"version": abl.version, "settings": abl.params.model_dump(), "records": records,

@@ -42,6 +42,8 @@ from bench.registry import ARCHITECTURES, REGISTRIES, TASKS, load_plugin
 from bench.report import run_summary, sizing_section
 from bench.reports_index import refresh
 from bench.results import load_results
+from bench.seed_profile import profile_seed
+from bench.seed_profile import render as render_profile
 
 
 class Command:
@@ -427,6 +429,37 @@ def writing(path: Path | None):
                          "or fix its permissions") from exc
 
 
+class Profile(Command):
+    name = "profile"
+    help = "where one seed of a study spends its time: each phase's seconds, and its share by kind of torch operator"
+    paths = ("config", "out")
+    examples = """examples:
+  python -m bench profile configs/quickstart.yaml
+  python -m bench profile configs/camvid_cpu.yaml --seed 3 --threads 2 --out profile.md
+runs the seed twice in this process (unprofiled for the seconds, under torch.profiler for the shares), each time in a
+temporary folder it deletes; prints the table (--out: writes it). Minutes: twice the seed's cells, plus reading the
+profile."""
+
+    def add_arguments(self, p):
+        p.add_argument("config", type=Path, help="study YAML file")
+        p.add_argument("--seed", type=int, default=None, help="the seed to run (default: the config's first)")
+        p.add_argument("--threads", type=int, default=1,
+                       help="torch threads (default 1: what each of a 2-worker pool's cells gets on 2 cores)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                       help="override a config value (YAML syntax), repeatable")
+        p.add_argument("--out", type=Path, default=None, help="write the Markdown table to this file")
+
+    def __call__(self, args):
+        if args.threads < 1:
+            raise BenchError(f"--threads {args.threads}: give 1 or more")
+        output_file(args.out, "profile.md")
+        found = profile_seed(args.config, seed=args.seed, threads=args.threads, set_options=args.overrides,
+                             plugins=args.plugin)
+        with writing(args.out):
+            write_or_print(render_profile(found), args.out)
+        return 0
+
+
 class Bench(Command):
     name = "bench"
     help = "run the speed benchmarks (pytest-benchmark) and print their side-by-side ratios"
@@ -447,7 +480,8 @@ results: reports/perf/latest.md (the README table) and latest.json"""
         return 0
 
 
-COMMANDS: list[type[Command]] = [Run, Validate, List, Describe, Check, Leaderboard, Compare, Reports, Power, Bench]
+COMMANDS: list[type[Command]] = [Run, Validate, List, Describe, Check, Leaderboard, Compare, Reports, Power, Profile,
+                                 Bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

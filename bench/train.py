@@ -32,6 +32,7 @@ from bench.data import Task
 from bench.errors import BenchError
 from bench.io import atomic_write
 from bench.models.joint import set_read
+from bench.phases import step as phase_step
 from bench.precision import autocast, resolve_precision
 
 
@@ -265,6 +266,7 @@ def _train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device:
             scaler.update()
             lr = opt.param_groups[0]["lr"] if on_log is not None else 0.0  # the lr this step used
             sched.step()
+            phase_step()  # a profiler sampling training steps advances (bench.phases; nothing otherwise)
             step, images = step + 1, images + len(x)
             loss_value = loss.item() if joint is None else own.item()
             recent = [*recent[1 - per_epoch:], loss_value] if per_epoch > 1 else [loss_value]

@@ -1,0 +1,106 @@
+"""`bench profile`: one seed's phases in seconds and their time by kind of torch operator (bench.seed_profile)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import Counter, defaultdict
+
+import pytest
+
+from bench.cli import main
+from bench.seed_profile import OTHER, OUTSIDE, STEP, fold, kind_of, phase_shares, without_profiler_log
+
+SMALL = """
+name: small
+seeds: [3, 4]
+tasks:
+  seg: {name: synthetic_shapes, target: pixel, n_train: 64, n_test: 32, image_size: 16, num_classes: 3}
+  cls: {name: synthetic_shapes, target: image, n_train: 64, n_test: 32, image_size: 16, num_classes: 3}
+architectures:
+  unet: {name: unet, depth: 1, width: 4}
+train: {epochs: 3, batch_size: 32, optimizer: adamw, lr: 0.01}  # 6 steps: the profiler samples from the third
+ablations:
+  - {name: skip_lesion, fills: [mean]}
+  - {name: skip_removal}
+verdict: {dense: seg, global: cls, ablation: skip_removal, architecture: unet}
+bootstrap: 100
+"""
+
+
+@pytest.mark.parametrize(("name", "kind"), [
+    ("aten::conv2d", "convolution"), ("autograd::engine::evaluate_function: ConvolutionBackward0", "convolution"),
+    ("aten::conv_transpose2d", "convolution"), ("aten::addmm", "matmul"), ("aten::linear", "matmul"),
+    ("Optimizer.step#AdamW.step", "optimizer"), ("Optimizer.zero_grad#AdamW.zero_grad", "optimizer"),
+    ("aten::batch_norm", "normalisation"), ("autograd::engine::evaluate_function: NativeBatchNormBackward0", "normalisation"),
+    ("aten::max_pool2d", "pooling, resampling"), ("aten::upsample_bilinear2d", "pooling, resampling"),
+    ("aten::cat", "copies, indexing"), ("aten::one_hot", "copies, indexing"), ("aten::to", "copies, indexing"),
+    ("aten::sum", "reductions, loss"), ("aten::argmax", "reductions, loss"), ("aten::cross_entropy_loss", "reductions, loss"),
+    ("aten::relu", "elementwise"), ("aten::add_", "elementwise"), ("aten::__and__", "elementwise"),
+    ("autograd::engine::evaluate_function: torch::autograd::AccumulateGrad", OTHER),
+])
+def test_operator_kinds(name, kind):
+    assert kind_of(name) == kind
+
+
+def test_operators_directly_under_a_label_count_whole_and_the_rest_is_outside():
+    events = [  # (name, start, end, thread), in any order
+        ("aten::add_", 75, 90, 1),  # inside the optimizer step: optimizer time, not elementwise
+        ("bench:train", 0, 100, 1),
+        ("aten::conv2d", 10, 60, 1),
+        ("aten::mkldnn_convolution", 12, 57, 1),  # inside conv2d: not counted again
+        ("Optimizer.step#AdamW.step", 70, 90, 1),
+        ("profiler::_record_function_exit", 99, 100, 1),  # the profiler's bookkeeping: skipped
+        ("aten::relu", 200, 207, 1),  # outside every phase
+        ("aten::relu", 20, 30, 2),  # another thread: not inside this thread's label
+    ]
+    counts = defaultdict(Counter)
+    fold(events, counts)
+    fold([("bench:train", 300, 400, 1), ("aten::conv2d", 300, 400, 1)], counts)  # a second cell's phase adds up
+    assert phase_shares(counts) == {"train": {"convolution": 0.75, "optimizer": 0.1, OUTSIDE: pytest.approx(0.15)}}
+
+
+def test_sampled_training_steps_fold_into_their_phase():
+    counts = defaultdict(Counter)
+    fold([("ProfilerStep#2", 0, 10, 1), ("aten::conv2d", 1, 9, 1), ("ProfilerStep#3", 10, 20, 1),
+          ("aten::relu", 11, 13, 1), ("bench:train", 0, 30, 1)], counts, STEP, "train")
+    assert phase_shares(counts) == {"train": {"convolution": 0.4, "elementwise": 0.1, OUTSIDE: pytest.approx(0.5)}}
+
+
+def test_profile_of_a_seed_names_every_phase_and_its_shares_add_up(tmp_path, monkeypatch, capfd):
+    cfg, out = tmp_path / "small.yaml", tmp_path / "profile.md"
+    cfg.write_text(SMALL)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import bench.seed_profile as sp
+    seen = []
+    real = sp.phase_shares
+    monkeypatch.setattr(sp, "phase_shares", lambda counts: seen.append(real(counts)) or seen[-1])
+    assert main(["profile", str(cfg), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "seed 3, 4 cells" in text  # the config's first seed; baseline and no-skip U-Net on both tasks
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert {"train", "evaluate", "ablation:skip_lesion", "rest of the invocation"} <= set(rows)
+    (shares,) = seen
+    assert set(shares) == {"train", "evaluate", "ablation:skip_lesion"}  # bench.cell labels each phase
+    for phase, kinds in shares.items():
+        assert sum(kinds.values()) == pytest.approx(1.0), phase  # every microsecond of the phase, once
+    assert shares["train"]["convolution"] > 0 and shares["train"]["optimizer"] > 0
+    assert not list((tmp_path / "tmp").glob("bench-profile-*"))  # both temporary run folders are gone
+    assert set(tmp_path.iterdir()) == {cfg, out, tmp_path / "tmp"}  # nothing else written beside the config
+    assert "profiler_start" not in capfd.readouterr().err  # the profiler's native log lines are held back
+
+
+def test_a_thread_count_below_one_is_one_line(tmp_path, capsys):
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(SMALL)
+    assert main(["profile", str(cfg), "--threads", "0"]) == 2
+    assert "--threads 0: give 1 or more" in capsys.readouterr().err
+
+
+def test_only_the_profilers_own_lines_are_held_back_from_stderr(capfd):
+    with without_profiler_log():
+        os.write(2, b"USDT:2026-12-07 02:33:01 18805:18805 SyncActivityProfilerHandler.cpp:39] profiler_start\n"
+                    b"a warning of the run\n"
+                    b"ERROR:2026-12-07 02:33:01 18805:18805 DeviceProperties.cpp:56] gpuGetDeviceCount failed\n")
+    assert capfd.readouterr().err == "a warning of the run\n"
