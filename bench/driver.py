@@ -214,7 +214,7 @@ def _called(name: str, h: dict[str, Any]) -> str:
 
 
 def look_record(look: Plan, results: Results) -> Look:
-    verdicts = results.verdicts or ([results.verdict] if results.verdict else [])
+    verdicts = results.all_verdicts()
     pairs = look.cfg.verdict_pairs()
     inter = results.interaction if pairs and pairs[0].stop == "interaction" else None
     return Look(seeds=len(look.cfg.seeds), headlines={

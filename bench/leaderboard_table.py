@@ -160,7 +160,7 @@ def headlines_of(res: Results) -> list[dict]:
     global task), the architecture and ablation, D_dense, D_global and their difference (estimate, low, high),
     the seeds it rests on and the call; ``missing`` (why) where the pair has no headline row."""
     out = []
-    for v in res.verdicts or ([res.verdict] if res.verdict is not None else []):
+    for v in res.all_verdicts():
         entry: dict[str, Any] = {"label": v.label, "dense_task": v.dense_task, "global_task": v.global_task,
                                  "scale": v.scale, "alpha": v.alpha}
         h = v.headline

@@ -104,7 +104,7 @@ def plan_rows(results, halfwidth: float = 0.10, effect: float | None = None) -> 
     has and its floor, the seeds for ±``halfwidth`` and for 80% power at ``effect`` (default: its observed median),
     and the test-set growth a floor above the target needs. ``results`` is a ``bench.results.Results``."""
     rows = []
-    for verdict in results.verdicts or ([results.verdict] if results.verdict else []):
+    for verdict in results.all_verdicts():
         ordered = [verdict.headline] if verdict.headline else []
         ordered += [r for r in verdict.rows if r is not verdict.headline and r != verdict.headline]
         for row in ordered:
@@ -129,7 +129,7 @@ def why_no_plan(results) -> str | None:
     """Why ``plan_rows`` is empty, in one line (None when it is not)."""
     if plan_rows(results):
         return None
-    if not (results.verdicts or results.verdict):
+    if not results.all_verdicts():
         seeds = len(results.config.get("seeds", []))
         return (f"no verdict: block, so no row to size ({seeds} seed(s)); sizing plans the verdict's rows "
                 "(docs/protocols.md)")

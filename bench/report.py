@@ -525,7 +525,7 @@ def run_summary(res: Results, run_dir: Path) -> str:
     and where the report, figures and leaderboard command are."""
     lines = []
     headline_plans = [r for r in plan_rows(res) if r["role"] == "headline"]
-    for v in res.verdicts or ([res.verdict] if res.verdict else []):
+    for v in res.all_verdicts():
         lines += verdict_summary(v, headline_plans, run_dir)
     for i in ([res.interaction] if res.interaction is not None else []) + list(res.interactions):
         lines.append(f"interaction ({i.second} − {i.first}, {i.ablation} on {i.architecture}): "

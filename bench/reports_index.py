@@ -97,7 +97,7 @@ def headlines_table(runs: list[Path]) -> str:
         seq = res.sequential
         ran = seq.stopped_at if seq else len(res.config["seeds"])
         alpha = call_level(res)
-        for v in res.verdicts or ([res.verdict] if res.verdict else []):
+        for v in res.all_verdicts():
             h = v.headline
             body.append([study_link(run), esc(v.label or v.dense_task),
                          f"**{h.verdict}**" if h else f"no headline ({esc(v.headline_missing)})",

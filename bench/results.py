@@ -377,6 +377,10 @@ class Results(_Model):
     code: dict[str, str] = {}  # component -> content hash of the code the cells were computed with (bench.codehash)
     sequential: Sequential | None = None  # a study run in seed rounds: its looks and where it stopped
 
+    def all_verdicts(self) -> list[Verdict]:
+        """Every pair's verdict, in config order: ``verdicts`` when the config lists several, else the one (or none)."""
+        return self.verdicts or ([self.verdict] if self.verdict is not None else [])
+
     @model_serializer(mode="wrap")
     def _omit_empty_interactions(self, handler: SerializerFunctionWrapHandler) -> dict:
         """``interactions`` is written only when a study has them (more than two pairs): every results.json
