@@ -51,6 +51,7 @@ class Command:
     help: str = ""
     examples: str = ""
     paths: tuple[str, ...] = ()  # the arguments that are paths: anchored before any plugin is imported
+    interrupted: str = "finished cells are kept; run the same command again to resume"  # said after Ctrl-C
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None: ...
 
@@ -417,6 +418,14 @@ def output_file(path: Path | None, example: str) -> None:
         raise BenchError(f"--out {path}: {parent} is a file, not a folder; choose another path")
 
 
+def writable_file(path: Path | None) -> None:
+    """--out checked before any work as the writer (bench.io) will check it at the end: not a link, not a device,
+    FIFO or other non-file (a run folder's own files are refused by the writer)."""
+    if path is not None and (path.is_symlink() or (path.exists() and not path.is_file())):
+        raise BenchError(f"--out {path}: is {'a link' if path.is_symlink() else 'not a regular file'}; bench writes "
+                         "only regular files it can replace; give another path")
+
+
 @contextlib.contextmanager
 def writing(path: Path | None):
     """An output that cannot be written (permissions, a full disk) is a one-line error naming it."""
@@ -433,6 +442,7 @@ class Profile(Command):
     name = "profile"
     help = "where one seed of a study spends its time: each phase's seconds, and its share by kind of torch operator"
     paths = ("config", "out")
+    interrupted = "nothing was kept (bench profile works in temporary folders it deletes)"
     examples = """examples:
   python -m bench profile configs/quickstart.yaml
   python -m bench profile configs/camvid_cpu.yaml --seed 3 --threads 2 --out profile.md
@@ -442,7 +452,8 @@ profile."""
 
     def add_arguments(self, p):
         p.add_argument("config", type=Path, help="study YAML file")
-        p.add_argument("--seed", type=int, default=None, help="the seed to run (default: the config's first)")
+        p.add_argument("--seed", type=int, default=None,
+                       help="the seed to run, listed in the config or not (default: the config's first)")
         p.add_argument("--threads", type=int, default=1,
                        help="torch threads (default 1: what each of a 2-worker pool's cells gets on 2 cores)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
@@ -452,7 +463,10 @@ profile."""
     def __call__(self, args):
         if args.threads < 1:
             raise BenchError(f"--threads {args.threads}: give 1 or more")
+        if args.seed is not None and args.seed < 0:
+            raise BenchError(f"--seed {args.seed}: give a seed of 0 or more")
         output_file(args.out, "profile.md")
+        writable_file(args.out)  # minutes of profiling must not end in a refusal
         found = profile_seed(args.config, seed=args.seed, threads=args.threads, set_options=args.overrides,
                              plugins=args.plugin)
         with writing(args.out):
@@ -610,7 +624,7 @@ def _main(args: argparse.Namespace) -> int:
         raise
     except KeyboardInterrupt as exc:
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-        print(f"{what}: finished cells are kept; run the same command again to resume", file=sys.stderr)
+        print(f"{what}: {args.handler.interrupted}", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     except (Exception, SystemExit) as exc:  # a plugin's sys.exit() must not pass for success
         err = translate(exc)

@@ -25,6 +25,7 @@ import platform
 import re
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -38,6 +39,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
 from bench import api
+from bench.errors import BenchError
+from bench.failures import translate
 from bench.markdown import table
 from bench.phases import LABEL, observing
 from bench.plan import Plan, resolve_device
@@ -94,6 +97,8 @@ class SeedProfile:
     phases: list[Phase]
     machine: str
     device: str = "cpu"  # the device type the cells computed on
+    train_steps: int = 0  # training steps the profiled run sampled, over all cells
+    peak_gb: float | None = None  # this process's peak resident memory (both runs), where the OS says it
 
     @property
     def rest_s(self) -> float:
@@ -115,18 +120,37 @@ def profile_seed(config: str | Path, *, seed: int | None = None, threads: int = 
     sets = [*set_options, f"seeds=[{chosen}]"]  # a seed of this study: its headline_only, if set, holds
     with torch_threads(threads), tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         t0 = time.perf_counter()
-        api.run_folder(config, out=Path(tmp) / "unprofiled", executor="local", set_options=sets, plugins=plugins)
+        run_once(config, Path(tmp) / "unprofiled", sets, plugins)
         wall = time.perf_counter() - t0
         seconds, cells = phase_seconds(Path(tmp) / "unprofiled" / "cells")
         observer = PhaseProfiler()
         with observing(observer), without_profiler_log():
-            api.run_folder(config, out=Path(tmp) / "profiled", executor="local", set_options=sets, plugins=plugins)
+            run_once(config, Path(tmp) / "profiled", sets, plugins)
     shares = phase_shares(observer.counts)
     phases = [Phase(name, seconds[name], shares.get(name, {})) for name in seconds]
     shown = os.path.relpath(config)  # as the user would type it from here; absolute when it lies elsewhere
-    return SeedProfile(shown if not shown.startswith("..") else os.path.abspath(config), chosen, threads, round(wall, 3), cells, phases,
-                       f"{cpu_model()}, {platform.machine()}, torch {torch.__version__}",
-                       resolve_device(plan.cfg.device).type)
+    return SeedProfile(shown if not shown.startswith("..") else os.path.abspath(config), chosen, threads,
+                       round(wall, 3), cells, phases, f"{cpu_model()}, {platform.machine()}, torch {torch.__version__}",
+                       resolve_device(plan.cfg.device).type, observer.steps, peak_memory_gb())
+
+
+def peak_memory_gb() -> float | None:
+    """This process's peak resident set in GB (Linux reports kB), or None where the platform has no getrusage."""
+    try:
+        import resource  # noqa: PLC0415 - Unix only
+    except ImportError:
+        return None
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)
+
+
+def run_once(config: str | Path, out: Path, sets: list[str], plugins: Sequence[str]) -> None:
+    """One run of the seed into the temporary ``out``; an error says what failed, not that a folder about to be
+    deleted keeps cells to resume from (what ``bench run`` would say)."""
+    try:
+        api.run_folder(config, out=out, executor="local", set_options=sets, plugins=plugins)
+    except BenchError as exc:
+        cause = translate(exc.__cause__) if exc.__cause__ is not None else None
+        raise BenchError(f"{cause or exc} (in the {out.name} run of bench profile; nothing was kept)") from exc
 
 
 @contextmanager
@@ -142,21 +166,30 @@ def torch_threads(n: int) -> Iterator[None]:
 @contextmanager
 def without_profiler_log() -> Iterator[None]:
     """Standard error (the file descriptor: the profiler's native library writes there) without the profiler's own
-    lines, which come in pairs at every phase; every other line is passed on when the block ends."""
+    lines, which come in pairs at every phase; every other line is passed on as it comes, also when the block
+    raises."""
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
+    read, write = os.pipe()
+    os.dup2(write, 2)
+    os.close(write)
+
+    def pump() -> None:
+        with os.fdopen(read, "rb") as source:
+            for line in source:
+                if not KINETO_LINE.match(line):
+                    os.write(saved, line)
+
+    thread = threading.Thread(target=pump, name="bench-profile-stderr", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last writer closed: the pump reads to its end and stops
+        thread.join(timeout=10)  # a process this run started may still hold the pipe: it is not waited for
+        if not thread.is_alive():  # else the pump still writes through it: left open
             os.close(saved)
-            held.seek(0)
-            kept = b"".join(line for line in held if not KINETO_LINE.match(line))
-            if kept:
-                os.write(2, kept)
 
 
 def phase_seconds(cells: Path) -> tuple[dict[str, float], int]:
@@ -173,26 +206,39 @@ def phase_seconds(cells: Path) -> tuple[dict[str, float], int]:
 
 class PhaseProfiler:
     """The observer (bench.phases) of the profiled run: each phase under its own torch.profiler, its events folded
-    into ``counts`` when it ends. Training is sampled: ``TRAIN_STEPS`` steps after a first one (allocations,
+    into ``counts`` when it ends. Training is sampled: up to ``TRAIN_STEPS`` steps after a first one (allocations,
     kernel choice) and one of the profiler's warm-up, each a ``ProfilerStep#`` range; every other phase is
     profiled whole. So memory holds at most one phase's trace of bounded length."""
 
     def __init__(self) -> None:
         self.counts: dict[str, Counter[str]] = defaultdict(Counter)
+        self.steps = 0  # training steps sampled, over all cells
         self.active: profile | None = None
+        self.ending = False
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
         sampled = name == "train"
         window = schedule(wait=1, warmup=1, active=TRAIN_STEPS, repeat=1) if sampled else None
-        label = STEP if sampled else LABEL
         with profile(activities=[ProfilerActivity.CPU], schedule=window,
-                     on_trace_ready=lambda prof: fold(events_of(prof), self.counts, label, name)) as prof:
-            self.active = prof
+                     on_trace_ready=lambda prof: self.fold(prof, name, sampled)) as prof:
+            self.active, self.ending = prof, False
             try:
                 yield
             finally:
-                self.active = None
+                self.active, self.ending = None, True
+
+    def fold(self, prof: profile, name: str, sampled: bool) -> None:
+        events = list(events_of(prof))
+        if not sampled:
+            fold(events, self.counts, LABEL)
+            return
+        steps = sorted({int(e[0][len(STEP):]) for e in events if e[0].startswith(STEP)})
+        if self.ending and steps:  # the window was cut short by the training's end: its last range holds what came
+            last = f"{STEP}{steps.pop()}"  # after the last step (the final checkpoint, returning), not a step
+            events = [e for e in events if e[0] != last]
+        self.steps += len(steps)
+        fold(events, self.counts, STEP, name)
 
     def step(self) -> None:
         if self.active is not None:
@@ -246,8 +292,8 @@ def render(p: SeedProfile) -> str:
     """The profile as Markdown: phases by seconds (unprofiled), then each phase's time by operator kind."""
     rows = []
     for ph in sorted(p.phases, key=lambda ph: -ph.seconds):
-        rows.append([ph.name, f"{ph.seconds:.1f}", f"{ph.seconds / p.wall_s:.0%}",
-                     *(f"{ph.shares.get(c, 0.0):.0%}" for c in COLUMNS)])
+        rows.append([ph.name, f"{ph.seconds:.1f}", f"{ph.seconds / p.wall_s:.0%}",  # no shares: none sampled
+                     *((f"{ph.shares.get(c, 0.0):.0%}" if ph.shares else "—") for c in COLUMNS)])
     rows.append(["rest of the invocation", f"{p.rest_s:.1f}", f"{p.rest_s / p.wall_s:.0%}", *("" for _ in COLUMNS)])
     head = (f"One seed (seed {p.seed}, {p.cells} cells) of `{p.config}`, measured {datetime.now():%Y-%m-%dT%H:%M} "
             f"by `python -m bench profile` on {p.machine}, device {p.device}, {p.threads} torch thread(s), one cell after "
@@ -263,8 +309,10 @@ def render(p: SeedProfile) -> str:
             "the rest of the invocation is loading the tasks, building the models, writing the cells, the report and "
             "its figures. Shares: a second run of the same seed under `torch.profiler`, each phase's time by the kind "
             f"of torch operator (backward passes included); *{OUTSIDE}* is Python between operators, data and "
-            "NumPy (the bootstrap); training is sampled, "
-            f"{TRAIN_STEPS} steps per cell. The profiler's own cost per operator inflates the small operators and "
+            f"NumPy (the bootstrap). Training is sampled: {p.train_steps} steps over the cells (up to {TRAIN_STEPS} "
+            "per cell from its third; a cell of two steps or fewer gives none, and a phase with no sample shows —, "
+            "counted as no arithmetic in the bound above). The profiler's own cost per operator inflates the small operators and "
             f"*{OUTSIDE}*: read the shares as upper bounds on the overheads. On a GPU the shares are of the host's "
-            "time (operators launch asynchronously; a wait lands in the operator that synchronises).")
+            "time (operators launch asynchronously; a wait lands in the operator that synchronises)."
+            + (f" Peak memory of the process, both runs: {p.peak_gb:.2f} GB." if p.peak_gb is not None else ""))
     return "\n\n".join([head, table(["phase", "seconds", "of the seed", *COLUMNS], rows), note]) + "\n"

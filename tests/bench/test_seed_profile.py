@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections import Counter, defaultdict
 
 import pytest
+import torch
 
 from bench.cli import main
-from bench.seed_profile import OTHER, OUTSIDE, STEP, fold, kind_of, phase_shares, without_profiler_log
+from bench.errors import BenchError
+from bench.phases import observing, phase
+from bench.phases import step as phase_step
+from bench.seed_profile import (
+    OTHER,
+    OUTSIDE,
+    STEP,
+    TRAIN_STEPS,
+    Phase,
+    PhaseProfiler,
+    SeedProfile,
+    fold,
+    kind_of,
+    phase_seconds,
+    phase_shares,
+    render,
+    without_profiler_log,
+)
 
 SMALL = """
 name: small
@@ -83,8 +102,8 @@ def test_profile_of_a_seed_names_every_phase_and_its_shares_add_up(tmp_path, mon
     assert {"train", "evaluate", "ablation:skip_lesion", "rest of the invocation"} <= set(rows)
     (shares,) = seen
     assert set(shares) == {"train", "evaluate", "ablation:skip_lesion"}  # bench.cell labels each phase
-    for phase, kinds in shares.items():
-        assert sum(kinds.values()) == pytest.approx(1.0), phase  # every microsecond of the phase, once
+    for name, kinds in shares.items():
+        assert sum(kinds.values()) == pytest.approx(1.0), name  # every microsecond of the phase, once
     assert shares["train"]["convolution"] > 0 and shares["train"]["optimizer"] > 0
     assert not list((tmp_path / "tmp").glob("bench-profile-*"))  # both temporary run folders are gone
     assert set(tmp_path.iterdir()) == {cfg, out, tmp_path / "tmp"}  # nothing else written beside the config
@@ -104,3 +123,89 @@ def test_only_the_profilers_own_lines_are_held_back_from_stderr(capfd):
                     b"a warning of the run\n"
                     b"ERROR:2026-12-07 02:33:01 18805:18805 DeviceProperties.cpp:56] gpuGetDeviceCount failed\n")
     assert capfd.readouterr().err == "a warning of the run\n"
+
+
+def test_stderr_is_restored_and_nothing_held_back_when_the_block_raises(capfd):
+    with pytest.raises(RuntimeError), without_profiler_log():
+        os.write(2, b"the plugin's own message\n")
+        raise RuntimeError("a cell failed")
+    os.write(2, b"after the block\n")
+    assert capfd.readouterr().err == "the plugin's own message\nafter the block\n"
+
+
+def test_phase_seconds_are_the_cells_own_timings(tmp_path):
+    def cell(name, train, evaluate, **ablations):
+        (tmp_path / f"{name}.json").write_text(json.dumps({
+            "timings": {"train_s": train, "eval_s": evaluate},
+            "ablations": {k: {"wall_s": v} for k, v in ablations.items()}}))
+    cell("a", 10.0, 1.0, skip_lesion=2.0)
+    cell("b", 20.0, 3.0)
+    (tmp_path / "a.npz").write_bytes(b"")  # arrays beside the records: not cells
+    assert phase_seconds(tmp_path) == ({"train": 30.0, "evaluate": 4.0, "ablation:skip_lesion": 2.0}, 2)
+
+
+def test_the_bound_weighs_each_phase_by_its_seconds_and_its_arithmetic():
+    found = SeedProfile("study.yaml", 0, 1, 100.0, 8, [
+        Phase("train", 80.0, {"convolution": 0.5, "matmul": 0.1, "normalisation": 0.2, OUTSIDE: 0.2}),
+        Phase("evaluate", 10.0, {"convolution": 0.4, OUTSIDE: 0.6}),
+        Phase("ablation:skip_lesion", 0.0, {})], "a CPU", train_steps=32)
+    assert found.rest_s == 10.0
+    assert found.arithmetic_share() == pytest.approx((80 * 0.6 + 10 * 0.4) / 100)
+    text = render(found)
+    assert "**52%** in convolutions and matrix products" in text and "at most **1.92x** faster" in text
+    assert "| rest of the invocation | 10.0 | 10% |" in text
+    assert "| ablation:skip_lesion | 0.0 | 0% | — |" in text  # no sample: no shares, not 0%
+    assert "32 steps over the cells" in text
+
+
+def train_like(steps: int) -> PhaseProfiler:
+    """A phase ``train`` of ``steps`` steps (a small convolution each) under the profiler, as bench.train runs one."""
+    observer, conv = PhaseProfiler(), torch.nn.Conv2d(3, 4, 3)
+    with observing(observer), phase("train"):
+        for _ in range(steps):
+            conv(torch.randn(2, 3, 8, 8)).sum().backward()
+            phase_step()
+        torch.randn(64, 64) @ torch.randn(64, 64)  # after the last step (a checkpoint, the return): no step
+    return observer
+
+
+@pytest.mark.parametrize(("steps", "sampled"), [(1, 0), (2, 0), (3, 1), (6, 4), (18, TRAIN_STEPS), (40, TRAIN_STEPS)])
+def test_training_is_sampled_in_whole_steps_from_the_third_and_at_most_the_window(steps, sampled):
+    observer = train_like(steps)
+    assert observer.steps == sampled
+    kinds = observer.counts.get("train", Counter())
+    assert ("matmul" in kinds) is False  # what follows the last step is never a step
+    assert (kinds["convolution"] > 0) is (sampled > 0)
+
+
+def test_bad_arguments_are_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    import bench.cli as cli
+    monkeypatch.setattr(cli, "profile_seed", lambda *a, **k: pytest.fail("profiled despite a bad argument"))
+    cfg, target = tmp_path / "small.yaml", tmp_path / "mine.md"
+    cfg.write_text(SMALL)
+    target.write_text("the user's file\n")
+    (tmp_path / "link.md").symlink_to(target)
+    assert main(["profile", str(cfg), "--seed", "-1"]) == 2
+    assert "--seed -1: give a seed of 0 or more" in capsys.readouterr().err
+    assert main(["profile", str(cfg), "--out", str(tmp_path / "link.md")]) == 2
+    assert "is a link" in capsys.readouterr().err and target.read_text() == "the user's file\n"
+
+
+def test_a_failure_or_an_interrupt_says_nothing_was_kept(tmp_path, monkeypatch, capsys):
+    import bench.seed_profile as sp
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(SMALL)
+
+    def fails(*args, **kwargs):  # what bench.api.run_folder raises when a cell fails after others finished
+        raise BenchError("a cell failed; the run folder /tmp/x keeps its 3 finished cell(s): fix this and run the "
+                         "same command to resume") from BenchError("a cell failed")
+    monkeypatch.setattr(sp.api, "run_folder", fails)
+    assert main(["profile", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "a cell failed (in the unprofiled run of bench profile; nothing was kept)" in err and "resume" not in err
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(sp.api, "run_folder", interrupted)
+    assert main(["profile", str(cfg)]) == 130
+    assert "interrupted: nothing was kept" in capsys.readouterr().err
