@@ -45,6 +45,7 @@ from bench.markdown import table
 from bench.phases import LABEL, observing
 from bench.plan import Plan, resolve_device
 from bench.provenance import cpu_model
+from bench.rundir import RunDir
 
 OTHER, OUTSIDE, TOTAL = "other operators", "no torch operator", ""
 TRAIN_STEPS = 16  # training steps profiled per cell (after two): the step's mix of operators does not change
@@ -122,7 +123,7 @@ def profile_seed(config: str | Path, *, seed: int | None = None, threads: int = 
         t0 = time.perf_counter()
         run_once(config, Path(tmp) / "unprofiled", sets, plugins)
         wall = time.perf_counter() - t0
-        seconds, cells = phase_seconds(Path(tmp) / "unprofiled" / "cells")
+        seconds, cells = phase_seconds(RunDir(Path(tmp) / "unprofiled").cells)
         observer = PhaseProfiler()
         with observing(observer), without_profiler_log():
             run_once(config, Path(tmp) / "profiled", sets, plugins)
