@@ -42,7 +42,7 @@ from bench.ablations.path_gradients import sampled_input_gradients
 from bench.cli import main
 from bench.config import TrainConfig, load_config
 from bench.conformance import one_torch_thread
-from bench.data import TaskInfo, TensorSplit
+from bench.data import TaskInfo, TensorSplit, torch_threads
 from bench.evaluate import predict_stats
 from bench.flow import DropBranch, edited, identity_flow
 from bench.models.resnet_cifar import cifar_resnet
@@ -276,12 +276,8 @@ def _run(out: Path, *executor: str) -> float:
 
 
 def _local(out: Path, threads: int) -> float:
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return _run(out, "--executor", "local")  # the quickstart config itself says processes
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_process_pool_runs_the_quickstart_cells_faster(benchmark, tmp_path):

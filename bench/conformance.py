@@ -29,15 +29,14 @@ task and the fix (``task_problems``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import pytest
 import torch
 
 from bench.ablations.reorder import Reorder
 from bench.ablations.skip_removal import SkipRemoval
-from bench.data import Task, TaskInfo
+from bench.data import Task, TaskInfo, torch_threads
 from bench.errors import BenchError, first_line
 from bench.failures import inplace_error
 from bench.flow import DropBranch, FillIdentity, GateGradient, Merge, ResidualBlock, edited, identity_flow, reordered
@@ -104,14 +103,9 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("kind", list(KINDS))
 
 
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def one_torch_thread() -> AbstractContextManager[None]:
+    """One torch thread for the block (bench.data.torch_threads)."""
+    return torch_threads(1)
 
 
 @pytest.fixture(autouse=True, scope="module")

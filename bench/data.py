@@ -36,6 +36,17 @@ def pinned_for(device: torch.device) -> Iterator[None]:
         PIN_MEMORY.reset(token)
 
 
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """``n`` torch intra-op threads for the block; the process's count restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @dataclass(frozen=True)
 class TaskInfo:
     kind: Kind

@@ -19,7 +19,6 @@ everything else is what a seed pays beyond it.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
@@ -39,13 +38,14 @@ import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
 from bench import api
+from bench.data import torch_threads
 from bench.errors import BenchError
 from bench.failures import translate
 from bench.markdown import table
 from bench.phases import LABEL, observing
 from bench.plan import Plan, resolve_device
 from bench.provenance import cpu_model
-from bench.rundir import RunDir
+from bench.results import Cell, Results
 
 OTHER, OUTSIDE, TOTAL = "other operators", "no torch operator", ""
 TRAIN_STEPS = 16  # training steps profiled per cell (after two): the step's mix of operators does not change
@@ -121,9 +121,9 @@ def profile_seed(config: str | Path, *, seed: int | None = None, threads: int = 
     sets = [*set_options, f"seeds=[{chosen}]"]  # a seed of this study: its headline_only, if set, holds
     with torch_threads(threads), tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         t0 = time.perf_counter()
-        run_once(config, Path(tmp) / "unprofiled", sets, plugins)
+        unprofiled = run_once(config, Path(tmp) / "unprofiled", sets, plugins)
         wall = time.perf_counter() - t0
-        seconds, cells = phase_seconds(RunDir(Path(tmp) / "unprofiled").cells)
+        seconds, cells = phase_seconds(unprofiled.cells)
         observer = PhaseProfiler()
         with observing(observer), without_profiler_log():
             run_once(config, Path(tmp) / "profiled", sets, plugins)
@@ -144,24 +144,14 @@ def peak_memory_gb() -> float | None:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)
 
 
-def run_once(config: str | Path, out: Path, sets: list[str], plugins: Sequence[str]) -> None:
-    """One run of the seed into the temporary ``out``; an error says what failed, not that a folder about to be
-    deleted keeps cells to resume from (what ``bench run`` would say)."""
+def run_once(config: str | Path, out: Path, sets: list[str], plugins: Sequence[str]) -> Results:
+    """One run of the seed into the temporary ``out``, its results; an error says what failed, not that a folder
+    about to be deleted keeps cells to resume from (what ``bench run`` would say)."""
     try:
-        api.run_folder(config, out=out, executor="local", set_options=sets, plugins=plugins)
+        return api.load(api.run_folder(config, out=out, executor="local", set_options=sets, plugins=plugins))
     except BenchError as exc:
         cause = translate(exc.__cause__) if exc.__cause__ is not None else None
         raise BenchError(f"{cause or exc} (in the {out.name} run of bench profile; nothing was kept)") from exc
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    was = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(was)
 
 
 @contextmanager
@@ -193,16 +183,15 @@ def without_profiler_log() -> Iterator[None]:
             os.close(saved)
 
 
-def phase_seconds(cells: Path) -> tuple[dict[str, float], int]:
+def phase_seconds(cells: Sequence[Cell]) -> tuple[dict[str, float], int]:
     """{phase: seconds summed over the cells}, and the number of cells, from the cells' own records."""
     seconds: dict[str, float] = defaultdict(float)
-    records = [json.loads(p.read_text()) for p in sorted(cells.glob("*.json"))]
-    for cell in records:
-        seconds["train"] += cell.get("timings", {}).get("train_s", 0.0)
-        seconds["evaluate"] += cell.get("timings", {}).get("eval_s", 0.0)
-        for name, abl in cell.get("ablations", {}).items():
-            seconds[f"ablation:{name}"] += abl.get("wall_s", 0.0)
-    return dict(seconds), len(records)
+    for cell in cells:
+        seconds["train"] += cell.timings.get("train_s", 0.0)
+        seconds["evaluate"] += cell.timings.get("eval_s", 0.0)
+        for name, abl in cell.ablations.items():
+            seconds[f"ablation:{name}"] += abl.wall_s
+    return dict(seconds), len(cells)
 
 
 class PhaseProfiler:

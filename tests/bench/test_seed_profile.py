@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections import Counter, defaultdict
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -133,15 +133,12 @@ def test_stderr_is_restored_and_nothing_held_back_when_the_block_raises(capfd):
     assert capfd.readouterr().err == "the plugin's own message\nafter the block\n"
 
 
-def test_phase_seconds_are_the_cells_own_timings(tmp_path):
-    def cell(name, train, evaluate, **ablations):
-        (tmp_path / f"{name}.json").write_text(json.dumps({
-            "timings": {"train_s": train, "eval_s": evaluate},
-            "ablations": {k: {"wall_s": v} for k, v in ablations.items()}}))
-    cell("a", 10.0, 1.0, skip_lesion=2.0)
-    cell("b", 20.0, 3.0)
-    (tmp_path / "a.npz").write_bytes(b"")  # arrays beside the records: not cells
-    assert phase_seconds(tmp_path) == ({"train": 30.0, "evaluate": 4.0, "ablation:skip_lesion": 2.0}, 2)
+def test_phase_seconds_are_the_cells_own_timings():
+    def cell(train, evaluate, **ablations):  # the fields of bench.results.Cell that phase_seconds reads
+        return SimpleNamespace(timings={"train_s": train, "eval_s": evaluate},
+                               ablations={k: SimpleNamespace(wall_s=v) for k, v in ablations.items()})
+    cells = [cell(10.0, 1.0, skip_lesion=2.0), cell(20.0, 3.0)]
+    assert phase_seconds(cells) == ({"train": 30.0, "evaluate": 4.0, "ablation:skip_lesion": 2.0}, 2)
 
 
 def test_the_bound_weighs_each_phase_by_its_seconds_and_its_arithmetic():
