@@ -198,8 +198,8 @@ EXECUTORS = {  # what is missing -> (--executor, the one line)
 def test_a_missing_executor_is_one_line_and_nothing_is_created(missing, config, tmp_path, monkeypatch, capsys):
     kind, expect = EXECUTORS[missing]
     monkeypatch.setattr(bench.executors, "which", lambda cmd: None if missing == "slurm-commands" else f"/bin/{cmd}")
-    real = bench.executors.installed
-    monkeypatch.setattr(bench.executors, "installed", lambda module: module != missing and real(module))
+    # every other piece present, whatever extras this venv has: the line must name the one missing
+    monkeypatch.setattr(bench.executors, "installed", lambda module: module != missing)
     out = tmp_path / "run"
     before = digest(tmp_path)
     code = main(["run", str(config), "--out", str(out), "--quiet", "--executor", kind])
