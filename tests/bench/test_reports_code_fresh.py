@@ -28,6 +28,8 @@ def test_the_committed_studies_are_found():
 
 @pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.name)
 def test_a_committed_studys_cells_match_todays_code(study, monkeypatch):
+    if "../shared/data" in (study / "config.resolved.yaml").read_text() and not (ROOT / "../shared/data").is_dir():
+        pytest.skip(f"{study.name} reads ../shared/data, which is absent here (its tasks cannot be built)")
     monkeypatch.chdir(ROOT)  # data paths in the configs resolve against the repository root
     cfg = load_config(study / "config.resolved.yaml")
     now = code_hashes(cfg, build_ablations(cfg))
