@@ -52,7 +52,7 @@ def run_benchmarks(out_dir: Path, select: str | None = None) -> Path:
 
 def merged(data: dict, previous: Path) -> dict:
     """A ``-k`` run's benchmarks with the rest of the previous latest.json, so a partial run replaces only
-    the rows it measured; a kept row says when it was measured."""
+    the rows it measured; a kept row says when, and on which CPU, it was measured (the machine changes)."""
     if not previous.is_file():
         return data
     old = json.loads(previous.read_text())
@@ -60,7 +60,13 @@ def merged(data: dict, previous: Path) -> dict:
     kept = [b for b in old.get("benchmarks", []) if b["fullname"] not in ran]
     for b in kept:
         b["extra_info"].setdefault("measured", old.get("datetime", "?")[:16])
+        b["extra_info"].setdefault("measured_on", cpu_of(old))
     return {**data, "benchmarks": kept + data["benchmarks"]}
+
+
+def cpu_of(data: dict) -> str:
+    """The CPU a pytest-benchmark JSON was measured on (its machine_info), as the table's head names it."""
+    return data.get("machine_info", {}).get("cpu", {}).get("brand_raw", "an unrecorded CPU")
 
 
 def render(data: dict) -> str:
@@ -68,8 +74,7 @@ def render(data: dict) -> str:
     for b in data["benchmarks"]:
         info = b["extra_info"]
         rows.append([info["target"], f"{info['ratio']:.2f}x", *goal_cells(info), "; ".join(notes(info))])
-    machine = data.get("machine_info", {})
-    head = (f"Measured {data.get('datetime', '?')[:19]} on {machine.get('cpu', {}).get('brand_raw', platform.processor())}"
+    head = (f"Measured {data.get('datetime', '?')[:19]} on {cpu_of(data)}"
             f" (CPU time of 1 thread unless a row says wall clock; {'CUDA present, unused' if torch.cuda.is_available() else 'no GPU'}), "
             f"Python {platform.python_version()}, torch {torch.__version__}.")
     out = head + "\n\n" + table(["what", "ratio", "target", "", "note"], rows) + "\n"
@@ -87,7 +92,8 @@ def goal_cells(info: dict) -> list[str]:
 def notes(info: dict) -> list[str]:
     out = [info.get("note", "")]
     if "measured" in info:
-        out.append(f"measured {info['measured']} (not re-run)")
+        on = f" on {info['measured_on']}" if "measured_on" in info else ""
+        out.append(f"measured {info['measured']}{on} (not re-run)")
     if "data_vs_model" in info:
         out.append(f"data path {info['data_vs_model']}x faster than the model")
     return [n for n in out if n]

@@ -33,10 +33,25 @@ def test_peak_rows_show_each_precision_against_the_machine_and_the_cpu():
 
 def test_a_selected_run_replaces_only_its_rows(tmp_path):
     previous = tmp_path / "latest.json"
-    previous.write_text(json.dumps({"datetime": "2026-11-27T20:30:47",
+    previous.write_text(json.dumps({"datetime": "2026-11-27T20:30:47", "machine_info": {"cpu": {"brand_raw": "AMD EPYC"}},
                                     "benchmarks": [bench_row("a", ratio=2.0), bench_row("b", ratio=3.0)]}))
-    data = merged({"datetime": "2026-12-06T08:00:00", "benchmarks": [bench_row("b", ratio=4.0)]}, previous)
+    data = merged({"datetime": "2026-12-06T08:00:00", "machine_info": {"cpu": {"brand_raw": "Intel Xeon"}},
+                   "benchmarks": [bench_row("b", ratio=4.0)]}, previous)
     assert [(b["fullname"], b["extra_info"]["ratio"]) for b in data["benchmarks"]] == [("a", 2.0), ("b", 4.0)]
     assert data["datetime"] == "2026-12-06T08:00:00"
-    assert "measured 2026-11-27T20:30 (not re-run)" in render(data)
+    md = render(data)
+    assert md.startswith("Measured 2026-12-06T08:00:00 on Intel Xeon")
+    assert "| a | 2.00x | >= 0.9x | met | measured 2026-11-27T20:30 on AMD EPYC (not re-run) |" in md  # the machine changes
+    assert "| b | 4.00x | >= 0.9x | met |  |" in md  # measured in this run: nothing to say
     assert merged(data, tmp_path / "absent.json") is data
+
+
+def test_a_row_kept_twice_keeps_where_it_was_first_measured(tmp_path):
+    first = tmp_path / "first.json"
+    first.write_text(json.dumps({"datetime": "2026-11-27T20:30:47", "machine_info": {"cpu": {"brand_raw": "AMD EPYC"}},
+                                 "benchmarks": [bench_row("a"), bench_row("b")]}))
+    second = merged({"datetime": "2026-12-06T08:00:00", "machine_info": {"cpu": {"brand_raw": "Intel Xeon"}},
+                     "benchmarks": [bench_row("b")]}, first)
+    (tmp_path / "second.json").write_text(json.dumps(second))
+    third = merged({"datetime": "2026-12-07T05:00:00", "benchmarks": [bench_row("b")]}, tmp_path / "second.json")
+    assert "measured 2026-11-27T20:30 on AMD EPYC (not re-run)" in render(third)
