@@ -44,6 +44,7 @@ from bench.failures import translate
 from bench.markdown import table
 from bench.phases import LABEL, observing
 from bench.plan import Plan, resolve_device
+from bench.precision import resolve_precision
 from bench.provenance import cpu_model
 from bench.results import Cell, Results
 
@@ -100,6 +101,9 @@ class SeedProfile:
     device: str = "cpu"  # the device type the cells computed on
     train_steps: int = 0  # training steps the profiled run sampled, over all cells
     peak_gb: float | None = None  # this process's peak resident memory (both runs), where the OS says it
+    precision: str = "fp32"  # what the cells computed in (train.amp resolved on this device): bf16 is another speed
+    amp: str = "off"  # train.amp as configured (auto is bf16 or fp32 by machine)
+    sets: tuple[str, ...] = ()  # the --set options the seed ran with, as given
 
     @property
     def rest_s(self) -> float:
@@ -129,10 +133,12 @@ def profile_seed(config: str | Path, *, seed: int | None = None, threads: int = 
             run_once(config, Path(tmp) / "profiled", sets, plugins)
     shares = phase_shares(observer.counts)
     phases = [Phase(name, seconds[name], shares.get(name, {})) for name in seconds]
+    device = resolve_device(plan.cfg.device)
     shown = os.path.relpath(config)  # as the user would type it from here; absolute when it lies elsewhere
     return SeedProfile(shown if not shown.startswith("..") else os.path.abspath(config), chosen, threads,
                        round(wall, 3), cells, phases, f"{cpu_model()}, {platform.machine()}, torch {torch.__version__}",
-                       resolve_device(plan.cfg.device).type, observer.steps, peak_memory_gb())
+                       device.type, observer.steps, peak_memory_gb(), resolve_precision(plan.cfg.train.amp, device),
+                       plan.cfg.train.amp, tuple(set_options))
 
 
 def peak_memory_gb() -> float | None:
@@ -285,9 +291,10 @@ def render(p: SeedProfile) -> str:
         rows.append([ph.name, f"{ph.seconds:.1f}", f"{ph.seconds / p.wall_s:.0%}",  # no shares: none sampled
                      *((f"{ph.shares.get(c, 0.0):.0%}" if ph.shares else "—") for c in COLUMNS)])
     rows.append(["rest of the invocation", f"{p.rest_s:.1f}", f"{p.rest_s / p.wall_s:.0%}", *("" for _ in COLUMNS)])
-    head = (f"One seed (seed {p.seed}, {p.cells} cells) of `{p.config}`, measured {datetime.now():%Y-%m-%dT%H:%M} "
-            f"by `python -m bench profile` on {p.machine}, device {p.device}, {p.threads} torch thread(s), one cell after "
-            f"another: **{p.wall_s:.1f} s**")
+    sets = "".join(f" --set {o}" for o in p.sets)
+    head = (f"One seed (seed {p.seed}, {p.cells} cells) of `{p.config}`{sets}, measured {datetime.now():%Y-%m-%dT%H:%M} "
+            f"by `python -m bench profile` on {p.machine}, device {p.device} in **{p.precision}** (train.amp: {p.amp}), "
+            f"{p.threads} torch thread(s), one cell after another: **{p.wall_s:.1f} s**")
     if p.device == "cpu":
         head += (f", of which about **{p.arithmetic_share():.0%}** in convolutions and matrix products (each phase's "
                  "seconds times its arithmetic share): removing everything else would make the seed at most "

@@ -98,6 +98,7 @@ def test_profile_of_a_seed_names_every_phase_and_its_shares_add_up(tmp_path, mon
     assert main(["profile", str(cfg), "--out", str(out)]) == 0
     text = out.read_text()
     assert "seed 3, 4 cells" in text  # the config's first seed; baseline and no-skip U-Net on both tasks
+    assert "in **fp32** (train.amp: off)" in text  # the precision is another speed: always said
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
     assert {"train", "evaluate", "ablation:skip_lesion", "rest of the invocation"} <= set(rows)
     (shares,) = seen
@@ -153,6 +154,15 @@ def test_the_bound_weighs_each_phase_by_its_seconds_and_its_arithmetic():
     assert "| rest of the invocation | 10.0 | 10% |" in text
     assert "| ablation:skip_lesion | 0.0 | 0% | — |" in text  # no sample: no shares, not 0%
     assert "32 steps over the cells" in text
+
+
+def test_the_head_says_the_precision_and_the_options_the_seed_ran_with():
+    found = SeedProfile("configs/quickstart.yaml", 0, 1, 60.0, 8, [Phase("train", 45.0, {"convolution": 0.4})],
+                        "a CPU", precision="bf16", amp="auto", sets=("train.amp=auto", "train.epochs=2"))
+    head = render(found).splitlines()[0]
+    assert head.startswith("One seed (seed 0, 8 cells) of `configs/quickstart.yaml` --set train.amp=auto "
+                           "--set train.epochs=2, measured ")
+    assert "device cpu in **bf16** (train.amp: auto), 1 torch thread(s)" in head
 
 
 def train_like(steps: int) -> PhaseProfiler:
