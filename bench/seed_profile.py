@@ -298,8 +298,8 @@ def render(p: SeedProfile) -> str:
     if p.device == "cpu":
         head += (f", of which about **{p.arithmetic_share():.0%}** in convolutions and matrix products (each phase's "
                  "seconds times its arithmetic share): removing everything else would make the seed at most "
-                 f"**{1 / max(p.arithmetic_share(), 1e-9):.2f}x** faster; more needs faster arithmetic (bf16 where the "
-                 "hardware has it, a GPU) or less of it.")
+                 f"**{1 / max(p.arithmetic_share(), 1e-9):.2f}x** faster; more needs faster arithmetic ("
+                 f"{'a GPU' if p.precision == 'bf16' else 'bf16 where the hardware has it, a GPU'}) or less of it.")
     else:  # the profiler's operator times are the host's: kernels run asynchronously
         head += "; the shares below are of the host's time, not the device's."
     note = ("Seconds: the unprofiled run, from the cells' own timings (`train_s`, `eval_s`, each ablation's `wall_s`); "

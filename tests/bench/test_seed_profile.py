@@ -163,6 +163,7 @@ def test_the_head_says_the_precision_and_the_options_the_seed_ran_with():
     assert head.startswith("One seed (seed 0, 8 cells) of `configs/quickstart.yaml` --set train.amp=auto "
                            "--set train.epochs=2, measured ")
     assert "device cpu in **bf16** (train.amp: auto), 1 torch thread(s)" in head
+    assert head.endswith("more needs faster arithmetic (a GPU) or less of it.")  # bf16 is already in use
 
 
 def train_like(steps: int) -> PhaseProfiler:
