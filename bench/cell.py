@@ -36,6 +36,7 @@ from bench.metrics import SCALES, chance_outcome, primary_metric, shared_weights
 from bench.models.joint import weights_hash
 from bench.phases import phase
 from bench.plan import Plan, Unit, resolve_device, spec_dict
+from bench.precision import autocast, resolve_precision
 from bench.provenance import CELL_PROVENANCE
 from bench.registry import TASKS, load_plugin
 from bench.rundir import RunDir
@@ -139,7 +140,8 @@ def train_and_ablate(job: CellJob, task: Task, device: torch.device, progress: P
         "computed_with": {k: job.provenance.get(k) for k in CELL_PROVENANCE},
         "ablation_versions": plan.versions(unit), "code": plan.code_of(unit)}
     t0 = time.perf_counter()
-    resume = rd.load_checkpoint(unit.id, device)
+    precision = resolve_precision(train_cfg.amp, device)  # of every forward pass of this cell, ablations included
+    resume = resumable(rd, unit.id, device, precision)
     if resume is not None and writer():
         print(f"resuming {unit.id} from step {int(resume['step'])}", file=sys.stderr, flush=True)
     log = None
@@ -153,8 +155,8 @@ def train_and_ablate(job: CellJob, task: Task, device: torch.device, progress: P
                                       checkpoint=rd.checkpoint(unit.id), on_step=progress.step, resume=resume,
                                       joint=joint, on_log=None if log is None else
                                       (lambda step, v: log.scalars(step, numbers(v, "train/"))))
-        except DivergedError as exc:
-            cell.update(status="failed", error=f"diverged: {exc}")
+        except DivergedError as exc:  # its precision recorded: divergence depends on it (bench.driver.stale)
+            cell.update(status="failed", error=f"diverged: {exc}", train={"precision": precision})
             if log is not None:
                 log.close(ok=False)
             return cell, {}
@@ -185,8 +187,8 @@ def train_and_ablate(job: CellJob, task: Task, device: torch.device, progress: P
         ctx = AblationContext(model, flow, task, device, unit.seed, baseline, chance, weights,
                               train_cfg.eval_batch_size, train_cfg.amp, abl.params, SCALES[plan.cfg.scale])
         t1 = time.perf_counter()
-        with phase(f"ablation:{name}"):
-            out = abl.run(ctx)
+        with phase(f"ablation:{name}"), autocast(device, train_cfg.amp):  # every forward pass in the cell's
+            out = abl.run(ctx)  # precision: calibration, BN re-estimation, readouts, path gradients too
         summary = declared(name, type(abl).Summary, out.summary, "its summary")  # the declared types
         records = [declared(name, type(abl).Record, r, f"record {i}") for i, r in enumerate(out.records)]
         cell["ablations"][name] = {"version": abl.version, "settings": abl.params.model_dump(), "records": records,
@@ -196,6 +198,19 @@ def train_and_ablate(job: CellJob, task: Task, device: torch.device, progress: P
         if out.summary_boot is not None:
             arrays[f"boot__{name}"] = np.asarray(out.summary_boot)
     return cell, arrays
+
+
+def resumable(rd: RunDir, cid: str, device: torch.device, precision: str) -> dict | None:
+    """The cell's epoch checkpoint to resume from, or None; one trained in another precision (``amp: auto`` on
+    another machine, a requeued job on another node type) is discarded: a cell never mixes precisions."""
+    state = rd.load_checkpoint(cid, device)
+    if state is None or state.get("precision", "fp32") == precision:  # no key: written before checkpoints recorded it
+        return state
+    if writer():
+        print(f"warning: {rd.checkpoint(cid)}: trained in {state.get('precision', 'fp32')}, and this cell computes "
+              f"in {precision} on this device; retraining it from scratch", file=sys.stderr, flush=True)
+        rd.discard_checkpoint(cid)
+    return None
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from bench.precision import resolve_precision
 from bench.progress import StudyProgress
 from bench.provenance import plan_record, provenance
 from bench.report import write_report
-from bench.results import INTERACTION_CALL, Invocation, Look, Results, Sequential, invocations_so_far
+from bench.results import INTERACTION_CALL, Cell, Invocation, Look, Results, Sequential, invocations_so_far
 from bench.rundir import RunDir
 from bench.sequential import look_alpha, look_sizes, should_stop
 from bench.tracking import prepare as prepare_log
@@ -85,7 +85,7 @@ def _run(plan: Plan, executor: Executor | None, options: Options, rd: RunDir) ->
         _barrier()
         computed, looks = 0, []
         for look in look_plans(plan):  # one look, or seeds in rounds until the headline is decided
-            todo = unfinished(look, rd)
+            todo = unfinished(look, rd, here=(executor or LocalExecutor()).on_this_machine)
             _barrier()
             jobs = [CellJob(look, str(rd.root.resolve()), u, None, prov, os.getcwd(), PROCESS, options.log)
                     for u in todo]
@@ -102,6 +102,7 @@ def _run(plan: Plan, executor: Executor | None, options: Options, rd: RunDir) ->
                     raise cells_failed(events.failed, len(look.units))
                 timings["study"] = round(time.perf_counter() - t0, 3)
                 results = load_and_assemble(look, rd, tasks, prov, timings)
+                one_precision(results.cells, plan.cfg.train.amp)
             stops = _agree(stop_here(plan, look, results, looks) if writer() else False)
             if writer() and plan.cfg.rounds is not None and looks:  # what each look said, before the next trains
                 coming = None if stops else next_look(plan, look)
@@ -276,13 +277,14 @@ def probe(plan: Plan, tasks: dict[str, Task]) -> None:
             raise BenchError(unused_merge_error(where, unused))
 
 
-def unfinished(plan: Plan, rd: RunDir) -> list[Unit]:
-    """The cells to compute: missing, damaged, or computed under rules that changed since (a warning each)."""
+def unfinished(plan: Plan, rd: RunDir, here: bool = True) -> list[Unit]:
+    """The cells to compute: missing, damaged, or computed under rules that changed since (a warning each).
+    ``here``: the executor computes on this machine (its precision is the cells')."""
     todo = []
     for u in plan.units:
         state = rd.cell_state(u.id)
         if state == "done":
-            state = stale(plan, rd, u) or "done"
+            state = stale(plan, rd, u, here) or "done"
             if state != "done" and writer():
                 rd.discard_checkpoint(u.id)  # it trained under the old rules too: retrain from scratch
         if state == "done":
@@ -293,12 +295,13 @@ def unfinished(plan: Plan, rd: RunDir) -> list[Unit]:
     return todo
 
 
-def stale(plan: Plan, rd: RunDir, unit: Unit) -> str | None:
+def stale(plan: Plan, rd: RunDir, unit: Unit, here: bool = True) -> str | None:
     """Why a finished cell must be recomputed, or None: an ablation that shaped it ran at another version
     than the one declared now (e.g. a bench 0.1 cell, on the old dependence scale, in a resumed folder), the
     code of its architecture, task or ablations changed (``bench.codehash``: a fixed plugin), it computed in
     another precision than ``train.amp`` gives on this device (``amp: auto`` moved to a machine with or without
-    native bf16), or an ablation would now be applicable where it was not (or the reverse)."""
+    native bf16; checked when ``here``: the cells compute on this machine), or an ablation would now be
+    applicable where it was not (or the reverse)."""
     cell, where = rd.read_cell(unit.id), rd.cell_json(unit.id)  # checked whole by cell_state
     want = plan.versions(unit)
     if cell.ablation_versions != want:
@@ -308,7 +311,9 @@ def stale(plan: Plan, rd: RunDir, unit: Unit) -> str | None:
     if changed:
         return f"{where}: the code of {', '.join(changed)} changed since the cell was computed"
     recorded, now = cell.train.get("precision"), resolve_precision(plan.cfg.train.amp, resolve_device(plan.cfg.device))
-    if recorded is not None and cell.status == "ok" and recorded != now:  # a study never mixes precisions
+    if here and recorded is not None and recorded != now:  # a study never mixes precisions (a diverged cell too:
+        # divergence depends on the precision). Where cells compute elsewhere (Ray, Slurm) this machine cannot say
+        # what they resolve to: one_precision checks the assembled cells instead
         return (f"{where}: computed in {recorded}, and train.amp {plan.cfg.train.amp!r} is {now} on this device "
                 "(docs/reproducibility.md, 'Precision')")
     if unit.variant == "baseline" and cell.status == "ok":  # a diverged cell ran no ablation
@@ -318,6 +323,20 @@ def stale(plan: Plan, rd: RunDir, unit: Unit) -> str | None:
                 return (f"{where}: {name} is {'not ' if name in skipped else ''}applicable now, unlike when the "
                         "cell was computed")
     return None
+
+
+def one_precision(cells: Sequence[Cell], amp: str) -> None:
+    """A study never mixes precisions. Cells computed on other machines (Ray, Slurm) each resolve ``train.amp``
+    on their own device, so ``auto`` (or ``fp16``) on nodes that differ can give both: refused, cells kept."""
+    by: dict[str, list[str]] = {}
+    for cell in cells:
+        if cell.train.get("precision"):
+            by.setdefault(cell.train["precision"], []).append(cell.id)
+    if len(by) > 1:
+        seen = "; ".join(f"{p}: {ids[0]}" + (f" and {len(ids) - 1} more" if len(ids) > 1 else "") for p, ids in sorted(by.items()))
+        raise BenchError(f"train.amp: {amp!r} computed cells in {' and '.join(sorted(by))} ({seen}): the machines that "
+                         "computed them resolve it differently; set it to one precision (--set train.amp=bf16 or "
+                         "off) and run the same command, which recomputes the others (docs/reproducibility.md)")
 
 
 def changed_code(recorded: dict[str, str], now: dict[str, str]) -> list[str]:

@@ -64,6 +64,7 @@ class Events:
 
 class Executor:
     name = "?"
+    on_this_machine = True  # its cells compute on this machine's device (bench.driver checks their precision here)
 
     def map(self, fn: CellFn, jobs: list[CellJob], events: Events) -> None:
         """Call ``fn(job)`` for every job, reporting each start and result to ``events``."""
@@ -189,6 +190,7 @@ class RayExecutor(Executor):
     """Each cell a Ray task with its CPU/GPU request; joins ``address`` or starts a local instance."""
 
     name = "ray"
+    on_this_machine = False  # nodes of their own: each resolves train.amp on its device
 
     def __init__(self, address: str | None = None, cpus_per_cell: float = 1, gpus_per_cell: float = 0,
                  workers: int | None = None):
@@ -233,6 +235,7 @@ class SlurmExecutor(Executor):
     ``cluster: local`` runs the same pickled jobs as local subprocesses (tests, a workstation)."""
 
     name = "slurm"
+    on_this_machine = False  # nodes of their own: each resolves train.amp on its device
 
     def __init__(self, cfg: Any, logs: str | None = None):
         require("submitit", "slurm", "submitit")  # before the run folder is claimed

@@ -282,7 +282,7 @@ def _train(model: nn.Module, task: Task, cfg: TrainConfig, *, seed: int, device:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                      "scaler": scaler.state_dict(), "rng": torch.get_rng_state(),
                      "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-                     "step": step, "loss": loss_value, "recent_losses": recent,
+                     "step": step, "loss": loss_value, "recent_losses": recent, "precision": precision,
                      **({} if joint is None else {"joint_loss": joint_value})}
             atomic_write(checkpoint, lambda f, s=state: torch.save(s, f), mode="wb")
     wall = time.perf_counter() - t0

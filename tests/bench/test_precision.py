@@ -119,6 +119,14 @@ def test_an_unknown_amp_is_a_user_error():
         resolve_precision("fp8", CPU)
 
 
+@pytest.mark.skipif(not hasattr(torch.cpu, "_is_avx512_bf16_supported"), reason="this torch has no CPU bf16 probes")
+def test_the_flags_read_agree_with_torchs_own_probe_of_this_cpu():
+    """Not circular: /proc/cpuinfo's flags against torch's cpuinfo probes (CPUID), so a parsing that broke on a CPU
+    with AMX (the same-recipe test would then skip, and auto silently stay fp32) fails here on that CPU."""
+    probed = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert bf16_native(CPU) is bool(probed), (bf16_cpu_flags(), probed)
+
+
 def test_provenance_records_what_decided_auto():
     prov = provenance(CPU)
     assert prov["bf16_native"] is bf16_native(CPU) and prov["bf16_cpu_flags"] == bf16_cpu_flags()

@@ -347,7 +347,7 @@ def test_segmentation_folder_brings_your_own_data(tmp_path):
 def test_published_configs_run_on_fixtures(tmp_path):
     write_cifar10(tmp_path / "cifar", per_batch=12)
     small = ["--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=1", "--set", "train.batch_size=16",
-             "--set", "seeds=[0]", "--quiet"]  # channels_last as published (amp: bf16 is a no-op on a CPU)
+             "--set", "seeds=[0]", "--quiet"]  # channels_last and amp: bf16 as published (bf16 emulated on an AVX2 CPU)
     cifar = ["--set", f"tasks.cifar10.root={tmp_path / 'cifar'}", "--set", "tasks.cifar10.download=false",
              "--set", "tasks.cifar10.test_subset=8"]
     resnet = ["--set", "ablations.1.max_k=2", "--set", "ablations.1.samples=1", "--set", "ablations.2.swaps=[1]",
