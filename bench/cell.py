@@ -187,8 +187,10 @@ def train_and_ablate(job: CellJob, task: Task, device: torch.device, progress: P
         ctx = AblationContext(model, flow, task, device, unit.seed, baseline, chance, weights,
                               train_cfg.eval_batch_size, train_cfg.amp, abl.params, SCALES[plan.cfg.scale])
         t1 = time.perf_counter()
-        with phase(f"ablation:{name}"), autocast(device, train_cfg.amp):  # every forward pass in the cell's
-            out = abl.run(ctx)  # precision: calibration, BN re-estimation, readouts, path gradients too
+        # every forward pass in the cell's precision: calibration, BN re-estimation, readouts, path gradients too;
+        # uncached, since weights may change inside (the identity readout trains, a plugin may edit in place)
+        with phase(f"ablation:{name}"), autocast(device, train_cfg.amp, cache=False):
+            out = abl.run(ctx)
         summary = declared(name, type(abl).Summary, out.summary, "its summary")  # the declared types
         records = [declared(name, type(abl).Record, r, f"record {i}") for i, r in enumerate(out.records)]
         cell["ablations"][name] = {"version": abl.version, "settings": abl.params.model_dump(), "records": records,

@@ -300,7 +300,7 @@ def stale(plan: Plan, rd: RunDir, unit: Unit, here: bool = True) -> str | None:
     than the one declared now (e.g. a bench 0.1 cell, on the old dependence scale, in a resumed folder), the
     code of its architecture, task or ablations changed (``bench.codehash``: a fixed plugin), it computed in
     another precision than ``train.amp`` gives on this device (``amp: auto`` moved to a machine with or without
-    native bf16; checked when ``here``: the cells compute on this machine), or an ablation would now be
+    native bf16; for auto and fp16 checked only when ``here``: the cells compute on this machine), or an ablation would now be
     applicable where it was not (or the reverse)."""
     cell, where = rd.read_cell(unit.id), rd.cell_json(unit.id)  # checked whole by cell_state
     want = plan.versions(unit)
@@ -311,9 +311,10 @@ def stale(plan: Plan, rd: RunDir, unit: Unit, here: bool = True) -> str | None:
     if changed:
         return f"{where}: the code of {', '.join(changed)} changed since the cell was computed"
     recorded, now = cell.train.get("precision"), resolve_precision(plan.cfg.train.amp, resolve_device(plan.cfg.device))
-    if here and recorded is not None and recorded != now:  # a study never mixes precisions (a diverged cell too:
-        # divergence depends on the precision). Where cells compute elsewhere (Ray, Slurm) this machine cannot say
-        # what they resolve to: one_precision checks the assembled cells instead
+    knowable = here or plan.cfg.train.amp in ("off", "bf16")  # auto and fp16 resolve by the computing device
+    if knowable and recorded is not None and recorded != now:  # a study never mixes precisions (a diverged cell
+        # too: divergence depends on the precision). Where cells compute elsewhere (Ray, Slurm) this machine cannot
+        # say what auto or fp16 resolve to there: one_precision checks the assembled cells instead
         return (f"{where}: computed in {recorded}, and train.amp {plan.cfg.train.amp!r} is {now} on this device "
                 "(docs/reproducibility.md, 'Precision')")
     if unit.variant == "baseline" and cell.status == "ok":  # a diverged cell ran no ablation
@@ -335,8 +336,8 @@ def one_precision(cells: Sequence[Cell], amp: str) -> None:
     if len(by) > 1:
         seen = "; ".join(f"{p}: {ids[0]}" + (f" and {len(ids) - 1} more" if len(ids) > 1 else "") for p, ids in sorted(by.items()))
         raise BenchError(f"train.amp: {amp!r} computed cells in {' and '.join(sorted(by))} ({seen}): the machines that "
-                         "computed them resolve it differently; set it to one precision (--set train.amp=bf16 or "
-                         "off) and run the same command, which recomputes the others (docs/reproducibility.md)")
+                         "computed them resolve it differently; add --set train.amp=bf16 (or off) to the same "
+                         "command, which recomputes the cells of the other precision (docs/reproducibility.md)")
 
 
 def changed_code(recorded: dict[str, str], now: dict[str, str]) -> list[str]:
@@ -355,7 +356,7 @@ def prepare(plan: Plan, rd: RunDir, restart: bool) -> None:
         rd.claim(plan.yaml)
         rd.lock()
         if not restart:
-            same_study(plan, rd)  # again under the lock: what is cleaned and written is this study's
+            same_study(plan, rd, warn=True)  # again under the lock: what is cleaned and written is this study's
         rd.clean(restart)
         rd.write_config(plan.yaml)
     except OSError as exc:
@@ -363,15 +364,37 @@ def prepare(plan: Plan, rd: RunDir, restart: bool) -> None:
                          "choose another with --out") from None
 
 
-def same_study(plan: Plan, rd: RunDir) -> None:
+def same_study(plan: Plan, rd: RunDir, warn: bool = False) -> None:
     """The folder holds this study, or a round of it with fewer seeds (growing a study: only the new seeds'
-    cells are computed); else refused with the difference shown."""
+    cells are computed), or it in another ``train.amp`` (its cells of another precision recomputed; ``warn``:
+    say so); else refused with the difference shown."""
     old = rd.read_config() if rd.is_ours() or rd.config.exists() else None
-    if old is not None and old != plan.yaml and not same_under_current_schema(plan, rd) \
-            and not grows_seeds(as_resolved_now(rd, old), plan.resolved):
-        diff = "; ".join(config_diff(safe_load(old), plan.resolved, limit=5, sides=None, by_name=False))
-        raise BenchError(f"{rd.root}: holds a run of a different config ({diff}); "
-                         "use --restart to start over or --out for a new folder")
+    if old is None or old == plan.yaml or same_under_current_schema(plan, rd):
+        return
+    before = as_resolved_now(rd, old)
+    if grows_seeds(before, plan.resolved) or same_but_precision(before, plan.resolved):
+        if warn and before is not None and amp_of(before) != amp_of(plan.resolved) and writer():
+            print(f"warning: {rd.root}: train.amp {amp_of(before)!r} -> {amp_of(plan.resolved)!r}: the cells computed "
+                  "in another precision than it gives are recomputed", file=sys.stderr)
+        return
+    diff = "; ".join(config_diff(safe_load(old), plan.resolved, limit=5, sides=None, by_name=False))
+    raise BenchError(f"{rd.root}: holds a run of a different config ({diff}); "
+                     "use --restart to start over or --out for a new folder")
+
+
+def amp_of(resolved: dict[str, Any]) -> Any:
+    return (resolved.get("train") or {}).get("amp", "off")
+
+
+def same_but_precision(before: dict[str, Any] | None, now: dict[str, Any]) -> bool:
+    """``now`` is ``before`` (or a round of it with more seeds) in another ``train.amp``: the same study, its
+    cells of another precision recomputed (a cell records its precision: bench.driver.stale), none mixed."""
+    if before is None or not isinstance(before.get("train"), dict) or not isinstance(now.get("train"), dict):
+        return False
+    def without_amp(c: dict[str, Any]) -> dict[str, Any]:
+        return {**c, "train": {k: v for k, v in c["train"].items() if k != "amp"}}
+    b, n = without_amp(before), without_amp(now)
+    return b == n or grows_seeds(b, n)
 
 
 def as_resolved_now(rd: RunDir, old: str) -> dict[str, Any] | None:

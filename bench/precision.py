@@ -60,9 +60,12 @@ def resolve_precision(amp: str, device: torch.device) -> str:
     raise BenchError(f"train.amp: {amp!r} is not one of 'off', 'auto', 'bf16', 'fp16'")
 
 
-def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """The autocast context of the model's forward pass under ``amp`` (none for fp32)."""
+def autocast(device: torch.device, amp: str, *, cache: bool = True) -> contextlib.AbstractContextManager:
+    """The autocast context of the model's forward pass under ``amp`` (none for fp32). Inside a region already
+    autocast on this device it adds none: the outer region's settings hold. ``cache=False`` for a region in which
+    weights change (a readout trained inside an ablation): autocast keeps each weight's low-precision copy until
+    its outermost region ends, so a cached region would go on computing with the first step's weights."""
     precision = resolve_precision(amp, device)
-    if precision == "fp32":
+    if precision == "fp32" or torch.is_autocast_enabled(device.type):
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=DTYPES[precision])
+    return torch.autocast(device.type, dtype=DTYPES[precision], cache_enabled=cache)

@@ -1,3 +1,3 @@
 """The version of bench: one place, read by pyproject.toml, provenance and `bench.__version__`."""
 
-__version__ = "0.3.2"
+__version__ = "0.3.3"
