@@ -310,9 +310,9 @@ def stale(plan: Plan, rd: RunDir, unit: Unit, here: bool = True) -> str | None:
     changed = changed_code(cell.code, plan.code_of(unit))
     if changed:
         return f"{where}: the code of {', '.join(changed)} changed since the cell was computed"
-    recorded, now = cell.train.get("precision"), resolve_precision(plan.cfg.train.amp, resolve_device(plan.cfg.device))
+    recorded, now = precision_of(cell), resolve_precision(plan.cfg.train.amp, resolve_device(plan.cfg.device))
     knowable = here or plan.cfg.train.amp in ("off", "bf16")  # auto and fp16 resolve by the computing device
-    if knowable and recorded is not None and recorded != now:  # a study never mixes precisions (a diverged cell
+    if knowable and recorded != now:  # a study never mixes precisions (a diverged cell
         # too: divergence depends on the precision). Where cells compute elsewhere (Ray, Slurm) this machine cannot
         # say what auto or fp16 resolve to there: one_precision checks the assembled cells instead
         return (f"{where}: computed in {recorded}, and train.amp {plan.cfg.train.amp!r} is {now} on this device "
@@ -326,13 +326,18 @@ def stale(plan: Plan, rd: RunDir, unit: Unit, here: bool = True) -> str | None:
     return None
 
 
+def precision_of(cell: Cell) -> str:
+    """The precision a cell computed in; fp32 where it records none (before bench 0.3.1 ``train.amp`` was ignored on
+    a CPU, where every committed cell was computed), so an amp change never relabels unrecorded cells."""
+    return cell.train.get("precision") or "fp32"
+
+
 def one_precision(cells: Sequence[Cell], amp: str) -> None:
     """A study never mixes precisions. Cells computed on other machines (Ray, Slurm) each resolve ``train.amp``
     on their own device, so ``auto`` (or ``fp16``) on nodes that differ can give both: refused, cells kept."""
     by: dict[str, list[str]] = {}
     for cell in cells:
-        if cell.train.get("precision"):
-            by.setdefault(cell.train["precision"], []).append(cell.id)
+        by.setdefault(precision_of(cell), []).append(cell.id)
     if len(by) > 1:
         seen = "; ".join(f"{p}: {ids[0]}" + (f" and {len(ids) - 1} more" if len(ids) > 1 else "") for p, ids in sorted(by.items()))
         raise BenchError(f"train.amp: {amp!r} computed cells in {' and '.join(sorted(by))} ({seen}): the machines that "

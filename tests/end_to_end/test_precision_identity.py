@@ -155,12 +155,33 @@ def test_cells_computed_elsewhere_are_not_judged_by_this_machine_and_never_mixed
     assert json.loads((out / "results.json").read_text())["invocations"][-1]["cells_computed"] == 1  # s0 alone
 
 
-def test_one_precision_passes_a_study_of_one_and_cells_that_record_none():
+def test_one_precision_reads_a_cell_that_records_none_as_fp32():
+    """A cell computed before bench 0.3.1 records no precision: it was fp32 (amp was ignored on a CPU)."""
     from types import SimpleNamespace
     cell = lambda i, p: SimpleNamespace(id=i, train={} if p is None else {"precision": p})  # noqa: E731
-    one_precision([cell("a", "bf16"), cell("b", "bf16"), cell("c", None)], "auto")  # c: computed before bench 0.3.1
-    with pytest.raises(BenchError, match=r"bf16 and fp16 \(bf16: a and 1 more; fp16: c\)"):
-        one_precision([cell("a", "bf16"), cell("b", "bf16"), cell("c", "fp16")], "auto")
+    one_precision([cell("a", "fp32"), cell("b", "fp32"), cell("c", None)], "off")
+    with pytest.raises(BenchError, match=r"bf16 and fp32 \(bf16: a and 1 more; fp32: c\)"):
+        one_precision([cell("a", "bf16"), cell("b", "bf16"), cell("c", None)], "auto")
+
+
+def test_an_amp_change_recomputes_cells_that_record_no_precision(study, monkeypatch, capsys):
+    """Found by review: a folder of cells from before bench 0.3.1 (no recorded precision: every committed reference)
+    run with --set train.amp=bf16 was accepted, warned that other-precision cells are recomputed, recomputed none and
+    called itself a bf16 study. They read as fp32 now, and are recomputed."""
+    out = study.parent / "run"
+    on(monkeypatch, AVX2)
+    assert run(study, out) == 0
+    (path,) = (out / "cells").glob("*.json")
+    old = json.loads(path.read_text())
+    del old["train"]["precision"]  # as bench 0.3.0 wrote it
+    path.write_text(json.dumps(old))
+    capsys.readouterr()
+    assert run(study, out, "train.amp=bf16") == 0
+    assert "train.amp 'auto' -> 'bf16': the cells computed in another precision than it gives are recomputed" in (
+        capsys.readouterr().err)
+    (cell,) = cells(out)
+    assert cell["train"]["precision"] == "bf16"
+    assert json.loads((out / "results.json").read_text())["invocations"][-1]["cells_computed"] == 1
 
 
 ALL_FORWARDS = """
