@@ -36,7 +36,7 @@ from bench.metrics import SCALES, chance_outcome, primary_metric, shared_weights
 from bench.models.joint import weights_hash
 from bench.phases import phase
 from bench.plan import Plan, Unit, resolve_device, spec_dict
-from bench.precision import autocast, resolve_precision
+from bench.precision import autocast, recorded, resolve_precision
 from bench.provenance import CELL_PROVENANCE
 from bench.registry import TASKS, load_plugin
 from bench.rundir import RunDir
@@ -206,10 +206,10 @@ def resumable(rd: RunDir, cid: str, device: torch.device, precision: str) -> dic
     """The cell's epoch checkpoint to resume from, or None; one trained in another precision (``amp: auto`` on
     another machine, a requeued job on another node type) is discarded: a cell never mixes precisions."""
     state = rd.load_checkpoint(cid, device)
-    if state is None or state.get("precision", "fp32") == precision:  # no key: written before checkpoints recorded it
+    if state is None or recorded(state) == precision:
         return state
     if writer():
-        print(f"warning: {rd.checkpoint(cid)}: trained in {state.get('precision', 'fp32')}, and this cell computes "
+        print(f"warning: {rd.checkpoint(cid)}: trained in {recorded(state)}, and this cell computes "
               f"in {precision} on this device; retraining it from scratch", file=sys.stderr, flush=True)
         rd.discard_checkpoint(cid)
     return None

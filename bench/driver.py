@@ -30,7 +30,7 @@ from bench.errors import BenchError, first_line
 from bench.executors import Events, Executor, LocalExecutor, ProcessExecutor
 from bench.io import write_json
 from bench.plan import Plan, Unit, build_model, merges_run, resolve_device, unused_merge_error
-from bench.precision import resolve_precision
+from bench.precision import recorded, resolve_precision
 from bench.progress import StudyProgress
 from bench.provenance import plan_record, provenance
 from bench.report import write_report
@@ -66,6 +66,7 @@ def run_study(plan: Plan, executor: Executor | None = None, options: Options | N
 def _run(plan: Plan, executor: Executor | None, options: Options, rd: RunDir) -> Path:
     """The checklist: provenance, data, probe, claim, resume, dispatch, assemble, write."""
     t0 = time.perf_counter()
+    executor = executor or LocalExecutor()
     require_log(options.log)  # a missing package is one line before anything trains
     prov = provenance(resolve_device(plan.cfg.device))  # the code that computes the cells
     if options.show_progress and writer():  # the device is recorded in provenance too (results.json, report)
@@ -85,7 +86,7 @@ def _run(plan: Plan, executor: Executor | None, options: Options, rd: RunDir) ->
         _barrier()
         computed, looks = 0, []
         for look in look_plans(plan):  # one look, or seeds in rounds until the headline is decided
-            todo = unfinished(look, rd, here=(executor or LocalExecutor()).on_this_machine)
+            todo = unfinished(look, rd, here=executor.on_this_machine)
             _barrier()
             jobs = [CellJob(look, str(rd.root.resolve()), u, None, prov, os.getcwd(), PROCESS, options.log)
                     for u in todo]
@@ -93,7 +94,7 @@ def _run(plan: Plan, executor: Executor | None, options: Options, rd: RunDir) ->
                                enabled=options.show_progress and writer()) as progress:
                 events = Events(progress)
                 if jobs:
-                    (executor or LocalExecutor()).map(compute_cell, jobs, events)
+                    executor.map(compute_cell, jobs, events)
             computed += len(todo)
             _barrier()
             results = None
@@ -300,8 +301,8 @@ def stale(plan: Plan, rd: RunDir, unit: Unit, here: bool = True) -> str | None:
     than the one declared now (e.g. a bench 0.1 cell, on the old dependence scale, in a resumed folder), the
     code of its architecture, task or ablations changed (``bench.codehash``: a fixed plugin), it computed in
     another precision than ``train.amp`` gives on this device (``amp: auto`` moved to a machine with or without
-    native bf16; for auto and fp16 checked only when ``here``: the cells compute on this machine), or an ablation would now be
-    applicable where it was not (or the reverse)."""
+    native bf16; for auto and fp16 checked only when ``here``: the cells compute on this machine), or an
+    ablation would now be applicable where it was not (or the reverse)."""
     cell, where = rd.read_cell(unit.id), rd.cell_json(unit.id)  # checked whole by cell_state
     want = plan.versions(unit)
     if cell.ablation_versions != want:
@@ -310,12 +311,12 @@ def stale(plan: Plan, rd: RunDir, unit: Unit, here: bool = True) -> str | None:
     changed = changed_code(cell.code, plan.code_of(unit))
     if changed:
         return f"{where}: the code of {', '.join(changed)} changed since the cell was computed"
-    recorded, now = precision_of(cell), resolve_precision(plan.cfg.train.amp, resolve_device(plan.cfg.device))
+    was, now = recorded(cell.train), resolve_precision(plan.cfg.train.amp, resolve_device(plan.cfg.device))
     knowable = here or plan.cfg.train.amp in ("off", "bf16")  # auto and fp16 resolve by the computing device
-    if knowable and recorded != now:  # a study never mixes precisions (a diverged cell
+    if knowable and was != now:  # a study never mixes precisions (a diverged cell
         # too: divergence depends on the precision). Where cells compute elsewhere (Ray, Slurm) this machine cannot
         # say what auto or fp16 resolve to there: one_precision checks the assembled cells instead
-        return (f"{where}: computed in {recorded}, and train.amp {plan.cfg.train.amp!r} is {now} on this device "
+        return (f"{where}: computed in {was}, and train.amp {plan.cfg.train.amp!r} is {now} on this device "
                 "(docs/reproducibility.md, 'Precision')")
     if unit.variant == "baseline" and cell.status == "ok":  # a diverged cell ran no ablation
         run, skipped = plan.test_ablations(unit.arch)
@@ -326,18 +327,12 @@ def stale(plan: Plan, rd: RunDir, unit: Unit, here: bool = True) -> str | None:
     return None
 
 
-def precision_of(cell: Cell) -> str:
-    """The precision a cell computed in; fp32 where it records none (before bench 0.3.1 ``train.amp`` was ignored on
-    a CPU, where every committed cell was computed), so an amp change never relabels unrecorded cells."""
-    return cell.train.get("precision") or "fp32"
-
-
 def one_precision(cells: Sequence[Cell], amp: str) -> None:
     """A study never mixes precisions. Cells computed on other machines (Ray, Slurm) each resolve ``train.amp``
     on their own device, so ``auto`` (or ``fp16``) on nodes that differ can give both: refused, cells kept."""
     by: dict[str, list[str]] = {}
     for cell in cells:
-        by.setdefault(precision_of(cell), []).append(cell.id)
+        by.setdefault(recorded(cell.train), []).append(cell.id)  # none recorded: fp32, never relabelled
     if len(by) > 1:
         seen = "; ".join(f"{p}: {ids[0]}" + (f" and {len(ids) - 1} more" if len(ids) > 1 else "") for p, ids in sorted(by.items()))
         raise BenchError(f"train.amp: {amp!r} computed cells in {' and '.join(sorted(by))} ({seen}): the machines that "

@@ -60,6 +60,12 @@ def resolve_precision(amp: str, device: torch.device) -> str:
     raise BenchError(f"train.amp: {amp!r} is not one of 'off', 'auto', 'bf16', 'fp16'")
 
 
+def recorded(record: dict) -> str:
+    """The precision a cell's train record or an epoch checkpoint says it computed in; fp32 where it says none
+    (written before they recorded it: ``train.amp`` was ignored on a CPU, where every committed cell was computed)."""
+    return record.get("precision") or "fp32"
+
+
 def autocast(device: torch.device, amp: str, *, cache: bool = True) -> contextlib.AbstractContextManager:
     """The autocast context of the model's forward pass under ``amp`` (none for fp32). Inside a region already
     autocast on this device it adds none: the outer region's settings hold. ``cache=False`` for a region in which

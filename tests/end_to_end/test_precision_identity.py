@@ -212,16 +212,14 @@ def test_every_forward_pass_of_a_cell_computes_in_its_precision(tmp_path):
     seen: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     current = ["(outside a cell)"]
 
-    class Phases:
+    class Phases:  # a bench.phases observer: the phase being run
+        @contextlib.contextmanager
         def __call__(self, name: str):
-            @contextlib.contextmanager
-            def labelled():
-                before, current[0] = current[0], name
-                try:
-                    yield
-                finally:
-                    current[0] = before
-            return labelled()
+            before, current[0] = current[0], name
+            try:
+                yield
+            finally:
+                current[0] = before
 
         def step(self) -> None:
             pass
